@@ -1,0 +1,88 @@
+//! Decoding ring-buffer records into owned events.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use monitor_common::{EventHeader, AF_INET6, HEADER_SIZE};
+use thiserror::Error;
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {0} bytes is shorter than the event header")]
+    Short(usize),
+    #[error("record claims {claimed} payload bytes but carries {actual}")]
+    Length { claimed: u32, actual: usize },
+}
+
+/// One captured record with its payload copied out of the ring buffer.
+#[derive(Clone, Debug)]
+pub struct Event {
+    pub header: EventHeader,
+    pub data: Vec<u8>,
+}
+
+impl Event {
+    pub fn decode(raw: &[u8]) -> Result<Event, DecodeError> {
+        if raw.len() < HEADER_SIZE {
+            return Err(DecodeError::Short(raw.len()));
+        }
+        // SAFETY: EventHeader is plain old data and `raw` holds at least its size.
+        let header: EventHeader =
+            unsafe { std::ptr::read_unaligned(raw.as_ptr() as *const EventHeader) };
+        let payload = &raw[HEADER_SIZE..];
+        if header.len as usize > payload.len() {
+            return Err(DecodeError::Length { claimed: header.len, actual: payload.len() });
+        }
+        Ok(Event { header, data: payload[..header.len as usize].to_vec() })
+    }
+
+    /// Key that stays the same for every event of one connection.
+    pub fn conn_key(&self) -> (u64, u64) {
+        (self.header.sock, self.header.conn_id)
+    }
+
+    pub fn local(&self) -> SocketAddr {
+        SocketAddr::new(addr(self.header.family, &self.header.local_addr), self.header.local_port)
+    }
+
+    pub fn remote(&self) -> SocketAddr {
+        SocketAddr::new(addr(self.header.family, &self.header.remote_addr), self.header.remote_port)
+    }
+
+    pub fn comm(&self) -> String {
+        let c = &self.header.comm;
+        let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
+        String::from_utf8_lossy(&c[..end]).into_owned()
+    }
+}
+
+/// IPv4-mapped IPv6 addresses (dual-stack sockets) are shown as the IPv4 address they are.
+fn addr(family: u16, raw: &[u8; 16]) -> IpAddr {
+    if family == AF_INET6 {
+        let v6 = Ipv6Addr::from(*raw);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        }
+    } else {
+        IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_records_are_errors() {
+        assert_eq!(Event::decode(&[0u8; 10]).unwrap_err(), DecodeError::Short(10));
+        let mut raw = vec![0u8; HEADER_SIZE + 2];
+        // len field claims more than present
+        let h = EventHeader {
+            ts_ns: 0, sock: 0, conn_id: 0, stream_offset: 0, pid: 0, tid: 0, fd: 0, len: 9,
+            orig_len: 9, kind: 1, direction: 1, role: 0, _pad0: 0, family: 2, local_port: 0,
+            remote_port: 0, _pad1: 0, local_addr: [0; 16], remote_addr: [0; 16], comm: [0; 16],
+        };
+        unsafe { std::ptr::write_unaligned(raw.as_mut_ptr() as *mut EventHeader, h) };
+        assert!(matches!(Event::decode(&raw), Err(DecodeError::Length { claimed: 9, .. })));
+    }
+}

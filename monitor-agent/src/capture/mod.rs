@@ -1,0 +1,106 @@
+//! Loading the eBPF programs, attaching them, and reading what they capture.
+
+pub mod btf;
+pub mod counters;
+pub mod event;
+pub mod preflight;
+pub mod reader;
+
+use anyhow::{Context, Result};
+use aya::{
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+    Ebpf, EbpfLoader,
+};
+use monitor_common::KernelOffsets;
+
+/// Every program and the syscall tracepoints it serves. The data exit handler is shared:
+/// the stashed arguments tell it what shape the buffer has.
+const ATTACHMENTS: &[(&str, &[&str])] = &[
+    ("sys_enter_read", &["sys_enter_read"]),
+    ("sys_enter_readv", &["sys_enter_readv"]),
+    ("sys_enter_recvfrom", &["sys_enter_recvfrom"]),
+    ("sys_enter_recvmsg", &["sys_enter_recvmsg"]),
+    ("sys_enter_write", &["sys_enter_write"]),
+    ("sys_enter_writev", &["sys_enter_writev"]),
+    ("sys_enter_sendto", &["sys_enter_sendto"]),
+    ("sys_enter_sendmsg", &["sys_enter_sendmsg"]),
+    ("sys_enter_sendfile64", &["sys_enter_sendfile64"]),
+    (
+        "sys_exit_data",
+        &[
+            "sys_exit_read",
+            "sys_exit_readv",
+            "sys_exit_recvfrom",
+            "sys_exit_recvmsg",
+            "sys_exit_write",
+            "sys_exit_writev",
+            "sys_exit_sendto",
+            "sys_exit_sendmsg",
+            "sys_exit_sendfile64",
+        ],
+    ),
+    ("sys_enter_connect", &["sys_enter_connect"]),
+    ("sys_exit_connect", &["sys_exit_connect"]),
+    ("sys_exit_accept", &["sys_exit_accept", "sys_exit_accept4"]),
+    ("sys_enter_close", &["sys_enter_close"]),
+];
+
+/// The loaded programs. Dropping it detaches everything.
+pub struct Capture {
+    ebpf: Ebpf,
+    _logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    pub attached: usize,
+}
+
+pub struct CaptureConfig {
+    /// Ring buffer size in bytes (power of two, multiple of the page size).
+    pub ring_buffer_bytes: u32,
+}
+
+impl Capture {
+    pub fn load(cfg: &CaptureConfig) -> Result<Self> {
+        let offsets: KernelOffsets = btf::running_kernel_offsets()?;
+        let tgid = std::process::id();
+        let mut ebpf = EbpfLoader::new()
+            .override_global("OFFSETS", &offsets, true)
+            .override_global("AGENT_TGID", &tgid, true)
+            .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
+            .load(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor")))
+            .context("loading the eBPF programs into the kernel")?;
+        let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::debug!("no eBPF log map: {e}");
+                None
+            }
+        };
+        let mut attached = 0;
+        for (prog, points) in ATTACHMENTS {
+            let program: &mut TracePoint = ebpf
+                .program_mut(prog)
+                .with_context(|| format!("program {prog} missing from the eBPF object"))?
+                .try_into()?;
+            program.load().with_context(|| format!("verifier rejected {prog}"))?;
+            for point in *points {
+                program
+                    .attach("syscalls", point)
+                    .with_context(|| format!("attaching {prog} to syscalls:{point}"))?;
+                attached += 1;
+            }
+        }
+        Ok(Capture { ebpf, _logger: logger, attached })
+    }
+
+    /// The ring buffer of captured events (can be taken once).
+    pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
+        let map = self.ebpf.take_map("EVENTS").context("EVENTS map missing")?;
+        Ok(RingBuf::try_from(map)?)
+    }
+
+    /// The per-CPU health counters (can be taken once).
+    pub fn take_counters(&mut self) -> Result<PerCpuArray<MapData, u64>> {
+        let map = self.ebpf.take_map("COUNTERS").context("COUNTERS map missing")?;
+        Ok(PerCpuArray::try_from(map)?)
+    }
+}

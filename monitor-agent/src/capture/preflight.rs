@@ -1,0 +1,99 @@
+//! Checks that this machine can run the agent, fixing what can be fixed (tracefs) and
+//! saying in one sentence what cannot.
+
+use std::path::Path;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Missing {
+    #[error("the agent must run as root (it loads eBPF programs: needs CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE); try: sudo monitor-agent run")]
+    NotRoot,
+    #[error("the kernel exposes no BTF at /sys/kernel/btf/vmlinux (needs CONFIG_DEBUG_INFO_BTF=y)")]
+    NoBtf,
+    #[error("tracefs is not mounted at /sys/kernel/tracing and mounting it failed: {0}")]
+    NoTracefs(String),
+    #[error("the kernel has no syscall tracepoints (needs CONFIG_FTRACE_SYSCALLS=y): {0} is missing")]
+    NoSyscallTracepoints(String),
+    #[error("kernel {0} is too old: BPF ring buffers need Linux 5.8 or newer")]
+    OldKernel(String),
+}
+
+pub const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Runs every check; the first failure is returned.
+pub fn check() -> Result<(), Missing> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Missing::NotRoot);
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(Missing::NoBtf);
+    }
+    let release = kernel_release();
+    if !release_at_least(&release, 5, 8) {
+        return Err(Missing::OldKernel(release));
+    }
+    ensure_tracefs()?;
+    let probe = format!("{TRACEFS}/events/syscalls/sys_enter_read");
+    if !Path::new(&probe).exists() {
+        return Err(Missing::NoSyscallTracepoints(probe));
+    }
+    raise_memlock();
+    Ok(())
+}
+
+/// Whether uprobes can be created (needed by the TLS capture).
+pub fn has_uprobes() -> bool {
+    Path::new(&format!("{TRACEFS}/uprobe_events")).exists()
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+fn release_at_least(release: &str, major: u32, minor: u32) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let maj: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let min: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (maj, min) >= (major, minor)
+}
+
+fn ensure_tracefs() -> Result<(), Missing> {
+    if Path::new(&format!("{TRACEFS}/events")).exists() {
+        return Ok(());
+    }
+    let status = std::process::Command::new("mount")
+        .args(["-t", "tracefs", "tracefs", TRACEFS])
+        .status();
+    match status {
+        Ok(s) if s.success() && Path::new(&format!("{TRACEFS}/events")).exists() => Ok(()),
+        Ok(s) => Err(Missing::NoTracefs(format!("mount exited with {s}"))),
+        Err(e) => Err(Missing::NoTracefs(e.to_string())),
+    }
+}
+
+/// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
+fn raise_memlock() {
+    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    // SAFETY: valid pointer to a local struct.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+    if rc != 0 {
+        log::debug!("could not raise RLIMIT_MEMLOCK");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_release_comparison() {
+        assert!(release_at_least("6.18.44-fc-v657", 5, 8));
+        assert!(release_at_least("5.8.0", 5, 8));
+        assert!(!release_at_least("5.4.0-150-generic", 5, 8));
+        assert!(!release_at_least("garbage", 5, 8));
+    }
+}

@@ -1,0 +1,98 @@
+//! The single ring-buffer reader: decodes records and hands each to the shard worker that
+//! owns its connection, so every connection is parsed in order by one thread.
+
+use std::{
+    os::fd::AsRawFd,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    thread::{self, JoinHandle, Thread},
+    time::Duration,
+};
+
+use aya::maps::{MapData, RingBuf};
+use ringbuf::{traits::Producer, HeapProd};
+
+use super::event::Event;
+use crate::metrics::Metrics;
+
+/// Where the reader sends one shard's events, and how it wakes that shard.
+pub struct ShardInlet {
+    pub queue: HeapProd<Event>,
+    pub worker: Thread,
+}
+
+/// Picks the shard of a connection; stable for the connection's lifetime.
+pub fn shard_of(key: (u64, u64), shards: usize) -> usize {
+    let mut h = key.0 ^ key.1.rotate_left(29);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    (h % shards.max(1) as u64) as usize
+}
+
+pub fn spawn(
+    mut ring: RingBuf<MapData>,
+    mut inlets: Vec<ShardInlet>,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    thread::Builder::new().name("ringbuf-reader".into()).spawn(move || {
+        let fd = ring.as_raw_fd();
+        let mut woken = vec![false; inlets.len()];
+        while !stop.load(Ordering::Relaxed) {
+            let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut pfd, 1, 100) };
+            let mut batch = 0;
+            while let Some(item) = ring.next() {
+                batch += 1;
+                match Event::decode(&item) {
+                    Ok(event) => {
+                        metrics.events_received.inc();
+                        let shard = shard_of(event.conn_key(), inlets.len());
+                        push(&mut inlets[shard], event, &stop);
+                        woken[shard] = true;
+                    }
+                    Err(e) => {
+                        metrics.events_undecodable.inc();
+                        log::debug!("undecodable ring-buffer record: {e}");
+                    }
+                }
+                // Wake workers regularly inside long bursts so they start early.
+                if batch % 256 == 0 {
+                    wake(&inlets, &mut woken);
+                }
+            }
+            wake(&inlets, &mut woken);
+        }
+    })
+}
+
+fn wake(inlets: &[ShardInlet], woken: &mut [bool]) {
+    for (i, w) in woken.iter_mut().enumerate() {
+        if *w {
+            inlets[i].worker.unpark();
+            *w = false;
+        }
+    }
+}
+
+/// Waits for room rather than dropping: backpressure fills the ring buffer, where the
+/// kernel counts what it cannot write.
+fn push(inlet: &mut ShardInlet, mut event: Event, stop: &AtomicBool) {
+    loop {
+        match inlet.queue.try_push(event) {
+            Ok(()) => return,
+            Err(back) => {
+                event = back;
+                inlet.worker.unpark();
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                thread::sleep(Duration::from_micros(50));
+            }
+        }
+    }
+}

@@ -1,0 +1,64 @@
+//! Shard workers: one thread per core, each owning the connections hashed to it.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc::SyncSender,
+        Arc,
+    },
+    thread::{self, JoinHandle},
+    time::Duration,
+};
+
+use ringbuf::{traits::Consumer, HeapCons};
+
+use super::ConnTracker;
+use crate::{capture::event::Event, clock::Clock, metrics::Metrics, record::CallRecord};
+
+/// How often idle connections are swept.
+const SWEEP_EVERY_NS: u64 = 1_000_000_000;
+
+pub fn spawn(
+    index: usize,
+    mut queue: HeapCons<Event>,
+    mut tracker: ConnTracker,
+    records: Option<SyncSender<CallRecord>>,
+    metrics: Arc<Metrics>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    thread::Builder::new().name(format!("shard-{index}")).spawn(move || {
+        let mut out = Vec::new();
+        let mut last_sweep = Clock::monotonic_now_ns();
+        let mut counted = 0usize;
+        loop {
+            let mut busy = false;
+            while let Some(ev) = queue.try_pop() {
+                busy = true;
+                tracker.handle(&ev, &mut out);
+                for rec in out.drain(..) {
+                    if let Some(tx) = &records {
+                        if tx.send(rec).is_err() {
+                            metrics.records_dropped.inc();
+                        }
+                    }
+                }
+            }
+            let now = Clock::monotonic_now_ns();
+            if now.saturating_sub(last_sweep) >= SWEEP_EVERY_NS {
+                tracker.sweep(now);
+                last_sweep = now;
+            }
+            let len = tracker.len();
+            if len != counted {
+                metrics.tracked_connections.inc_by(len as i64 - counted as i64);
+                counted = len;
+            }
+            if stop.load(Ordering::Relaxed) && !busy {
+                break;
+            }
+            if !busy {
+                thread::park_timeout(Duration::from_millis(200));
+            }
+        }
+    })
+}

@@ -1,0 +1,253 @@
+//! One shard's table of live connections.
+//!
+//! Each connection keeps an HTTP/1 session, the next expected stream offset of each
+//! direction (a jump means the kernel dropped bytes) and who the observed process is.
+
+use std::{collections::HashMap, net::SocketAddr};
+
+use monitor_common::{
+    sniff, sniff::SNIFF_LEN, Sniff, DIR_EGRESS, KIND_CLOSE, KIND_DATA, KIND_GAP, ROLE_CLIENT,
+    ROLE_SERVER,
+};
+use prometheus_client::metrics::counter::Counter;
+
+use crate::{
+    capture::event::Event,
+    clock::Clock,
+    metrics::{CallLabels, Metrics, ProtocolLabels, ReasonLabels},
+    protocol::http1::{Exchange, Limits, Session, SessionStats, Side},
+    record::{rfc3339, CallRecord, Peer, Role},
+    redact::{route_of, Redactor},
+};
+
+#[derive(Clone, Debug)]
+pub struct TrackerConfig {
+    /// Most connections this shard tracks; beyond it the longest idle are forgotten.
+    pub max_connections: usize,
+    /// Connections with no event for this long are forgotten.
+    pub idle_timeout_ns: u64,
+}
+
+struct Conn {
+    role: Option<Role>,
+    session: Session,
+    /// Next expected stream offset per direction (egress, ingress).
+    expected: [Option<u64>; 2],
+    last_seen_ns: u64,
+    local: SocketAddr,
+    remote: SocketAddr,
+    pid: u32,
+    comm: String,
+    reported: SessionStats,
+}
+
+/// Counters resolved once so the hot path does not hash label sets.
+struct Handles {
+    client_calls: Counter,
+    server_calls: Counter,
+    parse_errors: Counter,
+    resyncs: Counter,
+    unmatched: Counter,
+    dropped_requests: Counter,
+    gaps: Counter,
+    evicted_idle: Counter,
+    evicted_capacity: Counter,
+}
+
+pub struct ConnTracker {
+    conns: HashMap<(u64, u64), Conn>,
+    cfg: TrackerConfig,
+    out: Recorder,
+}
+
+/// Everything needed to turn exchanges into records, apart from the connection table.
+struct Recorder {
+    clock: Clock,
+    redactor: Redactor,
+    h: Handles,
+}
+
+const HTTP1: &str = "http/1.1";
+
+fn side_of(role: Role, direction: u8) -> Side {
+    match (role, direction == DIR_EGRESS) {
+        (Role::Client, true) | (Role::Server, false) => Side::Request,
+        _ => Side::Response,
+    }
+}
+
+/// Infers the role of a connection first seen mid-life from which way a message went.
+fn infer_role(direction: u8, data: &[u8]) -> Option<Role> {
+    let mut b = [0u8; SNIFF_LEN];
+    let n = data.len().min(SNIFF_LEN);
+    b[..n].copy_from_slice(&data[..n]);
+    let egress = direction == DIR_EGRESS;
+    match sniff(&b, n) {
+        Sniff::Http1Request => Some(if egress { Role::Client } else { Role::Server }),
+        Sniff::Http1Response => Some(if egress { Role::Server } else { Role::Client }),
+        _ => None,
+    }
+}
+
+impl ConnTracker {
+    pub fn new(cfg: TrackerConfig, clock: Clock, redactor: Redactor, m: &Metrics) -> Self {
+        let proto = || ProtocolLabels { protocol: HTTP1.into() };
+        let calls = |role: &str| {
+            m.calls.get_or_create(&CallLabels { protocol: HTTP1.into(), role: role.into() }).clone()
+        };
+        let reason = |r: &str| m.connections_evicted.get_or_create(&ReasonLabels { reason: r.into() }).clone();
+        let h = Handles {
+            client_calls: calls("client"),
+            server_calls: calls("server"),
+            parse_errors: m.parse_errors.get_or_create(&proto()).clone(),
+            resyncs: m.resyncs.get_or_create(&proto()).clone(),
+            unmatched: m.unmatched_responses.get_or_create(&proto()).clone(),
+            dropped_requests: m.dropped_requests.get_or_create(&proto()).clone(),
+            gaps: m.stream_gaps.get_or_create(&proto()).clone(),
+            evicted_idle: reason("idle"),
+            evicted_capacity: reason("capacity"),
+        };
+        ConnTracker { conns: HashMap::new(), cfg, out: Recorder { clock, redactor, h } }
+    }
+
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Feeds one event; completed calls are appended to `out`.
+    pub fn handle(&mut self, ev: &Event, out: &mut Vec<CallRecord>) {
+        let key = ev.conn_key();
+        let h = &ev.header;
+        if h.kind == KIND_CLOSE {
+            if let Some(mut conn) = self.conns.remove(&key) {
+                let mut exchanges = Vec::new();
+                conn.session.on_close(h.ts_ns, &mut exchanges);
+                self.out.finish(&mut conn, exchanges, out);
+                self.out.report(&mut conn);
+            }
+            return;
+        }
+        if h.kind != KIND_DATA && h.kind != KIND_GAP {
+            return;
+        }
+        if !self.conns.contains_key(&key) && self.conns.len() >= self.cfg.max_connections {
+            self.evict_for_capacity();
+        }
+        let conn = self.conns.entry(key).or_insert_with(|| Conn {
+            role: match h.role {
+                ROLE_CLIENT => Some(Role::Client),
+                ROLE_SERVER => Some(Role::Server),
+                _ => None,
+            },
+            session: Session::new(Limits::default()),
+            expected: [None, None],
+            last_seen_ns: h.ts_ns,
+            local: ev.local(),
+            remote: ev.remote(),
+            pid: h.pid,
+            comm: ev.comm(),
+            reported: SessionStats::default(),
+        });
+        conn.last_seen_ns = h.ts_ns;
+        if conn.role.is_none() && h.kind == KIND_DATA {
+            conn.role = infer_role(h.direction, &ev.data);
+        }
+        let dir = if h.direction == DIR_EGRESS { 0 } else { 1 };
+        let Some(role) = conn.role else {
+            // Cannot tell requests from responses yet; remember where the stream is.
+            conn.expected[dir] = Some(h.stream_offset + h.orig_len as u64);
+            return;
+        };
+        let side = side_of(role, h.direction);
+        let mut exchanges = Vec::new();
+        if let Some(expected) = conn.expected[dir] {
+            if h.stream_offset > expected {
+                conn.session.on_gap(side, h.stream_offset - expected, h.ts_ns, &mut exchanges);
+            }
+        }
+        if h.kind == KIND_DATA {
+            conn.session.on_data(side, &ev.data, h.ts_ns, &mut exchanges);
+            if h.orig_len > h.len {
+                conn.session.on_gap(side, (h.orig_len - h.len) as u64, h.ts_ns, &mut exchanges);
+            }
+        } else {
+            conn.session.on_gap(side, h.orig_len as u64, h.ts_ns, &mut exchanges);
+        }
+        conn.expected[dir] = Some(h.stream_offset + h.orig_len as u64);
+        self.out.finish(conn, exchanges, out);
+        self.out.report(conn);
+    }
+}
+
+impl Recorder {
+    fn finish(&self, conn: &mut Conn, exchanges: Vec<Exchange>, out: &mut Vec<CallRecord>) {
+        let Some(role) = conn.role else { return };
+        for x in exchanges {
+            let observed = Peer::local(conn.local, conn.pid, conn.comm.clone());
+            let other = Peer::remote(conn.remote);
+            let (client, server) = match role {
+                Role::Client => (observed, other),
+                Role::Server => (other, observed),
+            };
+            match role {
+                Role::Client => self.h.client_calls.inc(),
+                Role::Server => self.h.server_calls.inc(),
+            };
+            let path = self.redactor.target(&x.target);
+            out.push(CallRecord {
+                ts: rfc3339(self.clock.wall(x.request_start_ns)),
+                protocol: HTTP1,
+                tls: false,
+                role,
+                method: x.method,
+                route: route_of(&path).to_string(),
+                path,
+                status: x.status,
+                duration_us: x.response_end_ns.saturating_sub(x.request_start_ns) / 1000,
+                request_bytes: x.request_bytes,
+                response_bytes: x.response_bytes,
+                client,
+                server,
+                host: x.host,
+                truncated: x.request_truncated || x.response_truncated,
+            });
+        }
+    }
+
+    /// Adds what a session counted since last time to the exported counters.
+    fn report(&self, conn: &mut Conn) {
+        let now = conn.session.stats().clone();
+        let was = &conn.reported;
+        self.h.parse_errors.inc_by(now.parse_errors - was.parse_errors);
+        self.h.resyncs.inc_by(now.resyncs - was.resyncs);
+        self.h.unmatched.inc_by(now.unmatched_responses - was.unmatched_responses);
+        self.h.dropped_requests.inc_by(now.dropped_requests - was.dropped_requests);
+        self.h.gaps.inc_by(now.gaps - was.gaps);
+        conn.reported = now;
+    }
+}
+
+impl ConnTracker {
+    /// Forgets connections idle for longer than the timeout.
+    pub fn sweep(&mut self, now_ns: u64) {
+        let timeout = self.cfg.idle_timeout_ns;
+        let before = self.conns.len();
+        self.conns.retain(|_, c| now_ns.saturating_sub(c.last_seen_ns) < timeout);
+        self.out.h.evicted_idle.inc_by((before - self.conns.len()) as u64);
+    }
+
+    /// Makes room by forgetting the longest-idle eighth of the table.
+    fn evict_for_capacity(&mut self) {
+        let mut seen: Vec<u64> = self.conns.values().map(|c| c.last_seen_ns).collect();
+        let k = (seen.len() / 8).max(1).min(seen.len().saturating_sub(1));
+        let (_, cutoff, _) = seen.select_nth_unstable(k);
+        let cutoff = *cutoff;
+        let before = self.conns.len();
+        self.conns.retain(|_, c| c.last_seen_ns > cutoff);
+        self.out.h.evicted_capacity.inc_by((before - self.conns.len()) as u64);
+    }
+}

@@ -1,0 +1,33 @@
+//! monitor-agent: an eBPF API traffic monitor.
+
+mod api;
+mod capture;
+mod cli;
+mod clock;
+mod conn;
+mod metrics;
+mod output;
+mod protocol;
+mod record;
+mod redact;
+mod run;
+
+use clap::Parser;
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Stderr)
+        .init();
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Run(args) => run::run(args),
+    };
+    if let Err(e) = result {
+        // One sentence first; the chain of causes after it for whoever needs detail.
+        eprintln!("monitor-agent: {e}");
+        for cause in e.chain().skip(1) {
+            eprintln!("  caused by: {cause}");
+        }
+        std::process::exit(1);
+    }
+}

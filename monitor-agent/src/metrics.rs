@@ -1,0 +1,194 @@
+//! The agent's own health metrics, exported in OpenMetrics text on `/metrics`.
+
+use std::sync::Arc;
+
+use prometheus_client::{
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
+    metrics::{
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::{ConstGauge, Gauge},
+        info::Info,
+    },
+    registry::Registry,
+};
+
+use crate::capture::counters::CounterReader;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub protocol: String,
+    pub role: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProtocolLabels {
+    pub protocol: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: String,
+}
+
+/// Handles to every userspace metric; cheap to clone (atomics behind `Arc`s).
+pub struct Metrics {
+    pub registry: Registry,
+    pub events_received: Counter,
+    pub events_undecodable: Counter,
+    pub calls: Family<CallLabels, Counter>,
+    pub parse_errors: Family<ProtocolLabels, Counter>,
+    pub resyncs: Family<ProtocolLabels, Counter>,
+    pub unmatched_responses: Family<ProtocolLabels, Counter>,
+    pub dropped_requests: Family<ProtocolLabels, Counter>,
+    pub stream_gaps: Family<ProtocolLabels, Counter>,
+    pub tracked_connections: Gauge,
+    pub connections_evicted: Family<ReasonLabels, Counter>,
+    pub records_dropped: Counter,
+}
+
+impl Metrics {
+    pub fn new(attached_programs: usize) -> Self {
+        let mut registry = Registry::default();
+        let events_received = Counter::default();
+        registry.register(
+            "monitor_events_received",
+            "Ring-buffer records received by userspace",
+            events_received.clone(),
+        );
+        let events_undecodable = Counter::default();
+        registry.register(
+            "monitor_events_undecodable",
+            "Ring-buffer records that could not be decoded",
+            events_undecodable.clone(),
+        );
+        let calls = Family::<CallLabels, Counter>::default();
+        registry.register("monitor_calls", "Calls reassembled, by protocol and observed role", calls.clone());
+        let parse_errors = Family::<ProtocolLabels, Counter>::default();
+        registry.register(
+            "monitor_parse_errors",
+            "Places where bytes expected to start a message could not be parsed",
+            parse_errors.clone(),
+        );
+        let resyncs = Family::<ProtocolLabels, Counter>::default();
+        registry.register("monitor_parser_resyncs", "Times a parser regained sync after a gap or garbage", resyncs.clone());
+        let unmatched_responses = Family::<ProtocolLabels, Counter>::default();
+        registry.register(
+            "monitor_unmatched_responses",
+            "Responses discarded because their request was not seen",
+            unmatched_responses.clone(),
+        );
+        let dropped_requests = Family::<ProtocolLabels, Counter>::default();
+        registry.register(
+            "monitor_dropped_requests",
+            "Requests discarded without a response (lost sync, closed, evicted)",
+            dropped_requests.clone(),
+        );
+        let stream_gaps = Family::<ProtocolLabels, Counter>::default();
+        registry.register(
+            "monitor_stream_gaps",
+            "Stretches of a connection's bytes that were not captured",
+            stream_gaps.clone(),
+        );
+        let tracked_connections = Gauge::default();
+        registry.register(
+            "monitor_tracked_connections",
+            "Connections currently tracked by userspace",
+            tracked_connections.clone(),
+        );
+        let connections_evicted = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "monitor_connections_evicted",
+            "Connections forgotten before their close was seen, by reason (idle, capacity)",
+            connections_evicted.clone(),
+        );
+        let records_dropped = Counter::default();
+        registry.register(
+            "monitor_records_dropped",
+            "Call records not written because the output could not keep up",
+            records_dropped.clone(),
+        );
+        registry.register(
+            "monitor_build",
+            "Build information",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        let attached = Gauge::<i64>::default();
+        attached.set(attached_programs as i64);
+        registry.register("monitor_attached_programs", "eBPF program attachments", attached);
+        Metrics {
+            registry,
+            events_received,
+            events_undecodable,
+            calls,
+            parse_errors,
+            resyncs,
+            unmatched_responses,
+            dropped_requests,
+            stream_gaps,
+            tracked_connections,
+            connections_evicted,
+            records_dropped,
+        }
+    }
+
+    pub fn add_kernel_counters(&mut self, reader: Arc<CounterReader>) {
+        self.registry.register_collector(Box::new(KernelCollector { reader }));
+    }
+
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+/// Reads the kernel's per-CPU counters at scrape time.
+#[derive(Debug)]
+struct KernelCollector {
+    reader: Arc<CounterReader>,
+}
+
+impl std::fmt::Debug for CounterReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CounterReader")
+    }
+}
+
+fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::fmt::Result {
+    let c = ConstCounter::new(v);
+    c.encode(enc.encode_descriptor(name, help, None, c.metric_type())?)
+}
+
+impl Collector for KernelCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let k = self.reader.read();
+        counter(&mut enc, "monitor_ringbuf_events", "Records the kernel wrote to the ring buffer", k.events)?;
+        counter(&mut enc, "monitor_ringbuf_bytes", "Payload bytes the kernel wrote to the ring buffer", k.bytes)?;
+        counter(&mut enc, "monitor_ringbuf_drops", "Records lost because the ring buffer was full", k.drops)?;
+        counter(&mut enc, "monitor_ringbuf_dropped_bytes", "Payload bytes of records lost to a full ring buffer", k.dropped_bytes)?;
+        counter(&mut enc, "monitor_truncations", "Segments captured only in part (longer than the capture limit)", k.truncations)?;
+        counter(&mut enc, "monitor_truncated_bytes", "Bytes not captured because of truncation", k.truncated_bytes)?;
+        counter(&mut enc, "monitor_http_connections", "Connections the kernel classified as HTTP", k.http_conns)?;
+        counter(&mut enc, "monitor_other_connections", "Connections the kernel classified as not HTTP and skips", k.not_http_conns)?;
+        counter(&mut enc, "monitor_syscall_args_lost", "Syscalls not captured because the argument map was full", k.args_lost)?;
+        counter(&mut enc, "monitor_memory_read_errors", "Failed reads of process or kernel memory", k.read_errors)?;
+        let rss = ConstGauge::new(resident_bytes() as i64);
+        rss.encode(enc.encode_descriptor(
+            "monitor_resident_memory_bytes",
+            "Resident memory of the agent",
+            None,
+            rss.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    pages * 4096
+}

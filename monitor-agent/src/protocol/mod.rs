@@ -1,0 +1,3 @@
+//! Application protocol parsers.
+
+pub mod http1;

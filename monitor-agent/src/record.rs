@@ -1,0 +1,120 @@
+//! The call record: the stable JSON contract every sink and query shares.
+
+use std::{fmt::Write as _, net::SocketAddr, time::SystemTime};
+
+use serde::Serialize;
+
+/// One side of a call. `pid`/`comm` are known only for the side whose process was observed.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct Peer {
+    pub ip: String,
+    pub port: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub comm: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+}
+
+impl Peer {
+    pub fn remote(addr: SocketAddr) -> Peer {
+        Peer { ip: addr.ip().to_string(), port: addr.port(), pid: None, comm: None, service: None }
+    }
+
+    pub fn local(addr: SocketAddr, pid: u32, comm: String) -> Peer {
+        Peer {
+            ip: addr.ip().to_string(),
+            port: addr.port(),
+            pid: Some(pid),
+            comm: Some(comm),
+            service: None,
+        }
+    }
+}
+
+/// Which side of the call the observed process was.
+#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Client,
+    Server,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Client => "client",
+            Role::Server => "server",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct CallRecord {
+    /// When the request's first byte was seen, RFC 3339 with microseconds.
+    pub ts: String,
+    pub protocol: &'static str,
+    pub tls: bool,
+    pub role: Role,
+    pub method: String,
+    /// Request target as sent, secret-looking query values redacted.
+    pub path: String,
+    /// Templated route (the path without query until templating lands).
+    pub route: String,
+    pub status: u16,
+    /// First request byte to last response byte at the observed socket.
+    pub duration_us: u64,
+    /// Whole messages on the wire: start line, headers and body.
+    pub request_bytes: u64,
+    pub response_bytes: u64,
+    pub client: Peer,
+    pub server: Peer,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Part of a body was not captured (kernel truncation or ring-buffer drops).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_micros(t).to_string()
+}
+
+impl CallRecord {
+    /// One human-readable line.
+    pub fn to_text(&self) -> String {
+        let mut s = String::with_capacity(160);
+        let _ = write!(
+            s,
+            "{} {:<6} {} {} {} {} {}us {}:{} -> {}:{} req={}B resp={}B",
+            self.ts,
+            self.role.as_str(),
+            self.protocol,
+            self.method,
+            self.path,
+            self.status,
+            self.duration_us,
+            self.client.ip,
+            self.client.port,
+            self.server.ip,
+            self.server.port,
+            self.request_bytes,
+            self.response_bytes,
+        );
+        let observed = match self.role {
+            Role::Client => &self.client,
+            Role::Server => &self.server,
+        };
+        if let (Some(comm), Some(pid)) = (&observed.comm, observed.pid) {
+            let _ = write!(s, " {comm}[{pid}]");
+        }
+        if self.tls {
+            s.push_str(" tls");
+        }
+        if self.truncated {
+            s.push_str(" truncated");
+        }
+        s
+    }
+}

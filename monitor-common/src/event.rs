@@ -1,0 +1,109 @@
+//! The records the kernel side sends through the ring buffer.
+
+/// Largest payload copied from one syscall segment. Bytes beyond it are reported as a gap
+/// (`orig_len > len`), which is enough for userspace to skip a body it does not need to see.
+pub const MAX_DATA: usize = 4096;
+
+/// Most iovec entries walked per vectored syscall; the remainder is reported as a gap.
+pub const MAX_IOV: usize = 8;
+
+/// The event carries `len` captured bytes of one direction of a connection.
+pub const KIND_DATA: u8 = 1;
+/// `orig_len` bytes of one direction moved without being captured (for example `sendfile`).
+pub const KIND_GAP: u8 = 2;
+/// The observed process closed the socket.
+pub const KIND_CLOSE: u8 = 3;
+
+/// Bytes written by the observed process.
+pub const DIR_EGRESS: u8 = 1;
+/// Bytes read by the observed process.
+pub const DIR_INGRESS: u8 = 2;
+
+/// Which end of the connection the observed process is, when the kernel saw it being set up.
+pub const ROLE_UNKNOWN: u8 = 0;
+/// The process called `connect`.
+pub const ROLE_CLIENT: u8 = 1;
+/// The process obtained the socket from `accept`/`accept4`.
+pub const ROLE_SERVER: u8 = 2;
+
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
+/// Fixed-size header in front of every ring-buffer record; `len` payload bytes follow it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct EventHeader {
+    /// `bpf_ktime_get_ns` (CLOCK_MONOTONIC) when the syscall returned.
+    pub ts_ns: u64,
+    /// Address of the kernel `struct sock`; unique among live sockets.
+    pub sock: u64,
+    /// Assigned when the kernel first tracked this socket; together with `sock` it tells a
+    /// reused `struct sock` address apart from the connection that used it before.
+    pub conn_id: u64,
+    /// Position of the first byte of this event within its direction's stream. A jump
+    /// against the previous event means bytes were lost (ring buffer full).
+    pub stream_offset: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub fd: i32,
+    /// Captured payload bytes following the header.
+    pub len: u32,
+    /// Bytes the syscall moved for this segment; `orig_len - len` were not captured.
+    pub orig_len: u32,
+    pub kind: u8,
+    pub direction: u8,
+    pub role: u8,
+    pub _pad0: u8,
+    pub family: u16,
+    /// Local port, host byte order.
+    pub local_port: u16,
+    /// Remote port, host byte order.
+    pub remote_port: u16,
+    pub _pad1: u16,
+    /// Local address: IPv4 in the first 4 bytes, or IPv6.
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
+    pub comm: [u8; 16],
+}
+
+pub const HEADER_SIZE: usize = core::mem::size_of::<EventHeader>();
+
+/// The per-CPU scratch record: a header followed by the largest payload. Kept in a per-CPU
+/// array because the eBPF stack (512 bytes) cannot hold it.
+#[repr(C)]
+pub struct EventBuffer {
+    pub header: EventHeader,
+    pub data: [u8; MAX_DATA],
+}
+
+/// Indexes of the per-CPU counters array (`COUNTERS`).
+pub mod counter {
+    /// Records written to the ring buffer.
+    pub const EVENTS: u32 = 0;
+    /// Payload bytes written to the ring buffer.
+    pub const BYTES: u32 = 1;
+    /// Records lost because the ring buffer was full.
+    pub const DROPS: u32 = 2;
+    /// Payload bytes those lost records would have carried.
+    pub const DROPPED_BYTES: u32 = 3;
+    /// Segments longer than `MAX_DATA`, or iovecs beyond `MAX_IOV`.
+    pub const TRUNCATIONS: u32 = 4;
+    /// Bytes not copied because of truncation.
+    pub const TRUNCATED_BYTES: u32 = 5;
+    /// Connections classified as not HTTP by the in-kernel sniffer.
+    pub const NOT_HTTP_CONNS: u32 = 6;
+    /// Connections classified as HTTP.
+    pub const HTTP_CONNS: u32 = 7;
+    /// Syscall arguments that could not be stashed between enter and exit (map full).
+    pub const ARGS_LOST: u32 = 8;
+    /// Failed reads of user or kernel memory.
+    pub const READ_ERRORS: u32 = 9;
+    pub const COUNT: u32 = 10;
+}
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: plain old data, `#[repr(C)]`, every bit pattern valid.
+    unsafe impl aya::Pod for super::EventHeader {}
+    unsafe impl aya::Pod for super::super::KernelOffsets {}
+}

@@ -1,0 +1,110 @@
+//! Protocol sniffing on the first bytes of a connection's stream.
+//!
+//! Runs in the kernel on every unclassified socket segment, so it only compares fixed
+//! prefixes: no loops over method tables, no allocation.
+
+/// What the first bytes of a segment look like.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sniff {
+    /// Starts like an HTTP/1 request line (`GET /`, `POST `, ...).
+    Http1Request,
+    /// Starts like an HTTP/1 status line (`HTTP/1.1 `).
+    Http1Response,
+    /// The HTTP/2 connection preface (`PRI * HTTP/2.0`).
+    Http2Preface,
+    /// A TLS record header (handshake or application data): ciphertext, never HTTP here.
+    Tls,
+    /// Anything else.
+    Unknown,
+}
+
+/// Number of leading bytes `sniff` looks at.
+pub const SNIFF_LEN: usize = 8;
+
+/// Classifies a segment from its first `SNIFF_LEN` bytes; `len` is how many of them are real.
+#[inline(always)]
+pub fn sniff(b: &[u8; SNIFF_LEN], len: usize) -> Sniff {
+    if len >= 3 && b[0] == 0x16 && b[1] == 0x03 && b[2] <= 0x04 {
+        return Sniff::Tls;
+    }
+    if len < 5 {
+        return Sniff::Unknown;
+    }
+    let head = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let b4 = b[4];
+    let req = match &head.to_le_bytes() {
+        b"GET " | b"PUT " => b4 == b'/' || b4 == b'h' || b4 == b'*',
+        b"POST" | b"HEAD" => b4 == b' ',
+        b"DELE" => len >= 7 && b4 == b'T' && b[5] == b'E' && b[6] == b' ',
+        b"PATC" => len >= 6 && b4 == b'H' && b[5] == b' ',
+        b"OPTI" => len >= 8 && b4 == b'O' && b[5] == b'N' && b[6] == b'S' && b[7] == b' ',
+        b"CONN" => len >= 8 && b4 == b'E' && b[5] == b'C' && b[6] == b'T' && b[7] == b' ',
+        b"TRAC" => len >= 6 && b4 == b'E' && b[5] == b' ',
+        b"PRI " => {
+            return if b4 == b'*' {
+                Sniff::Http2Preface
+            } else {
+                Sniff::Unknown
+            }
+        }
+        b"HTTP" => {
+            return if len >= 7 && b4 == b'/' && b[5] == b'1' && b[6] == b'.' {
+                Sniff::Http1Response
+            } else {
+                Sniff::Unknown
+            }
+        }
+        _ => false,
+    };
+    if req {
+        Sniff::Http1Request
+    } else {
+        Sniff::Unknown
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(input: &[u8]) -> Sniff {
+        let mut b = [0u8; SNIFF_LEN];
+        let n = input.len().min(SNIFF_LEN);
+        b[..n].copy_from_slice(&input[..n]);
+        sniff(&b, n)
+    }
+
+    #[test]
+    fn requests() {
+        for m in [
+            &b"GET / HTTP/1.1"[..],
+            b"GET /a?b",
+            b"POST /x",
+            b"PUT /x",
+            b"HEAD / ",
+            b"DELETE /",
+            b"PATCH /",
+            b"OPTIONS *",
+            b"CONNECT a:443",
+            b"TRACE /",
+            b"GET http://x/",
+        ] {
+            assert_eq!(s(m), Sniff::Http1Request, "{:?}", core::str::from_utf8(m));
+        }
+    }
+
+    #[test]
+    fn responses_and_others() {
+        assert_eq!(s(b"HTTP/1.1 200 OK"), Sniff::Http1Response);
+        assert_eq!(s(b"HTTP/1.0 404"), Sniff::Http1Response);
+        assert_eq!(s(b"HTTP/2 200"), Sniff::Unknown);
+        assert_eq!(s(b"PRI * HTTP/2.0\r\n"), Sniff::Http2Preface);
+        assert_eq!(s(&[0x16, 0x03, 0x01, 0x02, 0x00]), Sniff::Tls);
+        assert_eq!(s(b"hello world"), Sniff::Unknown);
+        assert_eq!(s(b"GET"), Sniff::Unknown);
+        assert_eq!(s(b"GETX /"), Sniff::Unknown);
+        assert_eq!(s(b"POSTX"), Sniff::Unknown);
+        assert_eq!(s(b""), Sniff::Unknown);
+        assert_eq!(s(b"SSH-2.0-OpenSSH"), Sniff::Unknown);
+    }
+}

@@ -1,0 +1,76 @@
+//! Per-socket state: classification, role and stream offsets.
+
+use aya_ebpf::helpers::{bpf_ktime_get_ns, generated::bpf_probe_read_user};
+use monitor_common::{counter, sniff, Sniff, ROLE_UNKNOWN};
+use monitor_common::sniff::SNIFF_LEN;
+
+use crate::maps::{count, ConnState, CONNS, PROTO_HTTP, PROTO_OTHER, PROTO_UNKNOWN, SNIFF_ATTEMPTS};
+
+/// Starts tracking `sock` afresh, replacing whatever a previous user of that address left.
+#[inline(always)]
+pub fn track(sock: u64, role: u8) {
+    let state = ConnState {
+        conn_id: unsafe { bpf_ktime_get_ns() },
+        egress_offset: 0,
+        ingress_offset: 0,
+        proto: PROTO_UNKNOWN,
+        role,
+        sniff_misses: 0,
+        _pad: [0; 5],
+    };
+    let _ = CONNS.insert(&sock, &state, 0);
+}
+
+/// State of `sock`, created on first sight (connections that predate the agent).
+#[inline(always)]
+pub fn state_of(sock: u64) -> Option<*mut ConnState> {
+    if let Some(p) = CONNS.get_ptr_mut(&sock) {
+        return Some(p);
+    }
+    track(sock, ROLE_UNKNOWN);
+    CONNS.get_ptr_mut(&sock)
+}
+
+/// True when the connection is (or just became) one whose bytes are captured. `first` is
+/// the user address of the first bytes of this syscall's data, `n` how many there are.
+#[inline(always)]
+pub fn classify(st: *mut ConnState, first: u64, n: u64) -> bool {
+    // SAFETY: map value pointer from a lookup in this invocation.
+    let st = unsafe { &mut *st };
+    match st.proto {
+        PROTO_HTTP => return true,
+        PROTO_OTHER => return false,
+        _ => {}
+    }
+    let mut b = [0u8; SNIFF_LEN];
+    let len = if n < SNIFF_LEN as u64 { n as usize } else { SNIFF_LEN };
+    if len == 0 {
+        return false;
+    }
+    // SAFETY: reads at most SNIFF_LEN bytes into a stack array of that size.
+    let rc = unsafe { bpf_probe_read_user(b.as_mut_ptr() as *mut _, len as u32, first as *const _) };
+    if rc != 0 {
+        count(counter::READ_ERRORS, 1);
+        return false;
+    }
+    match sniff(&b, len) {
+        Sniff::Http1Request | Sniff::Http1Response | Sniff::Http2Preface => {
+            st.proto = PROTO_HTTP;
+            count(counter::HTTP_CONNS, 1);
+            true
+        }
+        Sniff::Tls => {
+            st.proto = PROTO_OTHER;
+            count(counter::NOT_HTTP_CONNS, 1);
+            false
+        }
+        Sniff::Unknown => {
+            st.sniff_misses += 1;
+            if st.sniff_misses >= SNIFF_ATTEMPTS {
+                st.proto = PROTO_OTHER;
+                count(counter::NOT_HTTP_CONNS, 1);
+            }
+            false
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Building ring-buffer records in the per-CPU scratch buffer.
+
+use aya_ebpf::helpers::{
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_probe_read_user,
+};
+use monitor_common::{counter, EventBuffer, HEADER_SIZE, KIND_CLOSE, KIND_DATA, KIND_GAP, MAX_DATA};
+
+use crate::{
+    maps::{count, EVENTS, SCRATCH},
+    sock::fill_addresses,
+};
+
+/// Identity of the connection and direction every record of one syscall shares.
+pub struct Origin {
+    pub sock: u64,
+    pub conn_id: u64,
+    pub fd: i32,
+    pub role: u8,
+    pub direction: u8,
+}
+
+/// Fills the header fields common to all records of one syscall and returns the scratch
+/// buffer; the caller then sends one or more segments from it.
+#[inline(always)]
+pub fn start(origin: &Origin) -> Option<*mut EventBuffer> {
+    let buf = SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: the per-CPU slot belongs to this program invocation.
+    let h = unsafe { &mut (*buf).header };
+    let id = bpf_get_current_pid_tgid();
+    h.ts_ns = unsafe { bpf_ktime_get_ns() };
+    h.sock = origin.sock;
+    h.conn_id = origin.conn_id;
+    h.pid = (id >> 32) as u32;
+    h.tid = id as u32;
+    h.fd = origin.fd;
+    h.role = origin.role;
+    h.direction = origin.direction;
+    h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    fill_addresses(origin.sock, h);
+    Some(buf)
+}
+
+#[inline(always)]
+fn submit(buf: *mut EventBuffer, len: usize) {
+    let size = HEADER_SIZE + len;
+    // SAFETY: `len <= MAX_DATA`, so the slice stays inside the scratch record.
+    let bytes = unsafe { core::slice::from_raw_parts(buf as *const u8, size) };
+    if EVENTS.output::<[u8]>(bytes, 0).is_ok() {
+        count(counter::EVENTS, 1);
+        count(counter::BYTES, len as u64);
+    } else {
+        count(counter::DROPS, 1);
+        count(counter::DROPPED_BYTES, unsafe { (*buf).header.orig_len } as u64);
+    }
+}
+
+/// Sends `n` bytes at user address `src`, copying at most `MAX_DATA` of them.
+#[inline(always)]
+pub fn send_data(buf: *mut EventBuffer, src: u64, n: u64, offset: u64) {
+    let mut len = n as usize;
+    if len > MAX_DATA {
+        count(counter::TRUNCATIONS, 1);
+        count(counter::TRUNCATED_BYTES, n - MAX_DATA as u64);
+        len = MAX_DATA;
+    }
+    // SAFETY: scratch record owned by this invocation; `len` bounded above.
+    unsafe {
+        let h = &mut (*buf).header;
+        h.kind = KIND_DATA;
+        h.stream_offset = offset;
+        h.orig_len = n as u32;
+        let dst = (*buf).data.as_mut_ptr();
+        if bpf_probe_read_user(dst as *mut _, len as u32, src as *const _) != 0 {
+            count(counter::READ_ERRORS, 1);
+            len = 0;
+        }
+        (*buf).header.len = len as u32;
+    }
+    submit(buf, len);
+}
+
+/// Reports `n` bytes that moved without being captured.
+#[inline(always)]
+pub fn send_gap(buf: *mut EventBuffer, n: u64, offset: u64) {
+    // SAFETY: scratch record owned by this invocation.
+    unsafe {
+        let h = &mut (*buf).header;
+        h.kind = KIND_GAP;
+        h.stream_offset = offset;
+        h.orig_len = n as u32;
+        h.len = 0;
+    }
+    submit(buf, 0);
+}
+
+#[inline(always)]
+pub fn send_close(buf: *mut EventBuffer) {
+    // SAFETY: scratch record owned by this invocation.
+    unsafe {
+        let h = &mut (*buf).header;
+        h.kind = KIND_CLOSE;
+        h.stream_offset = 0;
+        h.orig_len = 0;
+        h.len = 0;
+    }
+    submit(buf, 0);
+}

@@ -1,0 +1,71 @@
+//! connect / accept / close: where a connection's role is learnt and its state dropped.
+
+use aya_ebpf::{
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+};
+use monitor_common::{DIR_EGRESS, ROLE_CLIENT, ROLE_SERVER};
+
+use crate::{
+    conn::track,
+    data::{stash, take_args},
+    emit::{send_close, start, Origin},
+    maps::{is_agent, CONNS, PROTO_HTTP, SHAPE_CONNECT},
+    sock::tcp_sock,
+};
+
+const EINPROGRESS: i64 = 115;
+
+#[inline(always)]
+fn arg(ctx: &TracePointContext, n: usize) -> u64 {
+    unsafe { ctx.read_at::<u64>(16 + 8 * n).unwrap_or(0) }
+}
+
+#[tracepoint]
+pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
+    stash(arg(&ctx, 0) as i32, 0, 0, SHAPE_CONNECT, DIR_EGRESS);
+    0
+}
+
+#[tracepoint]
+pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
+    let Some(args) = take_args() else { return 0 };
+    let ret = arg(&ctx, 0) as i64;
+    if args.shape == SHAPE_CONNECT && (ret == 0 || ret == -EINPROGRESS) {
+        track(args.sock, ROLE_CLIENT);
+    }
+    0
+}
+
+/// Attached to both `sys_exit_accept` and `sys_exit_accept4`.
+#[tracepoint]
+pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
+    if is_agent(bpf_get_current_pid_tgid()) {
+        return 0;
+    }
+    let fd = arg(&ctx, 0) as i64;
+    if fd >= 0 {
+        if let Some(sock) = tcp_sock(fd as i32) {
+            track(sock, ROLE_SERVER);
+        }
+    }
+    0
+}
+
+#[tracepoint]
+pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
+    if is_agent(bpf_get_current_pid_tgid()) {
+        return 0;
+    }
+    let fd = arg(&ctx, 0) as i32;
+    let Some(sock) = tcp_sock(fd) else { return 0 };
+    // SAFETY: copied out before removal.
+    let Some(st) = (unsafe { CONNS.get(&sock) }).copied() else { return 0 };
+    let _ = CONNS.remove(&sock);
+    if st.proto == PROTO_HTTP {
+        let origin = Origin { sock, conn_id: st.conn_id, fd, role: st.role, direction: 0 };
+        if let Some(buf) = start(&origin) {
+            send_close(buf);
+        }
+    }
+    0
+}

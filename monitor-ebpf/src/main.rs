@@ -1,0 +1,33 @@
+//! Kernel side of the monitor: syscall tracepoints that capture the bytes of HTTP
+//! connections into a ring buffer. Only capture and cheap classification live here;
+//! everything userspace can do, userspace does.
+#![cfg_attr(target_arch = "bpf", no_std)]
+#![cfg_attr(target_arch = "bpf", no_main)]
+
+#[cfg(target_arch = "bpf")]
+mod conn;
+#[cfg(target_arch = "bpf")]
+mod data;
+#[cfg(target_arch = "bpf")]
+mod emit;
+#[cfg(target_arch = "bpf")]
+mod lifecycle;
+#[cfg(target_arch = "bpf")]
+mod maps;
+#[cfg(target_arch = "bpf")]
+mod sock;
+
+#[cfg(target_arch = "bpf")]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // Unreachable in a verified program; the verifier rejects any path that could get here.
+    loop {}
+}
+
+#[cfg(target_arch = "bpf")]
+#[link_section = "license"]
+#[no_mangle]
+static LICENSE: [u8; 4] = *b"GPL\0";
+
+#[cfg(not(target_arch = "bpf"))]
+fn main() {}

@@ -1,0 +1,98 @@
+//! Maps and load-time globals shared by all hook families.
+
+use aya_ebpf::{
+    macros::map,
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    Global,
+};
+use monitor_common::{counter, EventBuffer, KernelOffsets};
+
+/// Offsets of kernel members, filled from BTF by the agent.
+#[no_mangle]
+pub static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets::UNSET);
+
+/// The agent's own process id: its API and metrics traffic is never captured.
+#[no_mangle]
+pub static AGENT_TGID: Global<u32> = Global::new(0);
+
+/// Captured events for userspace. Resized by the agent (`--ring-buffer-mb`).
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// One event under construction per CPU (too large for the stack).
+#[map]
+pub static SCRATCH: PerCpuArray<EventBuffer> = PerCpuArray::with_max_entries(1, 0);
+
+/// Per-CPU health counters; indexes in `monitor_common::counter`.
+#[map]
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+
+/// Protocol classification of the connection: not decided yet.
+pub const PROTO_UNKNOWN: u8 = 0;
+/// Looked like HTTP: its bytes are captured.
+pub const PROTO_HTTP: u8 = 1;
+/// Not HTTP (or TLS ciphertext): skipped at syscall entry from now on.
+pub const PROTO_OTHER: u8 = 2;
+
+/// After this many segments that start with nothing recognisable, a connection is given up.
+/// More than one because a connection that predates the agent may be seen mid-message.
+pub const SNIFF_ATTEMPTS: u8 = 4;
+
+/// What the kernel remembers about a TCP socket it has looked at.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ConnState {
+    pub conn_id: u64,
+    /// Next stream offset of bytes written by the observed process.
+    pub egress_offset: u64,
+    /// Next stream offset of bytes read by the observed process.
+    pub ingress_offset: u64,
+    pub proto: u8,
+    pub role: u8,
+    pub sniff_misses: u8,
+    pub _pad: [u8; 5],
+}
+
+/// Keyed by the `struct sock` address. LRU so that sockets whose close we never saw (process
+/// killed) age out instead of filling the map.
+#[map]
+pub static CONNS: LruHashMap<u64, ConnState> = LruHashMap::with_max_entries(65536, 0);
+
+/// How the buffer argument of a stashed syscall is shaped.
+pub const SHAPE_FLAT: u8 = 1;
+pub const SHAPE_IOVEC: u8 = 2;
+pub const SHAPE_MSGHDR: u8 = 3;
+pub const SHAPE_SENDFILE: u8 = 4;
+pub const SHAPE_CONNECT: u8 = 5;
+
+/// Arguments saved at syscall entry for use at exit, when the byte count is known.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct SyscallArgs {
+    pub sock: u64,
+    /// Buffer, iovec array or msghdr pointer in the caller's memory.
+    pub buf: u64,
+    /// Buffer length or iovec count.
+    pub count: u64,
+    pub fd: i32,
+    pub shape: u8,
+    pub direction: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Keyed by pid_tgid (one syscall in flight per thread).
+#[map]
+pub static ARGS: HashMap<u64, SyscallArgs> = HashMap::with_max_entries(16384, 0);
+
+#[inline(always)]
+pub fn count(index: u32, n: u64) {
+    if let Some(p) = COUNTERS.get_ptr_mut(index) {
+        // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
+        unsafe { *p += n };
+    }
+}
+
+#[inline(always)]
+pub fn is_agent(pid_tgid: u64) -> bool {
+    (pid_tgid >> 32) as u32 == AGENT_TGID.load()
+}

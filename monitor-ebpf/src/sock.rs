@@ -1,0 +1,83 @@
+//! fd → `struct sock` walk, with member offsets from BTF.
+//!
+//! `current->files->fdt->fd[fd]` gives the `struct file`; a socket file has an inode of
+//! type S_IFSOCK and `private_data` pointing at the `struct socket`, whose `sk` is the
+//! `struct sock`. Works for sockets opened before the agent started.
+
+use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
+use monitor_common::{EventHeader, KernelOffsets, AF_INET, AF_INET6};
+
+use crate::maps::OFFSETS;
+
+const S_IFMT: u16 = 0o170000;
+const S_IFSOCK: u16 = 0o140000;
+const SOCK_STREAM: u16 = 1;
+const IPPROTO_TCP: u16 = 6;
+
+#[inline(always)]
+fn read<T>(base: u64, off: u32) -> Option<T> {
+    // SAFETY: bpf_probe_read_kernel tolerates bad addresses and reports an error.
+    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
+}
+
+/// The `struct sock` of `fd` in the current process when it is an IPv4/IPv6 TCP socket.
+#[inline(always)]
+pub fn tcp_sock(fd: i32) -> Option<u64> {
+    let o: KernelOffsets = OFFSETS.load();
+    if o.valid == 0 || fd < 0 {
+        return None;
+    }
+    let task = unsafe { bpf_get_current_task() };
+    let files: u64 = read(task, o.task_files)?;
+    let fdt: u64 = read(files, o.files_fdt)?;
+    let max_fds: u32 = read(fdt, o.fdt_max_fds)?;
+    if fd as u32 >= max_fds {
+        return None;
+    }
+    let fd_array: u64 = read(fdt, o.fdt_fd)?;
+    let file: u64 = read(fd_array, (fd as u32) * 8)?;
+    if file == 0 {
+        return None;
+    }
+    let inode: u64 = read(file, o.file_inode)?;
+    let mode: u16 = read(inode, o.inode_mode)?;
+    if mode & S_IFMT != S_IFSOCK {
+        return None;
+    }
+    let socket: u64 = read(file, o.file_private_data)?;
+    let sk: u64 = read(socket, o.socket_sk)?;
+    if sk == 0 {
+        return None;
+    }
+    let family: u16 = read(sk, o.sk_family)?;
+    if family != AF_INET && family != AF_INET6 {
+        return None;
+    }
+    let ty: u16 = read(sk, o.sk_type)?;
+    let proto: u16 = read(sk, o.sk_protocol)?;
+    if ty != SOCK_STREAM || proto != IPPROTO_TCP {
+        return None;
+    }
+    Some(sk)
+}
+
+/// Fills family, ports and addresses of `sk` into an event header.
+#[inline(always)]
+pub fn fill_addresses(sk: u64, h: &mut EventHeader) {
+    let o: KernelOffsets = OFFSETS.load();
+    let family: u16 = read(sk, o.sk_family).unwrap_or(0);
+    h.family = family;
+    h.local_port = read::<u16>(sk, o.sk_num).unwrap_or(0);
+    h.remote_port = u16::from_be(read::<u16>(sk, o.sk_dport).unwrap_or(0));
+    if family == AF_INET6 {
+        h.local_addr = read(sk, o.sk_v6_rcv_saddr).unwrap_or([0; 16]);
+        h.remote_addr = read(sk, o.sk_v6_daddr).unwrap_or([0; 16]);
+    } else {
+        let l: [u8; 4] = read(sk, o.sk_rcv_saddr).unwrap_or([0; 4]);
+        let r: [u8; 4] = read(sk, o.sk_daddr).unwrap_or([0; 4]);
+        h.local_addr = [0; 16];
+        h.remote_addr = [0; 16];
+        h.local_addr[..4].copy_from_slice(&l);
+        h.remote_addr[..4].copy_from_slice(&r);
+    }
+}
