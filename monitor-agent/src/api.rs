@@ -4,7 +4,7 @@ use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
     extract::State,
-    http::{header, HeaderMap, StatusCode},
+    http::{header, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
     Router,
@@ -31,19 +31,6 @@ pub fn check_listen(addr: SocketAddr, token: Option<&str>) -> Result<(), ListenE
 #[derive(Clone)]
 pub struct ApiState {
     pub metrics: Arc<Metrics>,
-    pub token: Option<Arc<str>>,
-}
-
-impl ApiState {
-    /// Whether a query request carries the token (always true when none is configured).
-    pub fn authorized(&self, headers: &HeaderMap) -> bool {
-        let Some(token) = &self.token else { return true };
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| t.trim() == &**token)
-    }
 }
 
 pub fn router(state: ApiState) -> Router {

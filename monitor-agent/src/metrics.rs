@@ -44,6 +44,7 @@ pub struct Metrics {
     pub dropped_requests: Family<ProtocolLabels, Counter>,
     pub stream_gaps: Family<ProtocolLabels, Counter>,
     pub tracked_connections: Gauge,
+    pub parser_buffered_bytes: Gauge,
     pub connections_evicted: Family<ReasonLabels, Counter>,
     pub records_dropped: Counter,
 }
@@ -97,6 +98,12 @@ impl Metrics {
             "Connections currently tracked by userspace",
             tracked_connections.clone(),
         );
+        let parser_buffered_bytes = Gauge::default();
+        registry.register(
+            "monitor_parser_buffered_bytes",
+            "Bytes held by parsers for incomplete message heads (updated every second)",
+            parser_buffered_bytes.clone(),
+        );
         let connections_evicted = Family::<ReasonLabels, Counter>::default();
         registry.register(
             "monitor_connections_evicted",
@@ -128,6 +135,7 @@ impl Metrics {
             dropped_requests,
             stream_gaps,
             tracked_connections,
+            parser_buffered_bytes,
             connections_evicted,
             records_dropped,
         }

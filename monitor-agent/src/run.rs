@@ -70,10 +70,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     drop(records);
     let reader = capture::reader::spawn(ring, inlets, metrics.clone(), stop.clone())?;
 
-    let state = api::ApiState {
-        metrics: metrics.clone(),
-        token: args.api_token.filter(|t| !t.is_empty()).map(Arc::from),
-    };
+    let state = api::ApiState { metrics: metrics.clone() };
     rt.block_on(async {
         let server = axum::serve(listener, api::router(state));
         tokio::select! {

@@ -1,1 +1,72 @@
-fn main(){}
+//! Developer and CI tasks: `cargo xtask setup | run | test | bench`.
+
+mod bench;
+mod setup;
+mod util;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "Build, run, test and benchmark the monitor")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install what building and loading need (rust-src, bpf-linker), check the kernel.
+    Setup {
+        /// Also install the peers the tests and benchmark drive (nginx, wrk, curl, python3).
+        #[arg(long)]
+        peers: bool,
+    },
+    /// Set up, build in release mode and run the agent (`monitor-agent run ARGS...`).
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then run every unit and end-to-end test (needs root).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Measure the agent's overhead: wrk against nginx, without and with the agent.
+    Bench(bench::BenchArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result: Result<()> = match cli.cmd {
+        Cmd::Setup { peers } => setup::all(peers),
+        Cmd::Run { args } => run(args),
+        Cmd::Test { args } => test(args),
+        Cmd::Bench(args) => bench::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Vec<String>) -> Result<()> {
+    setup::all(false)?;
+    util::cargo(&["build", "--release", "--package", "monitor-agent"])?;
+    let bin = util::workspace_root().join("target/release/monitor-agent");
+    let mut full = vec!["run".to_string()];
+    full.extend(args);
+    util::exec(&bin, &full)
+}
+
+fn test(args: Vec<String>) -> Result<()> {
+    setup::all(true)?;
+    util::cargo(&["build", "--release", "--package", "monitor-agent"])?;
+    let bin = util::workspace_root().join("target/release/monitor-agent");
+    std::env::set_var("MONITOR_AGENT_BIN", &bin);
+    let mut cargo_args: Vec<&str> =
+        vec!["test", "--release", "--workspace", "--exclude", "monitor-ebpf"];
+    cargo_args.extend(args.iter().map(String::as_str));
+    util::cargo(&cargo_args)
+}

@@ -43,11 +43,6 @@ pub fn check() -> Result<(), Missing> {
     Ok(())
 }
 
-/// Whether uprobes can be created (needed by the TLS capture).
-pub fn has_uprobes() -> bool {
-    Path::new(&format!("{TRACEFS}/uprobe_events")).exists()
-}
-
 fn kernel_release() -> String {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .map(|s| s.trim().to_string())

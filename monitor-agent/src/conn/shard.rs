@@ -30,6 +30,7 @@ pub fn spawn(
         let mut out = Vec::new();
         let mut last_sweep = Clock::monotonic_now_ns();
         let mut counted = 0usize;
+        let mut buffered = 0usize;
         loop {
             let mut busy = false;
             while let Some(ev) = queue.try_pop() {
@@ -45,7 +46,9 @@ pub fn spawn(
             }
             let now = Clock::monotonic_now_ns();
             if now.saturating_sub(last_sweep) >= SWEEP_EVERY_NS {
-                tracker.sweep(now);
+                let now_buffered = tracker.sweep(now);
+                metrics.parser_buffered_bytes.inc_by(now_buffered as i64 - buffered as i64);
+                buffered = now_buffered;
                 last_sweep = now;
             }
             let len = tracker.len();

@@ -114,10 +114,6 @@ impl ConnTracker {
         self.conns.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.conns.is_empty()
-    }
-
     /// Feeds one event; completed calls are appended to `out`.
     pub fn handle(&mut self, ev: &Event, out: &mut Vec<CallRecord>) {
         let key = ev.conn_key();
@@ -157,6 +153,10 @@ impl ConnTracker {
             conn.role = infer_role(h.direction, &ev.data);
         }
         let dir = if h.direction == DIR_EGRESS { 0 } else { 1 };
+        if conn.session.upgraded() {
+            // After `101 Switching Protocols` the bytes are another protocol (WebSocket...).
+            return;
+        }
         let Some(role) = conn.role else {
             // Cannot tell requests from responses yet; remember where the stream is.
             conn.expected[dir] = Some(h.stream_offset + h.orig_len as u64);
@@ -232,12 +232,14 @@ impl Recorder {
 }
 
 impl ConnTracker {
-    /// Forgets connections idle for longer than the timeout.
-    pub fn sweep(&mut self, now_ns: u64) {
+    /// Forgets connections idle for longer than the timeout; returns the bytes the
+    /// remaining connections' parsers hold.
+    pub fn sweep(&mut self, now_ns: u64) -> usize {
         let timeout = self.cfg.idle_timeout_ns;
         let before = self.conns.len();
         self.conns.retain(|_, c| now_ns.saturating_sub(c.last_seen_ns) < timeout);
         self.out.h.evicted_idle.inc_by((before - self.conns.len()) as u64);
+        self.conns.values().map(|c| c.session.buffered_bytes()).sum()
     }
 
     /// Makes room by forgetting the longest-idle eighth of the table.

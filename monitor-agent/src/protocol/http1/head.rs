@@ -1,0 +1,196 @@
+//! Turns a buffered header block into the few facts the reassembler needs.
+//! Everything is copied out immediately so no borrow of the buffer survives.
+
+use super::types::Side;
+
+/// More headers than this is treated as garbage rather than grown into.
+const MAX_HEADERS: usize = 64;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum BodyLen {
+    None,
+    Length(u64),
+    Chunked,
+    /// Only valid for responses: the body ends when the connection does.
+    UntilClose,
+}
+
+#[derive(Debug)]
+pub(super) struct RequestHead {
+    pub method: String,
+    pub target: String,
+    pub version_minor: u8,
+    pub host: Option<String>,
+    pub body: BodyLen,
+}
+
+#[derive(Debug)]
+pub(super) struct ResponseHead {
+    pub status: u16,
+    /// Framing implied by the response alone; the session overrides it when
+    /// the request (HEAD, CONNECT) says there is no body.
+    pub body: BodyLen,
+}
+
+#[derive(Debug)]
+pub(super) enum Head {
+    Request(RequestHead),
+    Response(ResponseHead),
+}
+
+#[derive(Debug)]
+pub(super) enum Parsed {
+    Partial,
+    /// Header block length and its content.
+    Complete(usize, Head),
+    Invalid,
+}
+
+pub(super) fn parse(side: Side, buf: &[u8]) -> Parsed {
+    match side {
+        Side::Request => parse_request(buf),
+        Side::Response => parse_response(buf),
+    }
+}
+
+fn parse_request(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let res = req.parse(buf);
+    // Reject garbage as soon as the method is known instead of buffering a
+    // whole header block of it.
+    if let Some(m) = req.method {
+        if !plausible_method(m) {
+            return Parsed::Invalid;
+        }
+    }
+    let n = match res {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Invalid,
+    };
+    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+        return Parsed::Invalid;
+    };
+    let framing = match Framing::from_headers(req.headers) {
+        Some(f) => f,
+        None => return Parsed::Invalid,
+    };
+    let body = if let Some(chunked) = framing.chunked {
+        // RFC 9112 6.3: a request whose last coding is not chunked cannot be
+        // delimited, so it is not something we can follow.
+        if !chunked {
+            return Parsed::Invalid;
+        }
+        BodyLen::Chunked
+    } else {
+        match framing.length {
+            Some(0) | None => BodyLen::None,
+            Some(n) => BodyLen::Length(n),
+        }
+    };
+    Parsed::Complete(
+        n,
+        Head::Request(RequestHead {
+            method: method.to_owned(),
+            target: target.to_owned(),
+            version_minor: version,
+            host: framing.host,
+            body,
+        }),
+    )
+}
+
+fn parse_response(buf: &[u8]) -> Parsed {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut res = httparse::Response::new(&mut headers);
+    let n = match res.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Invalid,
+    };
+    let Some(status) = res.code else {
+        return Parsed::Invalid;
+    };
+    let framing = match Framing::from_headers(res.headers) {
+        Some(f) => f,
+        None => return Parsed::Invalid,
+    };
+    let body = if (100..200).contains(&status) || status == 204 || status == 304 {
+        BodyLen::None
+    } else {
+        match (framing.chunked, framing.length) {
+            (Some(true), _) => BodyLen::Chunked,
+            (Some(false), _) => BodyLen::UntilClose,
+            (None, Some(0)) => BodyLen::None,
+            (None, Some(n)) => BodyLen::Length(n),
+            (None, None) => BodyLen::UntilClose,
+        }
+    };
+    Parsed::Complete(n, Head::Response(ResponseHead { status, body }))
+}
+
+/// In sync we accept any upper-case token so extension methods (WebDAV etc.)
+/// work; lower-case or odd tokens are far more likely to be garbage.
+fn plausible_method(m: &str) -> bool {
+    !m.is_empty()
+        && m.len() <= 32
+        && m.bytes()
+            .all(|b| b.is_ascii_uppercase() || b == b'-' || b == b'_')
+}
+
+struct Framing {
+    /// `Some(last coding is chunked)` when Transfer-Encoding is present.
+    chunked: Option<bool>,
+    length: Option<u64>,
+    host: Option<String>,
+}
+
+impl Framing {
+    /// `None` when the framing headers are contradictory or malformed, which
+    /// would make any body length we pick a guess.
+    fn from_headers(headers: &[httparse::Header<'_>]) -> Option<Framing> {
+        let mut f = Framing {
+            chunked: None,
+            length: None,
+            host: None,
+        };
+        for h in headers {
+            if h.name.eq_ignore_ascii_case("content-length") {
+                let n = parse_length(h.value)?;
+                if f.length.is_some_and(|old| old != n) {
+                    return None;
+                }
+                f.length = Some(n);
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(&[]);
+                f.chunked = Some(trim(last).eq_ignore_ascii_case(b"chunked"));
+            } else if h.name.eq_ignore_ascii_case("host") && f.host.is_none() {
+                f.host = Some(String::from_utf8_lossy(trim(h.value)).into_owned());
+            }
+        }
+        Some(f)
+    }
+}
+
+fn parse_length(v: &[u8]) -> Option<u64> {
+    let v = trim(v);
+    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    v.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })
+}
+
+fn trim(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |e| e + 1);
+    v.get(start..end).unwrap_or(&[])
+}

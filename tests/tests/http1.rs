@@ -1,0 +1,295 @@
+//! End-to-end: real agent, real eBPF, real HTTP/1.x peers on loopback.
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::SocketAddr,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use monitor_tests::{
+    agent::{agent_bin, served_on, RecordExt},
+    free_port,
+    peers::{curl, peer_script, run_ok, Nginx, Proc},
+    wait_listening, Agent, TempDir,
+};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn by_role<'a>(records: &'a [Value], role: &str) -> Vec<&'a Value> {
+    records.iter().filter(|r| r.s("/role") == role).collect()
+}
+
+/// Exactly one client-role and one server-role record, both describing `method path status`.
+fn assert_one_call_per_role(records: &[Value], method: &str, path: &str, status: u64) {
+    for role in ["client", "server"] {
+        let got = by_role(records, role);
+        assert_eq!(got.len(), 1, "expected exactly one {role}-role record for {method} {path}, got {records:#?}");
+        let r = got[0];
+        assert_eq!(r.s("/method"), method, "{role} method: {r}");
+        assert_eq!(r.s("/path"), path, "{role} path: {r}");
+        assert_eq!(r.n("/status"), status, "{role} status: {r}");
+        assert_eq!(r.s("/protocol"), "http/1.1", "{r}");
+        assert_eq!(r.pointer("/tls"), Some(&Value::Bool(false)), "{r}");
+    }
+}
+
+fn python_http_server(port: u16, root: &std::path::Path) -> Proc {
+    let p = Proc::spawn(
+        Command::new("python3")
+            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+            .current_dir(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        "python3 -m http.server",
+    );
+    wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), "python http.server");
+    p
+}
+
+fn test_server(port: u16, bind: &str) -> Proc {
+    let p = Proc::spawn(
+        Command::new("python3")
+            .arg(peer_script("server.py"))
+            .args([&port.to_string(), bind])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+        "tests/peers/server.py",
+    );
+    if bind.contains(':') {
+        wait_listening(format!("[{bind}]:{port}").parse().expect("addr"), "server.py");
+    } else {
+        wait_listening(format!("{bind}:{port}").parse().expect("addr"), "server.py");
+    }
+    p
+}
+
+#[test]
+fn curl_to_python_http_server_is_one_call_per_role() {
+    let dir = TempDir::new("www");
+    std::fs::create_dir_all(dir.0.join("a")).expect("mkdir");
+    std::fs::write(dir.0.join("a/b"), "bee\n").expect("file");
+    let port = free_port();
+    let _server = python_http_server(port, &dir.0);
+    let agent = Agent::start();
+    assert_eq!(curl(&[&format!("http://127.0.0.1:{port}/a/b?x=1")]), "bee\n");
+    let recs = agent.wait_records(2, WAIT, |r| served_on(r, port));
+    assert_one_call_per_role(&recs, "GET", "/a/b?x=1", 200);
+    let client = by_role(&recs, "client")[0];
+    let server = by_role(&recs, "server")[0];
+    assert_eq!(client.s("/route"), "/a/b");
+    assert_eq!(client.s("/client/comm"), "curl", "{client}");
+    assert!(server.s("/server/comm").starts_with("python"), "{server}");
+    assert_eq!(client.s("/server/ip"), "127.0.0.1");
+    assert_eq!(client.n("/client/port"), server.n("/client/port"), "both sides name the same connection");
+    assert_eq!(client.s("/host"), format!("127.0.0.1:{port}"));
+    for r in [client, server] {
+        let d = r.n("/duration_us");
+        assert!(d > 0 && d < 5_000_000, "implausible duration {d}us: {r}");
+        assert!(r.n("/request_bytes") > 20 && r.n("/response_bytes") > 4, "{r}");
+        assert!(r.s("/ts").ends_with('Z') && r.s("/ts").contains('T'), "{r}");
+    }
+    // The server saw the same bytes the client sent.
+    assert_eq!(client.n("/request_bytes"), server.n("/request_bytes"));
+    assert_eq!(client.n("/response_bytes"), server.n("/response_bytes"));
+}
+
+#[test]
+fn keep_alive_connection_carries_several_requests() {
+    let port = free_port();
+    let nginx = Nginx::start(port);
+    let agent = Agent::start();
+    let urls: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{port}/k{i}")).collect();
+    curl(&urls.iter().map(String::as_str).collect::<Vec<_>>());
+    let recs = agent.wait_records(6, WAIT, |r| served_on(r, port));
+    assert_eq!(nginx.served(), 3);
+    for role in ["client", "server"] {
+        let got = by_role(&recs, role);
+        let paths: Vec<&str> = got.iter().map(|r| r.s("/path")).collect();
+        assert_eq!(paths, ["/k1", "/k2", "/k3"], "{role} records: {recs:#?}");
+        let conn_ports: std::collections::HashSet<u64> = got.iter().map(|r| r.n("/client/port")).collect();
+        assert_eq!(conn_ports.len(), 1, "all three requests used one connection: {got:#?}");
+        assert!(got.iter().all(|r| r.n("/status") == 200));
+    }
+}
+
+#[test]
+fn wrk_burst_is_captured_exactly() {
+    let port = free_port();
+    let nginx = Nginx::start(port);
+    let agent = Agent::start();
+    let out = run_ok(
+        Command::new("wrk")
+            .args(["-t1", "-c4", "-d2s", "--timeout", "5s"])
+            .arg(format!("http://127.0.0.1:{port}/api/items")),
+        "wrk",
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let completed: usize = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in ").and_then(|(n, _)| n.trim().parse().ok()))
+        .unwrap_or_else(|| panic!("no request count in wrk output: {text}"));
+    assert!(completed > 100, "wrk completed too few requests: {text}");
+    // nginx's access log is the truth for the server side; wrk's count for the client side
+    // (requests in flight when wrk stops are served but never counted by wrk).
+    std::thread::sleep(Duration::from_millis(300));
+    let served = nginx.served();
+    let server_recs = |r: &Value| served_on(r, port) && r.s("/role") == "server";
+    let client_recs = |r: &Value| served_on(r, port) && r.s("/role") == "client";
+    let got_server = agent.wait_records(served, Duration::from_secs(30), server_recs).len();
+    let got_client = agent.wait_records(completed, Duration::from_secs(10), client_recs).len();
+    let drops = agent.metric("monitor_ringbuf_drops_total");
+    assert_eq!(got_server, served, "server-role calls vs nginx access log (drops: {drops:?})");
+    assert_eq!(got_client, completed, "client-role calls vs wrk's count (drops: {drops:?})");
+    let wrong = agent.records(|r| served_on(r, port) && (r.s("/path") != "/api/items" || r.n("/status") != 200));
+    assert!(wrong.is_empty(), "records with wrong path/status: {:#?}", &wrong[..wrong.len().min(3)]);
+}
+
+#[test]
+fn connection_opened_before_agent_is_captured_from_next_request() {
+    let port = free_port();
+    let _server = test_server(port, "127.0.0.1");
+    let mut client = Proc::spawn(
+        Command::new("python3")
+            .arg(peer_script("preopen_client.py"))
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped()),
+        "preopen_client.py",
+    );
+    let mut lines = BufReader::new(client.child.stdout.take().expect("stdout")).lines();
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
+    let agent = Agent::start();
+    writeln!(client.child.stdin.as_mut().expect("stdin")).expect("signal client");
+    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("done 200"));
+    let recs = agent.wait_records(2, WAIT, |r| served_on(r, port));
+    assert_one_call_per_role(&recs, "GET", "/after?when=later", 200);
+}
+
+#[test]
+fn plain_tcp_echo_is_not_a_call() {
+    let port = free_port();
+    let agent = Agent::start();
+    let before = agent.metric("monitor_other_connections_total").unwrap_or(0.0);
+    let out = run_ok(
+        Command::new("python3").arg(peer_script("echo.py")).args([&port.to_string(), "20"]),
+        "echo.py",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok 20");
+    std::thread::sleep(Duration::from_millis(800));
+    let recs = agent.records(|r| {
+        served_on(r, port) || r.pointer("/client/port").and_then(Value::as_u64) == Some(port as u64)
+    });
+    assert!(recs.is_empty(), "echo traffic produced call records: {recs:#?}");
+    let after = agent.metric("monitor_other_connections_total").unwrap_or(0.0);
+    assert!(after >= before + 2.0, "both echo sockets should be classified as not HTTP ({before} -> {after})");
+}
+
+#[test]
+fn ipv6_loopback() {
+    let port = free_port();
+    let _nginx = Nginx::start(port);
+    let agent = Agent::start();
+    curl(&["-g", &format!("http://[::1]:{port}/v6?q=1")]);
+    let recs = agent.wait_records(2, WAIT, |r| served_on(r, port));
+    assert_one_call_per_role(&recs, "GET", "/v6?q=1", 200);
+    for r in &recs {
+        assert_eq!(r.s("/server/ip"), "::1", "{r}");
+        assert_eq!(r.s("/client/ip"), "::1", "{r}");
+    }
+}
+
+#[test]
+fn post_with_chunked_request_body() {
+    let port = free_port();
+    let _server = test_server(port, "127.0.0.1");
+    let dir = TempDir::new("post");
+    let body = vec![b'x'; 10_000];
+    std::fs::write(dir.0.join("body"), &body).expect("body");
+    let agent = Agent::start();
+    let reply = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        &format!("@{}", dir.0.join("body").display()),
+        &format!("http://127.0.0.1:{port}/upload"),
+    ]);
+    assert_eq!(reply, "got 10000 bytes\n");
+    let recs = agent.wait_records(2, WAIT, |r| served_on(r, port));
+    assert_one_call_per_role(&recs, "POST", "/upload", 201);
+    for r in &recs {
+        assert!(r.n("/request_bytes") > 10_000, "chunked body counted: {r}");
+    }
+}
+
+#[test]
+fn head_204_and_sendfile_body_on_one_connection() {
+    let port = free_port();
+    let nginx = Nginx::start(port);
+    // 300 KB static file: nginx sends it with sendfile, which the agent sees only as a count.
+    std::fs::write(nginx.dir.0.join("big.bin"), vec![b'z'; 300_000]).expect("big file");
+    let agent = Agent::start();
+    let base = format!("http://127.0.0.1:{port}");
+    let big = format!("{base}/big.bin");
+    let empty = format!("{base}/empty");
+    let after = format!("{base}/after");
+    curl(&["-o", "/dev/null", &big, "-o", "/dev/null", &empty, "-o", "/dev/null", &after]);
+    curl(&["-I", &format!("{base}/index.html")]);
+    let recs = agent.wait_records(8, WAIT, |r| served_on(r, port));
+    for role in ["client", "server"] {
+        let got: Vec<(String, u64)> = by_role(&recs, role)
+            .iter()
+            .map(|r| (format!("{} {}", r.s("/method"), r.s("/path")), r.n("/status")))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("GET /big.bin".to_string(), 200),
+                ("GET /empty".to_string(), 204),
+                ("GET /after".to_string(), 200),
+                ("HEAD /index.html".to_string(), 200)
+            ],
+            "{role}: {recs:#?}"
+        );
+        let big = by_role(&recs, role)[0];
+        assert!(big.n("/response_bytes") > 300_000, "body bytes counted: {big}");
+    }
+}
+
+#[test]
+fn sigint_and_sigterm_exit_zero() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        let agent = Agent::start();
+        let status = agent.stop_with(sig);
+        assert!(status.success(), "agent exit status on signal {sig}: {status}");
+    }
+}
+
+#[test]
+fn refuses_to_run_without_root_in_one_sentence() {
+    monitor_tests::require_root();
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(agent_bin())
+        .args(["run", "--listen", &format!("127.0.0.1:{}", free_port())])
+        .output()
+        .expect("setpriv");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("must run as root"), "stderr: {err}");
+}
+
+#[test]
+fn refuses_non_loopback_listen_without_token() {
+    let out = Command::new(agent_bin())
+        .args(["run", "--listen", "0.0.0.0:1"])
+        .env_remove("MONITOR_API_TOKEN")
+        .output()
+        .expect("agent");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without an API token"), "stderr: {err}");
+}

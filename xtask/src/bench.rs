@@ -1,0 +1,243 @@
+//! `cargo xtask bench`: wrk against nginx on loopback, alternating rounds without and with
+//! the agent, so both see the same machine state. Prints throughput of each, their ratio,
+//! the agent's CPU per captured call, and captured/completed with the drop counters.
+
+use std::{
+    io::Read,
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+
+use crate::{setup, util};
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Seconds of load per measurement.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Rounds; each round measures without, then with the agent.
+    #[arg(long, default_value_t = 3)]
+    rounds: u32,
+    /// Concurrent wrk connections.
+    #[arg(long, default_value_t = 32)]
+    connections: u32,
+    /// wrk threads.
+    #[arg(long, default_value_t = 1)]
+    threads: u32,
+}
+
+struct WrkResult {
+    requests: u64,
+    rps: f64,
+}
+
+struct AgentRound {
+    wrk: WrkResult,
+    cpu_secs: f64,
+    client_calls: f64,
+    server_calls: f64,
+    drops: f64,
+    truncations: f64,
+}
+
+pub fn run(args: BenchArgs) -> Result<()> {
+    if !util::is_root() {
+        bail!("the benchmark loads eBPF programs: run it as root");
+    }
+    setup::all(true)?;
+    util::cargo(&["build", "--release", "--package", "monitor-agent"])?;
+    let bin = util::workspace_root().join("target/release/monitor-agent");
+    let dir = std::env::temp_dir().join(format!("monitor-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let port = free_port()?;
+    let mut nginx = start_nginx(&dir, port)?;
+    let url = format!("http://127.0.0.1:{port}/api/items");
+    // Warm up nginx and the page cache.
+    let _ = wrk(&url, 1, &args);
+
+    let mut without = Vec::new();
+    let mut with = Vec::new();
+    for round in 1..=args.rounds {
+        let base = wrk(&url, args.duration, &args)?;
+        eprintln!("round {round}: without agent {:.0} req/s", base.rps);
+        without.push(base);
+        let r = with_agent(&bin, &url, &args)?;
+        eprintln!(
+            "round {round}: with agent    {:.0} req/s, agent cpu {:.2}s, calls client {} server {}, drops {}",
+            r.wrk.rps, r.cpu_secs, r.client_calls, r.server_calls, r.drops
+        );
+        with.push(r);
+    }
+    let _ = nginx.kill();
+    let _ = nginx.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let rps_without = mean(&without.iter().map(|w| w.rps).collect::<Vec<_>>());
+    let rps_with = mean(&with.iter().map(|w| w.wrk.rps).collect::<Vec<_>>());
+    let completed: u64 = with.iter().map(|w| w.wrk.requests).sum();
+    let client: f64 = with.iter().map(|w| w.client_calls).sum();
+    let server: f64 = with.iter().map(|w| w.server_calls).sum();
+    let drops: f64 = with.iter().map(|w| w.drops).sum();
+    let truncations: f64 = with.iter().map(|w| w.truncations).sum();
+    let cpu: f64 = with.iter().map(|w| w.cpu_secs).sum();
+    let captured = client + server;
+    println!("benchmark: wrk -t{} -c{} -d{}s against nginx `return 200` on loopback, {} rounds", args.threads, args.connections, args.duration, args.rounds);
+    println!("| measure | value |");
+    println!("| --- | --- |");
+    println!("| requests/s without agent (mean) | {rps_without:.0} |");
+    println!("| requests/s with agent (mean) | {rps_with:.0} |");
+    println!("| throughput ratio with/without | {:.3} |", rps_with / rps_without.max(1.0));
+    println!("| requests completed (wrk, with agent) | {completed} |");
+    println!("| client-role calls captured / completed | {:.4} |", client / completed.max(1) as f64);
+    println!("| server-role calls captured / completed | {:.4} |", server / completed.max(1) as f64);
+    println!("| ring-buffer drops | {drops} |");
+    println!("| truncations | {truncations} |");
+    println!("| agent CPU (user+sys) | {cpu:.2} s |");
+    println!("| agent CPU per captured call | {:.2} us |", cpu * 1e6 / captured.max(1.0));
+    println!("| agent CPU per million captured calls | {:.2} s |", cpu * 1e6 / captured.max(1.0));
+    Ok(())
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn start_nginx(dir: &Path, port: u16) -> Result<Child> {
+    let d = dir.display();
+    let conf = format!(
+        r#"daemon off;
+worker_processes 1;
+user root;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_requests 1000000;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ default_type application/json; return 200 '{{"items":[1,2,3]}}'; }}
+    }}
+}}
+"#
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf)?;
+    let nginx = if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" };
+    let child = Command::new(nginx)
+        .arg("-c")
+        .arg(&path)
+        .arg("-p")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting nginx")?;
+    wait_port(port)?;
+    Ok(child)
+}
+
+fn wait_port(port: u16) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listening on port {port} after 30 s")
+}
+
+fn wrk(url: &str, secs: u64, args: &BenchArgs) -> Result<WrkResult> {
+    let out = util::output(
+        Command::new("wrk")
+            .arg(format!("-t{}", args.threads))
+            .arg(format!("-c{}", args.connections))
+            .arg(format!("-d{}s", secs.max(1)))
+            .arg(url),
+    )?;
+    let requests = out
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in ").and_then(|(n, _)| n.trim().parse().ok()))
+        .with_context(|| format!("no request count in wrk output: {out}"))?;
+    let rps = out
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:").and_then(|v| v.trim().parse().ok()))
+        .with_context(|| format!("no Requests/sec in wrk output: {out}"))?;
+    Ok(WrkResult { requests, rps })
+}
+
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').map(|(_, r)| r).context("odd /proc stat")?;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the comm.
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    let hz = clock_ticks_per_sec();
+    Ok(ticks / hz)
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    util::output(Command::new("getconf").arg("CLK_TCK")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(100.0)
+}
+
+fn metric(port: u16, name: &str) -> f64 {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return 0.0 };
+    use std::io::Write;
+    let _ = write!(s, "GET /metrics HTTP/1.0\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body.lines()
+        .find_map(|l| l.rsplit_once(' ').filter(|(k, _)| *k == name).and_then(|(_, v)| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+fn with_agent(bin: &PathBuf, url: &str, args: &BenchArgs) -> Result<AgentRound> {
+    let api = free_port()?;
+    let mut agent = Command::new(bin)
+        .args(["run", "--output", "none", "--listen", &format!("127.0.0.1:{api}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the agent")?;
+    wait_port(api)?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while metric(api, "monitor_attached_programs") == 0.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    const CLIENT: &str = "monitor_calls_total{protocol=\"http/1.1\",role=\"client\"}";
+    const SERVER: &str = "monitor_calls_total{protocol=\"http/1.1\",role=\"server\"}";
+    let (client0, server0) = (metric(api, CLIENT), metric(api, SERVER));
+    let cpu0 = cpu_seconds(agent.id())?;
+    let result = wrk(url, args.duration, args);
+    // Let the agent drain what is queued before reading its counters.
+    std::thread::sleep(Duration::from_millis(1500));
+    let cpu1 = cpu_seconds(agent.id())?;
+    let round = AgentRound {
+        wrk: result?,
+        cpu_secs: cpu1 - cpu0,
+        // The scrape just before wrk is itself a client-role call, counted once it completes.
+        client_calls: metric(api, CLIENT) - client0 - 1.0,
+        server_calls: metric(api, SERVER) - server0,
+        drops: metric(api, "monitor_ringbuf_drops_total"),
+        truncations: metric(api, "monitor_truncations_total"),
+    };
+    terminate(agent.id());
+    let _ = agent.wait();
+    Ok(round)
+}
+
+fn terminate(pid: u32) {
+    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+}

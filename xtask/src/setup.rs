@@ -1,0 +1,146 @@
+//! Makes a fresh machine able to build and load the agent. Every step checks first, so a
+//! second run does nothing and takes well under a second.
+
+use std::{path::{Path, PathBuf}, process::Command};
+
+use anyhow::{bail, Context, Result};
+
+use crate::util::{self, have, is_root, output};
+
+const BPF_LINKER_VERSION: &str = "0.13.0";
+const LLVM_FEATURE: &str = "llvm-22";
+
+pub fn all(peers: bool) -> Result<()> {
+    nightly_rust_src()?;
+    bpf_linker()?;
+    kernel()?;
+    if peers {
+        test_peers()?;
+    }
+    Ok(())
+}
+
+fn nightly_sysroot() -> Result<PathBuf> {
+    if !have("rustup") {
+        bail!("rustup is not installed: install Rust with rustup (https://rustup.rs), then rerun");
+    }
+    let has_nightly = output(Command::new("rustup").args(["toolchain", "list"]))?
+        .lines()
+        .any(|l| l.starts_with("nightly"));
+    if !has_nightly {
+        eprintln!("xtask: installing the nightly toolchain (the eBPF crate needs it)");
+        util::run(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))
+            .context("the eBPF programs need a nightly Rust toolchain and `rustup toolchain install nightly` failed")?;
+    }
+    let sysroot = output(Command::new("rustc").args(["+nightly", "--print", "sysroot"]))?;
+    Ok(PathBuf::from(sysroot.trim()))
+}
+
+fn nightly_rust_src() -> Result<()> {
+    let sysroot = nightly_sysroot()?;
+    let core = sysroot.join("lib/rustlib/src/rust/library/core/Cargo.toml");
+    if core.exists() {
+        return Ok(());
+    }
+    eprintln!("xtask: adding rust-src to the nightly toolchain");
+    let added = Command::new("rustup")
+        .args(["component", "add", "rust-src", "--toolchain", "nightly"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if added && core.exists() {
+        return Ok(());
+    }
+    // Offline fallback kept beside the repository (see ../shared/toolchain/README.md).
+    let dir = util::workspace_root().join("../shared/toolchain");
+    let tarball = std::fs::read_dir(&dir)
+        .ok()
+        .and_then(|d| {
+            d.filter_map(|e| e.ok().map(|e| e.path()))
+                .find(|p| p.to_string_lossy().contains("rust-src-nightly"))
+        });
+    let Some(tarball) = tarball else {
+        bail!("nightly rust-src is missing and could not be downloaded: run `rustup component add rust-src --toolchain nightly`");
+    };
+    util::run(Command::new("tar").arg("-xJf").arg(&tarball).arg("-C").arg(&sysroot))?;
+    if !core.exists() {
+        bail!("unpacking {} did not provide rust-src", tarball.display());
+    }
+    Ok(())
+}
+
+fn bpf_linker() -> Result<()> {
+    let installed = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
+        .unwrap_or(false);
+    if installed {
+        return Ok(());
+    }
+    let sysroot = nightly_sysroot()?;
+    let lib = sysroot.join("lib");
+    let link = lib.join("libLLVM.so");
+    if !link.exists() {
+        let target = std::fs::read_dir(&lib)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with("libLLVM.so.") && n.contains("nightly"))
+            .context("the nightly toolchain ships no libLLVM.so.*: bpf-linker cannot be built against it")?;
+        std::os::unix::fs::symlink(&target, &link)
+            .with_context(|| format!("linking {} -> {target}", link.display()))?;
+    }
+    eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against nightly's LLVM (about a minute)");
+    util::run(
+        Command::new("cargo")
+            .env("LLVM_PREFIX", &sysroot)
+            .args(["install", &format!("bpf-linker@{BPF_LINKER_VERSION}")])
+            .args(["--no-default-features", "--features", LLVM_FEATURE]),
+    )
+    .context("installing bpf-linker failed")
+}
+
+fn kernel() -> Result<()> {
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        bail!("this kernel has no BTF (/sys/kernel/btf/vmlinux): it needs CONFIG_DEBUG_INFO_BTF=y");
+    }
+    if !is_root() {
+        // Building works without root; loading will say what it needs.
+        return Ok(());
+    }
+    if !Path::new("/sys/kernel/tracing/events").exists() {
+        util::run(Command::new("mount").args(["-t", "tracefs", "tracefs", "/sys/kernel/tracing"]))
+            .context("tracefs is not mounted at /sys/kernel/tracing and mounting it failed")?;
+    }
+    if !Path::new("/sys/kernel/tracing/events/syscalls/sys_enter_read").exists() {
+        bail!("this kernel has no syscall tracepoints: it needs CONFIG_FTRACE_SYSCALLS=y");
+    }
+    if !Path::new("/sys/kernel/tracing/uprobe_events").exists() {
+        bail!("this kernel has no uprobes: it needs CONFIG_UPROBE_EVENTS=y");
+    }
+    Ok(())
+}
+
+/// Debian packages the end-to-end tests and the benchmark drive, by the command they provide.
+const PEERS: &[(&str, &str)] =
+    &[("nginx", "nginx"), ("wrk", "wrk"), ("curl", "curl"), ("python3", "python3")];
+
+fn test_peers() -> Result<()> {
+    let missing: Vec<&str> =
+        PEERS.iter().filter(|(cmd, _)| !have(cmd) && !Path::new(&format!("/usr/sbin/{cmd}")).exists()).map(|(_, pkg)| *pkg).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() || !have("apt-get") {
+        bail!("the tests need {}: install them (Debian: apt-get install {})", missing.join(", "), missing.join(" "));
+    }
+    eprintln!("xtask: installing test peers: {}", missing.join(" "));
+    let install = || Command::new("apt-get").args(["install", "-y", "--no-install-recommends"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive").status().map(|s| s.success()).unwrap_or(false);
+    if !install() {
+        util::run(Command::new("apt-get").arg("update"))?;
+        if !install() {
+            bail!("apt-get could not install {}", missing.join(" "));
+        }
+    }
+    Ok(())
+}
