@@ -44,14 +44,21 @@ pub fn router(state: ApiState) -> Router {
 async fn metrics(State(state): State<ApiState>) -> Response {
     let body = state.metrics.encode();
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         body,
     )
         .into_response()
 }
 
 async fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, "not found: try /healthz or /metrics\n").into_response()
+    (
+        StatusCode::NOT_FOUND,
+        "not found: try /healthz or /metrics\n",
+    )
+        .into_response()
 }
 
 #[cfg(test)]
@@ -63,8 +70,14 @@ mod tests {
         let any: SocketAddr = "0.0.0.0:9464".parse().unwrap();
         let lo: SocketAddr = "127.0.0.1:9464".parse().unwrap();
         let lo6: SocketAddr = "[::1]:9464".parse().unwrap();
-        assert_eq!(check_listen(any, None), Err(ListenError::TokenRequired(any)));
-        assert_eq!(check_listen(any, Some("")), Err(ListenError::TokenRequired(any)));
+        assert_eq!(
+            check_listen(any, None),
+            Err(ListenError::TokenRequired(any))
+        );
+        assert_eq!(
+            check_listen(any, Some("")),
+            Err(ListenError::TokenRequired(any))
+        );
         assert!(check_listen(any, Some("t0k")).is_ok());
         assert!(check_listen(lo, None).is_ok());
         assert!(check_listen(lo6, None).is_ok());

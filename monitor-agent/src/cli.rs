@@ -7,7 +7,11 @@ use clap::{Args, Parser, Subcommand};
 use crate::output::OutputFormat;
 
 #[derive(Debug, Parser)]
-#[command(name = "monitor-agent", version, about = "eBPF API traffic monitor: sees every HTTP call on this node")]
+#[command(
+    name = "monitor-agent",
+    version,
+    about = "eBPF API traffic monitor: sees every HTTP call on this node"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -51,7 +55,9 @@ pub struct RunArgs {
 }
 
 fn parse_ring_mb(s: &str) -> Result<u32, String> {
-    let v: u32 = s.parse().map_err(|_| format!("{s:?} is not a number of MiB"))?;
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of MiB"))?;
     if v == 0 || !v.is_power_of_two() || v > 1024 {
         return Err(format!("{v} must be a power of two between 1 and 1024"));
     }

@@ -65,7 +65,11 @@ impl Metrics {
             events_undecodable.clone(),
         );
         let calls = Family::<CallLabels, Counter>::default();
-        registry.register("monitor_calls", "Calls reassembled, by protocol and observed role", calls.clone());
+        registry.register(
+            "monitor_calls",
+            "Calls reassembled, by protocol and observed role",
+            calls.clone(),
+        );
         let parse_errors = Family::<ProtocolLabels, Counter>::default();
         registry.register(
             "monitor_parse_errors",
@@ -73,7 +77,11 @@ impl Metrics {
             parse_errors.clone(),
         );
         let resyncs = Family::<ProtocolLabels, Counter>::default();
-        registry.register("monitor_parser_resyncs", "Times a parser regained sync after a gap or garbage", resyncs.clone());
+        registry.register(
+            "monitor_parser_resyncs",
+            "Times a parser regained sync after a gap or garbage",
+            resyncs.clone(),
+        );
         let unmatched_responses = Family::<ProtocolLabels, Counter>::default();
         registry.register(
             "monitor_unmatched_responses",
@@ -123,7 +131,11 @@ impl Metrics {
         );
         let attached = Gauge::<i64>::default();
         attached.set(attached_programs as i64);
-        registry.register("monitor_attached_programs", "eBPF program attachments", attached);
+        registry.register(
+            "monitor_attached_programs",
+            "eBPF program attachments",
+            attached,
+        );
         Metrics {
             registry,
             events_received,
@@ -142,7 +154,8 @@ impl Metrics {
     }
 
     pub fn add_kernel_counters(&mut self, reader: Arc<CounterReader>) {
-        self.registry.register_collector(Box::new(KernelCollector { reader }));
+        self.registry
+            .register_collector(Box::new(KernelCollector { reader }));
     }
 
     pub fn encode(&self) -> String {
@@ -174,16 +187,66 @@ fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::
 impl Collector for KernelCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let k = self.reader.read();
-        counter(&mut enc, "monitor_ringbuf_events", "Records the kernel wrote to the ring buffer", k.events)?;
-        counter(&mut enc, "monitor_ringbuf_bytes", "Payload bytes the kernel wrote to the ring buffer", k.bytes)?;
-        counter(&mut enc, "monitor_ringbuf_drops", "Records lost because the ring buffer was full", k.drops)?;
-        counter(&mut enc, "monitor_ringbuf_dropped_bytes", "Payload bytes of records lost to a full ring buffer", k.dropped_bytes)?;
-        counter(&mut enc, "monitor_truncations", "Segments captured only in part (longer than the capture limit)", k.truncations)?;
-        counter(&mut enc, "monitor_truncated_bytes", "Bytes not captured because of truncation", k.truncated_bytes)?;
-        counter(&mut enc, "monitor_http_connections", "Connections the kernel classified as HTTP", k.http_conns)?;
-        counter(&mut enc, "monitor_other_connections", "Connections the kernel classified as not HTTP and skips", k.not_http_conns)?;
-        counter(&mut enc, "monitor_syscall_args_lost", "Syscalls not captured because the argument map was full", k.args_lost)?;
-        counter(&mut enc, "monitor_memory_read_errors", "Failed reads of process or kernel memory", k.read_errors)?;
+        counter(
+            &mut enc,
+            "monitor_ringbuf_events",
+            "Records the kernel wrote to the ring buffer",
+            k.events,
+        )?;
+        counter(
+            &mut enc,
+            "monitor_ringbuf_bytes",
+            "Payload bytes the kernel wrote to the ring buffer",
+            k.bytes,
+        )?;
+        counter(
+            &mut enc,
+            "monitor_ringbuf_drops",
+            "Records lost because the ring buffer was full",
+            k.drops,
+        )?;
+        counter(
+            &mut enc,
+            "monitor_ringbuf_dropped_bytes",
+            "Payload bytes of records lost to a full ring buffer",
+            k.dropped_bytes,
+        )?;
+        counter(
+            &mut enc,
+            "monitor_truncations",
+            "Segments captured only in part (longer than the capture limit)",
+            k.truncations,
+        )?;
+        counter(
+            &mut enc,
+            "monitor_truncated_bytes",
+            "Bytes not captured because of truncation",
+            k.truncated_bytes,
+        )?;
+        counter(
+            &mut enc,
+            "monitor_http_connections",
+            "Connections the kernel classified as HTTP",
+            k.http_conns,
+        )?;
+        counter(
+            &mut enc,
+            "monitor_other_connections",
+            "Connections the kernel classified as not HTTP and skips",
+            k.not_http_conns,
+        )?;
+        counter(
+            &mut enc,
+            "monitor_syscall_args_lost",
+            "Syscalls not captured because the argument map was full",
+            k.args_lost,
+        )?;
+        counter(
+            &mut enc,
+            "monitor_memory_read_errors",
+            "Failed reads of process or kernel memory",
+            k.read_errors,
+        )?;
         let rss = ConstGauge::new(resident_bytes() as i64);
         rss.encode(enc.encode_descriptor(
             "monitor_resident_memory_bytes",
@@ -197,6 +260,10 @@ impl Collector for KernelCollector {
 
 fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }

@@ -19,7 +19,13 @@ pub struct Peer {
 
 impl Peer {
     pub fn remote(addr: SocketAddr) -> Peer {
-        Peer { ip: addr.ip().to_string(), port: addr.port(), pid: None, comm: None, service: None }
+        Peer {
+            ip: addr.ip().to_string(),
+            port: addr.port(),
+            pid: None,
+            comm: None,
+            service: None,
+        }
     }
 
     pub fn local(addr: SocketAddr, pid: u32, comm: String) -> Peer {

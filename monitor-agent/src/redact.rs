@@ -7,10 +7,31 @@ use std::hash::{BuildHasher, Hasher};
 /// Query parameter names (compared case-insensitively, `-`/`_` ignored) whose values are
 /// treated as credentials.
 const SECRET_PARAMS: &[&str] = &[
-    "token", "accesstoken", "refreshtoken", "idtoken", "apikey", "key", "password", "passwd",
-    "pwd", "secret", "clientsecret", "signature", "sig", "auth", "authorization", "session",
-    "sessionid", "sid", "code", "jwt", "credential", "credentials", "xamzsignature",
-    "xamzcredential", "xamzsecuritytoken",
+    "token",
+    "accesstoken",
+    "refreshtoken",
+    "idtoken",
+    "apikey",
+    "key",
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "clientsecret",
+    "signature",
+    "sig",
+    "auth",
+    "authorization",
+    "session",
+    "sessionid",
+    "sid",
+    "code",
+    "jwt",
+    "credential",
+    "credentials",
+    "xamzsignature",
+    "xamzcredential",
+    "xamzsecuritytoken",
 ];
 
 /// Hashes secrets with a per-process random key.
@@ -21,7 +42,9 @@ pub struct Redactor {
 
 impl Default for Redactor {
     fn default() -> Self {
-        Redactor { key: std::collections::hash_map::RandomState::new() }
+        Redactor {
+            key: std::collections::hash_map::RandomState::new(),
+        }
     }
 }
 

@@ -32,12 +32,18 @@ pub fn run(args: RunArgs) -> Result<()> {
         .block_on(tokio::net::TcpListener::bind(args.listen))
         .with_context(|| format!("cannot listen on {}", args.listen))?;
 
-    let mut cap = Capture::load(&CaptureConfig { ring_buffer_bytes: args.ring_buffer_mb << 20 })?;
+    let mut cap = Capture::load(&CaptureConfig {
+        ring_buffer_bytes: args.ring_buffer_mb << 20,
+    })?;
     let ring = cap.take_events()?;
     let mut metrics = Metrics::new(cap.attached);
     metrics.add_kernel_counters(Arc::new(CounterReader::new(cap.take_counters()?)));
     let metrics = Arc::new(metrics);
-    log::info!("attached {} tracepoints; listening on {}", cap.attached, args.listen);
+    log::info!(
+        "attached {} tracepoints; listening on {}",
+        cap.attached,
+        args.listen
+    );
 
     let stop = Arc::new(AtomicBool::new(false));
     let (tx, rx) = mpsc::sync_channel(1 << 16);
@@ -49,7 +55,11 @@ pub fn run(args: RunArgs) -> Result<()> {
 
     let workers = args
         .workers
-        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        })
         .max(1);
     let clock = Clock::new();
     let redactor = Redactor::default();
@@ -62,15 +72,26 @@ pub fn run(args: RunArgs) -> Result<()> {
     for i in 0..workers {
         let (prod, cons) = HeapRb::new(SHARD_QUEUE).split();
         let tracker = ConnTracker::new(cfg.clone(), clock, redactor.clone(), &metrics);
-        let handle =
-            shard::spawn(i, cons, tracker, records.clone(), metrics.clone(), stop.clone())?;
-        inlets.push(ShardInlet { queue: prod, worker: handle.thread().clone() });
+        let handle = shard::spawn(
+            i,
+            cons,
+            tracker,
+            records.clone(),
+            metrics.clone(),
+            stop.clone(),
+        )?;
+        inlets.push(ShardInlet {
+            queue: prod,
+            worker: handle.thread().clone(),
+        });
         shard_threads.push(handle);
     }
     drop(records);
     let reader = capture::reader::spawn(ring, inlets, metrics.clone(), stop.clone())?;
 
-    let state = api::ApiState { metrics: metrics.clone() };
+    let state = api::ApiState {
+        metrics: metrics.clone(),
+    };
     rt.block_on(async {
         let server = axum::serve(listener, api::router(state));
         tokio::select! {

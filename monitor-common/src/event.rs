@@ -7,6 +7,10 @@ pub const MAX_DATA: usize = 4096;
 /// Most iovec entries walked per vectored syscall; the remainder is reported as a gap.
 pub const MAX_IOV: usize = 8;
 
+/// For a segment longer than `MAX_DATA`, its last `TAIL_DATA` bytes are sent as well: the end
+/// of a message (a chunked body's last chunk) is usually at the end of a write.
+pub const TAIL_DATA: usize = 512;
+
 /// The event carries `len` captured bytes of one direction of a connection.
 pub const KIND_DATA: u8 = 1;
 /// `orig_len` bytes of one direction moved without being captured (for example `sendfile`).
@@ -101,8 +105,36 @@ pub mod counter {
     pub const COUNT: u32 = 10;
 }
 
+/// How the buffer argument of a stashed syscall is shaped.
+pub const SHAPE_FLAT: u8 = 1;
+pub const SHAPE_IOVEC: u8 = 2;
+pub const SHAPE_MSGHDR: u8 = 3;
+pub const SHAPE_SENDFILE: u8 = 4;
+pub const SHAPE_CONNECT: u8 = 5;
+
+/// Arguments saved at syscall entry for use at exit, when the byte count is known. The agent
+/// also writes these for threads that were already blocked in a read when it attached.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct SyscallArgs {
+    /// `struct sock` address, or 0 to resolve `fd` at exit.
+    pub sock: u64,
+    /// Buffer, iovec array or msghdr pointer in the caller's memory.
+    pub buf: u64,
+    /// Buffer length or iovec count.
+    pub count: u64,
+    pub fd: i32,
+    /// Syscall number the arguments belong to, checked at exit; 0 when stashed at entry
+    /// (the entry and exit of one thread's syscall always pair).
+    pub syscall_nr: u32,
+    pub shape: u8,
+    pub direction: u8,
+    pub _pad: [u8; 6],
+}
+
 #[cfg(feature = "user")]
 mod pod {
+    unsafe impl aya::Pod for super::SyscallArgs {}
     // SAFETY: plain old data, `#[repr(C)]`, every bit pattern valid.
     unsafe impl aya::Pod for super::EventHeader {}
     unsafe impl aya::Pod for super::super::KernelOffsets {}

@@ -1,10 +1,12 @@
 //! Per-socket state: classification, role and stream offsets.
 
 use aya_ebpf::helpers::{bpf_ktime_get_ns, generated::bpf_probe_read_user};
-use monitor_common::{counter, sniff, Sniff, ROLE_UNKNOWN};
 use monitor_common::sniff::SNIFF_LEN;
+use monitor_common::{counter, sniff, Sniff, ROLE_UNKNOWN};
 
-use crate::maps::{count, ConnState, CONNS, PROTO_HTTP, PROTO_OTHER, PROTO_UNKNOWN, SNIFF_ATTEMPTS};
+use crate::maps::{
+    count, ConnState, CONNS, PROTO_HTTP, PROTO_OTHER, PROTO_UNKNOWN, SNIFF_ATTEMPTS,
+};
 
 /// Starts tracking `sock` afresh, replacing whatever a previous user of that address left.
 #[inline(always)]
@@ -43,12 +45,17 @@ pub fn classify(st: *mut ConnState, first: u64, n: u64) -> bool {
         _ => {}
     }
     let mut b = [0u8; SNIFF_LEN];
-    let len = if n < SNIFF_LEN as u64 { n as usize } else { SNIFF_LEN };
+    let len = if n < SNIFF_LEN as u64 {
+        n as usize
+    } else {
+        SNIFF_LEN
+    };
     if len == 0 {
         return false;
     }
     // SAFETY: reads at most SNIFF_LEN bytes into a stack array of that size.
-    let rc = unsafe { bpf_probe_read_user(b.as_mut_ptr() as *mut _, len as u32, first as *const _) };
+    let rc =
+        unsafe { bpf_probe_read_user(b.as_mut_ptr() as *mut _, len as u32, first as *const _) };
     if rc != 0 {
         count(counter::READ_ERRORS, 1);
         return false;

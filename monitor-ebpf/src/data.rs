@@ -6,15 +6,15 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
-use monitor_common::{counter, DIR_EGRESS, DIR_INGRESS, MAX_IOV};
+use monitor_common::{
+    counter, SyscallArgs, DIR_EGRESS, DIR_INGRESS, MAX_IOV, SHAPE_CONNECT, SHAPE_FLAT, SHAPE_IOVEC,
+    SHAPE_MSGHDR, SHAPE_SENDFILE,
+};
 
 use crate::{
     conn::{classify, state_of},
     emit::{send_data, send_gap, start, Origin},
-    maps::{
-        count, is_agent, SyscallArgs, ARGS, CONNS, PROTO_OTHER, SHAPE_CONNECT, SHAPE_FLAT,
-        SHAPE_IOVEC, SHAPE_MSGHDR, SHAPE_SENDFILE,
-    },
+    maps::{count, is_agent, ARGS, CONNS, PROTO_OTHER},
     sock::tcp_sock,
 };
 
@@ -48,9 +48,10 @@ pub fn stash(fd: i32, buf: u64, count_or_len: u64, shape: u8, direction: u8) {
         buf,
         count: count_or_len,
         fd,
+        syscall_nr: 0,
         shape,
         direction,
-        _pad: [0; 2],
+        _pad: [0; 6],
     };
     if ARGS.insert(&id, &args, 0).is_err() {
         count(counter::ARGS_LOST, 1);
@@ -73,16 +74,30 @@ fn user_u64(addr: u64) -> u64 {
 }
 
 fn try_exit_data(ctx: &TracePointContext) -> Option<()> {
-    let args = take_args()?;
+    let mut args = take_args()?;
     let ret = arg(ctx, 0) as i64;
     if ret <= 0 || args.shape == SHAPE_CONNECT {
         return None;
+    }
+    if args.syscall_nr != 0 {
+        // Written by the agent for a thread blocked in a read when it attached: only valid
+        // if this exit is that very syscall.
+        let nr = unsafe { ctx.read_at::<i32>(8).unwrap_or(-1) };
+        if nr as u32 != args.syscall_nr {
+            return None;
+        }
+    }
+    if args.sock == 0 {
+        args.sock = tcp_sock(args.fd)?;
     }
     let n = ret as u64;
     // Resolve the iovec array for vectored calls; flat buffers are one segment.
     let (iov, iovcnt) = match args.shape {
         SHAPE_IOVEC => (args.buf, args.count),
-        SHAPE_MSGHDR => (user_u64(args.buf + MSGHDR_IOV), user_u64(args.buf + MSGHDR_IOVLEN)),
+        SHAPE_MSGHDR => (
+            user_u64(args.buf + MSGHDR_IOV),
+            user_u64(args.buf + MSGHDR_IOVLEN),
+        ),
         _ => (0, 0),
     };
     let first = if iov != 0 { user_u64(iov) } else { args.buf };
@@ -153,7 +168,13 @@ pub fn sys_exit_data(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub fn sys_enter_read(ctx: TracePointContext) -> u32 {
-    stash(arg(&ctx, 0) as i32, arg(&ctx, 1), arg(&ctx, 2), SHAPE_FLAT, DIR_INGRESS);
+    stash(
+        arg(&ctx, 0) as i32,
+        arg(&ctx, 1),
+        arg(&ctx, 2),
+        SHAPE_FLAT,
+        DIR_INGRESS,
+    );
     0
 }
 
@@ -161,46 +182,88 @@ pub fn sys_enter_read(ctx: TracePointContext) -> u32 {
 pub fn sys_enter_recvfrom(ctx: TracePointContext) -> u32 {
     // A peek leaves the bytes in the socket: they will be read (and captured) again.
     if arg(&ctx, 3) & MSG_PEEK == 0 {
-        stash(arg(&ctx, 0) as i32, arg(&ctx, 1), arg(&ctx, 2), SHAPE_FLAT, DIR_INGRESS);
+        stash(
+            arg(&ctx, 0) as i32,
+            arg(&ctx, 1),
+            arg(&ctx, 2),
+            SHAPE_FLAT,
+            DIR_INGRESS,
+        );
     }
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_readv(ctx: TracePointContext) -> u32 {
-    stash(arg(&ctx, 0) as i32, arg(&ctx, 1), arg(&ctx, 2), SHAPE_IOVEC, DIR_INGRESS);
+    stash(
+        arg(&ctx, 0) as i32,
+        arg(&ctx, 1),
+        arg(&ctx, 2),
+        SHAPE_IOVEC,
+        DIR_INGRESS,
+    );
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_recvmsg(ctx: TracePointContext) -> u32 {
     if arg(&ctx, 2) & MSG_PEEK == 0 {
-        stash(arg(&ctx, 0) as i32, arg(&ctx, 1), 0, SHAPE_MSGHDR, DIR_INGRESS);
+        stash(
+            arg(&ctx, 0) as i32,
+            arg(&ctx, 1),
+            0,
+            SHAPE_MSGHDR,
+            DIR_INGRESS,
+        );
     }
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_write(ctx: TracePointContext) -> u32 {
-    stash(arg(&ctx, 0) as i32, arg(&ctx, 1), arg(&ctx, 2), SHAPE_FLAT, DIR_EGRESS);
+    stash(
+        arg(&ctx, 0) as i32,
+        arg(&ctx, 1),
+        arg(&ctx, 2),
+        SHAPE_FLAT,
+        DIR_EGRESS,
+    );
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_sendto(ctx: TracePointContext) -> u32 {
-    stash(arg(&ctx, 0) as i32, arg(&ctx, 1), arg(&ctx, 2), SHAPE_FLAT, DIR_EGRESS);
+    stash(
+        arg(&ctx, 0) as i32,
+        arg(&ctx, 1),
+        arg(&ctx, 2),
+        SHAPE_FLAT,
+        DIR_EGRESS,
+    );
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_writev(ctx: TracePointContext) -> u32 {
-    stash(arg(&ctx, 0) as i32, arg(&ctx, 1), arg(&ctx, 2), SHAPE_IOVEC, DIR_EGRESS);
+    stash(
+        arg(&ctx, 0) as i32,
+        arg(&ctx, 1),
+        arg(&ctx, 2),
+        SHAPE_IOVEC,
+        DIR_EGRESS,
+    );
     0
 }
 
 #[tracepoint]
 pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
-    stash(arg(&ctx, 0) as i32, arg(&ctx, 1), 0, SHAPE_MSGHDR, DIR_EGRESS);
+    stash(
+        arg(&ctx, 0) as i32,
+        arg(&ctx, 1),
+        0,
+        SHAPE_MSGHDR,
+        DIR_EGRESS,
+    );
     0
 }
 

@@ -1,9 +1,12 @@
 //! Building ring-buffer records in the per-CPU scratch buffer.
 
 use aya_ebpf::helpers::{
-    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated::bpf_probe_read_user,
+    bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+    generated::bpf_probe_read_user,
 };
-use monitor_common::{counter, EventBuffer, HEADER_SIZE, KIND_CLOSE, KIND_DATA, KIND_GAP, MAX_DATA};
+use monitor_common::{
+    counter, EventBuffer, HEADER_SIZE, KIND_CLOSE, KIND_DATA, KIND_GAP, MAX_DATA, TAIL_DATA,
+};
 
 use crate::{
     maps::{count, EVENTS, SCRATCH},
@@ -50,19 +53,31 @@ fn submit(buf: *mut EventBuffer, len: usize) {
         count(counter::BYTES, len as u64);
     } else {
         count(counter::DROPS, 1);
-        count(counter::DROPPED_BYTES, unsafe { (*buf).header.orig_len } as u64);
+        count(counter::DROPPED_BYTES, unsafe { (*buf).header.orig_len }
+            as u64);
     }
 }
 
-/// Sends `n` bytes at user address `src`, copying at most `MAX_DATA` of them.
+/// Sends `n` bytes at user address `src`. A segment longer than `MAX_DATA` is sent as its
+/// head and its last `TAIL_DATA` bytes; the stream offsets tell userspace what lies between.
 #[inline(always)]
 pub fn send_data(buf: *mut EventBuffer, src: u64, n: u64, offset: u64) {
-    let mut len = n as usize;
-    if len > MAX_DATA {
+    if n as usize > MAX_DATA {
         count(counter::TRUNCATIONS, 1);
-        count(counter::TRUNCATED_BYTES, n - MAX_DATA as u64);
-        len = MAX_DATA;
+        count(counter::TRUNCATED_BYTES, n - (MAX_DATA + TAIL_DATA) as u64);
+        send_bytes(buf, src, MAX_DATA, offset);
+        let skip = n - TAIL_DATA as u64;
+        send_bytes(buf, src + skip, TAIL_DATA, offset + skip);
+    } else {
+        send_bytes(buf, src, n as usize, offset);
     }
+}
+
+/// Sends exactly `len` (at most `MAX_DATA`) bytes at `src`.
+#[inline(always)]
+fn send_bytes(buf: *mut EventBuffer, src: u64, len: usize, offset: u64) {
+    let mut len = if len > MAX_DATA { MAX_DATA } else { len };
+    let n = len as u64;
     // SAFETY: scratch record owned by this invocation; `len` bounded above.
     unsafe {
         let h = &mut (*buf).header;

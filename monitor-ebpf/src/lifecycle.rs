@@ -3,13 +3,13 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use monitor_common::{DIR_EGRESS, ROLE_CLIENT, ROLE_SERVER};
+use monitor_common::{DIR_EGRESS, ROLE_CLIENT, ROLE_SERVER, SHAPE_CONNECT};
 
 use crate::{
     conn::track,
     data::{stash, take_args},
     emit::{send_close, start, Origin},
-    maps::{is_agent, CONNS, PROTO_HTTP, SHAPE_CONNECT},
+    maps::{is_agent, CONNS, PROTO_HTTP},
     sock::tcp_sock,
 };
 
@@ -59,10 +59,18 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     let fd = arg(&ctx, 0) as i32;
     let Some(sock) = tcp_sock(fd) else { return 0 };
     // SAFETY: copied out before removal.
-    let Some(st) = (unsafe { CONNS.get(&sock) }).copied() else { return 0 };
+    let Some(st) = (unsafe { CONNS.get(&sock) }).copied() else {
+        return 0;
+    };
     let _ = CONNS.remove(&sock);
     if st.proto == PROTO_HTTP {
-        let origin = Origin { sock, conn_id: st.conn_id, fd, role: st.role, direction: 0 };
+        let origin = Origin {
+            sock,
+            conn_id: st.conn_id,
+            fd,
+            role: st.role,
+            direction: 0,
+        };
         if let Some(buf) = start(&origin) {
             send_close(buf);
         }

@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     Global,
 };
-use monitor_common::{counter, EventBuffer, KernelOffsets};
+use monitor_common::{counter, EventBuffer, KernelOffsets, SyscallArgs};
 
 /// Offsets of kernel members, filled from BTF by the agent.
 #[no_mangle]
@@ -57,28 +57,6 @@ pub struct ConnState {
 /// killed) age out instead of filling the map.
 #[map]
 pub static CONNS: LruHashMap<u64, ConnState> = LruHashMap::with_max_entries(65536, 0);
-
-/// How the buffer argument of a stashed syscall is shaped.
-pub const SHAPE_FLAT: u8 = 1;
-pub const SHAPE_IOVEC: u8 = 2;
-pub const SHAPE_MSGHDR: u8 = 3;
-pub const SHAPE_SENDFILE: u8 = 4;
-pub const SHAPE_CONNECT: u8 = 5;
-
-/// Arguments saved at syscall entry for use at exit, when the byte count is known.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub struct SyscallArgs {
-    pub sock: u64,
-    /// Buffer, iovec array or msghdr pointer in the caller's memory.
-    pub buf: u64,
-    /// Buffer length or iovec count.
-    pub count: u64,
-    pub fd: i32,
-    pub shape: u8,
-    pub direction: u8,
-    pub _pad: [u8; 2],
-}
 
 /// Keyed by pid_tgid (one syscall in flight per thread).
 #[map]

@@ -26,7 +26,10 @@ pub fn agent_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     for profile in ["release", "debug"] {
-        let p = workspace_root().join("target").join(profile).join("monitor-agent");
+        let p = workspace_root()
+            .join("target")
+            .join(profile)
+            .join("monitor-agent");
         if p.exists() {
             return p;
         }
@@ -41,8 +44,15 @@ pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> 
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;
-    let status = resp.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
     Ok((status, body))
 }
 
@@ -86,16 +96,29 @@ impl Agent {
                 err_sink.lock().expect("stderr").push_str(&(line + "\n"));
             }
         });
-        let mut agent = Agent { child: Some(child), records, stderr, api };
+        let mut agent = Agent {
+            child: Some(child),
+            records,
+            stderr,
+            api,
+        };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Ok((200, _)) = http_get(api, "/healthz") {
                 break;
             }
-            if let Some(status) = agent.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = agent
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("agent exited during start ({status}): {}", agent.stderr());
             }
-            assert!(Instant::now() < deadline, "agent not healthy within 30 s: {}", agent.stderr());
+            assert!(
+                Instant::now() < deadline,
+                "agent not healthy within 30 s: {}",
+                agent.stderr()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         agent
@@ -107,12 +130,23 @@ impl Agent {
 
     /// Every record so far that `pred` accepts.
     pub fn records(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
-        self.records.lock().expect("records").iter().filter(|r| pred(r)).cloned().collect()
+        self.records
+            .lock()
+            .expect("records")
+            .iter()
+            .filter(|r| pred(r))
+            .cloned()
+            .collect()
     }
 
     /// Waits until at least `n` records match, then a little longer so that extra (wrong)
     /// records have a chance to show up, and returns all matching ones.
-    pub fn wait_records(&self, n: usize, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    pub fn wait_records(
+        &self,
+        n: usize,
+        timeout: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Vec<Value> {
         let deadline = Instant::now() + timeout;
         while self.records(&pred).len() < n && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
@@ -122,7 +156,9 @@ impl Agent {
     }
 
     pub fn metrics(&self) -> String {
-        http_get(self.api, "/metrics").map(|(_, b)| b).unwrap_or_default()
+        http_get(self.api, "/metrics")
+            .map(|(_, b)| b)
+            .unwrap_or_default()
     }
 
     /// Value of one sample, `name` including its labels exactly as exported.
@@ -181,7 +217,9 @@ impl RecordExt for Value {
         self.pointer(pointer).and_then(Value::as_str).unwrap_or("")
     }
     fn n(&self, pointer: &str) -> u64 {
-        self.pointer(pointer).and_then(Value::as_u64).unwrap_or(u64::MAX)
+        self.pointer(pointer)
+            .and_then(Value::as_u64)
+            .unwrap_or(u64::MAX)
     }
 }
 

@@ -17,8 +17,13 @@ pub struct Proc {
 
 impl Proc {
     pub fn spawn(cmd: &mut Command, what: &str) -> Proc {
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {what}: {e} (is it installed?)"));
-        Proc { child, what: what.to_string() }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {what}: {e} (is it installed?)"));
+        Proc {
+            child,
+            what: what.to_string(),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -91,7 +96,11 @@ http {{
         );
         let conf_path = dir.0.join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("nginx.conf");
-        let nginx = if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" };
+        let nginx = if Path::new("/usr/sbin/nginx").exists() {
+            "/usr/sbin/nginx"
+        } else {
+            "nginx"
+        };
         let proc = Proc::spawn(
             Command::new(nginx)
                 .arg("-c")
@@ -108,13 +117,17 @@ http {{
 
     /// Lines in the access log: the requests nginx actually served.
     pub fn served(&self) -> usize {
-        std::fs::read_to_string(self.dir.0.join("access.log")).map(|s| s.lines().count()).unwrap_or(0)
+        std::fs::read_to_string(self.dir.0.join("access.log"))
+            .map(|s| s.lines().count())
+            .unwrap_or(0)
     }
 }
 
 /// Runs a command to completion and returns its output, failing the test if it fails.
 pub fn run_ok(cmd: &mut Command, what: &str) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("running {what}: {e} (is it installed?)"));
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("running {what}: {e} (is it installed?)"));
     assert!(
         out.status.success(),
         "{what} failed ({}): {}{}",
@@ -127,6 +140,13 @@ pub fn run_ok(cmd: &mut Command, what: &str) -> Output {
 
 /// `curl -s` with `args`; returns stdout.
 pub fn curl(args: &[&str]) -> String {
-    let out = run_ok(Command::new("curl").arg("-sS").arg("--max-time").arg("10").args(args), "curl");
+    let out = run_ok(
+        Command::new("curl")
+            .arg("-sS")
+            .arg("--max-time")
+            .arg("10")
+            .args(args),
+        "curl",
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

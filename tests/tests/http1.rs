@@ -25,7 +25,11 @@ fn by_role<'a>(records: &'a [Value], role: &str) -> Vec<&'a Value> {
 fn assert_one_call_per_role(records: &[Value], method: &str, path: &str, status: u64) {
     for role in ["client", "server"] {
         let got = by_role(records, role);
-        assert_eq!(got.len(), 1, "expected exactly one {role}-role record for {method} {path}, got {records:#?}");
+        assert_eq!(
+            got.len(),
+            1,
+            "expected exactly one {role}-role record for {method} {path}, got {records:#?}"
+        );
         let r = got[0];
         assert_eq!(r.s("/method"), method, "{role} method: {r}");
         assert_eq!(r.s("/path"), path, "{role} path: {r}");
@@ -38,13 +42,22 @@ fn assert_one_call_per_role(records: &[Value], method: &str, path: &str, status:
 fn python_http_server(port: u16, root: &std::path::Path) -> Proc {
     let p = Proc::spawn(
         Command::new("python3")
-            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+            ])
             .current_dir(root)
             .stdout(Stdio::null())
             .stderr(Stdio::null()),
         "python3 -m http.server",
     );
-    wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), "python http.server");
+    wait_listening(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        "python http.server",
+    );
     p
 }
 
@@ -58,7 +71,10 @@ fn test_server(port: u16, bind: &str) -> Proc {
         "tests/peers/server.py",
     );
     if bind.contains(':') {
-        wait_listening(format!("[{bind}]:{port}").parse().expect("addr"), "server.py");
+        wait_listening(
+            format!("[{bind}]:{port}").parse().expect("addr"),
+            "server.py",
+        );
     } else {
         wait_listening(format!("{bind}:{port}").parse().expect("addr"), "server.py");
     }
@@ -73,7 +89,10 @@ fn curl_to_python_http_server_is_one_call_per_role() {
     let port = free_port();
     let _server = python_http_server(port, &dir.0);
     let agent = Agent::start();
-    assert_eq!(curl(&[&format!("http://127.0.0.1:{port}/a/b?x=1")]), "bee\n");
+    assert_eq!(
+        curl(&[&format!("http://127.0.0.1:{port}/a/b?x=1")]),
+        "bee\n"
+    );
     let recs = agent.wait_records(2, WAIT, |r| served_on(r, port));
     assert_one_call_per_role(&recs, "GET", "/a/b?x=1", 200);
     let client = by_role(&recs, "client")[0];
@@ -82,12 +101,19 @@ fn curl_to_python_http_server_is_one_call_per_role() {
     assert_eq!(client.s("/client/comm"), "curl", "{client}");
     assert!(server.s("/server/comm").starts_with("python"), "{server}");
     assert_eq!(client.s("/server/ip"), "127.0.0.1");
-    assert_eq!(client.n("/client/port"), server.n("/client/port"), "both sides name the same connection");
+    assert_eq!(
+        client.n("/client/port"),
+        server.n("/client/port"),
+        "both sides name the same connection"
+    );
     assert_eq!(client.s("/host"), format!("127.0.0.1:{port}"));
     for r in [client, server] {
         let d = r.n("/duration_us");
         assert!(d > 0 && d < 5_000_000, "implausible duration {d}us: {r}");
-        assert!(r.n("/request_bytes") > 20 && r.n("/response_bytes") > 4, "{r}");
+        assert!(
+            r.n("/request_bytes") > 20 && r.n("/response_bytes") > 4,
+            "{r}"
+        );
         assert!(r.s("/ts").ends_with('Z') && r.s("/ts").contains('T'), "{r}");
     }
     // The server saw the same bytes the client sent.
@@ -100,7 +126,9 @@ fn keep_alive_connection_carries_several_requests() {
     let port = free_port();
     let nginx = Nginx::start(port);
     let agent = Agent::start();
-    let urls: Vec<String> = (1..=3).map(|i| format!("http://127.0.0.1:{port}/k{i}")).collect();
+    let urls: Vec<String> = (1..=3)
+        .map(|i| format!("http://127.0.0.1:{port}/k{i}"))
+        .collect();
     curl(&urls.iter().map(String::as_str).collect::<Vec<_>>());
     let recs = agent.wait_records(6, WAIT, |r| served_on(r, port));
     assert_eq!(nginx.served(), 3);
@@ -108,8 +136,13 @@ fn keep_alive_connection_carries_several_requests() {
         let got = by_role(&recs, role);
         let paths: Vec<&str> = got.iter().map(|r| r.s("/path")).collect();
         assert_eq!(paths, ["/k1", "/k2", "/k3"], "{role} records: {recs:#?}");
-        let conn_ports: std::collections::HashSet<u64> = got.iter().map(|r| r.n("/client/port")).collect();
-        assert_eq!(conn_ports.len(), 1, "all three requests used one connection: {got:#?}");
+        let conn_ports: std::collections::HashSet<u64> =
+            got.iter().map(|r| r.n("/client/port")).collect();
+        assert_eq!(
+            conn_ports.len(),
+            1,
+            "all three requests used one connection: {got:#?}"
+        );
         assert!(got.iter().all(|r| r.n("/status") == 200));
     }
 }
@@ -128,7 +161,11 @@ fn wrk_burst_is_captured_exactly() {
     let text = String::from_utf8_lossy(&out.stdout);
     let completed: usize = text
         .lines()
-        .find_map(|l| l.trim().split_once(" requests in ").and_then(|(n, _)| n.trim().parse().ok()))
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in ")
+                .and_then(|(n, _)| n.trim().parse().ok())
+        })
         .unwrap_or_else(|| panic!("no request count in wrk output: {text}"));
     assert!(completed > 100, "wrk completed too few requests: {text}");
     // nginx's access log is the truth for the server side; wrk's count for the client side
@@ -137,13 +174,28 @@ fn wrk_burst_is_captured_exactly() {
     let served = nginx.served();
     let server_recs = |r: &Value| served_on(r, port) && r.s("/role") == "server";
     let client_recs = |r: &Value| served_on(r, port) && r.s("/role") == "client";
-    let got_server = agent.wait_records(served, Duration::from_secs(30), server_recs).len();
-    let got_client = agent.wait_records(completed, Duration::from_secs(10), client_recs).len();
+    let got_server = agent
+        .wait_records(served, Duration::from_secs(30), server_recs)
+        .len();
+    let got_client = agent
+        .wait_records(completed, Duration::from_secs(10), client_recs)
+        .len();
     let drops = agent.metric("monitor_ringbuf_drops_total");
-    assert_eq!(got_server, served, "server-role calls vs nginx access log (drops: {drops:?})");
-    assert_eq!(got_client, completed, "client-role calls vs wrk's count (drops: {drops:?})");
-    let wrong = agent.records(|r| served_on(r, port) && (r.s("/path") != "/api/items" || r.n("/status") != 200));
-    assert!(wrong.is_empty(), "records with wrong path/status: {:#?}", &wrong[..wrong.len().min(3)]);
+    assert_eq!(
+        got_server, served,
+        "server-role calls vs nginx access log (drops: {drops:?})"
+    );
+    assert_eq!(
+        got_client, completed,
+        "client-role calls vs wrk's count (drops: {drops:?})"
+    );
+    let wrong = agent
+        .records(|r| served_on(r, port) && (r.s("/path") != "/api/items" || r.n("/status") != 200));
+    assert!(
+        wrong.is_empty(),
+        "records with wrong path/status: {:#?}",
+        &wrong[..wrong.len().min(3)]
+    );
 }
 
 #[test]
@@ -162,7 +214,10 @@ fn connection_opened_before_agent_is_captured_from_next_request() {
     assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("ready"));
     let agent = Agent::start();
     writeln!(client.child.stdin.as_mut().expect("stdin")).expect("signal client");
-    assert_eq!(lines.next().and_then(Result::ok).as_deref(), Some("done 200"));
+    assert_eq!(
+        lines.next().and_then(Result::ok).as_deref(),
+        Some("done 200")
+    );
     let recs = agent.wait_records(2, WAIT, |r| served_on(r, port));
     assert_one_call_per_role(&recs, "GET", "/after?when=later", 200);
 }
@@ -171,9 +226,13 @@ fn connection_opened_before_agent_is_captured_from_next_request() {
 fn plain_tcp_echo_is_not_a_call() {
     let port = free_port();
     let agent = Agent::start();
-    let before = agent.metric("monitor_other_connections_total").unwrap_or(0.0);
+    let before = agent
+        .metric("monitor_other_connections_total")
+        .unwrap_or(0.0);
     let out = run_ok(
-        Command::new("python3").arg(peer_script("echo.py")).args([&port.to_string(), "20"]),
+        Command::new("python3")
+            .arg(peer_script("echo.py"))
+            .args([&port.to_string(), "20"]),
         "echo.py",
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok 20");
@@ -181,9 +240,17 @@ fn plain_tcp_echo_is_not_a_call() {
     let recs = agent.records(|r| {
         served_on(r, port) || r.pointer("/client/port").and_then(Value::as_u64) == Some(port as u64)
     });
-    assert!(recs.is_empty(), "echo traffic produced call records: {recs:#?}");
-    let after = agent.metric("monitor_other_connections_total").unwrap_or(0.0);
-    assert!(after >= before + 2.0, "both echo sockets should be classified as not HTTP ({before} -> {after})");
+    assert!(
+        recs.is_empty(),
+        "echo traffic produced call records: {recs:#?}"
+    );
+    let after = agent
+        .metric("monitor_other_connections_total")
+        .unwrap_or(0.0);
+    assert!(
+        after >= before + 2.0,
+        "both echo sockets should be classified as not HTTP ({before} -> {after})"
+    );
 }
 
 #[test]
@@ -236,13 +303,28 @@ fn head_204_and_sendfile_body_on_one_connection() {
     let big = format!("{base}/big.bin");
     let empty = format!("{base}/empty");
     let after = format!("{base}/after");
-    curl(&["-o", "/dev/null", &big, "-o", "/dev/null", &empty, "-o", "/dev/null", &after]);
+    curl(&[
+        "-o",
+        "/dev/null",
+        &big,
+        "-o",
+        "/dev/null",
+        &empty,
+        "-o",
+        "/dev/null",
+        &after,
+    ]);
     curl(&["-I", &format!("{base}/index.html")]);
     let recs = agent.wait_records(8, WAIT, |r| served_on(r, port));
     for role in ["client", "server"] {
         let got: Vec<(String, u64)> = by_role(&recs, role)
             .iter()
-            .map(|r| (format!("{} {}", r.s("/method"), r.s("/path")), r.n("/status")))
+            .map(|r| {
+                (
+                    format!("{} {}", r.s("/method"), r.s("/path")),
+                    r.n("/status"),
+                )
+            })
             .collect();
         assert_eq!(
             got,
@@ -255,7 +337,10 @@ fn head_204_and_sendfile_body_on_one_connection() {
             "{role}: {recs:#?}"
         );
         let big = by_role(&recs, role)[0];
-        assert!(big.n("/response_bytes") > 300_000, "body bytes counted: {big}");
+        assert!(
+            big.n("/response_bytes") > 300_000,
+            "body bytes counted: {big}"
+        );
     }
 }
 
@@ -264,7 +349,10 @@ fn sigint_and_sigterm_exit_zero() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         let agent = Agent::start();
         let status = agent.stop_with(sig);
-        assert!(status.success(), "agent exit status on signal {sig}: {status}");
+        assert!(
+            status.success(),
+            "agent exit status on signal {sig}: {status}"
+        );
     }
 }
 

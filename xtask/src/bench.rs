@@ -87,20 +87,38 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let truncations: f64 = with.iter().map(|w| w.truncations).sum();
     let cpu: f64 = with.iter().map(|w| w.cpu_secs).sum();
     let captured = client + server;
-    println!("benchmark: wrk -t{} -c{} -d{}s against nginx `return 200` on loopback, {} rounds", args.threads, args.connections, args.duration, args.rounds);
+    println!(
+        "benchmark: wrk -t{} -c{} -d{}s against nginx `return 200` on loopback, {} rounds",
+        args.threads, args.connections, args.duration, args.rounds
+    );
     println!("| measure | value |");
     println!("| --- | --- |");
     println!("| requests/s without agent (mean) | {rps_without:.0} |");
     println!("| requests/s with agent (mean) | {rps_with:.0} |");
-    println!("| throughput ratio with/without | {:.3} |", rps_with / rps_without.max(1.0));
+    println!(
+        "| throughput ratio with/without | {:.3} |",
+        rps_with / rps_without.max(1.0)
+    );
     println!("| requests completed (wrk, with agent) | {completed} |");
-    println!("| client-role calls captured / completed | {:.4} |", client / completed.max(1) as f64);
-    println!("| server-role calls captured / completed | {:.4} |", server / completed.max(1) as f64);
+    println!(
+        "| client-role calls captured / completed | {:.4} |",
+        client / completed.max(1) as f64
+    );
+    println!(
+        "| server-role calls captured / completed | {:.4} |",
+        server / completed.max(1) as f64
+    );
     println!("| ring-buffer drops | {drops} |");
     println!("| truncations | {truncations} |");
     println!("| agent CPU (user+sys) | {cpu:.2} s |");
-    println!("| agent CPU per captured call | {:.2} us |", cpu * 1e6 / captured.max(1.0));
-    println!("| agent CPU per million captured calls | {:.2} s |", cpu * 1e6 / captured.max(1.0));
+    println!(
+        "| agent CPU per captured call | {:.2} us |",
+        cpu * 1e6 / captured.max(1.0)
+    );
+    println!(
+        "| agent CPU per million captured calls | {:.2} s |",
+        cpu * 1e6 / captured.max(1.0)
+    );
     Ok(())
 }
 
@@ -134,7 +152,11 @@ http {{
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf)?;
-    let nginx = if Path::new("/usr/sbin/nginx").exists() { "/usr/sbin/nginx" } else { "nginx" };
+    let nginx = if Path::new("/usr/sbin/nginx").exists() {
+        "/usr/sbin/nginx"
+    } else {
+        "nginx"
+    };
     let child = Command::new(nginx)
         .arg("-c")
         .arg(&path)
@@ -168,18 +190,29 @@ fn wrk(url: &str, secs: u64, args: &BenchArgs) -> Result<WrkResult> {
     )?;
     let requests = out
         .lines()
-        .find_map(|l| l.trim().split_once(" requests in ").and_then(|(n, _)| n.trim().parse().ok()))
+        .find_map(|l| {
+            l.trim()
+                .split_once(" requests in ")
+                .and_then(|(n, _)| n.trim().parse().ok())
+        })
         .with_context(|| format!("no request count in wrk output: {out}"))?;
     let rps = out
         .lines()
-        .find_map(|l| l.trim().strip_prefix("Requests/sec:").and_then(|v| v.trim().parse().ok()))
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Requests/sec:")
+                .and_then(|v| v.trim().parse().ok())
+        })
         .with_context(|| format!("no Requests/sec in wrk output: {out}"))?;
     Ok(WrkResult { requests, rps })
 }
 
 fn cpu_seconds(pid: u32) -> Result<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').map(|(_, r)| r).context("odd /proc stat")?;
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("odd /proc stat")?;
     let f: Vec<&str> = after.split_whitespace().collect();
     // Fields 14 and 15 (utime, stime) are at 11 and 12 after the comm.
     let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
@@ -189,24 +222,39 @@ fn cpu_seconds(pid: u32) -> Result<f64> {
 }
 
 fn clock_ticks_per_sec() -> f64 {
-    util::output(Command::new("getconf").arg("CLK_TCK")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(100.0)
+    util::output(Command::new("getconf").arg("CLK_TCK"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
 }
 
 fn metric(port: u16, name: &str) -> f64 {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return 0.0 };
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return 0.0;
+    };
     use std::io::Write;
     let _ = write!(s, "GET /metrics HTTP/1.0\r\n\r\n");
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
     body.lines()
-        .find_map(|l| l.rsplit_once(' ').filter(|(k, _)| *k == name).and_then(|(_, v)| v.parse().ok()))
+        .find_map(|l| {
+            l.rsplit_once(' ')
+                .filter(|(k, _)| *k == name)
+                .and_then(|(_, v)| v.parse().ok())
+        })
         .unwrap_or(0.0)
 }
 
 fn with_agent(bin: &PathBuf, url: &str, args: &BenchArgs) -> Result<AgentRound> {
     let api = free_port()?;
     let mut agent = Command::new(bin)
-        .args(["run", "--output", "none", "--listen", &format!("127.0.0.1:{api}")])
+        .args([
+            "run",
+            "--output",
+            "none",
+            "--listen",
+            &format!("127.0.0.1:{api}"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -239,5 +287,8 @@ fn with_agent(bin: &PathBuf, url: &str, args: &BenchArgs) -> Result<AgentRound> 
 }
 
 fn terminate(pid: u32) {
-    let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
 }

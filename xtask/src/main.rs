@@ -65,8 +65,13 @@ fn test(args: Vec<String>) -> Result<()> {
     util::cargo(&["build", "--release", "--package", "monitor-agent"])?;
     let bin = util::workspace_root().join("target/release/monitor-agent");
     std::env::set_var("MONITOR_AGENT_BIN", &bin);
-    let mut cargo_args: Vec<&str> =
-        vec!["test", "--release", "--workspace", "--exclude", "monitor-ebpf"];
+    let mut cargo_args: Vec<&str> = vec![
+        "test",
+        "--release",
+        "--workspace",
+        "--exclude",
+        "monitor-ebpf",
+    ];
     cargo_args.extend(args.iter().map(String::as_str));
     util::cargo(&cargo_args)
 }

@@ -1,7 +1,10 @@
 //! Makes a fresh machine able to build and load the agent. Every step checks first, so a
 //! second run does nothing and takes well under a second.
 
-use std::{path::{Path, PathBuf}, process::Command};
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
 
 use anyhow::{bail, Context, Result};
 
@@ -53,16 +56,20 @@ fn nightly_rust_src() -> Result<()> {
     }
     // Offline fallback kept beside the repository (see ../shared/toolchain/README.md).
     let dir = util::workspace_root().join("../shared/toolchain");
-    let tarball = std::fs::read_dir(&dir)
-        .ok()
-        .and_then(|d| {
-            d.filter_map(|e| e.ok().map(|e| e.path()))
-                .find(|p| p.to_string_lossy().contains("rust-src-nightly"))
-        });
+    let tarball = std::fs::read_dir(&dir).ok().and_then(|d| {
+        d.filter_map(|e| e.ok().map(|e| e.path()))
+            .find(|p| p.to_string_lossy().contains("rust-src-nightly"))
+    });
     let Some(tarball) = tarball else {
         bail!("nightly rust-src is missing and could not be downloaded: run `rustup component add rust-src --toolchain nightly`");
     };
-    util::run(Command::new("tar").arg("-xJf").arg(&tarball).arg("-C").arg(&sysroot))?;
+    util::run(
+        Command::new("tar")
+            .arg("-xJf")
+            .arg(&tarball)
+            .arg("-C")
+            .arg(&sysroot),
+    )?;
     if !core.exists() {
         bail!("unpacking {} did not provide rust-src", tarball.display());
     }
@@ -90,7 +97,9 @@ fn bpf_linker() -> Result<()> {
         std::os::unix::fs::symlink(&target, &link)
             .with_context(|| format!("linking {} -> {target}", link.display()))?;
     }
-    eprintln!("xtask: building bpf-linker {BPF_LINKER_VERSION} against nightly's LLVM (about a minute)");
+    eprintln!(
+        "xtask: building bpf-linker {BPF_LINKER_VERSION} against nightly's LLVM (about a minute)"
+    );
     util::run(
         Command::new("cargo")
             .env("LLVM_PREFIX", &sysroot)
@@ -122,20 +131,39 @@ fn kernel() -> Result<()> {
 }
 
 /// Debian packages the end-to-end tests and the benchmark drive, by the command they provide.
-const PEERS: &[(&str, &str)] =
-    &[("nginx", "nginx"), ("wrk", "wrk"), ("curl", "curl"), ("python3", "python3")];
+const PEERS: &[(&str, &str)] = &[
+    ("nginx", "nginx"),
+    ("wrk", "wrk"),
+    ("curl", "curl"),
+    ("python3", "python3"),
+];
 
 fn test_peers() -> Result<()> {
-    let missing: Vec<&str> =
-        PEERS.iter().filter(|(cmd, _)| !have(cmd) && !Path::new(&format!("/usr/sbin/{cmd}")).exists()).map(|(_, pkg)| *pkg).collect();
+    let missing: Vec<&str> = PEERS
+        .iter()
+        .filter(|(cmd, _)| !have(cmd) && !Path::new(&format!("/usr/sbin/{cmd}")).exists())
+        .map(|(_, pkg)| *pkg)
+        .collect();
     if missing.is_empty() {
         return Ok(());
     }
     if !is_root() || !have("apt-get") {
-        bail!("the tests need {}: install them (Debian: apt-get install {})", missing.join(", "), missing.join(" "));
+        bail!(
+            "the tests need {}: install them (Debian: apt-get install {})",
+            missing.join(", "),
+            missing.join(" ")
+        );
     }
     eprintln!("xtask: installing test peers: {}", missing.join(" "));
-    let install = || Command::new("apt-get").args(["install", "-y", "--no-install-recommends"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive").status().map(|s| s.success()).unwrap_or(false);
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
     if !install() {
         util::run(Command::new("apt-get").arg("update"))?;
         if !install() {

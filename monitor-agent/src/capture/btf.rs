@@ -20,7 +20,11 @@ pub enum BtfError {
     #[error("member {0} is a bitfield or not byte aligned")]
     Unaligned(String),
     #[error("member {path} is {actual} bytes, expected {expected}")]
-    Size { path: String, actual: u32, expected: u32 },
+    Size {
+        path: String,
+        actual: u32,
+        expected: u32,
+    },
 }
 
 const KIND_INT: u32 = 1;
@@ -90,7 +94,13 @@ impl Btf {
             .get(hdr_len + str_off..hdr_len + str_off + str_len)
             .ok_or(BtfError::Malformed("string section out of bounds"))?
             .to_vec();
-        let mut types = vec![Type { name: 0, kind: 0, size_or_type: 0, members: vec![], array: None }];
+        let mut types = vec![Type {
+            name: 0,
+            kind: 0,
+            size_or_type: 0,
+            members: vec![],
+            array: None,
+        }];
         let mut pos = 0usize;
         while pos < types_bytes.len() {
             let name = u32_at(types_bytes, pos)?;
@@ -100,7 +110,13 @@ impl Btf {
             let vlen = (info & 0xffff) as usize;
             let kind = (info >> 24) & 0x1f;
             let kind_flag = info >> 31 == 1;
-            let mut t = Type { name, kind, size_or_type, members: vec![], array: None };
+            let mut t = Type {
+                name,
+                kind,
+                size_or_type,
+                members: vec![],
+                array: None,
+            };
             match kind {
                 KIND_INT | KIND_VAR | KIND_DECL_TAG => pos += 4,
                 KIND_ARRAY => {
@@ -133,7 +149,11 @@ impl Btf {
             }
             types.push(t);
         }
-        let mut btf = Btf { types, strings, structs: HashMap::new() };
+        let mut btf = Btf {
+            types,
+            strings,
+            structs: HashMap::new(),
+        };
         for (id, t) in btf.types.iter().enumerate() {
             if t.kind == KIND_STRUCT && t.name != 0 && !t.members.is_empty() {
                 let name = btf.name(t.name).to_string();
@@ -206,12 +226,16 @@ impl Btf {
 
     /// Byte offset and size of `strukt.member` (member may be nested in anonymous unions).
     pub fn member(&self, strukt: &str, member: &str) -> Result<(u32, u32), BtfError> {
-        let id = *self.structs.get(strukt).ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
+        let id = *self
+            .structs
+            .get(strukt)
+            .ok_or_else(|| BtfError::NoStruct(strukt.into()))?;
         let (bits, ty, bitfield) =
-            self.find_member(id, member, 0).ok_or_else(|| BtfError::NoMember {
-                strukt: strukt.into(),
-                member: member.into(),
-            })?;
+            self.find_member(id, member, 0)
+                .ok_or_else(|| BtfError::NoMember {
+                    strukt: strukt.into(),
+                    member: member.into(),
+                })?;
         if bitfield || bits % 8 != 0 {
             return Err(BtfError::Unaligned(format!("{strukt}.{member}")));
         }
@@ -221,7 +245,11 @@ impl Btf {
     fn member_sized(&self, strukt: &str, member: &str, size: u32) -> Result<u32, BtfError> {
         let (off, actual) = self.member(strukt, member)?;
         if actual != size {
-            return Err(BtfError::Size { path: format!("{strukt}.{member}"), actual, expected: size });
+            return Err(BtfError::Size {
+                path: format!("{strukt}.{member}"),
+                actual,
+                expected: size,
+            });
         }
         Ok(off)
     }
@@ -263,7 +291,8 @@ pub fn running_kernel_offsets() -> anyhow::Result<KernelOffsets> {
         format!("this kernel exposes no BTF at {path} (needs CONFIG_DEBUG_INFO_BTF=y)")
     })?;
     let btf = Btf::parse(&data).with_context(|| format!("parsing {path}"))?;
-    btf.kernel_offsets().context("kernel BTF lacks a member the socket walk needs")
+    btf.kernel_offsets()
+        .context("kernel BTF lacks a member the socket walk needs")
 }
 
 #[cfg(test)]
@@ -279,8 +308,13 @@ mod tests {
     /// The running kernel's BTF resolves every member (skipped where there is none).
     #[test]
     fn running_kernel_has_all_members() {
-        let Ok(data) = std::fs::read("/sys/kernel/btf/vmlinux") else { return };
-        let o = Btf::parse(&data).expect("parse").kernel_offsets().expect("offsets");
+        let Ok(data) = std::fs::read("/sys/kernel/btf/vmlinux") else {
+            return;
+        };
+        let o = Btf::parse(&data)
+            .expect("parse")
+            .kernel_offsets()
+            .expect("offsets");
         assert_eq!(o.valid, 1);
         assert!(o.sk_v6_daddr > o.sk_family);
         assert_ne!(o.task_files, 0);

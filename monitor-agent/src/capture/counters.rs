@@ -26,13 +26,19 @@ pub struct CounterReader {
 
 impl CounterReader {
     pub fn new(map: PerCpuArray<MapData, u64>) -> Self {
-        CounterReader { map: Mutex::new(map) }
+        CounterReader {
+            map: Mutex::new(map),
+        }
     }
 
     pub fn read(&self) -> KernelCounters {
-        let Ok(map) = self.map.lock() else { return KernelCounters::default() };
+        let Ok(map) = self.map.lock() else {
+            return KernelCounters::default();
+        };
         let sum = |i: u32| -> u64 {
-            map.get(&i, 0).map(|v| v.iter().copied().sum::<u64>()).unwrap_or(0)
+            map.get(&i, 0)
+                .map(|v| v.iter().copied().sum::<u64>())
+                .unwrap_or(0)
         };
         KernelCounters {
             events: sum(counter::EVENTS),

@@ -30,9 +30,15 @@ impl Event {
             unsafe { std::ptr::read_unaligned(raw.as_ptr() as *const EventHeader) };
         let payload = &raw[HEADER_SIZE..];
         if header.len as usize > payload.len() {
-            return Err(DecodeError::Length { claimed: header.len, actual: payload.len() });
+            return Err(DecodeError::Length {
+                claimed: header.len,
+                actual: payload.len(),
+            });
         }
-        Ok(Event { header, data: payload[..header.len as usize].to_vec() })
+        Ok(Event {
+            header,
+            data: payload[..header.len as usize].to_vec(),
+        })
     }
 
     /// Key that stays the same for every event of one connection.
@@ -41,11 +47,17 @@ impl Event {
     }
 
     pub fn local(&self) -> SocketAddr {
-        SocketAddr::new(addr(self.header.family, &self.header.local_addr), self.header.local_port)
+        SocketAddr::new(
+            addr(self.header.family, &self.header.local_addr),
+            self.header.local_port,
+        )
     }
 
     pub fn remote(&self) -> SocketAddr {
-        SocketAddr::new(addr(self.header.family, &self.header.remote_addr), self.header.remote_port)
+        SocketAddr::new(
+            addr(self.header.family, &self.header.remote_addr),
+            self.header.remote_port,
+        )
     }
 
     pub fn comm(&self) -> String {
@@ -74,15 +86,38 @@ mod tests {
 
     #[test]
     fn short_records_are_errors() {
-        assert_eq!(Event::decode(&[0u8; 10]).unwrap_err(), DecodeError::Short(10));
+        assert_eq!(
+            Event::decode(&[0u8; 10]).unwrap_err(),
+            DecodeError::Short(10)
+        );
         let mut raw = vec![0u8; HEADER_SIZE + 2];
         // len field claims more than present
         let h = EventHeader {
-            ts_ns: 0, sock: 0, conn_id: 0, stream_offset: 0, pid: 0, tid: 0, fd: 0, len: 9,
-            orig_len: 9, kind: 1, direction: 1, role: 0, _pad0: 0, family: 2, local_port: 0,
-            remote_port: 0, _pad1: 0, local_addr: [0; 16], remote_addr: [0; 16], comm: [0; 16],
+            ts_ns: 0,
+            sock: 0,
+            conn_id: 0,
+            stream_offset: 0,
+            pid: 0,
+            tid: 0,
+            fd: 0,
+            len: 9,
+            orig_len: 9,
+            kind: 1,
+            direction: 1,
+            role: 0,
+            _pad0: 0,
+            family: 2,
+            local_port: 0,
+            remote_port: 0,
+            _pad1: 0,
+            local_addr: [0; 16],
+            remote_addr: [0; 16],
+            comm: [0; 16],
         };
         unsafe { std::ptr::write_unaligned(raw.as_mut_ptr() as *mut EventHeader, h) };
-        assert!(matches!(Event::decode(&raw), Err(DecodeError::Length { claimed: 9, .. })));
+        assert!(matches!(
+            Event::decode(&raw),
+            Err(DecodeError::Length { claimed: 9, .. })
+        ));
     }
 }

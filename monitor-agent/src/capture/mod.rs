@@ -3,6 +3,7 @@
 pub mod btf;
 pub mod counters;
 pub mod event;
+pub mod inflight;
 pub mod preflight;
 pub mod reader;
 
@@ -66,7 +67,10 @@ impl Capture {
             .override_global("OFFSETS", &offsets, true)
             .override_global("AGENT_TGID", &tgid, true)
             .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
-            .load(aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor")))
+            .load(aya::include_bytes_aligned!(concat!(
+                env!("OUT_DIR"),
+                "/monitor"
+            )))
             .context("loading the eBPF programs into the kernel")?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
@@ -81,7 +85,9 @@ impl Capture {
                 .program_mut(prog)
                 .with_context(|| format!("program {prog} missing from the eBPF object"))?
                 .try_into()?;
-            program.load().with_context(|| format!("verifier rejected {prog}"))?;
+            program
+                .load()
+                .with_context(|| format!("verifier rejected {prog}"))?;
             for point in *points {
                 program
                     .attach("syscalls", point)
@@ -89,7 +95,20 @@ impl Capture {
                 attached += 1;
             }
         }
-        Ok(Capture { ebpf, _logger: logger, attached })
+        let mut cap = Capture {
+            ebpf,
+            _logger: logger,
+            attached,
+        };
+        let blocked = cap.stash_blocked_reads()?;
+        log::info!("picked up {blocked} threads already blocked in a read");
+        Ok(cap)
+    }
+
+    fn stash_blocked_reads(&mut self) -> Result<usize> {
+        let map = self.ebpf.map_mut("ARGS").context("ARGS map missing")?;
+        let mut args = aya::maps::HashMap::try_from(map)?;
+        Ok(inflight::stash_blocked_reads(&mut args))
     }
 
     /// The ring buffer of captured events (can be taken once).
@@ -100,7 +119,10 @@ impl Capture {
 
     /// The per-CPU health counters (can be taken once).
     pub fn take_counters(&mut self) -> Result<PerCpuArray<MapData, u64>> {
-        let map = self.ebpf.take_map("COUNTERS").context("COUNTERS map missing")?;
+        let map = self
+            .ebpf
+            .take_map("COUNTERS")
+            .context("COUNTERS map missing")?;
         Ok(PerCpuArray::try_from(map)?)
     }
 }

@@ -9,11 +9,15 @@ use thiserror::Error;
 pub enum Missing {
     #[error("the agent must run as root (it loads eBPF programs: needs CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE); try: sudo monitor-agent run")]
     NotRoot,
-    #[error("the kernel exposes no BTF at /sys/kernel/btf/vmlinux (needs CONFIG_DEBUG_INFO_BTF=y)")]
+    #[error(
+        "the kernel exposes no BTF at /sys/kernel/btf/vmlinux (needs CONFIG_DEBUG_INFO_BTF=y)"
+    )]
     NoBtf,
     #[error("tracefs is not mounted at /sys/kernel/tracing and mounting it failed: {0}")]
     NoTracefs(String),
-    #[error("the kernel has no syscall tracepoints (needs CONFIG_FTRACE_SYSCALLS=y): {0} is missing")]
+    #[error(
+        "the kernel has no syscall tracepoints (needs CONFIG_FTRACE_SYSCALLS=y): {0} is missing"
+    )]
     NoSyscallTracepoints(String),
     #[error("kernel {0} is too old: BPF ring buffers need Linux 5.8 or newer")]
     OldKernel(String),
@@ -72,7 +76,10 @@ fn ensure_tracefs() -> Result<(), Missing> {
 
 /// Kernels before 5.11 charge BPF maps to RLIMIT_MEMLOCK.
 fn raise_memlock() {
-    let rlim = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+    let rlim = libc::rlimit {
+        rlim_cur: libc::RLIM_INFINITY,
+        rlim_max: libc::RLIM_INFINITY,
+    };
     // SAFETY: valid pointer to a local struct.
     let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
     if rc != 0 {

@@ -38,36 +38,42 @@ pub fn spawn(
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
-    thread::Builder::new().name("ringbuf-reader".into()).spawn(move || {
-        let fd = ring.as_raw_fd();
-        let mut woken = vec![false; inlets.len()];
-        while !stop.load(Ordering::Relaxed) {
-            let mut pfd = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
-            // SAFETY: one valid pollfd.
-            unsafe { libc::poll(&mut pfd, 1, 100) };
-            let mut batch = 0;
-            while let Some(item) = ring.next() {
-                batch += 1;
-                match Event::decode(&item) {
-                    Ok(event) => {
-                        metrics.events_received.inc();
-                        let shard = shard_of(event.conn_key(), inlets.len());
-                        push(&mut inlets[shard], event, &stop);
-                        woken[shard] = true;
+    thread::Builder::new()
+        .name("ringbuf-reader".into())
+        .spawn(move || {
+            let fd = ring.as_raw_fd();
+            let mut woken = vec![false; inlets.len()];
+            while !stop.load(Ordering::Relaxed) {
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                };
+                // SAFETY: one valid pollfd.
+                unsafe { libc::poll(&mut pfd, 1, 100) };
+                let mut batch = 0;
+                while let Some(item) = ring.next() {
+                    batch += 1;
+                    match Event::decode(&item) {
+                        Ok(event) => {
+                            metrics.events_received.inc();
+                            let shard = shard_of(event.conn_key(), inlets.len());
+                            push(&mut inlets[shard], event, &stop);
+                            woken[shard] = true;
+                        }
+                        Err(e) => {
+                            metrics.events_undecodable.inc();
+                            log::debug!("undecodable ring-buffer record: {e}");
+                        }
                     }
-                    Err(e) => {
-                        metrics.events_undecodable.inc();
-                        log::debug!("undecodable ring-buffer record: {e}");
+                    // Wake workers regularly inside long bursts so they start early.
+                    if batch % 256 == 0 {
+                        wake(&inlets, &mut woken);
                     }
                 }
-                // Wake workers regularly inside long bursts so they start early.
-                if batch % 256 == 0 {
-                    wake(&inlets, &mut woken);
-                }
+                wake(&inlets, &mut woken);
             }
-            wake(&inlets, &mut woken);
-        }
-    })
+        })
 }
 
 fn wake(inlets: &[ShardInlet], woken: &mut [bool]) {

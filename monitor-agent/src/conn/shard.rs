@@ -26,42 +26,48 @@ pub fn spawn(
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
-    thread::Builder::new().name(format!("shard-{index}")).spawn(move || {
-        let mut out = Vec::new();
-        let mut last_sweep = Clock::monotonic_now_ns();
-        let mut counted = 0usize;
-        let mut buffered = 0usize;
-        loop {
-            let mut busy = false;
-            while let Some(ev) = queue.try_pop() {
-                busy = true;
-                tracker.handle(&ev, &mut out);
-                for rec in out.drain(..) {
-                    if let Some(tx) = &records {
-                        if tx.send(rec).is_err() {
-                            metrics.records_dropped.inc();
+    thread::Builder::new()
+        .name(format!("shard-{index}"))
+        .spawn(move || {
+            let mut out = Vec::new();
+            let mut last_sweep = Clock::monotonic_now_ns();
+            let mut counted = 0usize;
+            let mut buffered = 0usize;
+            loop {
+                let mut busy = false;
+                while let Some(ev) = queue.try_pop() {
+                    busy = true;
+                    tracker.handle(&ev, &mut out);
+                    for rec in out.drain(..) {
+                        if let Some(tx) = &records {
+                            if tx.send(rec).is_err() {
+                                metrics.records_dropped.inc();
+                            }
                         }
                     }
                 }
+                let now = Clock::monotonic_now_ns();
+                if now.saturating_sub(last_sweep) >= SWEEP_EVERY_NS {
+                    let now_buffered = tracker.sweep(now);
+                    metrics
+                        .parser_buffered_bytes
+                        .inc_by(now_buffered as i64 - buffered as i64);
+                    buffered = now_buffered;
+                    last_sweep = now;
+                }
+                let len = tracker.len();
+                if len != counted {
+                    metrics
+                        .tracked_connections
+                        .inc_by(len as i64 - counted as i64);
+                    counted = len;
+                }
+                if stop.load(Ordering::Relaxed) && !busy {
+                    break;
+                }
+                if !busy {
+                    thread::park_timeout(Duration::from_millis(200));
+                }
             }
-            let now = Clock::monotonic_now_ns();
-            if now.saturating_sub(last_sweep) >= SWEEP_EVERY_NS {
-                let now_buffered = tracker.sweep(now);
-                metrics.parser_buffered_bytes.inc_by(now_buffered as i64 - buffered as i64);
-                buffered = now_buffered;
-                last_sweep = now;
-            }
-            let len = tracker.len();
-            if len != counted {
-                metrics.tracked_connections.inc_by(len as i64 - counted as i64);
-                counted = len;
-            }
-            if stop.load(Ordering::Relaxed) && !busy {
-                break;
-            }
-            if !busy {
-                thread::park_timeout(Duration::from_millis(200));
-            }
-        }
-    })
+        })
 }

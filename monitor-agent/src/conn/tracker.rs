@@ -91,11 +91,22 @@ fn infer_role(direction: u8, data: &[u8]) -> Option<Role> {
 
 impl ConnTracker {
     pub fn new(cfg: TrackerConfig, clock: Clock, redactor: Redactor, m: &Metrics) -> Self {
-        let proto = || ProtocolLabels { protocol: HTTP1.into() };
-        let calls = |role: &str| {
-            m.calls.get_or_create(&CallLabels { protocol: HTTP1.into(), role: role.into() }).clone()
+        let proto = || ProtocolLabels {
+            protocol: HTTP1.into(),
         };
-        let reason = |r: &str| m.connections_evicted.get_or_create(&ReasonLabels { reason: r.into() }).clone();
+        let calls = |role: &str| {
+            m.calls
+                .get_or_create(&CallLabels {
+                    protocol: HTTP1.into(),
+                    role: role.into(),
+                })
+                .clone()
+        };
+        let reason = |r: &str| {
+            m.connections_evicted
+                .get_or_create(&ReasonLabels { reason: r.into() })
+                .clone()
+        };
         let h = Handles {
             client_calls: calls("client"),
             server_calls: calls("server"),
@@ -107,7 +118,11 @@ impl ConnTracker {
             evicted_idle: reason("idle"),
             evicted_capacity: reason("capacity"),
         };
-        ConnTracker { conns: HashMap::new(), cfg, out: Recorder { clock, redactor, h } }
+        ConnTracker {
+            conns: HashMap::new(),
+            cfg,
+            out: Recorder { clock, redactor, h },
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -166,16 +181,20 @@ impl ConnTracker {
         let mut exchanges = Vec::new();
         if let Some(expected) = conn.expected[dir] {
             if h.stream_offset > expected {
-                conn.session.on_gap(side, h.stream_offset - expected, h.ts_ns, &mut exchanges);
+                conn.session
+                    .on_gap(side, h.stream_offset - expected, h.ts_ns, &mut exchanges);
             }
         }
         if h.kind == KIND_DATA {
-            conn.session.on_data(side, &ev.data, h.ts_ns, &mut exchanges);
+            conn.session
+                .on_data(side, &ev.data, h.ts_ns, &mut exchanges);
             if h.orig_len > h.len {
-                conn.session.on_gap(side, (h.orig_len - h.len) as u64, h.ts_ns, &mut exchanges);
+                conn.session
+                    .on_gap(side, (h.orig_len - h.len) as u64, h.ts_ns, &mut exchanges);
             }
         } else {
-            conn.session.on_gap(side, h.orig_len as u64, h.ts_ns, &mut exchanges);
+            conn.session
+                .on_gap(side, h.orig_len as u64, h.ts_ns, &mut exchanges);
         }
         conn.expected[dir] = Some(h.stream_offset + h.orig_len as u64);
         self.out.finish(conn, exchanges, out);
@@ -222,10 +241,16 @@ impl Recorder {
     fn report(&self, conn: &mut Conn) {
         let now = conn.session.stats().clone();
         let was = &conn.reported;
-        self.h.parse_errors.inc_by(now.parse_errors - was.parse_errors);
+        self.h
+            .parse_errors
+            .inc_by(now.parse_errors - was.parse_errors);
         self.h.resyncs.inc_by(now.resyncs - was.resyncs);
-        self.h.unmatched.inc_by(now.unmatched_responses - was.unmatched_responses);
-        self.h.dropped_requests.inc_by(now.dropped_requests - was.dropped_requests);
+        self.h
+            .unmatched
+            .inc_by(now.unmatched_responses - was.unmatched_responses);
+        self.h
+            .dropped_requests
+            .inc_by(now.dropped_requests - was.dropped_requests);
         self.h.gaps.inc_by(now.gaps - was.gaps);
         conn.reported = now;
     }
@@ -237,9 +262,16 @@ impl ConnTracker {
     pub fn sweep(&mut self, now_ns: u64) -> usize {
         let timeout = self.cfg.idle_timeout_ns;
         let before = self.conns.len();
-        self.conns.retain(|_, c| now_ns.saturating_sub(c.last_seen_ns) < timeout);
-        self.out.h.evicted_idle.inc_by((before - self.conns.len()) as u64);
-        self.conns.values().map(|c| c.session.buffered_bytes()).sum()
+        self.conns
+            .retain(|_, c| now_ns.saturating_sub(c.last_seen_ns) < timeout);
+        self.out
+            .h
+            .evicted_idle
+            .inc_by((before - self.conns.len()) as u64);
+        self.conns
+            .values()
+            .map(|c| c.session.buffered_bytes())
+            .sum()
     }
 
     /// Makes room by forgetting the longest-idle eighth of the table.
@@ -250,6 +282,9 @@ impl ConnTracker {
         let cutoff = *cutoff;
         let before = self.conns.len();
         self.conns.retain(|_, c| c.last_seen_ns > cutoff);
-        self.out.h.evicted_capacity.inc_by((before - self.conns.len()) as u64);
+        self.out
+            .h
+            .evicted_capacity
+            .inc_by((before - self.conns.len()) as u64);
     }
 }
