@@ -14,6 +14,11 @@ mod run;
 
 use clap::Parser;
 
+/// Events are allocated by the reader thread and freed by shard workers; glibc's malloc
+/// serialises such cross-thread frees on arena locks, mimalloc does not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
         .target(env_logger::Target::Stderr)

@@ -1,18 +1,24 @@
 //! The call record: the stable JSON contract every sink and query shares.
 
-use std::{fmt::Write as _, net::SocketAddr, time::SystemTime};
+use std::{
+    fmt::Write as _,
+    net::{IpAddr, SocketAddr},
+    sync::Arc,
+    time::SystemTime,
+};
 
 use serde::Serialize;
 
 /// One side of a call. `pid`/`comm` are known only for the side whose process was observed.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Peer {
-    pub ip: String,
+    pub ip: IpAddr,
     pub port: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pid: Option<u32>,
+    /// Shared with the connection: one allocation per connection, not per call.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub comm: Option<String>,
+    pub comm: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
 }
@@ -20,7 +26,7 @@ pub struct Peer {
 impl Peer {
     pub fn remote(addr: SocketAddr) -> Peer {
         Peer {
-            ip: addr.ip().to_string(),
+            ip: addr.ip(),
             port: addr.port(),
             pid: None,
             comm: None,
@@ -28,9 +34,9 @@ impl Peer {
         }
     }
 
-    pub fn local(addr: SocketAddr, pid: u32, comm: String) -> Peer {
+    pub fn local(addr: SocketAddr, pid: u32, comm: Arc<str>) -> Peer {
         Peer {
-            ip: addr.ip().to_string(),
+            ip: addr.ip(),
             port: addr.port(),
             pid: Some(pid),
             comm: Some(comm),
@@ -58,8 +64,9 @@ impl Role {
 
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct CallRecord {
-    /// When the request's first byte was seen, RFC 3339 with microseconds.
-    pub ts: String,
+    /// When the request's first byte was seen; written as RFC 3339 with microseconds.
+    #[serde(serialize_with = "rfc3339")]
+    pub ts: SystemTime,
     pub protocol: &'static str,
     pub tls: bool,
     pub role: Role,
@@ -83,8 +90,9 @@ pub struct CallRecord {
     pub truncated: bool,
 }
 
-pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_micros(t).to_string()
+/// Formatting happens in the output thread, not on the parsing path.
+fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(&humantime::format_rfc3339_micros(*t))
 }
 
 impl CallRecord {
@@ -94,7 +102,7 @@ impl CallRecord {
         let _ = write!(
             s,
             "{} {:<6} {} {} {} {} {}us {}:{} -> {}:{} req={}B resp={}B",
-            self.ts,
+            humantime::format_rfc3339_micros(self.ts),
             self.role.as_str(),
             self.protocol,
             self.method,

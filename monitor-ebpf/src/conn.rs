@@ -4,22 +4,30 @@ use aya_ebpf::helpers::{bpf_ktime_get_ns, generated::bpf_probe_read_user};
 use monitor_common::sniff::SNIFF_LEN;
 use monitor_common::{counter, sniff, Sniff, ROLE_UNKNOWN};
 
-use crate::maps::{
-    count, ConnState, CONNS, PROTO_HTTP, PROTO_OTHER, PROTO_UNKNOWN, SNIFF_ATTEMPTS,
+use crate::{
+    maps::{count, ConnState, CONNS, PROTO_HTTP, PROTO_OTHER, PROTO_UNKNOWN, SNIFF_ATTEMPTS},
+    sock::fill_addresses,
 };
 
 /// Starts tracking `sock` afresh, replacing whatever a previous user of that address left.
 #[inline(always)]
 pub fn track(sock: u64, role: u8) {
-    let state = ConnState {
+    let mut state = ConnState {
         conn_id: unsafe { bpf_ktime_get_ns() },
         egress_offset: 0,
         ingress_offset: 0,
         proto: PROTO_UNKNOWN,
         role,
         sniff_misses: 0,
-        _pad: [0; 5],
+        _pad: 0,
+        family: 0,
+        local_port: 0,
+        remote_port: 0,
+        _pad2: [0; 6],
+        local_addr: [0; 16],
+        remote_addr: [0; 16],
     };
+    fill_addresses(sock, &mut state);
     let _ = CONNS.insert(&sock, &state, 0);
 }
 

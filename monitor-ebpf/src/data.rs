@@ -124,9 +124,8 @@ fn try_exit_data(ctx: &TracePointContext) -> Option<()> {
     };
     let origin = Origin {
         sock: args.sock,
-        conn_id: st.conn_id,
+        conn: st,
         fd: args.fd,
-        role: st.role,
         direction: args.direction,
     };
     let buf = start(&origin)?;

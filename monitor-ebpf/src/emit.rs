@@ -8,17 +8,15 @@ use monitor_common::{
     counter, EventBuffer, HEADER_SIZE, KIND_CLOSE, KIND_DATA, KIND_GAP, MAX_DATA, TAIL_DATA,
 };
 
-use crate::{
-    maps::{count, EVENTS, SCRATCH},
-    sock::fill_addresses,
-};
+use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+
+use crate::maps::{count, ConnState, EVENTS, SCRATCH};
 
 /// Identity of the connection and direction every record of one syscall shares.
-pub struct Origin {
+pub struct Origin<'a> {
     pub sock: u64,
-    pub conn_id: u64,
+    pub conn: &'a ConnState,
     pub fd: i32,
-    pub role: u8,
     pub direction: u8,
 }
 
@@ -31,24 +29,39 @@ pub fn start(origin: &Origin) -> Option<*mut EventBuffer> {
     let h = unsafe { &mut (*buf).header };
     let id = bpf_get_current_pid_tgid();
     h.ts_ns = unsafe { bpf_ktime_get_ns() };
+    let c = origin.conn;
     h.sock = origin.sock;
-    h.conn_id = origin.conn_id;
+    h.conn_id = c.conn_id;
     h.pid = (id >> 32) as u32;
     h.tid = id as u32;
     h.fd = origin.fd;
-    h.role = origin.role;
+    h.role = c.role;
     h.direction = origin.direction;
     h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
-    fill_addresses(origin.sock, h);
+    h.family = c.family;
+    h.local_port = c.local_port;
+    h.remote_port = c.remote_port;
+    h.local_addr = c.local_addr;
+    h.remote_addr = c.remote_addr;
     Some(buf)
 }
+
+/// Waking the reader for every record costs an interrupt and a context switch each; instead
+/// it is woken once this much is waiting, and otherwise finds the data on its next poll
+/// timeout (a few milliseconds).
+const WAKEUP_BYTES: u64 = 128 * 1024;
 
 #[inline(always)]
 fn submit(buf: *mut EventBuffer, len: usize) {
     let size = HEADER_SIZE + len;
     // SAFETY: `len <= MAX_DATA`, so the slice stays inside the scratch record.
     let bytes = unsafe { core::slice::from_raw_parts(buf as *const u8, size) };
-    if EVENTS.output::<[u8]>(bytes, 0).is_ok() {
+    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
+        BPF_RB_FORCE_WAKEUP
+    } else {
+        BPF_RB_NO_WAKEUP
+    };
+    if EVENTS.output::<[u8]>(bytes, flags as u64).is_ok() {
         count(counter::EVENTS, 1);
         count(counter::BYTES, len as u64);
     } else {

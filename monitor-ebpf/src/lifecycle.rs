@@ -66,9 +66,8 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
     if st.proto == PROTO_HTTP {
         let origin = Origin {
             sock,
-            conn_id: st.conn_id,
+            conn: &st,
             fd,
-            role: st.role,
             direction: 0,
         };
         if let Some(buf) = start(&origin) {

@@ -50,7 +50,14 @@ pub struct ConnState {
     pub proto: u8,
     pub role: u8,
     pub sniff_misses: u8,
-    pub _pad: [u8; 5],
+    pub _pad: u8,
+    /// The 4-tuple, read from the socket once when tracking starts instead of per event.
+    pub family: u16,
+    pub local_port: u16,
+    pub remote_port: u16,
+    pub _pad2: [u8; 6],
+    pub local_addr: [u8; 16],
+    pub remote_addr: [u8; 16],
 }
 
 /// Keyed by the `struct sock` address. LRU so that sockets whose close we never saw (process

@@ -5,9 +5,9 @@
 //! `struct sock`. Works for sockets opened before the agent started.
 
 use aya_ebpf::helpers::{bpf_get_current_task, bpf_probe_read_kernel};
-use monitor_common::{EventHeader, KernelOffsets, AF_INET, AF_INET6};
+use monitor_common::{KernelOffsets, AF_INET, AF_INET6};
 
-use crate::maps::OFFSETS;
+use crate::maps::{ConnState, OFFSETS};
 
 const S_IFMT: u16 = 0o170000;
 const S_IFSOCK: u16 = 0o140000;
@@ -61,9 +61,9 @@ pub fn tcp_sock(fd: i32) -> Option<u64> {
     Some(sk)
 }
 
-/// Fills family, ports and addresses of `sk` into an event header.
+/// Fills family, ports and addresses of `sk` into the connection state.
 #[inline(always)]
-pub fn fill_addresses(sk: u64, h: &mut EventHeader) {
+pub fn fill_addresses(sk: u64, h: &mut ConnState) {
     let o: KernelOffsets = OFFSETS.load();
     let family: u16 = read(sk, o.sk_family).unwrap_or(0);
     h.family = family;

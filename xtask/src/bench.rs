@@ -73,7 +73,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         );
         with.push(r);
     }
-    let _ = nginx.kill();
+    // SIGTERM, not SIGKILL: the master must take its workers down with it.
+    terminate(nginx.id());
     let _ = nginx.wait();
     let _ = std::fs::remove_dir_all(&dir);
 

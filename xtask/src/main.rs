@@ -65,13 +65,16 @@ fn test(args: Vec<String>) -> Result<()> {
     util::cargo(&["build", "--release", "--package", "monitor-agent"])?;
     let bin = util::workspace_root().join("target/release/monitor-agent");
     std::env::set_var("MONITOR_AGENT_BIN", &bin);
-    let mut cargo_args: Vec<&str> = vec![
-        "test",
-        "--release",
-        "--workspace",
-        "--exclude",
-        "monitor-ebpf",
-    ];
-    cargo_args.extend(args.iter().map(String::as_str));
-    util::cargo(&cargo_args)
+    let extra: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Unit tests first, in parallel.
+    let mut unit = vec!["test", "--release", "--workspace"];
+    unit.extend(["--exclude", "monitor-ebpf", "--exclude", "monitor-tests"]);
+    unit.extend(&extra);
+    util::cargo(&unit)?;
+    // End-to-end tests one at a time: every agent sees every process, and the load tests
+    // must not compete with each other for the two cores.
+    let mut e2e = vec!["test", "--release", "--package", "monitor-tests"];
+    e2e.extend(&extra);
+    e2e.extend(["--", "--test-threads=1"]);
+    util::cargo(&e2e)
 }

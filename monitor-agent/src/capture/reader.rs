@@ -17,6 +17,10 @@ use ringbuf::{traits::Producer, HeapProd};
 use super::event::Event;
 use crate::metrics::Metrics;
 
+/// The kernel wakes the reader only once a batch has accumulated; below that, records wait
+/// at most this long.
+const POLL_MS: i32 = 10;
+
 /// Where the reader sends one shard's events, and how it wakes that shard.
 pub struct ShardInlet {
     pub queue: HeapProd<Event>,
@@ -50,7 +54,7 @@ pub fn spawn(
                     revents: 0,
                 };
                 // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut pfd, 1, 100) };
+                unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
                 let mut batch = 0;
                 while let Some(item) = ring.next() {
                     batch += 1;

@@ -3,7 +3,7 @@
 //! Each connection keeps an HTTP/1 session, the next expected stream offset of each
 //! direction (a jump means the kernel dropped bytes) and who the observed process is.
 
-use std::{collections::HashMap, net::SocketAddr};
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use monitor_common::{
     sniff, sniff::SNIFF_LEN, Sniff, DIR_EGRESS, KIND_CLOSE, KIND_DATA, KIND_GAP, ROLE_CLIENT,
@@ -16,7 +16,7 @@ use crate::{
     clock::Clock,
     metrics::{CallLabels, Metrics, ProtocolLabels, ReasonLabels},
     protocol::http1::{Exchange, Limits, Session, SessionStats, Side},
-    record::{rfc3339, CallRecord, Peer, Role},
+    record::{CallRecord, Peer, Role},
     redact::{route_of, Redactor},
 };
 
@@ -37,7 +37,7 @@ struct Conn {
     local: SocketAddr,
     remote: SocketAddr,
     pid: u32,
-    comm: String,
+    comm: Arc<str>,
     reported: SessionStats,
 }
 
@@ -160,7 +160,7 @@ impl ConnTracker {
             local: ev.local(),
             remote: ev.remote(),
             pid: h.pid,
-            comm: ev.comm(),
+            comm: ev.comm().into(),
             reported: SessionStats::default(),
         });
         conn.last_seen_ns = h.ts_ns;
@@ -218,7 +218,7 @@ impl Recorder {
             };
             let path = self.redactor.target(&x.target);
             out.push(CallRecord {
-                ts: rfc3339(self.clock.wall(x.request_start_ns)),
+                ts: self.clock.wall(x.request_start_ns),
                 protocol: HTTP1,
                 tls: false,
                 role,
