@@ -1,18 +1,7 @@
 //! monitor-agent: an eBPF API traffic monitor.
 
-mod api;
-mod capture;
-mod cli;
-mod clock;
-mod conn;
-mod metrics;
-mod output;
-mod protocol;
-mod record;
-mod redact;
-mod run;
-
 use clap::Parser;
+use monitor_agent::{cli, run};
 
 /// Events are allocated by the reader thread and freed by shard workers; glibc's malloc
 /// serialises such cross-thread frees on arena locks, mimalloc does not.

@@ -55,7 +55,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("monitor-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let port = free_port()?;
-    let mut nginx = start_nginx(&dir, port)?;
+    let _nginx = start_nginx(&dir, port)?;
     let url = format!("http://127.0.0.1:{port}/api/items");
     // Warm up nginx and the page cache.
     let _ = wrk(&url, 1, &args);
@@ -73,9 +73,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         );
         with.push(r);
     }
-    // SIGTERM, not SIGKILL: the master must take its workers down with it.
-    terminate(nginx.id());
-    let _ = nginx.wait();
+    drop(_nginx);
     let _ = std::fs::remove_dir_all(&dir);
 
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
@@ -127,7 +125,18 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-fn start_nginx(dir: &Path, port: u16) -> Result<Child> {
+/// A child stopped with SIGTERM when dropped (also on error paths): SIGKILL would leave
+/// nginx's workers behind.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        terminate(self.0.id());
+        let _ = self.0.wait();
+    }
+}
+
+fn start_nginx(dir: &Path, port: u16) -> Result<Guard> {
     let d = dir.display();
     let conf = format!(
         r#"daemon off;
@@ -166,8 +175,9 @@ http {{
         .stdout(Stdio::null())
         .spawn()
         .context("starting nginx")?;
+    let guard = Guard(child);
     wait_port(port)?;
-    Ok(child)
+    Ok(guard)
 }
 
 fn wait_port(port: u16) -> Result<()> {
@@ -248,18 +258,20 @@ fn metric(port: u16, name: &str) -> f64 {
 
 fn with_agent(bin: &PathBuf, url: &str, args: &BenchArgs) -> Result<AgentRound> {
     let api = free_port()?;
-    let mut agent = Command::new(bin)
-        .args([
-            "run",
-            "--output",
-            "none",
-            "--listen",
-            &format!("127.0.0.1:{api}"),
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("starting the agent")?;
+    let agent = Guard(
+        Command::new(bin)
+            .args([
+                "run",
+                "--output",
+                "none",
+                "--listen",
+                &format!("127.0.0.1:{api}"),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the agent")?,
+    );
     wait_port(api)?;
     let deadline = Instant::now() + Duration::from_secs(30);
     while metric(api, "monitor_attached_programs") == 0.0 && Instant::now() < deadline {
@@ -268,11 +280,11 @@ fn with_agent(bin: &PathBuf, url: &str, args: &BenchArgs) -> Result<AgentRound> 
     const CLIENT: &str = "monitor_calls_total{protocol=\"http/1.1\",role=\"client\"}";
     const SERVER: &str = "monitor_calls_total{protocol=\"http/1.1\",role=\"server\"}";
     let (client0, server0) = (metric(api, CLIENT), metric(api, SERVER));
-    let cpu0 = cpu_seconds(agent.id())?;
+    let cpu0 = cpu_seconds(agent.0.id())?;
     let result = wrk(url, args.duration, args);
     // Let the agent drain what is queued before reading its counters.
     std::thread::sleep(Duration::from_millis(1500));
-    let cpu1 = cpu_seconds(agent.id())?;
+    let cpu1 = cpu_seconds(agent.0.id())?;
     let round = AgentRound {
         wrk: result?,
         cpu_secs: cpu1 - cpu0,
@@ -282,8 +294,6 @@ fn with_agent(bin: &PathBuf, url: &str, args: &BenchArgs) -> Result<AgentRound> 
         drops: metric(api, "monitor_ringbuf_drops_total"),
         truncations: metric(api, "monitor_truncations_total"),
     };
-    terminate(agent.id());
-    let _ = agent.wait();
     Ok(round)
 }
 

@@ -4,3 +4,6 @@ pub mod shard;
 pub mod tracker;
 
 pub use tracker::{ConnTracker, TrackerConfig};
+
+#[cfg(test)]
+mod tests;

@@ -55,7 +55,7 @@ pub fn spawn(
                     buffered = now_buffered;
                     last_sweep = now;
                 }
-                let len = tracker.len();
+                let len = tracker.tracked();
                 if len != counted {
                     metrics
                         .tracked_connections

@@ -125,7 +125,8 @@ impl ConnTracker {
         }
     }
 
-    pub fn len(&self) -> usize {
+    /// Connections currently tracked.
+    pub fn tracked(&self) -> usize {
         self.conns.len()
     }
 

@@ -1,0 +1,230 @@
+//! Connection tracking from synthetic kernel events: roles, offsets, gaps, close, capacity.
+
+use monitor_common::{
+    EventHeader, AF_INET, DIR_EGRESS, DIR_INGRESS, KIND_CLOSE, KIND_DATA, ROLE_CLIENT, ROLE_SERVER,
+    ROLE_UNKNOWN,
+};
+
+use super::{ConnTracker, TrackerConfig};
+use crate::{
+    capture::event::Event,
+    clock::Clock,
+    metrics::Metrics,
+    record::{CallRecord, Role},
+    redact::Redactor,
+};
+
+fn tracker(max_connections: usize) -> (ConnTracker, Metrics) {
+    let m = Metrics::new(0);
+    let cfg = TrackerConfig {
+        max_connections,
+        idle_timeout_ns: 60_000_000_000,
+    };
+    (
+        ConnTracker::new(cfg, Clock::new(), Redactor::default(), &m),
+        m,
+    )
+}
+
+struct Conn {
+    sock: u64,
+    role: u8,
+    offsets: [u64; 2],
+    ts: u64,
+}
+
+impl Conn {
+    fn new(sock: u64, role: u8) -> Conn {
+        Conn {
+            sock,
+            role,
+            offsets: [0, 0],
+            ts: 1_000,
+        }
+    }
+
+    fn header(&mut self, kind: u8, direction: u8, len: u32, orig_len: u32) -> EventHeader {
+        self.ts += 1_000;
+        let d = if direction == DIR_EGRESS { 0 } else { 1 };
+        let offset = self.offsets[d];
+        self.offsets[d] += orig_len as u64;
+        let mut comm = [0u8; 16];
+        comm[..4].copy_from_slice(b"test");
+        EventHeader {
+            ts_ns: self.ts,
+            sock: self.sock,
+            conn_id: 7,
+            stream_offset: offset,
+            pid: 42,
+            tid: 42,
+            fd: 3,
+            len,
+            orig_len,
+            kind,
+            direction,
+            role: self.role,
+            _pad0: 0,
+            family: AF_INET,
+            local_port: 40000,
+            remote_port: 8080,
+            _pad1: 0,
+            local_addr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            remote_addr: [127, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            comm,
+        }
+    }
+
+    fn data(&mut self, direction: u8, bytes: &[u8]) -> Event {
+        let n = bytes.len() as u32;
+        Event {
+            header: self.header(KIND_DATA, direction, n, n),
+            data: bytes.to_vec(),
+        }
+    }
+
+    /// Bytes the kernel moved but userspace never received (ring buffer full).
+    fn lost(&mut self, direction: u8, n: u32) {
+        self.header(KIND_DATA, direction, n, n);
+    }
+
+    fn close(&mut self) -> Event {
+        Event {
+            header: self.header(KIND_CLOSE, 0, 0, 0),
+            data: vec![],
+        }
+    }
+}
+
+fn feed(t: &mut ConnTracker, events: &[Event]) -> Vec<CallRecord> {
+    let mut out = Vec::new();
+    for e in events {
+        t.handle(e, &mut out);
+    }
+    out
+}
+
+const REQ: &[u8] = b"GET /users/1?token=s3cr3t HTTP/1.1\r\nHost: api\r\n\r\n";
+const RESP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+
+#[test]
+fn client_role_call_names_both_ends() {
+    let (mut t, _m) = tracker(16);
+    let mut c = Conn::new(1, ROLE_CLIENT);
+    let recs = feed(
+        &mut t,
+        &[c.data(DIR_EGRESS, REQ), c.data(DIR_INGRESS, RESP)],
+    );
+    assert_eq!(recs.len(), 1);
+    let r = &recs[0];
+    assert_eq!(r.role, Role::Client);
+    assert_eq!((r.method.as_str(), r.status), ("GET", 200));
+    assert!(
+        r.path.starts_with("/users/1?token=h:"),
+        "secret redacted: {}",
+        r.path
+    );
+    assert_eq!(r.route, "/users/1");
+    assert_eq!(r.client.pid, Some(42));
+    assert_eq!(r.client.comm.as_deref(), Some("test"));
+    assert_eq!(r.server.ip.to_string(), "127.0.0.2");
+    assert_eq!(r.server.port, 8080);
+    assert_eq!(r.server.pid, None);
+    assert_eq!(r.host.as_deref(), Some("api"));
+    assert_eq!(
+        (r.request_bytes, r.response_bytes),
+        (REQ.len() as u64, RESP.len() as u64)
+    );
+    assert_eq!(r.duration_us, 1, "first request byte to last response byte");
+}
+
+#[test]
+fn role_of_a_connection_older_than_the_agent_is_inferred() {
+    let (mut t, _m) = tracker(16);
+    let mut c = Conn::new(2, ROLE_UNKNOWN);
+    let recs = feed(
+        &mut t,
+        &[c.data(DIR_INGRESS, REQ), c.data(DIR_EGRESS, RESP)],
+    );
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].role, Role::Server);
+    assert_eq!(recs[0].server.pid, Some(42));
+    assert_eq!(recs[0].server.port, 40000);
+}
+
+#[test]
+fn bytes_lost_inside_a_body_still_make_the_call() {
+    let (mut t, _m) = tracker(16);
+    let mut c = Conn::new(3, ROLE_SERVER);
+    let head = b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n";
+    let mut ev = vec![c.data(DIR_INGRESS, REQ), c.data(DIR_EGRESS, head)];
+    c.lost(DIR_EGRESS, 9000);
+    ev.push(c.data(DIR_EGRESS, &[b'x'; 1000]));
+    let recs = feed(&mut t, &ev);
+    assert_eq!(recs.len(), 1);
+    assert!(recs[0].truncated);
+    assert_eq!(recs[0].response_bytes, head.len() as u64 + 10_000);
+}
+
+#[test]
+fn a_lost_request_never_becomes_a_call() {
+    let (mut t, m) = tracker(16);
+    let mut c = Conn::new(4, ROLE_SERVER);
+    c.lost(DIR_INGRESS, REQ.len() as u32);
+    let mut ev = vec![c.data(DIR_EGRESS, RESP)];
+    // The next exchange on the connection is intact and must be reported.
+    ev.push(c.data(DIR_INGRESS, b"GET /next HTTP/1.1\r\n\r\n"));
+    ev.push(c.data(DIR_EGRESS, RESP));
+    let recs = feed(&mut t, &ev);
+    let paths: Vec<&str> = recs.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(paths, ["/next"]);
+    assert!(m
+        .encode()
+        .contains("monitor_unmatched_responses_total{protocol=\"http/1.1\"} 1"));
+}
+
+#[test]
+fn close_ends_a_response_delimited_by_close() {
+    let (mut t, _m) = tracker(16);
+    let mut c = Conn::new(5, ROLE_CLIENT);
+    let ev = [
+        c.data(DIR_EGRESS, b"GET /stream HTTP/1.0\r\n\r\n"),
+        c.data(DIR_INGRESS, b"HTTP/1.0 200 OK\r\n\r\nbody until close"),
+    ];
+    assert!(feed(&mut t, &ev).is_empty(), "not complete before close");
+    let recs = feed(&mut t, &[c.close()]);
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].path, "/stream");
+    assert_eq!(t.tracked(), 0, "closed connection forgotten");
+}
+
+#[test]
+fn tracked_connections_stay_under_the_cap() {
+    let (mut t, m) = tracker(8);
+    for sock in 0..100 {
+        let mut c = Conn::new(100 + sock, ROLE_CLIENT);
+        feed(&mut t, &[c.data(DIR_EGRESS, REQ)]);
+        assert!(t.tracked() <= 8);
+    }
+    assert!(m
+        .encode()
+        .contains("monitor_connections_evicted_total{reason=\"capacity\"}"));
+}
+
+#[test]
+fn garbage_on_an_http_connection_is_counted_not_reported() {
+    let (mut t, m) = tracker(16);
+    let mut c = Conn::new(6, ROLE_SERVER);
+    let ev = [
+        c.data(DIR_INGRESS, REQ),
+        c.data(DIR_EGRESS, RESP),
+        c.data(DIR_INGRESS, b"\x00\x01\x02 definitely not http\r\n\r\n"),
+    ];
+    let recs = feed(&mut t, &ev);
+    assert_eq!(recs.len(), 1);
+    assert!(
+        m.encode()
+            .contains("monitor_parse_errors_total{protocol=\"http/1.1\"} 1"),
+        "{}",
+        m.encode()
+    );
+}

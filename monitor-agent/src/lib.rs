@@ -1,0 +1,14 @@
+//! monitor-agent: an eBPF API traffic monitor. The binary (`main.rs`) is a thin CLI over
+//! these modules; the library form exists for fuzzing and tests.
+
+pub mod api;
+pub mod capture;
+pub mod cli;
+pub mod clock;
+pub mod conn;
+pub mod metrics;
+pub mod output;
+pub mod protocol;
+pub mod record;
+pub mod redact;
+pub mod run;
