@@ -88,6 +88,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     drop(records);
     let reader = capture::reader::spawn(ring, inlets, metrics.clone(), stop.clone())?;
+    let kernel_log = cap.spawn_kernel_log(stop.clone())?;
 
     let state = api::ApiState {
         metrics: metrics.clone(),
@@ -108,6 +109,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         let _ = t.join();
     }
     if let Some(t) = out_thread {
+        let _ = t.join();
+    }
+    if let Some(t) = kernel_log {
         let _ = t.join();
     }
     drop(cap);

@@ -6,6 +6,7 @@ use aya_ebpf::{
     macros::tracepoint,
     programs::TracePointContext,
 };
+use aya_log_ebpf::warn;
 use monitor_common::{
     counter, SyscallArgs, DIR_EGRESS, DIR_INGRESS, MAX_IOV, SHAPE_CONNECT, SHAPE_FLAT, SHAPE_IOVEC,
     SHAPE_MSGHDR, SHAPE_SENDFILE,
@@ -31,7 +32,14 @@ fn arg(ctx: &TracePointContext, n: usize) -> u64 {
 
 /// Remembers the arguments of a syscall on a TCP socket that may carry HTTP.
 #[inline(always)]
-pub fn stash(fd: i32, buf: u64, count_or_len: u64, shape: u8, direction: u8) {
+pub fn stash(
+    ctx: &TracePointContext,
+    fd: i32,
+    buf: u64,
+    count_or_len: u64,
+    shape: u8,
+    direction: u8,
+) {
     let id = bpf_get_current_pid_tgid();
     if is_agent(id) {
         return;
@@ -55,6 +63,10 @@ pub fn stash(fd: i32, buf: u64, count_or_len: u64, shape: u8, direction: u8) {
     };
     if ARGS.insert(&id, &args, 0).is_err() {
         count(counter::ARGS_LOST, 1);
+        warn!(
+            ctx,
+            "syscall argument map full: lost a syscall of thread {}", id as u32
+        );
     }
 }
 
@@ -165,109 +177,40 @@ pub fn sys_exit_data(ctx: TracePointContext) -> u32 {
     0
 }
 
-#[tracepoint]
-pub fn sys_enter_read(ctx: TracePointContext) -> u32 {
-    stash(
-        arg(&ctx, 0) as i32,
-        arg(&ctx, 1),
-        arg(&ctx, 2),
-        SHAPE_FLAT,
-        DIR_INGRESS,
-    );
-    0
-}
-
-#[tracepoint]
-pub fn sys_enter_recvfrom(ctx: TracePointContext) -> u32 {
-    // A peek leaves the bytes in the socket: they will be read (and captured) again.
-    if arg(&ctx, 3) & MSG_PEEK == 0 {
-        stash(
-            arg(&ctx, 0) as i32,
-            arg(&ctx, 1),
-            arg(&ctx, 2),
-            SHAPE_FLAT,
-            DIR_INGRESS,
-        );
+/// Stashes a data syscall's `(fd, buffer, count)`; `peek_flags` names the flags argument
+/// of receive calls, whose `MSG_PEEK` leaves the bytes to be read (and captured) again.
+#[inline(always)]
+fn stash_data(ctx: &TracePointContext, shape: u8, direction: u8, peek_flags: Option<usize>) {
+    if let Some(i) = peek_flags {
+        if arg(ctx, i) & MSG_PEEK != 0 {
+            return;
+        }
     }
-    0
+    let (buf, len) = match shape {
+        SHAPE_SENDFILE => (0, 0),
+        SHAPE_MSGHDR => (arg(ctx, 1), 0),
+        _ => (arg(ctx, 1), arg(ctx, 2)),
+    };
+    stash(ctx, arg(ctx, 0) as i32, buf, len, shape, direction);
 }
 
-#[tracepoint]
-pub fn sys_enter_readv(ctx: TracePointContext) -> u32 {
-    stash(
-        arg(&ctx, 0) as i32,
-        arg(&ctx, 1),
-        arg(&ctx, 2),
-        SHAPE_IOVEC,
-        DIR_INGRESS,
-    );
-    0
+/// One thin entry program per data syscall.
+macro_rules! data_entry {
+    ($name:ident, $shape:expr, $direction:expr, $peek_flags:expr) => {
+        #[tracepoint]
+        pub fn $name(ctx: TracePointContext) -> u32 {
+            stash_data(&ctx, $shape, $direction, $peek_flags);
+            0
+        }
+    };
 }
 
-#[tracepoint]
-pub fn sys_enter_recvmsg(ctx: TracePointContext) -> u32 {
-    if arg(&ctx, 2) & MSG_PEEK == 0 {
-        stash(
-            arg(&ctx, 0) as i32,
-            arg(&ctx, 1),
-            0,
-            SHAPE_MSGHDR,
-            DIR_INGRESS,
-        );
-    }
-    0
-}
-
-#[tracepoint]
-pub fn sys_enter_write(ctx: TracePointContext) -> u32 {
-    stash(
-        arg(&ctx, 0) as i32,
-        arg(&ctx, 1),
-        arg(&ctx, 2),
-        SHAPE_FLAT,
-        DIR_EGRESS,
-    );
-    0
-}
-
-#[tracepoint]
-pub fn sys_enter_sendto(ctx: TracePointContext) -> u32 {
-    stash(
-        arg(&ctx, 0) as i32,
-        arg(&ctx, 1),
-        arg(&ctx, 2),
-        SHAPE_FLAT,
-        DIR_EGRESS,
-    );
-    0
-}
-
-#[tracepoint]
-pub fn sys_enter_writev(ctx: TracePointContext) -> u32 {
-    stash(
-        arg(&ctx, 0) as i32,
-        arg(&ctx, 1),
-        arg(&ctx, 2),
-        SHAPE_IOVEC,
-        DIR_EGRESS,
-    );
-    0
-}
-
-#[tracepoint]
-pub fn sys_enter_sendmsg(ctx: TracePointContext) -> u32 {
-    stash(
-        arg(&ctx, 0) as i32,
-        arg(&ctx, 1),
-        0,
-        SHAPE_MSGHDR,
-        DIR_EGRESS,
-    );
-    0
-}
-
-#[tracepoint]
-pub fn sys_enter_sendfile64(ctx: TracePointContext) -> u32 {
-    stash(arg(&ctx, 0) as i32, 0, 0, SHAPE_SENDFILE, DIR_EGRESS);
-    0
-}
+data_entry!(sys_enter_read, SHAPE_FLAT, DIR_INGRESS, None);
+data_entry!(sys_enter_recvfrom, SHAPE_FLAT, DIR_INGRESS, Some(3));
+data_entry!(sys_enter_readv, SHAPE_IOVEC, DIR_INGRESS, None);
+data_entry!(sys_enter_recvmsg, SHAPE_MSGHDR, DIR_INGRESS, Some(2));
+data_entry!(sys_enter_write, SHAPE_FLAT, DIR_EGRESS, None);
+data_entry!(sys_enter_sendto, SHAPE_FLAT, DIR_EGRESS, None);
+data_entry!(sys_enter_writev, SHAPE_IOVEC, DIR_EGRESS, None);
+data_entry!(sys_enter_sendmsg, SHAPE_MSGHDR, DIR_EGRESS, None);
+data_entry!(sys_enter_sendfile64, SHAPE_SENDFILE, DIR_EGRESS, None);

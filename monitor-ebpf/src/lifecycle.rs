@@ -22,7 +22,7 @@ fn arg(ctx: &TracePointContext, n: usize) -> u64 {
 
 #[tracepoint]
 pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
-    stash(arg(&ctx, 0) as i32, 0, 0, SHAPE_CONNECT, DIR_EGRESS);
+    stash(&ctx, arg(&ctx, 0) as i32, 0, 0, SHAPE_CONNECT, DIR_EGRESS);
     0
 }
 

@@ -109,7 +109,23 @@ fn bpf_linker() -> Result<()> {
     .context("installing bpf-linker failed")
 }
 
+/// BPF ring buffers arrived in Linux 5.8.
+fn ring_buffer_kernel() -> Result<()> {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release.trim().split(|c: char| !c.is_ascii_digit());
+    let major: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    let minor: u32 = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    if (major, minor) < (5, 8) {
+        bail!(
+            "kernel {} is too old: BPF ring buffers need Linux 5.8 or newer",
+            release.trim()
+        );
+    }
+    Ok(())
+}
+
 fn kernel() -> Result<()> {
+    ring_buffer_kernel()?;
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         bail!("this kernel has no BTF (/sys/kernel/btf/vmlinux): it needs CONFIG_DEBUG_INFO_BTF=y");
     }

@@ -50,7 +50,7 @@ const ATTACHMENTS: &[(&str, &[&str])] = &[
 /// The loaded programs. Dropping it detaches everything.
 pub struct Capture {
     ebpf: Ebpf,
-    _logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
+    logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub attached: usize,
 }
 
@@ -75,7 +75,7 @@ impl Capture {
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
             Err(e) => {
-                log::debug!("no eBPF log map: {e}");
+                log::warn!("kernel-side log records unavailable: {e}");
                 None
             }
         };
@@ -97,7 +97,7 @@ impl Capture {
         }
         let mut cap = Capture {
             ebpf,
-            _logger: logger,
+            logger,
             attached,
         };
         let blocked = cap.stash_blocked_reads()?;
@@ -115,6 +115,35 @@ impl Capture {
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
         let map = self.ebpf.take_map("EVENTS").context("EVENTS map missing")?;
         Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Forwards the kernel side's log records (aya-log) to this process's logger until
+    /// `stop` is set. The logger's map must stay open while programs run, so the thread
+    /// owns it rather than dropping it.
+    pub fn spawn_kernel_log(
+        &mut self,
+        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<Option<std::thread::JoinHandle<()>>> {
+        use std::os::fd::AsRawFd;
+        let Some(mut logger) = self.logger.take() else {
+            return Ok(None);
+        };
+        let handle = std::thread::Builder::new()
+            .name("ebpf-log".into())
+            .spawn(move || {
+                let fd = logger.as_raw_fd();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let mut pfd = libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd.
+                    unsafe { libc::poll(&mut pfd, 1, 500) };
+                    logger.flush();
+                }
+            })?;
+        Ok(Some(handle))
     }
 
     /// The per-CPU health counters (can be taken once).
