@@ -49,6 +49,11 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 300)]
     pub idle_timeout_secs: u64,
 
+    /// Have the kernel account time spent in the agent's eBPF programs, exported as
+    /// `monitor_program_run_seconds_total` (adds a few nanoseconds per program run).
+    #[arg(long)]
+    pub kernel_stats: bool,
+
     /// Parsing threads (default: one per CPU).
     #[arg(long)]
     pub workers: Option<usize>,

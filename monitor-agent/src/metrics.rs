@@ -158,6 +158,13 @@ impl Metrics {
             .register_collector(Box::new(KernelCollector { reader }));
     }
 
+    /// Exports the kernel's accounting of time spent in each of our programs (zero unless
+    /// run-time statistics are enabled, `--kernel-stats`).
+    pub fn add_program_stats(&mut self, programs: Vec<(u32, String)>) {
+        self.registry
+            .register_collector(Box::new(ProgramStats { programs }));
+    }
+
     pub fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
@@ -266,4 +273,54 @@ fn resident_bytes() -> u64 {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     pages * 4096
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProgramLabels {
+    program: String,
+}
+
+/// Run time and run count of the agent's eBPF programs, as the kernel accounts them.
+#[derive(Debug)]
+struct ProgramStats {
+    programs: Vec<(u32, String)>,
+}
+
+impl Collector for ProgramStats {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut by_name: std::collections::BTreeMap<&str, (f64, u64)> = Default::default();
+        for info in aya::programs::loaded_programs().flatten() {
+            if let Some((_, name)) = self.programs.iter().find(|(id, _)| *id == info.id()) {
+                let e = by_name.entry(name.as_str()).or_default();
+                e.0 += info.run_time().as_secs_f64();
+                e.1 += info.run_count();
+            }
+        }
+        let c = ConstCounter::new(0.0f64);
+        let mut m = enc.encode_descriptor(
+            "monitor_program_run_seconds",
+            "Time the kernel spent in each eBPF program (with --kernel-stats)",
+            None,
+            c.metric_type(),
+        )?;
+        for (name, (secs, _)) in &by_name {
+            let labels = ProgramLabels {
+                program: name.to_string(),
+            };
+            ConstCounter::new(*secs).encode(m.encode_family(&labels)?)?;
+        }
+        let mut m = enc.encode_descriptor(
+            "monitor_program_runs",
+            "Runs of each eBPF program (with --kernel-stats)",
+            None,
+            c.metric_type(),
+        )?;
+        for (name, (_, runs)) in &by_name {
+            let labels = ProgramLabels {
+                program: name.to_string(),
+            };
+            ConstCounter::new(*runs).encode(m.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
 }

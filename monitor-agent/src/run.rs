@@ -34,10 +34,12 @@ pub fn run(args: RunArgs) -> Result<()> {
 
     let mut cap = Capture::load(&CaptureConfig {
         ring_buffer_bytes: args.ring_buffer_mb << 20,
+        kernel_stats: args.kernel_stats,
     })?;
     let ring = cap.take_events()?;
     let mut metrics = Metrics::new(cap.attached);
     metrics.add_kernel_counters(Arc::new(CounterReader::new(cap.take_counters()?)));
+    metrics.add_program_stats(cap.programs.clone());
     let metrics = Arc::new(metrics);
     log::info!(
         "attached {} tracepoints; listening on {}",

@@ -39,6 +39,8 @@ struct WrkResult {
 struct AgentRound {
     wrk: WrkResult,
     cpu_secs: f64,
+    /// Time spent in the eBPF programs (charged to the traced processes, not the agent).
+    kernel_secs: f64,
     client_calls: f64,
     server_calls: f64,
     drops: f64,
@@ -85,6 +87,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let drops: f64 = with.iter().map(|w| w.drops).sum();
     let truncations: f64 = with.iter().map(|w| w.truncations).sum();
     let cpu: f64 = with.iter().map(|w| w.cpu_secs).sum();
+    let kernel: f64 = with.iter().map(|w| w.kernel_secs).sum();
     let captured = client + server;
     println!(
         "benchmark: wrk -t{} -c{} -d{}s against nginx `return 200` on loopback, {} rounds",
@@ -117,6 +120,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
     println!(
         "| agent CPU per million captured calls | {:.2} s |",
         cpu * 1e6 / captured.max(1.0)
+    );
+    println!("| time in eBPF programs (charged to nginx and wrk) | {kernel:.2} s |");
+    println!(
+        "| eBPF time per captured call | {:.2} us |",
+        kernel * 1e6 / captured.max(1.0)
     );
     Ok(())
 }
@@ -239,21 +247,30 @@ fn clock_ticks_per_sec() -> f64 {
         .unwrap_or(100.0)
 }
 
-fn metric(port: u16, name: &str) -> f64 {
+fn scrape(port: u16) -> String {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return 0.0;
+        return String::new();
     };
     use std::io::Write;
     let _ = write!(s, "GET /metrics HTTP/1.0\r\n\r\n");
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
-    body.lines()
-        .find_map(|l| {
-            l.rsplit_once(' ')
-                .filter(|(k, _)| *k == name)
-                .and_then(|(_, v)| v.parse().ok())
-        })
-        .unwrap_or(0.0)
+    body
+}
+
+/// Sum of the samples whose name (with labels) is `name`, or starts with it when it ends
+/// in `{` (all label sets of one metric).
+fn metric_sum(port: u16, name: &str) -> f64 {
+    scrape(port)
+        .lines()
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(k, _)| *k == name || (name.ends_with('{') && k.starts_with(name)))
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum()
+}
+
+fn metric(port: u16, name: &str) -> f64 {
+    metric_sum(port, name)
 }
 
 fn with_agent(bin: &PathBuf, url: &str, args: &BenchArgs) -> Result<AgentRound> {
@@ -280,6 +297,7 @@ fn with_agent(bin: &PathBuf, url: &str, args: &BenchArgs) -> Result<AgentRound> 
     const CLIENT: &str = "monitor_calls_total{protocol=\"http/1.1\",role=\"client\"}";
     const SERVER: &str = "monitor_calls_total{protocol=\"http/1.1\",role=\"server\"}";
     let (client0, server0) = (metric(api, CLIENT), metric(api, SERVER));
+    let kernel0 = metric_sum(api, "monitor_program_run_seconds_total{");
     let cpu0 = cpu_seconds(agent.0.id())?;
     let result = wrk(url, args.duration, args);
     // Let the agent drain what is queued before reading its counters.
@@ -288,6 +306,7 @@ fn with_agent(bin: &PathBuf, url: &str, args: &BenchArgs) -> Result<AgentRound> 
     let round = AgentRound {
         wrk: result?,
         cpu_secs: cpu1 - cpu0,
+        kernel_secs: metric_sum(api, "monitor_program_run_seconds_total{") - kernel0,
         // The scrape just before wrk is itself a client-role call, counted once it completes.
         client_calls: metric(api, CLIENT) - client0 - 1.0,
         server_calls: metric(api, SERVER) - server0,

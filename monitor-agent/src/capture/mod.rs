@@ -52,11 +52,17 @@ pub struct Capture {
     ebpf: Ebpf,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub attached: usize,
+    /// Kernel ids of the loaded programs, with their names, for run-time statistics.
+    pub programs: Vec<(u32, String)>,
+    /// Holding this keeps the kernel's per-program run-time accounting on.
+    _stats: Option<std::os::fd::OwnedFd>,
 }
 
 pub struct CaptureConfig {
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub ring_buffer_bytes: u32,
+    /// Have the kernel account the time spent in each program (costs a little per run).
+    pub kernel_stats: bool,
 }
 
 impl Capture {
@@ -80,6 +86,7 @@ impl Capture {
             }
         };
         let mut attached = 0;
+        let mut programs = Vec::new();
         for (prog, points) in ATTACHMENTS {
             let program: &mut TracePoint = ebpf
                 .program_mut(prog)
@@ -88,6 +95,9 @@ impl Capture {
             program
                 .load()
                 .with_context(|| format!("verifier rejected {prog}"))?;
+            if let Ok(info) = program.info() {
+                programs.push((info.id(), prog.to_string()));
+            }
             for point in *points {
                 program
                     .attach("syscalls", point)
@@ -95,10 +105,20 @@ impl Capture {
                 attached += 1;
             }
         }
+        let stats = if cfg.kernel_stats {
+            Some(
+                aya::sys::enable_stats(aya::sys::Stats::RunTime)
+                    .context("enabling the kernel's BPF run-time statistics")?,
+            )
+        } else {
+            None
+        };
         let mut cap = Capture {
             ebpf,
             logger,
             attached,
+            programs,
+            _stats: stats,
         };
         let blocked = cap.stash_blocked_reads()?;
         log::info!("picked up {blocked} threads already blocked in a read");
