@@ -381,3 +381,41 @@ fn refuses_non_loopback_listen_without_token() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("without an API token"), "stderr: {err}");
 }
+
+#[test]
+fn garbage_on_an_http_connection_is_counted_never_a_call() {
+    use std::io::Read;
+    let port = free_port();
+    let _server = test_server(port, "127.0.0.1");
+    let agent = Agent::start();
+    let before = agent
+        .metric("monitor_parse_errors_total{protocol=\"http/1.1\"}")
+        .unwrap_or(0.0);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(b"GET /fine HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("request");
+    let mut buf = [0u8; 4096];
+    let n = s.read(&mut buf).expect("response");
+    assert!(
+        buf[..n].starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // Binary garbage where the next request should start: the server answers 400 and closes.
+    s.write_all(b"\x16\x00\xff\xfegarbage that is no request\r\n\r\n")
+        .expect("garbage");
+    let mut rest = Vec::new();
+    let _ = s.read_to_end(&mut rest);
+    drop(s);
+    let recs = agent.wait_records(2, WAIT, |r| served_on(r, port));
+    assert_one_call_per_role(&recs, "GET", "/fine", 200);
+    let after = agent
+        .metric("monitor_parse_errors_total{protocol=\"http/1.1\"}")
+        .unwrap_or(0.0);
+    assert!(
+        after > before,
+        "garbage was not counted as a parse error ({before} -> {after})"
+    );
+}

@@ -64,7 +64,11 @@ pub fn stash_blocked_reads(args: &mut HashMap<&mut MapData, u64, SyscallArgs>) -
             let Ok(line) = std::fs::read_to_string(t.path().join("syscall")) else {
                 continue;
             };
-            if let Some(a) = parse_syscall_line(&line) {
+            let is_socket = |fd: i32| {
+                std::fs::read_link(t.path().join("fd").join(fd.to_string()))
+                    .is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+            };
+            if let Some(a) = parse_syscall_line(&line).filter(|a| is_socket(a.fd)) {
                 let key = (u64::from(pid) << 32) | u64::from(tid);
                 if args.insert(key, a, 0).is_ok() {
                     stashed += 1;
