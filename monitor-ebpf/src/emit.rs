@@ -8,7 +8,7 @@ use monitor_common::{
     counter, EventBuffer, HEADER_SIZE, KIND_CLOSE, KIND_DATA, KIND_GAP, MAX_DATA, TAIL_DATA,
 };
 
-use aya_ebpf::bindings::{BPF_RB_AVAIL_DATA, BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP};
+use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 
 use crate::maps::{count, ConnState, EVENTS, SCRATCH};
 
@@ -46,22 +46,19 @@ pub fn start(origin: &Origin) -> Option<*mut EventBuffer> {
     Some(buf)
 }
 
-/// Waking the reader for every record costs an interrupt and a context switch each; instead
-/// it is woken once this much is waiting, and otherwise finds the data on its next poll
-/// timeout (a few milliseconds).
-const WAKEUP_BYTES: u64 = 128 * 1024;
-
 #[inline(always)]
 fn submit(buf: *mut EventBuffer, len: usize) {
     let size = HEADER_SIZE + len;
     // SAFETY: `len <= MAX_DATA`, so the slice stays inside the scratch record.
     let bytes = unsafe { core::slice::from_raw_parts(buf as *const u8, size) };
-    let flags = if EVENTS.query(BPF_RB_AVAIL_DATA as u64) >= WAKEUP_BYTES {
-        BPF_RB_FORCE_WAKEUP
-    } else {
-        BPF_RB_NO_WAKEUP
-    };
-    if EVENTS.output::<[u8]>(bytes, flags as u64).is_ok() {
+    // Never wake the reader: a wakeup costs an interrupt and a context switch per record,
+    // and even checking the fill level costs a helper call. The reader polls with a short
+    // timeout and poll returns at once while data is waiting, so it drains continuously
+    // under load and sleeps at most one timeout when idle.
+    if EVENTS
+        .output::<[u8]>(bytes, BPF_RB_NO_WAKEUP as u64)
+        .is_ok()
+    {
         count(counter::EVENTS, 1);
         count(counter::BYTES, len as u64);
     } else {

@@ -17,8 +17,8 @@ use ringbuf::{traits::Producer, HeapProd};
 use super::event::Event;
 use crate::metrics::Metrics;
 
-/// The kernel wakes the reader only once a batch has accumulated; below that, records wait
-/// at most this long.
+/// The kernel never wakes the reader (see `emit.rs`); records wait at most this long when
+/// the reader was idle.
 const POLL_MS: i32 = 10;
 
 /// Where the reader sends one shard's events, and how it wakes that shard.
