@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{LruHashMap, PerCpuArray, RingBuf},
     Global,
 };
 use monitor_common::{counter, EventBuffer, KernelOffsets, SyscallArgs};
@@ -65,9 +65,10 @@ pub struct ConnState {
 #[map]
 pub static CONNS: LruHashMap<u64, ConnState> = LruHashMap::with_max_entries(65536, 0);
 
-/// Keyed by pid_tgid (one syscall in flight per thread).
+/// Keyed by pid_tgid (one syscall in flight per thread). LRU because a thread killed inside
+/// a syscall never reaches its exit, and its entry would otherwise stay forever.
 #[map]
-pub static ARGS: HashMap<u64, SyscallArgs> = HashMap::with_max_entries(16384, 0);
+pub static ARGS: LruHashMap<u64, SyscallArgs> = LruHashMap::with_max_entries(16384, 0);
 
 #[inline(always)]
 pub fn count(index: u32, n: u64) {
