@@ -158,6 +158,19 @@ impl Metrics {
             .register_collector(Box::new(KernelCollector { reader }));
     }
 
+    pub fn add_tls_attach(&mut self, attached: Gauge, failures: Counter) {
+        self.registry.register(
+            "monitor_tls_objects_attached",
+            "Distinct OpenSSL libraries the TLS probes are attached to",
+            attached,
+        );
+        self.registry.register(
+            "monitor_tls_attach_failures",
+            "OpenSSL libraries the TLS probes could not be attached to (reasons in the log)",
+            failures,
+        );
+    }
+
     /// Exports the kernel's accounting of time spent in each of our programs (zero unless
     /// run-time statistics are enabled, `--kernel-stats`).
     pub fn add_program_stats(&mut self, programs: Vec<(u32, String)>) {
@@ -247,6 +260,18 @@ impl Collector for KernelCollector {
             "monitor_syscall_args_lost",
             "Syscalls not captured because the argument map was full",
             k.args_lost,
+        )?;
+        counter(
+            &mut enc,
+            "monitor_tls_connections",
+            "Connections the kernel classified as TLS (ciphertext skipped)",
+            k.tls_conns,
+        )?;
+        counter(
+            &mut enc,
+            "monitor_tls_unmapped_calls",
+            "TLS reads/writes not yet tied to a socket (their plaintext is not reported)",
+            k.tls_unmapped,
         )?;
         counter(
             &mut enc,

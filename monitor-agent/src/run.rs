@@ -40,6 +40,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut metrics = Metrics::new(cap.attached);
     metrics.add_kernel_counters(Arc::new(CounterReader::new(cap.take_counters()?)));
     metrics.add_program_stats(cap.programs.clone());
+    let tls_attacher = cap.tls_attacher();
+    metrics.add_tls_attach(tls_attacher.attached.clone(), tls_attacher.failures.clone());
     let metrics = Arc::new(metrics);
     log::info!(
         "attached {} tracepoints; listening on {}",
@@ -89,7 +91,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         shard_threads.push(handle);
     }
     drop(records);
-    let reader = capture::reader::spawn(ring, inlets, metrics.clone(), stop.clone())?;
+    let (exec_tx, exec_rx) = mpsc::channel();
+    let reader = capture::reader::spawn(ring, inlets, exec_tx, metrics.clone(), stop.clone())?;
+    let tls = tls_attacher.spawn(exec_rx, stop.clone())?;
     let kernel_log = cap.spawn_kernel_log(stop.clone())?;
 
     let state = api::ApiState {
@@ -116,6 +120,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     if let Some(t) = kernel_log {
         let _ = t.join();
     }
+    let _ = tls.join();
     drop(cap);
     Ok(())
 }

@@ -17,6 +17,11 @@ pub const KIND_DATA: u8 = 1;
 pub const KIND_GAP: u8 = 2;
 /// The observed process closed the socket.
 pub const KIND_CLOSE: u8 = 3;
+/// A process called exec (`pid` is set): its libraries may need TLS probes.
+pub const KIND_EXEC: u8 = 4;
+
+/// The payload is TLS plaintext, captured at the library boundary.
+pub const FLAG_TLS: u8 = 1;
 
 /// Bytes written by the observed process.
 pub const DIR_EGRESS: u8 = 1;
@@ -57,7 +62,8 @@ pub struct EventHeader {
     pub kind: u8,
     pub direction: u8,
     pub role: u8,
-    pub _pad0: u8,
+    /// `FLAG_*` bits.
+    pub flags: u8,
     pub family: u16,
     /// Local port, host byte order.
     pub local_port: u16,
@@ -102,7 +108,11 @@ pub mod counter {
     pub const ARGS_LOST: u32 = 8;
     /// Failed reads of user or kernel memory.
     pub const READ_ERRORS: u32 = 9;
-    pub const COUNT: u32 = 10;
+    /// TLS reads/writes whose `SSL*` could not be tied to a socket yet.
+    pub const TLS_UNMAPPED: u32 = 10;
+    /// Connections classified as TLS (their ciphertext is skipped).
+    pub const TLS_CONNS: u32 = 11;
+    pub const COUNT: u32 = 12;
 }
 
 /// How the buffer argument of a stashed syscall is shaped.

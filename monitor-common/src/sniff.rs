@@ -24,7 +24,8 @@ pub const SNIFF_LEN: usize = 8;
 /// Classifies a segment from its first `SNIFF_LEN` bytes; `len` is how many of them are real.
 #[inline(always)]
 pub fn sniff(b: &[u8; SNIFF_LEN], len: usize) -> Sniff {
-    if len >= 3 && b[0] == 0x16 && b[1] == 0x03 && b[2] <= 0x04 {
+    // Record types: change_cipher_spec, alert, handshake, application_data; version 3.x.
+    if len >= 3 && (0x14..=0x17).contains(&b[0]) && b[1] == 0x03 && b[2] <= 0x04 {
         return Sniff::Tls;
     }
     if len < 5 {
@@ -100,6 +101,8 @@ mod tests {
         assert_eq!(s(b"HTTP/2 200"), Sniff::Unknown);
         assert_eq!(s(b"PRI * HTTP/2.0\r\n"), Sniff::Http2Preface);
         assert_eq!(s(&[0x16, 0x03, 0x01, 0x02, 0x00]), Sniff::Tls);
+        assert_eq!(s(&[0x17, 0x03, 0x03, 0x00, 0x20]), Sniff::Tls);
+        assert_eq!(s(&[0x18, 0x03, 0x03, 0x00, 0x20]), Sniff::Unknown);
         assert_eq!(s(b"hello world"), Sniff::Unknown);
         assert_eq!(s(b"GET"), Sniff::Unknown);
         assert_eq!(s(b"GETX /"), Sniff::Unknown);

@@ -2,10 +2,12 @@
 
 use aya_ebpf::helpers::{bpf_ktime_get_ns, generated::bpf_probe_read_user};
 use monitor_common::sniff::SNIFF_LEN;
-use monitor_common::{counter, sniff, Sniff, ROLE_UNKNOWN};
+use monitor_common::{counter, sniff, Sniff, DIR_EGRESS, ROLE_UNKNOWN};
 
 use crate::{
-    maps::{count, ConnState, CONNS, PROTO_HTTP, PROTO_OTHER, PROTO_UNKNOWN, SNIFF_ATTEMPTS},
+    maps::{
+        count, ConnState, CONNS, PROTO_HTTP, PROTO_OTHER, PROTO_TLS, PROTO_UNKNOWN, SNIFF_ATTEMPTS,
+    },
     sock::fill_addresses,
 };
 
@@ -49,7 +51,7 @@ pub fn classify(st: *mut ConnState, first: u64, n: u64) -> bool {
     let st = unsafe { &mut *st };
     match st.proto {
         PROTO_HTTP => return true,
-        PROTO_OTHER => return false,
+        PROTO_OTHER | PROTO_TLS => return false,
         _ => {}
     }
     let mut b = [0u8; SNIFF_LEN];
@@ -75,8 +77,8 @@ pub fn classify(st: *mut ConnState, first: u64, n: u64) -> bool {
             true
         }
         Sniff::Tls => {
-            st.proto = PROTO_OTHER;
-            count(counter::NOT_HTTP_CONNS, 1);
+            st.proto = PROTO_TLS;
+            count(counter::TLS_CONNS, 1);
             false
         }
         Sniff::Unknown => {
@@ -87,5 +89,19 @@ pub fn classify(st: *mut ConnState, first: u64, n: u64) -> bool {
             }
             false
         }
+    }
+}
+
+/// Reserves `n` bytes of one direction's stream and returns the offset of the first.
+#[inline(always)]
+pub fn advance(st: &mut ConnState, direction: u8, n: u64) -> u64 {
+    if direction == DIR_EGRESS {
+        let o = st.egress_offset;
+        st.egress_offset += n;
+        o
+    } else {
+        let o = st.ingress_offset;
+        st.ingress_offset += n;
+        o
     }
 }

@@ -13,10 +13,11 @@ use monitor_common::{
 };
 
 use crate::{
-    conn::{classify, state_of},
+    conn::{advance, classify, state_of},
     emit::{send_data, send_gap, start, Origin},
-    maps::{count, is_agent, ARGS, CONNS, PROTO_OTHER},
+    maps::{count, is_agent, ARGS, CONNS, PROTO_HTTP, PROTO_OTHER, PROTO_TLS},
     sock::tcp_sock,
+    tls::bind_ssl,
 };
 
 const MSG_PEEK: u64 = 2;
@@ -47,8 +48,17 @@ pub fn stash(
     let Some(sock) = tcp_sock(fd) else { return };
     // SAFETY: read-only peek at the classification.
     if let Some(st) = unsafe { CONNS.get(&sock) } {
-        if st.proto == PROTO_OTHER && shape != SHAPE_CONNECT {
-            return;
+        if shape != SHAPE_CONNECT {
+            match st.proto {
+                PROTO_OTHER => return,
+                PROTO_TLS => {
+                    // Ciphertext is never captured; a syscall made inside SSL_read or
+                    // SSL_write tells which socket that `SSL*` uses.
+                    bind_ssl(sock);
+                    return;
+                }
+                _ => {}
+            }
         }
     }
     let args = SyscallArgs {
@@ -117,28 +127,26 @@ fn try_exit_data(ctx: &TracePointContext) -> Option<()> {
     if args.shape == SHAPE_SENDFILE {
         // File bytes sent straight from the page cache: nothing to sniff, only to account.
         // SAFETY: map value pointer from this invocation.
-        if unsafe { (*st).proto } != crate::maps::PROTO_HTTP {
+        if unsafe { (*st).proto } != PROTO_HTTP {
             return None;
         }
     } else if !classify(st, first, n) {
+        // A TLS handshake just seen inside an SSL call ties that `SSL*` to this socket.
+        // SAFETY: map value pointer from this invocation.
+        if unsafe { (*st).proto } == PROTO_TLS {
+            bind_ssl(args.sock);
+        }
         return None;
     }
     // SAFETY: map value pointer from this invocation.
     let st = unsafe { &mut *st };
-    let offset = if args.direction == DIR_EGRESS {
-        let o = st.egress_offset;
-        st.egress_offset += n;
-        o
-    } else {
-        let o = st.ingress_offset;
-        st.ingress_offset += n;
-        o
-    };
+    let offset = advance(st, args.direction, n);
     let origin = Origin {
         sock: args.sock,
         conn: st,
         fd: args.fd,
         direction: args.direction,
+        flags: 0,
     };
     let buf = start(&origin)?;
     match args.shape {

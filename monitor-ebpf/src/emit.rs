@@ -5,7 +5,8 @@ use aya_ebpf::helpers::{
     generated::bpf_probe_read_user,
 };
 use monitor_common::{
-    counter, EventBuffer, HEADER_SIZE, KIND_CLOSE, KIND_DATA, KIND_GAP, MAX_DATA, TAIL_DATA,
+    counter, EventBuffer, HEADER_SIZE, KIND_CLOSE, KIND_DATA, KIND_EXEC, KIND_GAP, MAX_DATA,
+    TAIL_DATA,
 };
 
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
@@ -18,6 +19,8 @@ pub struct Origin<'a> {
     pub conn: &'a ConnState,
     pub fd: i32,
     pub direction: u8,
+    /// `FLAG_*` bits, e.g. TLS plaintext.
+    pub flags: u8,
 }
 
 /// Fills the header fields common to all records of one syscall and returns the scratch
@@ -37,6 +40,7 @@ pub fn start(origin: &Origin) -> Option<*mut EventBuffer> {
     h.fd = origin.fd;
     h.role = c.role;
     h.direction = origin.direction;
+    h.flags = origin.flags;
     h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     h.family = c.family;
     h.local_port = c.local_port;
@@ -114,6 +118,29 @@ pub fn send_gap(buf: *mut EventBuffer, n: u64, offset: u64) {
         h.stream_offset = offset;
         h.orig_len = n as u32;
         h.len = 0;
+    }
+    submit(buf, 0);
+}
+
+#[inline(always)]
+pub fn send_exec() {
+    let Some(buf) = SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: scratch record owned by this invocation.
+    unsafe {
+        let h = &mut (*buf).header;
+        h.ts_ns = bpf_ktime_get_ns();
+        h.kind = KIND_EXEC;
+        h.pid = (id >> 32) as u32;
+        h.tid = id as u32;
+        h.sock = 0;
+        h.conn_id = 0;
+        h.stream_offset = 0;
+        h.orig_len = 0;
+        h.len = 0;
+        h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     }
     submit(buf, 0);
 }

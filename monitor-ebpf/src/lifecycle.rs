@@ -3,13 +3,13 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use monitor_common::{DIR_EGRESS, ROLE_CLIENT, ROLE_SERVER, SHAPE_CONNECT};
+use monitor_common::{DIR_EGRESS, FLAG_TLS, ROLE_CLIENT, ROLE_SERVER, SHAPE_CONNECT};
 
 use crate::{
     conn::track,
     data::{stash, take_args},
-    emit::{send_close, start, Origin},
-    maps::{is_agent, CONNS, PROTO_HTTP},
+    emit::{send_close, send_exec, start, Origin},
+    maps::{is_agent, CONNS, PROTO_HTTP, PROTO_TLS},
     sock::tcp_sock,
 };
 
@@ -63,16 +63,26 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let _ = CONNS.remove(&sock);
-    if st.proto == PROTO_HTTP {
+    if st.proto == PROTO_HTTP || st.proto == PROTO_TLS {
         let origin = Origin {
             sock,
             conn: &st,
             fd,
             direction: 0,
+            flags: if st.proto == PROTO_TLS { FLAG_TLS } else { 0 },
         };
         if let Some(buf) = start(&origin) {
             send_close(buf);
         }
+    }
+    0
+}
+
+/// A process replaced its image: the agent checks its libraries for OpenSSL.
+#[tracepoint]
+pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+    if !is_agent(bpf_get_current_pid_tgid()) {
+        send_exec();
     }
     0
 }

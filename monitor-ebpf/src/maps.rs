@@ -31,8 +31,11 @@ pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::C
 pub const PROTO_UNKNOWN: u8 = 0;
 /// Looked like HTTP: its bytes are captured.
 pub const PROTO_HTTP: u8 = 1;
-/// Not HTTP (or TLS ciphertext): skipped at syscall entry from now on.
+/// Not HTTP: skipped at syscall entry from now on.
 pub const PROTO_OTHER: u8 = 2;
+/// TLS: the ciphertext is skipped; the plaintext comes from the library probes (`tls.rs`),
+/// and syscalls made inside a TLS call tie the `SSL*` to this socket.
+pub const PROTO_TLS: u8 = 3;
 
 /// After this many segments that start with nothing recognisable, a connection is given up.
 /// More than one because a connection that predates the agent may be seen mid-message.

@@ -18,6 +18,8 @@ pub struct KernelCounters {
     pub http_conns: u64,
     pub args_lost: u64,
     pub read_errors: u64,
+    pub tls_unmapped: u64,
+    pub tls_conns: u64,
 }
 
 pub struct CounterReader {
@@ -51,6 +53,8 @@ impl CounterReader {
             http_conns: sum(counter::HTTP_CONNS),
             args_lost: sum(counter::ARGS_LOST),
             read_errors: sum(counter::READ_ERRORS),
+            tls_unmapped: sum(counter::TLS_UNMAPPED),
+            tls_conns: sum(counter::TLS_CONNS),
         }
     }
 }

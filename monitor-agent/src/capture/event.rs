@@ -105,7 +105,7 @@ mod tests {
             kind: 1,
             direction: 1,
             role: 0,
-            _pad0: 0,
+            flags: 0,
             family: 2,
             local_port: 0,
             remote_port: 0,

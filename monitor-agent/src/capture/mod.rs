@@ -7,7 +7,11 @@ pub mod inflight;
 pub mod preflight;
 pub mod reader;
 
-use anyhow::{Context, Result};
+pub mod tls;
+
+use std::sync::{Arc, Mutex};
+
+use anyhow::{anyhow, Context, Result};
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::TracePoint,
@@ -15,8 +19,8 @@ use aya::{
 };
 use monitor_common::KernelOffsets;
 
-/// Every program and the syscall tracepoints it serves. The data exit handler is shared:
-/// the stashed arguments tell it what shape the buffer has.
+/// Every tracepoint program and the `syscalls:` tracepoints it serves. The data exit handler
+/// is shared: the stashed arguments tell it what shape the buffer has.
 const ATTACHMENTS: &[(&str, &[&str])] = &[
     ("sys_enter_read", &["sys_enter_read"]),
     ("sys_enter_readv", &["sys_enter_readv"]),
@@ -47,9 +51,14 @@ const ATTACHMENTS: &[(&str, &[&str])] = &[
     ("sys_enter_close", &["sys_enter_close"]),
 ];
 
+/// Tracepoints outside `syscalls:`.
+const OTHER_TRACEPOINTS: &[(&str, &str, &str)] =
+    &[("sched_process_exec", "sched", "sched_process_exec")];
+
 /// The loaded programs. Dropping it detaches everything.
 pub struct Capture {
-    ebpf: Ebpf,
+    /// Shared with the TLS attacher, which adds uprobes while the agent runs.
+    ebpf: Arc<Mutex<Ebpf>>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub attached: usize,
     /// Kernel ids of the loaded programs, with their names, for run-time statistics.
@@ -87,8 +96,30 @@ impl Capture {
         };
         let mut attached = 0;
         let mut programs = Vec::new();
-        for (prog, points) in ATTACHMENTS {
+        let tracepoints = ATTACHMENTS
+            .iter()
+            .flat_map(|(prog, points)| points.iter().map(move |p| (*prog, "syscalls", *p)))
+            .chain(OTHER_TRACEPOINTS.iter().copied());
+        for (prog, category, point) in tracepoints {
             let program: &mut TracePoint = ebpf
+                .program_mut(prog)
+                .with_context(|| format!("program {prog} missing from the eBPF object"))?
+                .try_into()?;
+            if program.info().is_err() {
+                program
+                    .load()
+                    .with_context(|| format!("verifier rejected {prog}"))?;
+                if let Ok(info) = program.info() {
+                    programs.push((info.id(), prog.to_string()));
+                }
+            }
+            program
+                .attach(category, point)
+                .with_context(|| format!("attaching {prog} to {category}:{point}"))?;
+            attached += 1;
+        }
+        for prog in tls::PROGRAMS {
+            let program: &mut aya::programs::UProbe = ebpf
                 .program_mut(prog)
                 .with_context(|| format!("program {prog} missing from the eBPF object"))?
                 .try_into()?;
@@ -97,12 +128,6 @@ impl Capture {
                 .with_context(|| format!("verifier rejected {prog}"))?;
             if let Ok(info) = program.info() {
                 programs.push((info.id(), prog.to_string()));
-            }
-            for point in *points {
-                program
-                    .attach("syscalls", point)
-                    .with_context(|| format!("attaching {prog} to syscalls:{point}"))?;
-                attached += 1;
             }
         }
         let stats = if cfg.kernel_stats {
@@ -114,7 +139,7 @@ impl Capture {
             None
         };
         let mut cap = Capture {
-            ebpf,
+            ebpf: Arc::new(Mutex::new(ebpf)),
             logger,
             attached,
             programs,
@@ -125,16 +150,31 @@ impl Capture {
         Ok(cap)
     }
 
+    fn ebpf(&self) -> Result<std::sync::MutexGuard<'_, Ebpf>> {
+        self.ebpf
+            .lock()
+            .map_err(|_| anyhow!("eBPF object lock poisoned"))
+    }
+
     fn stash_blocked_reads(&mut self) -> Result<usize> {
-        let map = self.ebpf.map_mut("ARGS").context("ARGS map missing")?;
+        let mut ebpf = self.ebpf()?;
+        let map = ebpf.map_mut("ARGS").context("ARGS map missing")?;
         let mut args = aya::maps::HashMap::try_from(map)?;
         Ok(inflight::stash_blocked_reads(&mut args))
     }
 
     /// The ring buffer of captured events (can be taken once).
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
-        let map = self.ebpf.take_map("EVENTS").context("EVENTS map missing")?;
+        let map = self
+            .ebpf()?
+            .take_map("EVENTS")
+            .context("EVENTS map missing")?;
         Ok(RingBuf::try_from(map)?)
+    }
+
+    /// Attaches the OpenSSL probes to libraries as processes load them.
+    pub fn tls_attacher(&self) -> tls::TlsAttacher {
+        tls::TlsAttacher::new(self.ebpf.clone())
     }
 
     /// Forwards the kernel side's log records (aya-log) to this process's logger until
@@ -169,7 +209,7 @@ impl Capture {
     /// The per-CPU health counters (can be taken once).
     pub fn take_counters(&mut self) -> Result<PerCpuArray<MapData, u64>> {
         let map = self
-            .ebpf
+            .ebpf()?
             .take_map("COUNTERS")
             .context("COUNTERS map missing")?;
         Ok(PerCpuArray::try_from(map)?)

@@ -5,6 +5,7 @@ use std::{
     os::fd::AsRawFd,
     sync::{
         atomic::{AtomicBool, Ordering},
+        mpsc::Sender,
         Arc,
     },
     thread::{self, JoinHandle, Thread},
@@ -12,6 +13,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
+use monitor_common::KIND_EXEC;
 use ringbuf::{traits::Producer, HeapProd};
 
 use super::event::Event;
@@ -36,9 +38,12 @@ pub fn shard_of(key: (u64, u64), shards: usize) -> usize {
     (h % shards.max(1) as u64) as usize
 }
 
+/// Decodes records and hands them to the shards; exec events go to `execs` (the TLS
+/// attacher) instead.
 pub fn spawn(
     mut ring: RingBuf<MapData>,
     mut inlets: Vec<ShardInlet>,
+    execs: Sender<u32>,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -59,6 +64,9 @@ pub fn spawn(
                 while let Some(item) = ring.next() {
                     batch += 1;
                     match Event::decode(&item) {
+                        Ok(event) if event.header.kind == KIND_EXEC => {
+                            let _ = execs.send(event.header.pid);
+                        }
                         Ok(event) => {
                             metrics.events_received.inc();
                             let shard = shard_of(event.conn_key(), inlets.len());

@@ -63,7 +63,7 @@ impl Conn {
             kind,
             direction,
             role: self.role,
-            _pad0: 0,
+            flags: 0,
             family: AF_INET,
             local_port: 40000,
             remote_port: 8080,

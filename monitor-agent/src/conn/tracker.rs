@@ -6,8 +6,8 @@
 use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use monitor_common::{
-    sniff, sniff::SNIFF_LEN, Sniff, DIR_EGRESS, KIND_CLOSE, KIND_DATA, KIND_GAP, ROLE_CLIENT,
-    ROLE_SERVER,
+    sniff, sniff::SNIFF_LEN, Sniff, DIR_EGRESS, FLAG_TLS, KIND_CLOSE, KIND_DATA, KIND_GAP,
+    ROLE_CLIENT, ROLE_SERVER,
 };
 use prometheus_client::metrics::counter::Counter;
 
@@ -39,6 +39,8 @@ struct Conn {
     pid: u32,
     comm: Arc<str>,
     reported: SessionStats,
+    /// Plaintext from the TLS library probes.
+    tls: bool,
 }
 
 /// Counters resolved once so the hot path does not hash label sets.
@@ -163,7 +165,9 @@ impl ConnTracker {
             pid: h.pid,
             comm: ev.comm().into(),
             reported: SessionStats::default(),
+            tls: false,
         });
+        conn.tls |= h.flags & FLAG_TLS != 0;
         conn.last_seen_ns = h.ts_ns;
         if conn.role.is_none() && h.kind == KIND_DATA {
             conn.role = infer_role(h.direction, &ev.data);
@@ -221,7 +225,7 @@ impl Recorder {
             out.push(CallRecord {
                 ts: self.clock.wall(x.request_start_ns),
                 protocol: HTTP1,
-                tls: false,
+                tls: conn.tls,
                 role,
                 method: x.method,
                 route: route_of(&path).to_string(),

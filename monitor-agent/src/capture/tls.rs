@@ -1,0 +1,229 @@
+//! Finding OpenSSL in the node's processes and attaching the TLS probes to it.
+//!
+//! Uprobes attach to a file (its inode), not a process, so each distinct `libssl.so*` is
+//! attached once and covers every process that maps it, now and later. Libraries are found
+//! in `/proc/PID/maps` and opened through `/proc/PID/root`, so a container's own copy of
+//! OpenSSL is attached too. Exec events make a new process's libraries show up within a
+//! second; a periodic rescan catches libraries loaded later with `dlopen`.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    os::unix::fs::MetadataExt,
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc::{Receiver, RecvTimeoutError},
+        Arc, Mutex,
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{anyhow, bail, Result};
+use aya::{
+    programs::{uprobe::UProbeScope, UProbe},
+    Ebpf,
+};
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
+
+/// The uprobe programs of `monitor-ebpf/src/tls.rs`.
+pub const PROGRAMS: &[&str] = &[
+    "ssl_write",
+    "ssl_write_ex",
+    "ssl_read",
+    "ssl_read_ex",
+    "ssl_return",
+    "ssl_free",
+];
+
+/// (program, OpenSSL function). `ssl_return` is a uretprobe on all four data functions.
+const PROBES: &[(&str, &str)] = &[
+    ("ssl_write", "SSL_write"),
+    ("ssl_write_ex", "SSL_write_ex"),
+    ("ssl_read", "SSL_read"),
+    ("ssl_read_ex", "SSL_read_ex"),
+    ("ssl_return", "SSL_write"),
+    ("ssl_return", "SSL_write_ex"),
+    ("ssl_return", "SSL_read"),
+    ("ssl_return", "SSL_read_ex"),
+    ("ssl_free", "SSL_free"),
+];
+
+/// After an exec, the dynamic loader needs a moment to map the libraries; look twice.
+const EXEC_RECHECKS: [Duration; 2] = [Duration::from_millis(150), Duration::from_millis(800)];
+const RESCAN_EVERY: Duration = Duration::from_secs(30);
+
+/// Whether a mapped file is OpenSSL's libssl (NSS's `libssl3.so` is not).
+pub fn is_openssl_lib(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    name.starts_with("libssl.so")
+}
+
+/// Distinct libssl paths mapped by one process, from its `/proc/PID/maps` text.
+pub fn libssl_paths(maps: &str) -> Vec<String> {
+    let mut out: Vec<String> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.starts_with('/') && is_openssl_lib(p))
+        .map(str::to_string)
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+pub struct TlsAttacher {
+    ebpf: Arc<Mutex<Ebpf>>,
+    /// (device, inode) of every file already handled, attached or failed.
+    seen: HashSet<(u64, u64)>,
+    pub attached: Gauge,
+    pub failures: Counter,
+}
+
+impl TlsAttacher {
+    pub fn new(ebpf: Arc<Mutex<Ebpf>>) -> Self {
+        TlsAttacher {
+            ebpf,
+            seen: HashSet::new(),
+            attached: Gauge::default(),
+            failures: Counter::default(),
+        }
+    }
+
+    /// Looks at every process on the node.
+    pub fn scan_all(&mut self) {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for e in dir.flatten() {
+            if let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) {
+                self.scan_pid(pid);
+            }
+        }
+    }
+
+    /// Attaches to the OpenSSL libraries `pid` maps that are not attached yet. A process
+    /// that is gone or unreadable is skipped silently: there is nothing to attach to.
+    pub fn scan_pid(&mut self, pid: u32) {
+        if pid == std::process::id() {
+            return;
+        }
+        let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+            return;
+        };
+        for lib in libssl_paths(&maps) {
+            let full = PathBuf::from(format!("/proc/{pid}/root{lib}"));
+            let Ok(meta) = std::fs::metadata(&full) else {
+                continue;
+            };
+            if !self.seen.insert((meta.dev(), meta.ino())) {
+                continue;
+            }
+            match self.attach_object(&full) {
+                Ok(n) => {
+                    self.attached.inc();
+                    log::info!("TLS probes attached to {lib} (seen in pid {pid}, {n} probes)");
+                }
+                Err(e) => {
+                    self.failures.inc();
+                    log::warn!("cannot attach TLS probes to {lib} (pid {pid}): {e:#}");
+                }
+            }
+        }
+    }
+
+    fn attach_object(&self, path: &Path) -> Result<usize> {
+        let mut ebpf = self
+            .ebpf
+            .lock()
+            .map_err(|_| anyhow!("eBPF object lock poisoned"))?;
+        let mut done = 0;
+        let mut core = 0;
+        for (prog, symbol) in PROBES {
+            let program: &mut UProbe = ebpf
+                .program_mut(prog)
+                .ok_or_else(|| anyhow!("program {prog} missing"))?
+                .try_into()?;
+            match program.attach(*symbol, path, UProbeScope::AllProcesses) {
+                Ok(_) => {
+                    done += 1;
+                    if matches!(*symbol, "SSL_read" | "SSL_write") {
+                        core += 1;
+                    }
+                }
+                // SSL_*_ex appeared in OpenSSL 1.1.1; older libraries lack them.
+                Err(e) => log::debug!("{prog} on {symbol} in {}: {e}", path.display()),
+            }
+        }
+        if core < 4 {
+            bail!("SSL_read/SSL_write not found or not attachable");
+        }
+        Ok(done)
+    }
+
+    /// Runs the initial scan, then follows exec events (pids on `execs`) and rescans.
+    pub fn spawn(
+        mut self,
+        execs: Receiver<u32>,
+        stop: Arc<AtomicBool>,
+    ) -> std::io::Result<JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("tls-attach".into())
+            .spawn(move || {
+                self.scan_all();
+                let mut due: BTreeMap<Instant, Vec<u32>> = BTreeMap::new();
+                let mut last_full = Instant::now();
+                while !stop.load(Ordering::Relaxed) {
+                    match execs.recv_timeout(Duration::from_millis(50)) {
+                        Ok(pid) => {
+                            let now = Instant::now();
+                            for d in EXEC_RECHECKS {
+                                due.entry(now + d).or_default().push(pid);
+                            }
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => return,
+                    }
+                    let now = Instant::now();
+                    while let Some(entry) = due.first_entry() {
+                        if *entry.key() > now {
+                            break;
+                        }
+                        for pid in entry.remove() {
+                            self.scan_pid(pid);
+                        }
+                    }
+                    if now.duration_since(last_full) >= RESCAN_EVERY {
+                        self.scan_all();
+                        last_full = now;
+                    }
+                }
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_openssl_not_nss() {
+        let maps = "\
+7f00-7f01 r--p 00000000 fe:01 123 /usr/lib/x86_64-linux-gnu/libssl.so.3
+7f01-7f02 r-xp 00001000 fe:01 123 /usr/lib/x86_64-linux-gnu/libssl.so.3
+7f02-7f03 r--p 00000000 fe:01 124 /usr/lib/x86_64-linux-gnu/libssl3.so
+7f03-7f04 r--p 00000000 fe:01 125 /usr/lib/x86_64-linux-gnu/libcrypto.so.3
+7f04-7f05 rw-p 00000000 00:00 0 [heap]
+7f05-7f06 r--p 00000000 fe:01 126 /opt/app/lib/libssl.so.1.1
+";
+        assert_eq!(
+            libssl_paths(maps),
+            [
+                "/opt/app/lib/libssl.so.1.1",
+                "/usr/lib/x86_64-linux-gnu/libssl.so.3"
+            ]
+        );
+        assert!(!is_openssl_lib("/usr/lib/libssl3.so"));
+        assert!(libssl_paths("garbage\n\n1 2 3").is_empty());
+    }
+}
