@@ -40,7 +40,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut metrics = Metrics::new(cap.attached);
     metrics.add_kernel_counters(Arc::new(CounterReader::new(cap.take_counters()?)));
     metrics.add_program_stats(cap.programs.clone());
-    let tls_attacher = cap.tls_attacher();
+    let mut tls_attacher = cap.tls_attacher();
+    // Before /healthz answers: a client started right after should already be covered.
+    tls_attacher.scan_system();
+    tls_attacher.scan_all();
     metrics.add_tls_attach(tls_attacher.attached.clone(), tls_attacher.failures.clone());
     let metrics = Arc::new(metrics);
     log::info!(

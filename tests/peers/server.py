@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """HTTP/1.1 test server: keep-alive GET/HEAD, and POST with a Content-Length or chunked body.
 
-Usage: server.py PORT [BIND_ADDR]
+Usage: server.py PORT [BIND_ADDR [CERT KEY]]  (with CERT and KEY it serves HTTPS)
 """
 import http.server
 import socket
+import ssl
 import sys
 
 
@@ -60,4 +61,9 @@ if __name__ == "__main__":
     addr = sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1"
     if ":" in addr:
         Server.address_family = socket.AF_INET6
-    Server((addr, port), Handler).serve_forever()
+    server = Server((addr, port), Handler)
+    if len(sys.argv) > 4:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(sys.argv[3], sys.argv[4])
+        server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    server.serve_forever()

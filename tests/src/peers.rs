@@ -52,6 +52,39 @@ pub fn peer_script(name: &str) -> PathBuf {
     workspace_root().join("tests/peers").join(name)
 }
 
+/// A self-signed certificate and key for `localhost`/127.0.0.1, made with openssl.
+pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args([
+                "-subj",
+                "/CN=localhost",
+                "-addext",
+                "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            ])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+        "openssl req",
+    );
+    (cert, key)
+}
+
+/// How nginx is started.
+#[derive(Default)]
+pub struct NginxOptions {
+    /// Serve HTTPS with a self-signed certificate.
+    pub tls: bool,
+    /// Extra environment (for example `LD_LIBRARY_PATH`).
+    pub env: Vec<(String, String)>,
+}
+
 /// nginx in the foreground with its own config, logs and pid file in a temp dir.
 pub struct Nginx {
     pub proc: Proc,
@@ -63,7 +96,21 @@ impl Nginx {
     /// Serves `return 200` on `/`, a 204 on `/empty`, and static files from `root`, on
     /// 127.0.0.1 and [::1] at `port`.
     pub fn start(port: u16) -> Nginx {
+        Nginx::start_with(port, NginxOptions::default())
+    }
+
+    pub fn start_with(port: u16, opts: NginxOptions) -> Nginx {
         let dir = TempDir::new("nginx");
+        let ssl = if opts.tls {
+            let (cert, key) = self_signed_cert(&dir.0);
+            format!(
+                " ssl;\n        ssl_certificate {};\n        ssl_certificate_key {}",
+                cert.display(),
+                key.display()
+            )
+        } else {
+            String::new()
+        };
         let d = dir.0.display();
         std::fs::write(dir.0.join("index.html"), "hello from nginx\n").expect("index");
         let conf = format!(
@@ -84,15 +131,16 @@ http {{
     keepalive_requests 100000;
     sendfile on;
     server {{
-        listen 127.0.0.1:{port};
-        listen [::1]:{port};
+        listen 127.0.0.1:{port}{ssl};
+        listen [::1]:{port}{ssl_v6};
         root {d};
         location = /empty {{ return 204; }}
         location /api/ {{ default_type application/json; return 200 '{{"ok":true}}'; }}
         location / {{ try_files $uri /index.html; }}
     }}
 }}
-"#
+"#,
+            ssl_v6 = if opts.tls { " ssl" } else { "" },
         );
         let conf_path = dir.0.join("nginx.conf");
         std::fs::write(&conf_path, conf).expect("nginx.conf");
@@ -107,6 +155,7 @@ http {{
                 .arg(&conf_path)
                 .arg("-p")
                 .arg(&dir.0)
+                .envs(opts.env.iter().map(|(k, v)| (k, v)))
                 .stdout(Stdio::null())
                 .stderr(Stdio::inherit()),
             "nginx",

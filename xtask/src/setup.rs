@@ -152,6 +152,7 @@ const PEERS: &[(&str, &str)] = &[
     ("wrk", "wrk"),
     ("curl", "curl"),
     ("python3", "python3"),
+    ("openssl", "openssl"),
 ];
 
 fn test_peers() -> Result<()> {

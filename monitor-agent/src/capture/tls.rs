@@ -49,8 +49,29 @@ const PROBES: &[(&str, &str)] = &[
     ("ssl_free", "SSL_free"),
 ];
 
-/// After an exec, the dynamic loader needs a moment to map the libraries; look twice.
-const EXEC_RECHECKS: [Duration; 2] = [Duration::from_millis(150), Duration::from_millis(800)];
+/// After an exec, the dynamic loader needs a moment to map the libraries: look early (a
+/// short-lived client may be done within tens of milliseconds) and again later (`dlopen`).
+const EXEC_RECHECKS: [Duration; 4] = [
+    Duration::from_millis(10),
+    Duration::from_millis(50),
+    Duration::from_millis(200),
+    Duration::from_millis(800),
+];
+
+/// Where the host's own OpenSSL lives. Attached at start even when no process maps it yet,
+/// so short-lived clients started later (curl) are covered from their first call.
+const SYSTEM_LIB_DIRS: &[&str] = &[
+    "/lib",
+    "/lib64",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/local/lib",
+    "/usr/local/lib64",
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib/aarch64-linux-gnu",
+    "/usr/lib/aarch64-linux-gnu",
+];
 const RESCAN_EVERY: Duration = Duration::from_secs(30);
 
 /// Whether a mapped file is OpenSSL's libssl (NSS's `libssl3.so` is not).
@@ -90,6 +111,21 @@ impl TlsAttacher {
         }
     }
 
+    /// Attaches to the host's OpenSSL libraries in the standard directories.
+    pub fn scan_system(&mut self) {
+        for dir in SYSTEM_LIB_DIRS {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                if is_openssl_lib(&e.file_name().to_string_lossy()) {
+                    let shown = e.path().display().to_string();
+                    self.consider(&e.path(), &shown, "host library");
+                }
+            }
+        }
+    }
+
     /// Looks at every process on the node.
     pub fn scan_all(&mut self) {
         let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -113,21 +149,27 @@ impl TlsAttacher {
         };
         for lib in libssl_paths(&maps) {
             let full = PathBuf::from(format!("/proc/{pid}/root{lib}"));
-            let Ok(meta) = std::fs::metadata(&full) else {
-                continue;
-            };
-            if !self.seen.insert((meta.dev(), meta.ino())) {
-                continue;
+            self.consider(&full, &lib, &format!("pid {pid}"));
+        }
+    }
+
+    /// Attaches to the file at `path` unless that file (device, inode) was handled before.
+    fn consider(&mut self, path: &Path, shown: &str, found_in: &str) {
+        // Follows symlinks: libssl.so -> libssl.so.3 is one file.
+        let Ok(meta) = std::fs::metadata(path) else {
+            return;
+        };
+        if !meta.is_file() || !self.seen.insert((meta.dev(), meta.ino())) {
+            return;
+        }
+        match self.attach_object(path) {
+            Ok(n) => {
+                self.attached.inc();
+                log::info!("TLS probes attached to {shown} ({found_in}, {n} probes)");
             }
-            match self.attach_object(&full) {
-                Ok(n) => {
-                    self.attached.inc();
-                    log::info!("TLS probes attached to {lib} (seen in pid {pid}, {n} probes)");
-                }
-                Err(e) => {
-                    self.failures.inc();
-                    log::warn!("cannot attach TLS probes to {lib} (pid {pid}): {e:#}");
-                }
+            Err(e) => {
+                self.failures.inc();
+                log::warn!("cannot attach TLS probes to {shown} ({found_in}): {e:#}");
             }
         }
     }
@@ -161,7 +203,8 @@ impl TlsAttacher {
         Ok(done)
     }
 
-    /// Runs the initial scan, then follows exec events (pids on `execs`) and rescans.
+    /// Follows exec events (pids on `execs`) and rescans periodically. Call `scan_system`
+    /// and `scan_all` first, before reporting ready.
     pub fn spawn(
         mut self,
         execs: Receiver<u32>,
@@ -170,7 +213,6 @@ impl TlsAttacher {
         std::thread::Builder::new()
             .name("tls-attach".into())
             .spawn(move || {
-                self.scan_all();
                 let mut due: BTreeMap<Instant, Vec<u32>> = BTreeMap::new();
                 let mut last_full = Instant::now();
                 while !stop.load(Ordering::Relaxed) {

@@ -1,0 +1,180 @@
+//! End-to-end: TLS plaintext at the OpenSSL boundary, real agent, real peers on loopback.
+
+use std::{
+    net::SocketAddr,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use monitor_tests::{
+    agent::{served_on, RecordExt},
+    free_port,
+    peers::{curl, peer_script, run_ok, self_signed_cert, Nginx, NginxOptions, Proc},
+    wait_listening, Agent, TempDir,
+};
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Method, path, status of every record of `role`, in order.
+fn calls(records: &[Value], role: &str) -> Vec<(String, String, u64)> {
+    records
+        .iter()
+        .filter(|r| r.s("/role") == role)
+        .map(|r| {
+            (
+                r.s("/method").to_string(),
+                r.s("/path").to_string(),
+                r.n("/status"),
+            )
+        })
+        .collect()
+}
+
+fn expect(paths: &[&str], status: u64) -> Vec<(String, String, u64)> {
+    paths
+        .iter()
+        .map(|p| ("GET".to_string(), p.to_string(), status))
+        .collect()
+}
+
+/// Every record on the port is TLS plaintext: nothing was parsed from ciphertext.
+fn assert_all_tls(records: &[Value]) {
+    for r in records {
+        assert_eq!(
+            r.pointer("/tls"),
+            Some(&Value::Bool(true)),
+            "record not marked TLS: {r}"
+        );
+    }
+}
+
+#[test]
+fn curl_to_nginx_over_tls_on_one_connection() {
+    let port = free_port();
+    let _nginx = Nginx::start_with(
+        port,
+        NginxOptions {
+            tls: true,
+            ..Default::default()
+        },
+    );
+    let agent = Agent::start();
+    let urls: Vec<String> = ["/s1", "/s2?q=1", "/s3"]
+        .iter()
+        .map(|p| format!("https://127.0.0.1:{port}{p}"))
+        .collect();
+    let mut args = vec!["-k"];
+    args.extend(urls.iter().map(String::as_str));
+    curl(&args);
+    let recs = agent.wait_records(6, WAIT, |r| served_on(r, port));
+    let want = expect(&["/s1", "/s2?q=1", "/s3"], 200);
+    assert_eq!(calls(&recs, "client"), want, "client side: {recs:#?}");
+    assert_eq!(calls(&recs, "server"), want, "server side: {recs:#?}");
+    assert_all_tls(&recs);
+    let client_ports: std::collections::HashSet<u64> =
+        recs.iter().map(|r| r.n("/client/port")).collect();
+    assert_eq!(
+        client_ports.len(),
+        1,
+        "one connection carried all three: {recs:#?}"
+    );
+    assert!(
+        recs.iter().any(|r| r.s("/server/comm") == "nginx"),
+        "{recs:#?}"
+    );
+}
+
+#[test]
+fn python_urllib_to_python_https_server() {
+    let port = free_port();
+    let dir = TempDir::new("pytls");
+    let (cert, key) = self_signed_cert(&dir.0);
+    let _server = Proc::spawn(
+        Command::new("python3")
+            .arg(peer_script("server.py"))
+            .args([&port.to_string(), "127.0.0.1"])
+            .arg(&cert)
+            .arg(&key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+        "server.py (TLS)",
+    );
+    wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), "server.py (TLS)");
+    let agent = Agent::start();
+    let out = run_ok(
+        Command::new("python3")
+            .arg(peer_script("tls_client.py"))
+            .arg(&cert)
+            .arg(format!("https://127.0.0.1:{port}/py/1"))
+            .arg(format!("https://127.0.0.1:{port}/py/2")),
+        "tls_client.py",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200\n200\n");
+    let recs = agent.wait_records(4, WAIT, |r| served_on(r, port));
+    let want = expect(&["/py/1", "/py/2"], 200);
+    // urllib opens one connection per request, and records of different connections may
+    // come out in either order.
+    let sorted = |mut v: Vec<(String, String, u64)>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        sorted(calls(&recs, "client")),
+        want,
+        "client side: {recs:#?}"
+    );
+    assert_eq!(
+        sorted(calls(&recs, "server")),
+        want,
+        "server side: {recs:#?}"
+    );
+    assert_all_tls(&recs);
+}
+
+/// A server whose OpenSSL is a file no running process had mapped, started after the
+/// agent: only the exec event can lead the agent to it.
+#[test]
+fn tls_server_started_after_the_agent_with_its_own_libssl() {
+    let agent = Agent::start();
+    let libdir = TempDir::new("libssl");
+    let system = [
+        "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+        "/lib/x86_64-linux-gnu/libssl.so.3",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists())
+    .expect("the system's libssl.so.3");
+    std::fs::copy(system, libdir.0.join("libssl.so.3")).expect("copy libssl");
+    let port = free_port();
+    let _nginx = Nginx::start_with(
+        port,
+        NginxOptions {
+            tls: true,
+            env: vec![("LD_LIBRARY_PATH".into(), libdir.0.display().to_string())],
+        },
+    );
+    let maps =
+        std::fs::read_to_string(format!("/proc/{}/maps", _nginx.proc.pid())).unwrap_or_default();
+    assert!(
+        maps.contains(&*libdir.0.to_string_lossy()),
+        "nginx did not load the copied libssl"
+    );
+    // The agent promises to attach within one second of the exec.
+    std::thread::sleep(Duration::from_millis(1200));
+    curl(&["-k", &format!("https://127.0.0.1:{port}/late")]);
+    let recs = agent.wait_records(2, WAIT, |r| served_on(r, port));
+    assert_eq!(
+        calls(&recs, "server"),
+        expect(&["/late"], 200),
+        "{recs:#?}\n{}",
+        agent.stderr()
+    );
+    assert_eq!(calls(&recs, "client"), expect(&["/late"], 200), "{recs:#?}");
+    assert_all_tls(&recs);
+    assert!(
+        agent.stderr().contains(&*libdir.0.to_string_lossy()),
+        "attach not logged: {}",
+        agent.stderr()
+    );
+}
