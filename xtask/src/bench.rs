@@ -29,6 +29,9 @@ pub struct BenchArgs {
     /// wrk threads.
     #[arg(long, default_value_t = 1)]
     threads: u32,
+    /// Only the cases whose name contains this ("plaintext", "tls"); all when empty.
+    #[arg(long, default_value = "")]
+    case: String,
 }
 
 struct WrkResult {
@@ -56,27 +59,50 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let bin = util::workspace_root().join("target/release/monitor-agent");
     let dir = std::env::temp_dir().join(format!("monitor-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let port = free_port()?;
-    let _nginx = start_nginx(&dir, port)?;
-    let url = format!("http://127.0.0.1:{port}/api/items");
-    // Warm up nginx and the page cache.
-    let _ = wrk(&url, 1, &args);
+    let (port, tls_port) = (free_port()?, free_port()?);
+    let nginx = start_nginx(&dir, port, tls_port)?;
+    let cases = [
+        (
+            "plaintext HTTP/1.1",
+            format!("http://127.0.0.1:{port}/api/items"),
+        ),
+        (
+            "HTTP/1.1 over TLS",
+            format!("https://127.0.0.1:{tls_port}/api/items"),
+        ),
+    ];
+    let mut result = Ok(());
+    for (name, url) in &cases {
+        if !args.case.is_empty() && !name.to_lowercase().contains(&args.case.to_lowercase()) {
+            continue;
+        }
+        result = measure(name, url, &bin, &args);
+        if result.is_err() {
+            break;
+        }
+    }
+    drop(nginx);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
 
+/// Alternates rounds without and with the agent against `url` and prints the table.
+fn measure(name: &str, url: &str, bin: &PathBuf, args: &BenchArgs) -> Result<()> {
+    // Warm up nginx and the page cache.
+    let _ = wrk(url, 1, args);
     let mut without = Vec::new();
     let mut with = Vec::new();
     for round in 1..=args.rounds {
-        let base = wrk(&url, args.duration, &args)?;
-        eprintln!("round {round}: without agent {:.0} req/s", base.rps);
+        let base = wrk(url, args.duration, args)?;
+        eprintln!("{name} round {round}: without agent {:.0} req/s", base.rps);
         without.push(base);
-        let r = with_agent(&bin, &url, &args)?;
+        let r = with_agent(bin, url, args)?;
         eprintln!(
-            "round {round}: with agent    {:.0} req/s, agent cpu {:.2}s, calls client {} server {}, drops {}",
+            "{name} round {round}: with agent    {:.0} req/s, agent cpu {:.2}s, calls client {} server {}, drops {}",
             r.wrk.rps, r.cpu_secs, r.client_calls, r.server_calls, r.drops
         );
         with.push(r);
     }
-    drop(_nginx);
-    let _ = std::fs::remove_dir_all(&dir);
 
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let rps_without = mean(&without.iter().map(|w| w.rps).collect::<Vec<_>>());
@@ -90,7 +116,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let kernel: f64 = with.iter().map(|w| w.kernel_secs).sum();
     let captured = client + server;
     println!(
-        "benchmark: wrk -t{} -c{} -d{}s against nginx `return 200` on loopback, {} rounds",
+        "\nbenchmark ({name}): wrk -t{} -c{} -d{}s against nginx `return 200` on loopback, {} rounds",
         args.threads, args.connections, args.duration, args.rounds
     );
     println!("| measure | value |");
@@ -144,7 +170,19 @@ impl Drop for Guard {
     }
 }
 
-fn start_nginx(dir: &Path, port: u16) -> Result<Guard> {
+fn start_nginx(dir: &Path, port: u16, tls_port: u16) -> Result<Guard> {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    util::output(
+        Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=localhost"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    )?;
     let d = dir.display();
     let conf = format!(
         r#"daemon off;
@@ -163,10 +201,15 @@ http {{
     keepalive_requests 1000000;
     server {{
         listen 127.0.0.1:{port};
+        listen 127.0.0.1:{tls_port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
         location / {{ default_type application/json; return 200 '{{"items":[1,2,3]}}'; }}
     }}
 }}
-"#
+"#,
+        cert = cert.display(),
+        key = key.display(),
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf)?;
@@ -185,6 +228,7 @@ http {{
         .context("starting nginx")?;
     let guard = Guard(child);
     wait_port(port)?;
+    wait_port(tls_port)?;
     Ok(guard)
 }
 
