@@ -20,6 +20,8 @@ use crate::capture::counters::CounterReader;
 pub struct CallLabels {
     pub protocol: String,
     pub role: String,
+    /// "true" when the call was captured as TLS plaintext.
+    pub tls: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -67,7 +69,7 @@ impl Metrics {
         let calls = Family::<CallLabels, Counter>::default();
         registry.register(
             "monitor_calls",
-            "Calls reassembled, by protocol and observed role",
+            "Calls reassembled, by protocol, observed role and TLS",
             calls.clone(),
         );
         let parse_errors = Family::<ProtocolLabels, Counter>::default();

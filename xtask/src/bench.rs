@@ -303,12 +303,12 @@ fn scrape(port: u16) -> String {
 }
 
 /// Sum of the samples whose name (with labels) is `name`, or starts with it when it ends
-/// in `{` (all label sets of one metric).
+/// in `{` or `,` (some or all label sets of one metric).
 fn metric_sum(port: u16, name: &str) -> f64 {
     scrape(port)
         .lines()
         .filter_map(|l| l.rsplit_once(' '))
-        .filter(|(k, _)| *k == name || (name.ends_with('{') && k.starts_with(name)))
+        .filter(|(k, _)| *k == name || (name.ends_with(['{', ',']) && k.starts_with(name)))
         .filter_map(|(_, v)| v.parse::<f64>().ok())
         .sum()
 }
@@ -338,8 +338,9 @@ fn with_agent(bin: &PathBuf, url: &str, args: &BenchArgs) -> Result<AgentRound> 
     while metric(api, "monitor_attached_programs") == 0.0 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    const CLIENT: &str = "monitor_calls_total{protocol=\"http/1.1\",role=\"client\"}";
-    const SERVER: &str = "monitor_calls_total{protocol=\"http/1.1\",role=\"server\"}";
+    // Summed over the `tls` label.
+    const CLIENT: &str = "monitor_calls_total{protocol=\"http/1.1\",role=\"client\",";
+    const SERVER: &str = "monitor_calls_total{protocol=\"http/1.1\",role=\"server\",";
     let (client0, server0) = (metric(api, CLIENT), metric(api, SERVER));
     let kernel0 = metric_sum(api, "monitor_program_run_seconds_total{");
     let cpu0 = cpu_seconds(agent.0.id())?;

@@ -1,8 +1,8 @@
 //! Connection tracking from synthetic kernel events: roles, offsets, gaps, close, capacity.
 
 use monitor_common::{
-    EventHeader, AF_INET, DIR_EGRESS, DIR_INGRESS, KIND_CLOSE, KIND_DATA, ROLE_CLIENT, ROLE_SERVER,
-    ROLE_UNKNOWN,
+    EventHeader, AF_INET, DIR_EGRESS, DIR_INGRESS, FLAG_TLS, KIND_CLOSE, KIND_DATA, ROLE_CLIENT,
+    ROLE_SERVER, ROLE_UNKNOWN,
 };
 
 use super::{ConnTracker, TrackerConfig};
@@ -80,6 +80,13 @@ impl Conn {
             header: self.header(KIND_DATA, direction, n, n),
             data: bytes.to_vec(),
         }
+    }
+
+    /// Plaintext from the TLS library probes.
+    fn tls_data(&mut self, direction: u8, bytes: &[u8]) -> Event {
+        let mut e = self.data(direction, bytes);
+        e.header.flags = FLAG_TLS;
+        e
     }
 
     /// Bytes the kernel moved but userspace never received (ring buffer full).
@@ -227,4 +234,27 @@ fn garbage_on_an_http_connection_is_counted_not_reported() {
         "{}",
         m.encode()
     );
+}
+
+#[test]
+fn tls_plaintext_is_marked_in_record_and_metrics() {
+    let (mut t, m) = tracker(16);
+    let mut c = Conn::new(9, ROLE_SERVER);
+    let recs = feed(
+        &mut t,
+        &[c.tls_data(DIR_INGRESS, REQ), c.tls_data(DIR_EGRESS, RESP)],
+    );
+    assert_eq!(recs.len(), 1);
+    assert!(recs[0].tls);
+    let text = m.encode();
+    assert!(
+        text.contains("monitor_calls_total{protocol=\"http/1.1\",role=\"server\",tls=\"true\"} 1"),
+        "{text}"
+    );
+    let mut plain = Conn::new(10, ROLE_SERVER);
+    let recs = feed(
+        &mut t,
+        &[plain.data(DIR_INGRESS, REQ), plain.data(DIR_EGRESS, RESP)],
+    );
+    assert!(!recs[0].tls);
 }

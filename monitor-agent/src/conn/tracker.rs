@@ -45,8 +45,8 @@ struct Conn {
 
 /// Counters resolved once so the hot path does not hash label sets.
 struct Handles {
-    client_calls: Counter,
-    server_calls: Counter,
+    /// Indexed by [role is server][tls].
+    calls: [[Counter; 2]; 2],
     parse_errors: Counter,
     resyncs: Counter,
     unmatched: Counter,
@@ -96,11 +96,12 @@ impl ConnTracker {
         let proto = || ProtocolLabels {
             protocol: HTTP1.into(),
         };
-        let calls = |role: &str| {
+        let calls = |role: &str, tls: bool| {
             m.calls
                 .get_or_create(&CallLabels {
                     protocol: HTTP1.into(),
                     role: role.into(),
+                    tls: tls.to_string(),
                 })
                 .clone()
         };
@@ -110,8 +111,10 @@ impl ConnTracker {
                 .clone()
         };
         let h = Handles {
-            client_calls: calls("client"),
-            server_calls: calls("server"),
+            calls: [
+                [calls("client", false), calls("client", true)],
+                [calls("server", false), calls("server", true)],
+            ],
             parse_errors: m.parse_errors.get_or_create(&proto()).clone(),
             resyncs: m.resyncs.get_or_create(&proto()).clone(),
             unmatched: m.unmatched_responses.get_or_create(&proto()).clone(),
@@ -217,10 +220,7 @@ impl Recorder {
                 Role::Client => (observed, other),
                 Role::Server => (other, observed),
             };
-            match role {
-                Role::Client => self.h.client_calls.inc(),
-                Role::Server => self.h.server_calls.inc(),
-            };
+            self.h.calls[usize::from(role == Role::Server)][usize::from(conn.tls)].inc();
             let path = self.redactor.target(&x.target);
             out.push(CallRecord {
                 ts: self.clock.wall(x.request_start_ns),
