@@ -17,7 +17,7 @@ use crate::{
     emit::{send_data, send_gap, start, Origin},
     maps::{count, is_agent, ARGS, CONNS, PROTO_HTTP, PROTO_OTHER, PROTO_TLS},
     sock::tcp_sock,
-    tls::bind_ssl,
+    tls::{bind_ssl, note_tls_read, take_pending_write},
 };
 
 const MSG_PEEK: u64 = 2;
@@ -55,6 +55,11 @@ pub fn stash(
                     // Ciphertext is never captured; a syscall made inside SSL_read or
                     // SSL_write tells which socket that `SSL*` uses.
                     bind_ssl(sock);
+                    if direction == DIR_INGRESS {
+                        note_tls_read(sock);
+                    } else {
+                        take_pending_write(sock);
+                    }
                     return;
                 }
                 _ => {}
@@ -135,6 +140,9 @@ fn try_exit_data(ctx: &TracePointContext) -> Option<()> {
         // SAFETY: map value pointer from this invocation.
         if unsafe { (*st).proto } == PROTO_TLS {
             bind_ssl(args.sock);
+            if args.direction == DIR_INGRESS {
+                note_tls_read(args.sock);
+            }
         }
         return None;
     }

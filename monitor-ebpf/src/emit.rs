@@ -2,7 +2,7 @@
 
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
-    generated::bpf_probe_read_user,
+    generated::{bpf_probe_read_kernel, bpf_probe_read_user},
 };
 use monitor_common::{
     counter, EventBuffer, HEADER_SIZE, KIND_CLOSE, KIND_DATA, KIND_EXEC, KIND_GAP, MAX_DATA,
@@ -100,6 +100,27 @@ fn send_bytes(buf: *mut EventBuffer, src: u64, len: usize, offset: u64) {
         h.orig_len = n as u32;
         let dst = (*buf).data.as_mut_ptr();
         if bpf_probe_read_user(dst as *mut _, len as u32, src as *const _) != 0 {
+            count(counter::READ_ERRORS, 1);
+            len = 0;
+        }
+        (*buf).header.len = len as u32;
+    }
+    submit(buf, len);
+}
+
+/// Sends `len` (at most `MAX_DATA`) bytes already copied into kernel memory at `src`, which
+/// stand for the first bytes of `total` bytes of the stream.
+#[inline(always)]
+pub fn send_copied(buf: *mut EventBuffer, src: *const u8, len: usize, total: u64, offset: u64) {
+    let mut len = if len > MAX_DATA { MAX_DATA } else { len };
+    // SAFETY: scratch record owned by this invocation; `len` bounded above.
+    unsafe {
+        let h = &mut (*buf).header;
+        h.kind = KIND_DATA;
+        h.stream_offset = offset;
+        h.orig_len = total as u32;
+        let dst = (*buf).data.as_mut_ptr();
+        if bpf_probe_read_kernel(dst as *mut _, len as u32, src as *const _) != 0 {
             count(counter::READ_ERRORS, 1);
             len = 0;
         }

@@ -7,16 +7,16 @@
 //! skipped by the syscall hooks once it is classified as TLS.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated},
     macros::{map, uprobe, uretprobe},
-    maps::LruHashMap,
+    maps::{LruHashMap, PerCpuArray},
     programs::{ProbeContext, RetProbeContext},
 };
-use monitor_common::{counter, DIR_EGRESS, DIR_INGRESS, FLAG_TLS};
+use monitor_common::{counter, DIR_EGRESS, DIR_INGRESS, FLAG_TLS, MAX_DATA};
 
 use crate::{
     conn::{advance, state_of},
-    emit::{send_data, start, Origin},
+    emit::{send_copied, send_data, start, Origin},
     maps::{count, is_agent, PROTO_TLS},
 };
 
@@ -47,6 +47,43 @@ static TLS_CALLS: LruHashMap<u64, TlsCall> = LruHashMap::with_max_entries(16384,
 /// `SSL*` → `struct sock` address.
 #[map]
 static SSL_SOCKS: LruHashMap<SslKey, u64> = LruHashMap::with_max_entries(65536, 0);
+
+/// The TLS socket a thread last read from, and when (ns).
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct RecentRead {
+    pub sock: u64,
+    pub ts_ns: u64,
+}
+
+#[map]
+static RECENT_TLS_READS: LruHashMap<u64, RecentRead> = LruHashMap::with_max_entries(16384, 0);
+
+/// A read this old no longer explains an SSL_read's input.
+const RECENT_READ_NS: u64 = 20_000_000;
+
+/// Called by the syscall hooks when a thread reads from a TLS socket.
+#[inline(always)]
+pub fn note_tls_read(sock: u64) {
+    let id = bpf_get_current_pid_tgid();
+    let r = RecentRead {
+        sock,
+        ts_ns: unsafe { bpf_ktime_get_ns() },
+    };
+    let _ = RECENT_TLS_READS.insert(&id, &r, 0);
+}
+
+#[inline(always)]
+fn bind_recent_read(key: &SslKey) -> Option<u64> {
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: read-only lookup, value copied.
+    let r = unsafe { *RECENT_TLS_READS.get(&id)? };
+    if unsafe { bpf_ktime_get_ns() }.saturating_sub(r.ts_ns) > RECENT_READ_NS {
+        return None;
+    }
+    let _ = SSL_SOCKS.insert(key, &r.sock, 0);
+    Some(r.sock)
+}
 
 /// Called by the syscall hooks for a TLS socket: if this thread is inside an SSL call,
 /// that call's `SSL*` uses `sock`.
@@ -91,6 +128,19 @@ fn leave(ctx: &RetProbeContext) -> Option<()> {
     // SAFETY: copied out before removal.
     let call = unsafe { *TLS_CALLS.get(&id)? };
     let _ = TLS_CALLS.remove(&id);
+    let key = SslKey {
+        tgid: (id >> 32) as u32,
+        _pad: 0,
+        ssl: call.ssl,
+    };
+    // SAFETY: read-only lookup, value copied.
+    let mut sock = (unsafe { SSL_SOCKS.get(&key) }).copied();
+    if sock.is_none() && call.direction == DIR_INGRESS {
+        // Memory BIOs (Node.js): OpenSSL made no syscall. The ciphertext this SSL_read
+        // consumed was read from a socket by this thread just before; bind to it even when
+        // the read produced no plaintext yet (handshake), so later writes are tied too.
+        sock = bind_recent_read(&key);
+    }
     let ret: i32 = ctx.ret();
     let n = if call.out_len != 0 {
         // SSL_read_ex / SSL_write_ex: 1 on success, the count through the pointer.
@@ -107,30 +157,121 @@ fn leave(ctx: &RetProbeContext) -> Option<()> {
     if n == 0 {
         return None;
     }
-    let key = SslKey {
-        tgid: (id >> 32) as u32,
-        _pad: 0,
-        ssl: call.ssl,
-    };
-    // SAFETY: read-only lookup, value copied.
-    let Some(sock) = (unsafe { SSL_SOCKS.get(&key) }).copied() else {
-        count(counter::TLS_UNMAPPED, 1);
+    let Some(sock) = sock else {
+        if call.direction == DIR_EGRESS {
+            // Memory BIOs: the ciphertext goes out in a write syscall right after, on this
+            // thread; that syscall ties the `SSL*` and reports these bytes (`take_pending_write`).
+            // The buffer may be reused as soon as SSL_write returns: copy the bytes now.
+            stash_pending_write(id, key, call.buf, n);
+        } else {
+            count(counter::TLS_UNMAPPED, 1);
+        }
         return None;
     };
+    emit_plaintext(sock, call.direction, call.buf, n)
+}
+
+/// Reports `n` plaintext bytes at user address `buf` on `sock`'s stream.
+#[inline(always)]
+fn emit_plaintext(sock: u64, direction: u8, buf: u64, n: u64) -> Option<()> {
     let st = state_of(sock)?;
     // SAFETY: map value pointer from this invocation.
     let st = unsafe { &mut *st };
     st.proto = PROTO_TLS;
-    let offset = advance(st, call.direction, n);
+    let offset = advance(st, direction, n);
     let origin = Origin {
         sock,
         conn: st,
         fd: -1,
-        direction: call.direction,
+        direction,
         flags: FLAG_TLS,
     };
-    let buf = start(&origin)?;
-    send_data(buf, call.buf, n, offset);
+    let scratch = start(&origin)?;
+    send_data(scratch, buf, n, offset);
+    Some(())
+}
+
+/// An SSL_write whose socket was not known when it returned, with a copy of its first bytes.
+#[repr(C)]
+pub struct PendingWrite {
+    pub key: SslKey,
+    /// Bytes the call wrote.
+    pub len: u64,
+    pub ts_ns: u64,
+    /// How many of them are in `data`.
+    pub copied: u32,
+    pub _pad: u32,
+    pub data: [u8; MAX_DATA],
+}
+
+#[map]
+static PENDING_WRITES: LruHashMap<u64, PendingWrite> = LruHashMap::with_max_entries(1024, 0);
+
+/// Where a `PendingWrite` is built (too large for the stack).
+#[map]
+static PENDING_SCRATCH: PerCpuArray<PendingWrite> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn stash_pending_write(id: u64, key: SslKey, buf: u64, n: u64) {
+    let Some(p) = PENDING_SCRATCH.get_ptr_mut(0) else {
+        return;
+    };
+    let copy = if n > MAX_DATA as u64 {
+        MAX_DATA
+    } else {
+        n as usize
+    };
+    // SAFETY: per-CPU slot owned by this invocation; `copy <= MAX_DATA`.
+    unsafe {
+        (*p).key = key;
+        (*p).len = n;
+        (*p).ts_ns = bpf_ktime_get_ns();
+        let rc = generated::bpf_probe_read_user(
+            (*p).data.as_mut_ptr() as *mut _,
+            copy as u32,
+            buf as *const _,
+        );
+        (*p).copied = if rc == 0 { copy as u32 } else { 0 };
+        let _ = PENDING_WRITES.insert(&id, &*p, 0);
+    }
+}
+
+/// Called by the syscall hooks when a thread writes to a TLS socket: a recent unmapped
+/// SSL_write on this thread produced this ciphertext, so its `SSL*` uses `sock`, and its
+/// plaintext (still in the caller's buffer, the call chain is synchronous) is reported now.
+#[inline(always)]
+pub fn take_pending_write(sock: u64) {
+    let id = bpf_get_current_pid_tgid();
+    let Some(p) = PENDING_WRITES.get_ptr(&id) else {
+        return;
+    };
+    // SAFETY: map value pointer from this invocation; removed only after its last use.
+    let p = unsafe { &*p };
+    if unsafe { bpf_ktime_get_ns() }.saturating_sub(p.ts_ns) <= RECENT_READ_NS {
+        let _ = SSL_SOCKS.insert(&p.key, &sock, 0);
+        let _ = emit_copied(sock, p);
+    } else {
+        count(counter::TLS_UNMAPPED, 1);
+    }
+    let _ = PENDING_WRITES.remove(&id);
+}
+
+#[inline(always)]
+fn emit_copied(sock: u64, p: &PendingWrite) -> Option<()> {
+    let st = state_of(sock)?;
+    // SAFETY: map value pointer from this invocation.
+    let st = unsafe { &mut *st };
+    st.proto = PROTO_TLS;
+    let offset = advance(st, DIR_EGRESS, p.len);
+    let origin = Origin {
+        sock,
+        conn: st,
+        fd: -1,
+        direction: DIR_EGRESS,
+        flags: FLAG_TLS,
+    };
+    let scratch = start(&origin)?;
+    send_copied(scratch, p.data.as_ptr(), p.copied as usize, p.len, offset);
     Some(())
 }
 

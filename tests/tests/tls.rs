@@ -178,3 +178,51 @@ fn tls_server_started_after_the_agent_with_its_own_libssl() {
         agent.stderr()
     );
 }
+
+/// Node.js carries OpenSSL inside its executable and feeds it through memory BIOs: no
+/// syscall happens inside SSL_read/SSL_write, so the agent ties each `SSL*` to the socket
+/// the same thread reads or writes around the call.
+#[test]
+fn node_https_client_and_server() {
+    let port = free_port();
+    let dir = TempDir::new("nodetls");
+    let (cert, key) = self_signed_cert(&dir.0);
+    let script = peer_script("node_tls.js");
+    let _server = Proc::spawn(
+        Command::new("node")
+            .arg(&script)
+            .args(["server", &port.to_string()])
+            .arg(&cert)
+            .arg(&key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+        "node_tls.js server",
+    );
+    wait_listening(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        "node_tls.js server",
+    );
+    let agent = Agent::start();
+    let out = run_ok(
+        Command::new("node")
+            .arg(&script)
+            .args(["client", &port.to_string(), "/n/1", "/n/2?x=y"]),
+        "node_tls.js client",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200\n200\n");
+    let recs = agent.wait_records(4, WAIT, |r| served_on(r, port));
+    let want = expect(&["/n/1", "/n/2?x=y"], 200);
+    assert_eq!(calls(&recs, "client"), want, "client side: {recs:#?}");
+    assert_eq!(calls(&recs, "server"), want, "server side: {recs:#?}");
+    assert_all_tls(&recs);
+    assert!(
+        recs.iter()
+            .all(|r| r.s("/server/comm") == "node" || r.s("/client/comm") == "node"),
+        "{recs:#?}"
+    );
+    assert!(
+        agent.stderr().contains("node"),
+        "node executable not attached: {}",
+        agent.stderr()
+    );
+}

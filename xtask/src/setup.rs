@@ -153,6 +153,7 @@ const PEERS: &[(&str, &str)] = &[
     ("curl", "curl"),
     ("python3", "python3"),
     ("openssl", "openssl"),
+    ("node", "nodejs"),
 ];
 
 fn test_peers() -> Result<()> {

@@ -80,6 +80,33 @@ pub fn is_openssl_lib(path: &str) -> bool {
     name.starts_with("libssl.so")
 }
 
+/// Whether an ELF file exports OpenSSL's `SSL_read` and `SSL_write` itself (OpenSSL linked
+/// statically and its symbols exported, as Node.js does). Only the dynamic symbol table is
+/// touched, through a memory map, so large executables cost little.
+pub fn exports_openssl(path: &Path) -> bool {
+    use object::{Object, ObjectSymbol};
+    let Ok(file) = std::fs::File::open(path) else {
+        return false;
+    };
+    // SAFETY: read-only map of a file we only read; a concurrent truncation could fault,
+    // which executables in use do not undergo (the kernel refuses writes to them).
+    let Ok(map) = (unsafe { memmap2::Mmap::map(&file) }) else {
+        return false;
+    };
+    let Ok(elf) = object::File::parse(&*map) else {
+        return false;
+    };
+    let (mut read, mut write) = (false, false);
+    for sym in elf.dynamic_symbols() {
+        match sym.name() {
+            Ok("SSL_read") => read = true,
+            Ok("SSL_write") => write = true,
+            _ => {}
+        }
+    }
+    read && write
+}
+
 /// Distinct libssl paths mapped by one process, from its `/proc/PID/maps` text.
 pub fn libssl_paths(maps: &str) -> Vec<String> {
     let mut out: Vec<String> = maps
@@ -150,6 +177,20 @@ impl TlsAttacher {
         for lib in libssl_paths(&maps) {
             let full = PathBuf::from(format!("/proc/{pid}/root{lib}"));
             self.consider(&full, &lib, &format!("pid {pid}"));
+        }
+        // OpenSSL linked into the executable itself (Node.js, static builds).
+        let exe = PathBuf::from(format!("/proc/{pid}/exe"));
+        if let Ok(meta) = std::fs::metadata(&exe) {
+            if !self.seen.contains(&(meta.dev(), meta.ino())) {
+                if exports_openssl(&exe) {
+                    let shown = std::fs::read_link(&exe)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|_| exe.display().to_string());
+                    self.consider(&exe, &shown, &format!("executable of pid {pid}"));
+                } else {
+                    self.seen.insert((meta.dev(), meta.ino()));
+                }
+            }
         }
     }
 
@@ -267,5 +308,21 @@ mod tests {
         );
         assert!(!is_openssl_lib("/usr/lib/libssl3.so"));
         assert!(libssl_paths("garbage\n\n1 2 3").is_empty());
+    }
+
+    #[test]
+    fn recognises_executables_that_export_openssl() {
+        // This test binary does not export OpenSSL; the system's libssl does.
+        assert!(!exports_openssl(Path::new("/proc/self/exe")));
+        assert!(!exports_openssl(Path::new("/nonexistent")));
+        let lib = [
+            "/usr/lib/x86_64-linux-gnu/libssl.so.3",
+            "/lib/x86_64-linux-gnu/libssl.so.3",
+        ]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+        if let Some(lib) = lib {
+            assert!(exports_openssl(Path::new(lib)));
+        }
     }
 }
