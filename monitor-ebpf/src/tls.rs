@@ -173,7 +173,7 @@ fn leave(ctx: &RetProbeContext) -> Option<()> {
 
 /// Reports `n` plaintext bytes at user address `buf` on `sock`'s stream.
 #[inline(always)]
-fn emit_plaintext(sock: u64, direction: u8, buf: u64, n: u64) -> Option<()> {
+pub fn emit_plaintext(sock: u64, direction: u8, buf: u64, n: u64) -> Option<()> {
     let st = state_of(sock)?;
     // SAFETY: map value pointer from this invocation.
     let st = unsafe { &mut *st };

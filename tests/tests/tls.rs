@@ -226,3 +226,79 @@ fn node_https_client_and_server() {
         agent.stderr()
     );
 }
+
+/// Builds the Go peer (`tests/peers/gotls`) with Debian's Go, optionally stripped of its
+/// symbol table, into `dir`. The build cache lives under `target/` so reruns are fast.
+fn build_go_peer(dir: &std::path::Path, stripped: bool) -> std::path::PathBuf {
+    let root = monitor_tests::workspace_root();
+    let out = dir.join(if stripped { "gotls-stripped" } else { "gotls" });
+    let mut cmd = Command::new("go");
+    cmd.current_dir(root.join("tests/peers/gotls"))
+        .env("GOCACHE", root.join("target/go-cache"))
+        .env("GOPATH", root.join("target/go-path"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOTOOLCHAIN", "local")
+        .env("CGO_ENABLED", "0")
+        .arg("build");
+    if stripped {
+        cmd.arg("-ldflags=-s -w");
+    }
+    run_ok(cmd.arg("-o").arg(&out).arg("."), "go build");
+    out
+}
+
+/// Go's crypto/tls: probes at the entry and every RET of `(*tls.Conn).Write`/`Read`. The
+/// server runs before the agent (found by the /proc scan); the client starts after it and
+/// waits a second before its first request (found through its exec event).
+fn go_client_and_server(stripped: bool) {
+    let dir = TempDir::new("gotls");
+    let bin = build_go_peer(&dir.0, stripped);
+    let (cert, key) = self_signed_cert(&dir.0);
+    let port = free_port();
+    let _server = Proc::spawn(
+        Command::new(&bin)
+            .args(["server", &port.to_string()])
+            .arg(&cert)
+            .arg(&key)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+        "gotls server",
+    );
+    wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), "gotls server");
+    let agent = Agent::start();
+    let out = run_ok(
+        Command::new(&bin).args(["client", &port.to_string(), "1000", "/go/1", "/go/2?k=v"]),
+        "gotls client",
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200\n200\n");
+    let recs = agent.wait_records(4, WAIT, |r| served_on(r, port));
+    let want = expect(&["/go/1", "/go/2?k=v"], 200);
+    assert_eq!(
+        calls(&recs, "client"),
+        want,
+        "client side: {recs:#?}\n{}",
+        agent.stderr()
+    );
+    assert_eq!(
+        calls(&recs, "server"),
+        want,
+        "server side: {recs:#?}\n{}",
+        agent.stderr()
+    );
+    assert_all_tls(&recs);
+    assert!(
+        agent.stderr().contains("Go TLS probes attached"),
+        "{}",
+        agent.stderr()
+    );
+}
+
+#[test]
+fn go_client_and_server_with_symbols() {
+    go_client_and_server(false);
+}
+
+#[test]
+fn go_client_and_server_stripped() {
+    go_client_and_server(true);
+}

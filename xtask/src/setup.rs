@@ -154,6 +154,7 @@ const PEERS: &[(&str, &str)] = &[
     ("python3", "python3"),
     ("openssl", "openssl"),
     ("node", "nodejs"),
+    ("go", "golang-go"),
 ];
 
 fn test_peers() -> Result<()> {

@@ -7,6 +7,7 @@ pub mod inflight;
 pub mod preflight;
 pub mod reader;
 
+pub mod gotls;
 pub mod tls;
 
 use std::sync::{Arc, Mutex};
@@ -118,7 +119,7 @@ impl Capture {
                 .with_context(|| format!("attaching {prog} to {category}:{point}"))?;
             attached += 1;
         }
-        for prog in tls::PROGRAMS {
+        for prog in tls::PROGRAMS.iter().chain(tls::GO_PROGRAMS) {
             let program: &mut aya::programs::UProbe = ebpf
                 .program_mut(prog)
                 .with_context(|| format!("program {prog} missing from the eBPF object"))?

@@ -26,6 +26,11 @@ use aya::{
 };
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 
+use super::gotls::{go_tls_functions, GoFunction, WRITE};
+
+/// The Go crypto/tls probes of `monitor-ebpf/src/gotls.rs`.
+pub const GO_PROGRAMS: &[&str] = &["go_tls_write", "go_tls_read", "go_tls_ret"];
+
 /// The uprobe programs of `monitor-ebpf/src/tls.rs`.
 pub const PROGRAMS: &[&str] = &[
     "ssl_write",
@@ -84,18 +89,11 @@ pub fn is_openssl_lib(path: &str) -> bool {
 /// statically and its symbols exported, as Node.js does). Only the dynamic symbol table is
 /// touched, through a memory map, so large executables cost little.
 pub fn exports_openssl(path: &Path) -> bool {
+    with_elf(path, elf_exports_openssl).unwrap_or(false)
+}
+
+fn elf_exports_openssl(elf: &object::File) -> bool {
     use object::{Object, ObjectSymbol};
-    let Ok(file) = std::fs::File::open(path) else {
-        return false;
-    };
-    // SAFETY: read-only map of a file we only read; a concurrent truncation could fault,
-    // which executables in use do not undergo (the kernel refuses writes to them).
-    let Ok(map) = (unsafe { memmap2::Mmap::map(&file) }) else {
-        return false;
-    };
-    let Ok(elf) = object::File::parse(&*map) else {
-        return false;
-    };
     let (mut read, mut write) = (false, false);
     for sym in elf.dynamic_symbols() {
         match sym.name() {
@@ -105,6 +103,36 @@ pub fn exports_openssl(path: &Path) -> bool {
         }
     }
     read && write
+}
+
+/// Runs `f` on the ELF file at `path`, mapped rather than read: executables can be large.
+fn with_elf<T>(path: &Path, f: impl FnOnce(&object::File) -> T) -> Option<T> {
+    let file = std::fs::File::open(path).ok()?;
+    // SAFETY: read-only map of a file we only read; a concurrent truncation could fault,
+    // which executables in use do not undergo (the kernel refuses writes to them).
+    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
+    let elf = object::File::parse(&*map).ok()?;
+    Some(f(&elf))
+}
+
+/// What an executable carries that the TLS probes can use.
+enum Executable {
+    OpenSsl,
+    GoTls([GoFunction; 2]),
+    Neither,
+}
+
+fn inspect(path: &Path) -> Executable {
+    with_elf(path, |elf| {
+        if elf_exports_openssl(elf) {
+            Executable::OpenSsl
+        } else if let Some(f) = go_tls_functions(elf) {
+            Executable::GoTls(f)
+        } else {
+            Executable::Neither
+        }
+    })
+    .unwrap_or(Executable::Neither)
 }
 
 /// Distinct libssl paths mapped by one process, from its `/proc/PID/maps` text.
@@ -178,20 +206,64 @@ impl TlsAttacher {
             let full = PathBuf::from(format!("/proc/{pid}/root{lib}"));
             self.consider(&full, &lib, &format!("pid {pid}"));
         }
-        // OpenSSL linked into the executable itself (Node.js, static builds).
+        // OpenSSL linked into the executable itself (Node.js, static builds), or Go.
         let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-        if let Ok(meta) = std::fs::metadata(&exe) {
-            if !self.seen.contains(&(meta.dev(), meta.ino())) {
-                if exports_openssl(&exe) {
-                    let shown = std::fs::read_link(&exe)
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_else(|_| exe.display().to_string());
-                    self.consider(&exe, &shown, &format!("executable of pid {pid}"));
-                } else {
-                    self.seen.insert((meta.dev(), meta.ino()));
+        let Ok(meta) = std::fs::metadata(&exe) else {
+            return;
+        };
+        if self.seen.contains(&(meta.dev(), meta.ino())) {
+            return;
+        }
+        let shown = std::fs::read_link(&exe)
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|_| exe.display().to_string());
+        match inspect(&exe) {
+            Executable::OpenSsl => self.consider(&exe, &shown, &format!("executable of pid {pid}")),
+            Executable::GoTls(functions) => {
+                self.seen.insert((meta.dev(), meta.ino()));
+                match self.attach_go(&exe, &functions) {
+                    Ok(n) => {
+                        self.attached.inc();
+                        log::info!("Go TLS probes attached to {shown} (pid {pid}, {n} probes)");
+                    }
+                    Err(e) => {
+                        self.failures.inc();
+                        log::warn!("cannot attach Go TLS probes to {shown} (pid {pid}): {e:#}");
+                    }
                 }
             }
+            Executable::Neither => {
+                self.seen.insert((meta.dev(), meta.ino()));
+            }
         }
+    }
+
+    /// Entry probes on both functions and a probe on each of their RET instructions.
+    fn attach_go(&self, path: &Path, functions: &[GoFunction; 2]) -> Result<usize> {
+        use aya::programs::uprobe::UProbeAttachLocation::AbsoluteOffset;
+        let mut ebpf = self
+            .ebpf
+            .lock()
+            .map_err(|_| anyhow!("eBPF object lock poisoned"))?;
+        let mut done = 0;
+        for f in functions {
+            let entry_prog = if f.symbol == WRITE {
+                "go_tls_write"
+            } else {
+                "go_tls_read"
+            };
+            let points = std::iter::once((entry_prog, f.entry))
+                .chain(f.returns.iter().map(|r| ("go_tls_ret", *r)));
+            for (prog, offset) in points {
+                let program: &mut UProbe = ebpf
+                    .program_mut(prog)
+                    .ok_or_else(|| anyhow!("program {prog} missing"))?
+                    .try_into()?;
+                program.attach(AbsoluteOffset(offset), path, UProbeScope::AllProcesses)?;
+                done += 1;
+            }
+        }
+        Ok(done)
     }
 
     /// Attaches to the file at `path` unless that file (device, inode) was handled before.

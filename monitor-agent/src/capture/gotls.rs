@@ -1,0 +1,117 @@
+//! Finding Go's crypto/tls in an executable: the entry and every RET instruction of
+//! `crypto/tls.(*Conn).Write` and `.Read`, as file offsets for uprobes.
+//!
+//! Go programs must not get uretprobes (the runtime relocates goroutine stacks, so a
+//! hijacked return address crashes them); probing each RET instead needs the function's
+//! instructions decoded, since a 0xC3 byte may also sit inside a longer instruction.
+
+use iced_x86::{Decoder, DecoderOptions, Mnemonic};
+use object::{Object, ObjectSection, ObjectSymbol};
+
+pub const WRITE: &str = "crypto/tls.(*Conn).Write";
+pub const READ: &str = "crypto/tls.(*Conn).Read";
+
+/// Where to put the probes of one function, as offsets in the executable file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GoFunction {
+    pub symbol: &'static str,
+    pub entry: u64,
+    pub returns: Vec<u64>,
+}
+
+/// The probe locations of both functions, when `elf` is a Go program (with a symbol
+/// table) that links crypto/tls on x86-64.
+pub fn go_tls_functions(elf: &object::File) -> Option<[GoFunction; 2]> {
+    if elf.architecture() != object::Architecture::X86_64
+        || elf.section_by_name(".gopclntab").is_none()
+    {
+        return None;
+    }
+    let find = |name: &'static str| -> Option<GoFunction> {
+        let (addr, size) = match elf.symbols().find(|s| s.name() == Ok(name)) {
+            Some(sym) => (sym.address(), sym.size()),
+            // Stripped (`-ldflags=-s -w`): the runtime's own function table still names
+            // every function.
+            None => pclntab_lookup(elf, name)?,
+        };
+        let section = elf
+            .sections()
+            .find(|s| s.address() <= addr && addr < s.address() + s.size())?;
+        let (file_off, _) = section.file_range()?;
+        let data = section.data().ok()?;
+        let start = usize::try_from(addr.checked_sub(section.address())?).ok()?;
+        let code = data.get(start..start.checked_add(usize::try_from(size).ok()?)?)?;
+        let to_file = |a: u64| file_off + (a - section.address());
+        let mut returns = Vec::new();
+        let mut decoder = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
+        while decoder.can_decode() {
+            let ins = decoder.decode();
+            if ins.mnemonic() == Mnemonic::Ret {
+                returns.push(to_file(ins.ip()));
+            }
+        }
+        if returns.is_empty() {
+            return None;
+        }
+        Some(GoFunction {
+            symbol: name,
+            entry: to_file(addr),
+            returns,
+        })
+    };
+    Some([find(WRITE)?, find(READ)?])
+}
+
+fn u32_at(b: &[u8], off: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+}
+
+fn u64_at(b: &[u8], off: usize) -> Option<u64> {
+    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
+}
+
+/// Address and size of function `name` from `.gopclntab` (Go 1.18 and later, 64-bit):
+/// a header, then a table of (entry offset, func offset) pairs sorted by address, each
+/// func record starting with its entry offset and the offset of its name.
+pub fn pclntab_lookup(elf: &object::File, name: &str) -> Option<(u64, u64)> {
+    let tab = elf.section_by_name(".gopclntab")?.data().ok()?;
+    let magic = u32_at(tab, 0)?;
+    if magic != 0xffff_fff0 && magic != 0xffff_fff1 {
+        return None;
+    }
+    if *tab.get(7)? != 8 {
+        return None;
+    }
+    let nfunc = usize::try_from(u64_at(tab, 8)?).ok()?;
+    let text_start = u64_at(tab, 24)?;
+    let funcname = usize::try_from(u64_at(tab, 32)?).ok()?;
+    let functab = usize::try_from(u64_at(tab, 64)?).ok()?;
+    let names = tab.get(funcname..)?;
+    for i in 0..nfunc {
+        let entry = u32_at(tab, functab + i * 8)?;
+        let func = usize::try_from(u32_at(tab, functab + i * 8 + 4)?).ok()?;
+        let name_off = usize::try_from(u32_at(tab, functab + func + 4)?).ok()?;
+        let n = names.get(name_off..)?;
+        let end = n.iter().position(|&c| c == 0)?;
+        if &n[..end] == name.as_bytes() {
+            let next = u32_at(tab, functab + (i + 1) * 8)?;
+            return Some((
+                text_start + u64::from(entry),
+                u64::from(next.checked_sub(entry)?),
+            ));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_go_files_have_no_go_tls() {
+        let data = std::fs::read("/proc/self/exe").expect("own executable");
+        let elf = object::File::parse(&*data).expect("ELF");
+        assert!(go_tls_functions(&elf).is_none());
+    }
+}
