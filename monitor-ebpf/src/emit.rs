@@ -87,31 +87,37 @@ pub fn send_data(buf: *mut EventBuffer, src: u64, n: u64, offset: u64) {
     }
 }
 
-/// Sends exactly `len` (at most `MAX_DATA`) bytes at `src`.
+/// Where the bytes of a data record are copied from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// The traced process's memory.
+    User,
+    /// A copy the programs already made in a map.
+    Kernel,
+}
+
+/// Sends exactly `len` (at most `MAX_DATA`) bytes at user address `src`.
 #[inline(always)]
 fn send_bytes(buf: *mut EventBuffer, src: u64, len: usize, offset: u64) {
-    let mut len = if len > MAX_DATA { MAX_DATA } else { len };
-    let n = len as u64;
-    // SAFETY: scratch record owned by this invocation; `len` bounded above.
-    unsafe {
-        let h = &mut (*buf).header;
-        h.kind = KIND_DATA;
-        h.stream_offset = offset;
-        h.orig_len = n as u32;
-        let dst = (*buf).data.as_mut_ptr();
-        if bpf_probe_read_user(dst as *mut _, len as u32, src as *const _) != 0 {
-            count(counter::READ_ERRORS, 1);
-            len = 0;
-        }
-        (*buf).header.len = len as u32;
-    }
-    submit(buf, len);
+    send_record(buf, Source::User, src, len, len as u64, offset);
 }
 
 /// Sends `len` (at most `MAX_DATA`) bytes already copied into kernel memory at `src`, which
 /// stand for the first bytes of `total` bytes of the stream.
 #[inline(always)]
 pub fn send_copied(buf: *mut EventBuffer, src: *const u8, len: usize, total: u64, offset: u64) {
+    send_record(buf, Source::Kernel, src as u64, len, total, offset);
+}
+
+#[inline(always)]
+fn send_record(
+    buf: *mut EventBuffer,
+    source: Source,
+    src: u64,
+    len: usize,
+    total: u64,
+    offset: u64,
+) {
     let mut len = if len > MAX_DATA { MAX_DATA } else { len };
     // SAFETY: scratch record owned by this invocation; `len` bounded above.
     unsafe {
@@ -119,8 +125,12 @@ pub fn send_copied(buf: *mut EventBuffer, src: *const u8, len: usize, total: u64
         h.kind = KIND_DATA;
         h.stream_offset = offset;
         h.orig_len = total as u32;
-        let dst = (*buf).data.as_mut_ptr();
-        if bpf_probe_read_kernel(dst as *mut _, len as u32, src as *const _) != 0 {
+        let dst = (*buf).data.as_mut_ptr() as *mut _;
+        let rc = match source {
+            Source::User => bpf_probe_read_user(dst, len as u32, src as *const _),
+            Source::Kernel => bpf_probe_read_kernel(dst, len as u32, src as *const _),
+        };
+        if rc != 0 {
             count(counter::READ_ERRORS, 1);
             len = 0;
         }

@@ -69,6 +69,13 @@ fn enter(ctx: &ProbeContext, direction: u8) {
         return;
     }
     let r = regs(ctx);
+    if direction == DIR_EGRESS {
+        // `(*Conn).Write` writes all of `b` or fails. Reporting at entry keeps the request
+        // ahead of its response: another goroutine may read the answer before this one
+        // reaches its RET.
+        let _ = emit_at(r.rax, DIR_EGRESS, r.rbx, r.rcx);
+        return;
+    }
     let call = GoCall {
         conn: r.rax,
         buf: r.rbx,
@@ -93,14 +100,23 @@ fn try_ret(ctx: &ProbeContext) -> Option<()> {
     if n <= 0 {
         return None;
     }
-    let tcp_conn = user_u64(call.conn + CONN_IFACE_DATA)?;
+    emit_at(call.conn, call.direction, call.buf, n as u64)
+}
+
+/// Reports `n` plaintext bytes at `buf` on the socket under the `*tls.Conn` `conn`.
+#[inline(always)]
+fn emit_at(conn: u64, direction: u8, buf: u64, n: u64) -> Option<()> {
+    if n == 0 || n > i64::MAX as u64 {
+        return None;
+    }
+    let tcp_conn = user_u64(conn + CONN_IFACE_DATA)?;
     let netfd = user_u64(tcp_conn)?;
     let fd = user_u64(netfd + NETFD_SYSFD)? as i32;
     let Some(sock) = tcp_sock(fd) else {
         count(counter::TLS_UNMAPPED, 1);
         return None;
     };
-    emit_plaintext(sock, call.direction, call.buf, n as u64)
+    emit_plaintext(sock, direction, buf, n)
 }
 
 #[uprobe]
@@ -115,7 +131,8 @@ pub fn go_tls_read(ctx: ProbeContext) -> u32 {
     0
 }
 
-/// At every RET of both functions.
+/// At every RET of `Read` (and of `Write`, where it finds no state: writes are reported at
+/// entry).
 #[uprobe]
 pub fn go_tls_ret(ctx: ProbeContext) -> u32 {
     let _ = try_ret(&ctx);

@@ -221,16 +221,8 @@ impl TlsAttacher {
             Executable::OpenSsl => self.consider(&exe, &shown, &format!("executable of pid {pid}")),
             Executable::GoTls(functions) => {
                 self.seen.insert((meta.dev(), meta.ino()));
-                match self.attach_go(&exe, &functions) {
-                    Ok(n) => {
-                        self.attached.inc();
-                        log::info!("Go TLS probes attached to {shown} (pid {pid}, {n} probes)");
-                    }
-                    Err(e) => {
-                        self.failures.inc();
-                        log::warn!("cannot attach Go TLS probes to {shown} (pid {pid}): {e:#}");
-                    }
-                }
+                let result = self.attach_go(&exe, &functions);
+                self.report("Go TLS", result, &shown, &format!("pid {pid}"));
             }
             Executable::Neither => {
                 self.seen.insert((meta.dev(), meta.ino()));
@@ -275,14 +267,20 @@ impl TlsAttacher {
         if !meta.is_file() || !self.seen.insert((meta.dev(), meta.ino())) {
             return;
         }
-        match self.attach_object(path) {
+        let result = self.attach_object(path);
+        self.report("TLS", result, shown, found_in);
+    }
+
+    /// Counts and logs the outcome of attaching to one file.
+    fn report(&mut self, kind: &str, result: Result<usize>, shown: &str, found_in: &str) {
+        match result {
             Ok(n) => {
                 self.attached.inc();
-                log::info!("TLS probes attached to {shown} ({found_in}, {n} probes)");
+                log::info!("{kind} probes attached to {shown} ({found_in}, {n} probes)");
             }
             Err(e) => {
                 self.failures.inc();
-                log::warn!("cannot attach TLS probes to {shown} ({found_in}): {e:#}");
+                log::warn!("cannot attach {kind} probes to {shown} ({found_in}): {e:#}");
             }
         }
     }
