@@ -6,6 +6,7 @@ pub mod capture;
 pub mod cli;
 pub mod clock;
 pub mod conn;
+pub mod inventory;
 pub mod metrics;
 pub mod output;
 pub mod protocol;

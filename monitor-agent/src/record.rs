@@ -73,7 +73,7 @@ pub struct CallRecord {
     pub method: String,
     /// Request target as sent, secret-looking query values redacted.
     pub path: String,
-    /// Templated route (the path without query until templating lands).
+    /// The path without its query, identifier-like segments templated (`/users/{id}`).
     pub route: String,
     pub status: u16,
     /// First request byte to last response byte at the observed socket.

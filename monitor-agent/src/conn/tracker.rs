@@ -14,6 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use crate::{
     capture::event::Event,
     clock::Clock,
+    inventory::template::template,
     metrics::{CallLabels, Metrics, ProtocolLabels, ReasonLabels},
     protocol::http1::{Exchange, Limits, Session, SessionStats, Side},
     record::{CallRecord, Peer, Role},
@@ -228,7 +229,7 @@ impl Recorder {
                 tls: conn.tls,
                 role,
                 method: x.method,
-                route: route_of(&path).to_string(),
+                route: template(route_of(&path)),
                 path,
                 status: x.status,
                 duration_us: x.response_end_ns.saturating_sub(x.request_start_ns) / 1000,
