@@ -17,7 +17,7 @@ use crate::{
     emit::{send_data, send_gap, start, Origin},
     maps::{count, is_agent, ARGS, CONNS, PROTO_HTTP, PROTO_OTHER, PROTO_TLS},
     sock::tcp_sock,
-    tls::{bind_ssl, note_tls_read, take_pending_write},
+    tls::on_tls_syscall,
 };
 
 const MSG_PEEK: u64 = 2;
@@ -52,14 +52,7 @@ pub fn stash(
             match st.proto {
                 PROTO_OTHER => return,
                 PROTO_TLS => {
-                    // Ciphertext is never captured; a syscall made inside SSL_read or
-                    // SSL_write tells which socket that `SSL*` uses.
-                    bind_ssl(sock);
-                    if direction == DIR_INGRESS {
-                        note_tls_read(sock);
-                    } else {
-                        take_pending_write(sock);
-                    }
+                    on_tls_syscall(sock, direction);
                     return;
                 }
                 _ => {}
@@ -136,13 +129,10 @@ fn try_exit_data(ctx: &TracePointContext) -> Option<()> {
             return None;
         }
     } else if !classify(st, first, n) {
-        // A TLS handshake just seen inside an SSL call ties that `SSL*` to this socket.
+        // The syscall that revealed a TLS handshake counts like any later one on it.
         // SAFETY: map value pointer from this invocation.
         if unsafe { (*st).proto } == PROTO_TLS {
-            bind_ssl(args.sock);
-            if args.direction == DIR_INGRESS {
-                note_tls_read(args.sock);
-            }
+            on_tls_syscall(args.sock, args.direction);
         }
         return None;
     }

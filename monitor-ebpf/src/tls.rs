@@ -12,7 +12,7 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray},
     programs::{ProbeContext, RetProbeContext},
 };
-use monitor_common::{counter, DIR_EGRESS, DIR_INGRESS, FLAG_TLS, MAX_DATA};
+use monitor_common::{counter, EventBuffer, DIR_EGRESS, DIR_INGRESS, FLAG_TLS, MAX_DATA};
 
 use crate::{
     conn::{advance, state_of},
@@ -64,7 +64,7 @@ const RECENT_READ_NS: u64 = 20_000_000;
 
 /// Called by the syscall hooks when a thread reads from a TLS socket.
 #[inline(always)]
-pub fn note_tls_read(sock: u64) {
+fn note_tls_read(sock: u64) {
     let id = bpf_get_current_pid_tgid();
     let r = RecentRead {
         sock,
@@ -85,10 +85,22 @@ fn bind_recent_read(key: &SslKey) -> Option<u64> {
     Some(r.sock)
 }
 
-/// Called by the syscall hooks for a TLS socket: if this thread is inside an SSL call,
-/// that call's `SSL*` uses `sock`.
+/// Called by the syscall hooks for every syscall on a TLS socket (whose ciphertext is
+/// never captured): what it tells about which `SSL*` uses `sock`.
 #[inline(always)]
-pub fn bind_ssl(sock: u64) {
+pub fn on_tls_syscall(sock: u64, direction: u8) {
+    bind_ssl(sock);
+    if direction == DIR_INGRESS {
+        note_tls_read(sock);
+    } else {
+        take_pending_write(sock);
+    }
+}
+
+/// If this thread is inside an SSL call (socket BIOs: OpenSSL's own syscall), that call's
+/// `SSL*` uses `sock`.
+#[inline(always)]
+fn bind_ssl(sock: u64) {
     let id = bpf_get_current_pid_tgid();
     // SAFETY: read-only lookup, value copied.
     let Some(call) = (unsafe { TLS_CALLS.get(&id) }).copied() else {
@@ -174,6 +186,15 @@ fn leave(ctx: &RetProbeContext) -> Option<()> {
 /// Reports `n` plaintext bytes at user address `buf` on `sock`'s stream.
 #[inline(always)]
 pub fn emit_plaintext(sock: u64, direction: u8, buf: u64, n: u64) -> Option<()> {
+    let (scratch, offset) = plaintext_record(sock, direction, n)?;
+    send_data(scratch, buf, n, offset);
+    Some(())
+}
+
+/// Reserves `n` bytes of `sock`'s plaintext stream (marking the socket TLS) and starts a
+/// TLS-flagged record for them; returns the scratch record and the stream offset.
+#[inline(always)]
+fn plaintext_record(sock: u64, direction: u8, n: u64) -> Option<(*mut EventBuffer, u64)> {
     let st = state_of(sock)?;
     // SAFETY: map value pointer from this invocation.
     let st = unsafe { &mut *st };
@@ -186,9 +207,7 @@ pub fn emit_plaintext(sock: u64, direction: u8, buf: u64, n: u64) -> Option<()> 
         direction,
         flags: FLAG_TLS,
     };
-    let scratch = start(&origin)?;
-    send_data(scratch, buf, n, offset);
-    Some(())
+    Some((start(&origin)?, offset))
 }
 
 /// An SSL_write whose socket was not known when it returned, with a copy of its first bytes.
@@ -240,7 +259,7 @@ fn stash_pending_write(id: u64, key: SslKey, buf: u64, n: u64) {
 /// SSL_write on this thread produced this ciphertext, so its `SSL*` uses `sock`, and its
 /// plaintext (still in the caller's buffer, the call chain is synchronous) is reported now.
 #[inline(always)]
-pub fn take_pending_write(sock: u64) {
+fn take_pending_write(sock: u64) {
     let id = bpf_get_current_pid_tgid();
     let Some(p) = PENDING_WRITES.get_ptr(&id) else {
         return;
@@ -258,19 +277,7 @@ pub fn take_pending_write(sock: u64) {
 
 #[inline(always)]
 fn emit_copied(sock: u64, p: &PendingWrite) -> Option<()> {
-    let st = state_of(sock)?;
-    // SAFETY: map value pointer from this invocation.
-    let st = unsafe { &mut *st };
-    st.proto = PROTO_TLS;
-    let offset = advance(st, DIR_EGRESS, p.len);
-    let origin = Origin {
-        sock,
-        conn: st,
-        fd: -1,
-        direction: DIR_EGRESS,
-        flags: FLAG_TLS,
-    };
-    let scratch = start(&origin)?;
+    let (scratch, offset) = plaintext_record(sock, DIR_EGRESS, p.len)?;
     send_copied(scratch, p.data.as_ptr(), p.copied as usize, p.len, offset);
     Some(())
 }

@@ -214,15 +214,20 @@ impl TlsAttacher {
         if self.seen.contains(&(meta.dev(), meta.ino())) {
             return;
         }
-        let shown = std::fs::read_link(&exe)
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|_| exe.display().to_string());
+        // Named for the log only when something is attached (most executables are neither).
+        let shown = || {
+            std::fs::read_link(&exe)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| exe.display().to_string())
+        };
         match inspect(&exe) {
-            Executable::OpenSsl => self.consider(&exe, &shown, &format!("executable of pid {pid}")),
+            Executable::OpenSsl => {
+                self.consider(&exe, &shown(), &format!("executable of pid {pid}"))
+            }
             Executable::GoTls(functions) => {
                 self.seen.insert((meta.dev(), meta.ino()));
                 let result = self.attach_go(&exe, &functions);
-                self.report("Go TLS", result, &shown, &format!("pid {pid}"));
+                self.report("Go TLS", result, &shown(), &format!("pid {pid}"));
             }
             Executable::Neither => {
                 self.seen.insert((meta.dev(), meta.ino()));
