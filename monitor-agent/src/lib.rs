@@ -2,14 +2,20 @@
 //! these modules; the library form exists for fuzzing and tests.
 
 pub mod api;
+pub mod calls;
 pub mod capture;
 pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod conn;
+pub mod identity;
 pub mod inventory;
 pub mod metrics;
 pub mod output;
+pub mod pipeline;
 pub mod protocol;
 pub mod record;
 pub mod redact;
 pub mod run;
+pub mod spec;
+pub mod store;

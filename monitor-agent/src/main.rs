@@ -13,8 +13,17 @@ fn main() {
         .target(env_logger::Target::Stderr)
         .init();
     let cli = cli::Cli::parse();
-    let result = match cli.command {
-        cli::Command::Run(args) => run::run(args),
+    // `run` fails with 1; the query commands keep 1 for "the check found something" and
+    // use 2 for "the command itself failed".
+    let (result, failure) = match cli.command {
+        cli::Command::Run(args) => (run::run(args), 1),
+        cli::Command::Inventory(args) => (cli::inventory(args), 2),
+        cli::Command::Calls(args) => (cli::calls(args), 2),
+        cli::Command::Spec(cli::SpecCommand::Check(args)) => match cli::spec_check(args) {
+            Ok(true) => (Ok(()), 2),
+            Ok(false) => std::process::exit(1),
+            Err(e) => (Err(e), 2),
+        },
     };
     if let Err(e) = result {
         // One sentence first; the chain of causes after it for whoever needs detail.
@@ -22,6 +31,6 @@ fn main() {
         for cause in e.chain().skip(1) {
             eprintln!("  caused by: {cause}");
         }
-        std::process::exit(1);
+        std::process::exit(failure);
     }
 }

@@ -49,6 +49,11 @@ pub struct Metrics {
     pub parser_buffered_bytes: Gauge,
     pub connections_evicted: Family<ReasonLabels, Counter>,
     pub records_dropped: Counter,
+    pub inventory_endpoints: Gauge,
+    pub calls_paired: Counter,
+    pub store_errors: Counter,
+    pub spec_load_errors: Counter,
+    pub specs_loaded: Gauge,
 }
 
 impl Metrics {
@@ -126,6 +131,36 @@ impl Metrics {
             "Call records not written because the output could not keep up",
             records_dropped.clone(),
         );
+        let inventory_endpoints = Gauge::default();
+        registry.register(
+            "monitor_inventory_endpoints",
+            "Endpoints in the API inventory",
+            inventory_endpoints.clone(),
+        );
+        let calls_paired = Counter::default();
+        registry.register(
+            "monitor_calls_seen_by_both_sides",
+            "Calls observed from both the client and the server process, counted once",
+            calls_paired.clone(),
+        );
+        let store_errors = Counter::default();
+        registry.register(
+            "monitor_store_errors",
+            "Inventory flushes that could not be written to the database (retried)",
+            store_errors.clone(),
+        );
+        let spec_load_errors = Counter::default();
+        registry.register(
+            "monitor_spec_load_errors",
+            "Spec (re)loads that failed; the previous version stays in force",
+            spec_load_errors.clone(),
+        );
+        let specs_loaded = Gauge::default();
+        registry.register(
+            "monitor_specs_loaded",
+            "Services with a declared spec in force",
+            specs_loaded.clone(),
+        );
         registry.register(
             "monitor_build",
             "Build information",
@@ -152,6 +187,11 @@ impl Metrics {
             parser_buffered_bytes,
             connections_evicted,
             records_dropped,
+            inventory_endpoints,
+            calls_paired,
+            store_errors,
+            spec_load_errors,
+            specs_loaded,
         }
     }
 

@@ -9,6 +9,8 @@ use std::{
 
 use serde::Serialize;
 
+use crate::protocol::credentials::Auth;
+
 /// One side of a call. `pid`/`comm` are known only for the side whose process was observed.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 pub struct Peer {
@@ -20,7 +22,8 @@ pub struct Peer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub comm: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
+    /// Shared with the connection, like `comm`.
+    pub service: Option<Arc<str>>,
 }
 
 impl Peer {
@@ -88,6 +91,16 @@ pub struct CallRecord {
     /// Part of a body was not captured (kernel truncation or ring-buffer drops).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
+    /// Both the client and the server process were observed on this node; the record is
+    /// the server's view with the client's identity added.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub seen_by_both: bool,
+    /// The kind of credential the request carried, never the credential.
+    pub auth: Auth,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_content_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub response_content_type: Option<String>,
 }
 
 /// Formatting happens in the output thread, not on the parsing path.

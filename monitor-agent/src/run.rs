@@ -1,32 +1,118 @@
 //! `monitor-agent run`: wires capture, shards, output and the API together.
 
-use std::sync::{atomic::AtomicBool, mpsc, Arc};
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc, Arc, Mutex,
+    },
+    thread,
+    time::Duration,
+};
 
 use anyhow::{Context, Result};
 use ringbuf::{traits::Split, HeapRb};
 
 use crate::{
     api,
+    calls::RecentCalls,
     capture::{self, counters::CounterReader, reader::ShardInlet, Capture, CaptureConfig},
     cli::RunArgs,
     clock::Clock,
+    config::Config,
     conn::{shard, ConnTracker, TrackerConfig},
+    identity::Identity,
+    inventory::{shape::Patterns, Inventory, InventoryConfig},
     metrics::Metrics,
     output::{self, OutputFormat},
+    pipeline::{self, Pipeline},
     redact::Redactor,
+    spec::registry::SpecRegistry,
+    store::{self, Store},
 };
 
 /// Events buffered between the reader and each shard.
 const SHARD_QUEUE: usize = 1 << 16;
 
+/// How often spec files are checked for changes.
+const SPEC_POLL: Duration = Duration::from_secs(1);
+
+/// Command-line settings come first (they win for specs and match first for services),
+/// then the config file's.
+fn settings(args: &RunArgs) -> Result<Config> {
+    let file = match &args.config {
+        Some(p) => Config::load(p)?,
+        None => Config::default(),
+    };
+    let mut seen = HashSet::new();
+    for s in &args.specs {
+        if !seen.insert(s.service.clone()) {
+            anyhow::bail!(
+                "--spec names service {:?} twice; put its files in one directory instead",
+                s.service
+            );
+        }
+    }
+    let mut specs = args.specs.clone();
+    specs.extend(
+        file.specs
+            .into_iter()
+            .filter(|s| !seen.contains(&s.service)),
+    );
+    Ok(Config {
+        services: args.services.iter().cloned().chain(file.services).collect(),
+        route_patterns: args
+            .route_patterns
+            .iter()
+            .cloned()
+            .chain(file.route_patterns)
+            .collect(),
+        specs,
+    })
+}
+
 pub fn run(args: RunArgs) -> Result<()> {
     api::check_listen(args.listen, args.api_token.as_deref())?;
+    let settings = settings(&args)?;
     capture::preflight::check()?;
+    let store = Store::open(&args.data_dir).with_context(|| {
+        "cannot open the inventory database (choose another place with --data-dir)".to_string()
+    })?;
+    let mut inventory = Inventory::new(InventoryConfig {
+        patterns: Patterns::new(settings.route_patterns.clone()),
+        cardinality_limit: args.route_cardinality,
+        max_endpoints: args.max_endpoints,
+    });
+    let mut specs = SpecRegistry::new(settings.specs.clone());
+    let first = specs.refresh(true);
+    if let Some(in_force) = first.changed {
+        inventory.set_specs(in_force);
+    }
+    let restored = store::restore(&store, &mut inventory)?;
+    log::info!(
+        "inventory: {restored} endpoints restored from {}",
+        store.path().display()
+    );
+    let inventory = Arc::new(Mutex::new(inventory));
+    let specs = Arc::new(Mutex::new(specs));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    let hangup = Arc::new(AtomicBool::new(false));
+    {
+        // Registered before anything is loaded: SIGHUP's default action would kill us.
+        let _guard = rt.enter();
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("installing the SIGHUP handler")?;
+        let flag = hangup.clone();
+        rt.spawn(async move {
+            while hup.recv().await.is_some() {
+                flag.store(true, Ordering::Relaxed);
+            }
+        });
+    }
     // Bind first: a busy port should fail before anything is loaded into the kernel.
     let listener = rt
         .block_on(tokio::net::TcpListener::bind(args.listen))
@@ -38,6 +124,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     })?;
     let ring = cap.take_events()?;
     let mut metrics = Metrics::new(cap.attached);
+    metrics.spec_load_errors.inc_by(first.errors.len() as u64);
     metrics.add_kernel_counters(Arc::new(CounterReader::new(cap.take_counters()?)));
     metrics.add_program_stats(cap.programs.clone());
     let mut tls_attacher = cap.tls_attacher();
@@ -53,12 +140,39 @@ pub fn run(args: RunArgs) -> Result<()> {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::sync_channel(1 << 16);
+    let (out_tx, out_rx) = mpsc::sync_channel(1 << 16);
     let out_thread = match args.output {
         OutputFormat::None => None,
-        f => Some(output::spawn(f, rx)?),
+        f => Some(output::spawn(f, out_rx)?),
     };
-    let records = (args.output != OutputFormat::None).then_some(tx);
+    let recent = Arc::new(RecentCalls::new(args.recent_calls as usize));
+    let (tx, rx) = mpsc::sync_channel(1 << 16);
+    let pipeline_thread = pipeline::spawn(
+        Pipeline {
+            inventory: inventory.clone(),
+            recent: recent.clone(),
+            output: (args.output != OutputFormat::None).then_some(out_tx),
+            metrics: metrics.clone(),
+        },
+        rx,
+        stop.clone(),
+    )?;
+    let records = Some(tx);
+    let flusher = store::spawn_flusher(
+        store,
+        inventory.clone(),
+        Duration::from_secs(args.flush_interval_secs),
+        stop.clone(),
+        metrics.store_errors.clone(),
+    )?;
+    let spec_thread = spawn_spec_watch(
+        specs.clone(),
+        inventory.clone(),
+        metrics.clone(),
+        hangup,
+        stop.clone(),
+    )?;
+    let identity = Arc::new(Identity::new(settings.services.clone()));
 
     let workers = args
         .workers
@@ -78,7 +192,13 @@ pub fn run(args: RunArgs) -> Result<()> {
     let mut shard_threads = Vec::new();
     for i in 0..workers {
         let (prod, cons) = HeapRb::new(SHARD_QUEUE).split();
-        let tracker = ConnTracker::new(cfg.clone(), clock, redactor.clone(), &metrics);
+        let tracker = ConnTracker::new(
+            cfg.clone(),
+            clock,
+            redactor.clone(),
+            identity.clone(),
+            &metrics,
+        );
         let handle = shard::spawn(
             i,
             cons,
@@ -101,6 +221,14 @@ pub fn run(args: RunArgs) -> Result<()> {
 
     let state = api::ApiState {
         metrics: metrics.clone(),
+        inventory: inventory.clone(),
+        recent,
+        specs,
+        token: args
+            .api_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(Arc::from),
     };
     rt.block_on(async {
         let server = axum::serve(listener, api::router(state));
@@ -117,15 +245,58 @@ pub fn run(args: RunArgs) -> Result<()> {
         t.thread().unpark();
         let _ = t.join();
     }
+    let _ = pipeline_thread.join();
     if let Some(t) = out_thread {
         let _ = t.join();
     }
+    // After the pipeline: its last calls are in the final flush.
+    let _ = flusher.join();
+    let _ = spec_thread.join();
     if let Some(t) = kernel_log {
         let _ = t.join();
     }
     let _ = tls.join();
     drop(cap);
     Ok(())
+}
+
+/// Reloads specs whose files changed, and all of them on SIGHUP.
+fn spawn_spec_watch(
+    specs: Arc<Mutex<SpecRegistry>>,
+    inventory: Arc<Mutex<Inventory>>,
+    metrics: Arc<Metrics>,
+    hangup: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<thread::JoinHandle<()>> {
+    thread::Builder::new().name("specs".into()).spawn(move || {
+        let mut waited = Duration::ZERO;
+        let tick = Duration::from_millis(100);
+        while !stop.load(Ordering::Relaxed) {
+            thread::sleep(tick);
+            waited += tick;
+            let forced = hangup.swap(false, Ordering::Relaxed);
+            if !forced && waited < SPEC_POLL {
+                continue;
+            }
+            waited = Duration::ZERO;
+            if forced {
+                log::info!("SIGHUP: reloading specs");
+            }
+            let Ok(mut reg) = specs.lock() else { return };
+            if reg.is_empty() {
+                continue;
+            }
+            let r = reg.refresh(forced);
+            metrics.spec_load_errors.inc_by(r.errors.len() as u64);
+            metrics.specs_loaded.set(reg.in_force().len() as i64);
+            drop(reg);
+            if let Some(in_force) = r.changed {
+                if let Ok(mut inv) = inventory.lock() {
+                    inv.set_specs(in_force);
+                }
+            }
+        }
+    })
 }
 
 async fn shutdown_signal() -> Result<()> {

@@ -21,7 +21,13 @@ fn tracker(max_connections: usize) -> (ConnTracker, Metrics) {
         idle_timeout_ns: 60_000_000_000,
     };
     (
-        ConnTracker::new(cfg, Clock::new(), Redactor::default(), &m),
+        ConnTracker::new(
+            cfg,
+            Clock::new(),
+            Redactor::default(),
+            std::sync::Arc::new(crate::identity::Identity::new(vec![])),
+            &m,
+        ),
         m,
     )
 }

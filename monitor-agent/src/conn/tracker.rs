@@ -14,6 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use crate::{
     capture::event::Event,
     clock::Clock,
+    identity::{same_node, Identity, LocalProcess},
     inventory::template::template,
     metrics::{CallLabels, Metrics, ProtocolLabels, ReasonLabels},
     protocol::http1::{Exchange, Limits, Session, SessionStats, Side},
@@ -42,6 +43,8 @@ struct Conn {
     reported: SessionStats,
     /// Plaintext from the TLS library probes.
     tls: bool,
+    /// (observed process's service, peer's service), named once the role is known.
+    services: Option<(Arc<str>, Arc<str>)>,
 }
 
 /// Counters resolved once so the hot path does not hash label sets.
@@ -67,6 +70,7 @@ pub struct ConnTracker {
 struct Recorder {
     clock: Clock,
     redactor: Redactor,
+    identity: Arc<Identity>,
     h: Handles,
 }
 
@@ -93,7 +97,13 @@ fn infer_role(direction: u8, data: &[u8]) -> Option<Role> {
 }
 
 impl ConnTracker {
-    pub fn new(cfg: TrackerConfig, clock: Clock, redactor: Redactor, m: &Metrics) -> Self {
+    pub fn new(
+        cfg: TrackerConfig,
+        clock: Clock,
+        redactor: Redactor,
+        identity: Arc<Identity>,
+        m: &Metrics,
+    ) -> Self {
         let proto = || ProtocolLabels {
             protocol: HTTP1.into(),
         };
@@ -127,7 +137,12 @@ impl ConnTracker {
         ConnTracker {
             conns: HashMap::new(),
             cfg,
-            out: Recorder { clock, redactor, h },
+            out: Recorder {
+                clock,
+                redactor,
+                identity,
+                h,
+            },
         }
     }
 
@@ -170,6 +185,7 @@ impl ConnTracker {
             comm: ev.comm().into(),
             reported: SessionStats::default(),
             tls: false,
+            services: None,
         });
         conn.tls |= h.flags & FLAG_TLS != 0;
         conn.last_seen_ns = h.ts_ns;
@@ -214,9 +230,29 @@ impl ConnTracker {
 impl Recorder {
     fn finish(&self, conn: &mut Conn, exchanges: Vec<Exchange>, out: &mut Vec<CallRecord>) {
         let Some(role) = conn.role else { return };
+        if exchanges.is_empty() {
+            return;
+        }
+        let (mine, theirs) = conn
+            .services
+            .get_or_insert_with(|| {
+                let serving = role == Role::Server;
+                let mine = self.identity.local(LocalProcess {
+                    pid: conn.pid,
+                    comm: &conn.comm,
+                    addr: conn.local,
+                    serving,
+                });
+                let on_this_node = same_node(conn.local.ip(), conn.remote.ip());
+                let theirs = self.identity.remote(conn.remote, !serving, on_this_node);
+                (mine, theirs)
+            })
+            .clone();
         for x in exchanges {
-            let observed = Peer::local(conn.local, conn.pid, conn.comm.clone());
-            let other = Peer::remote(conn.remote);
+            let mut observed = Peer::local(conn.local, conn.pid, conn.comm.clone());
+            observed.service = Some(mine.clone());
+            let mut other = Peer::remote(conn.remote);
+            other.service = Some(theirs.clone());
             let (client, server) = match role {
                 Role::Client => (observed, other),
                 Role::Server => (other, observed),
@@ -239,6 +275,10 @@ impl Recorder {
                 server,
                 host: x.host,
                 truncated: x.request_truncated || x.response_truncated,
+                seen_by_both: false,
+                auth: x.auth,
+                request_content_type: x.request_content_type,
+                response_content_type: x.response_content_type,
             });
         }
     }

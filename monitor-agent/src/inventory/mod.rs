@@ -1,3 +1,12 @@
-//! The API inventory: which endpoints are in use. So far, route templating.
+//! The API inventory: which endpoints are in use on this node, who calls them, and how
+//! they compare with what the services declare.
 
+pub mod book;
+pub mod openapi;
+pub mod pairing;
+pub mod shape;
+pub mod stats;
 pub mod template;
+pub mod view;
+
+pub use book::{EndpointKey, Inventory, InventoryConfig, SpecStatus};

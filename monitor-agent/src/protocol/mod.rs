@@ -1,3 +1,4 @@
 //! Application protocol parsers.
 
+pub mod credentials;
 pub mod http1;

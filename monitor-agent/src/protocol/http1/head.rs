@@ -2,6 +2,7 @@
 //! Everything is copied out immediately so no borrow of the buffer survives.
 
 use super::types::Side;
+use crate::protocol::credentials::{Auth, AuthSniffer};
 
 /// More headers than this is treated as garbage rather than grown into.
 const MAX_HEADERS: usize = 64;
@@ -22,6 +23,9 @@ pub(super) struct RequestHead {
     pub version_minor: u8,
     pub host: Option<String>,
     pub body: BodyLen,
+    /// Boxed: most requests carry none, and the parser's enums stay small.
+    pub auth: Box<Auth>,
+    pub content_type: Option<String>,
 }
 
 #[derive(Debug)]
@@ -30,6 +34,7 @@ pub(super) struct ResponseHead {
     /// Framing implied by the response alone; the session overrides it when
     /// the request (HEAD, CONNECT) says there is no body.
     pub body: BodyLen,
+    pub content_type: Option<String>,
 }
 
 #[derive(Debug)]
@@ -72,7 +77,7 @@ fn parse_request(buf: &[u8]) -> Parsed {
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Parsed::Invalid;
     };
-    let framing = match Framing::from_headers(req.headers) {
+    let framing = match Framing::from_headers(req.headers, true) {
         Some(f) => f,
         None => return Parsed::Invalid,
     };
@@ -97,6 +102,8 @@ fn parse_request(buf: &[u8]) -> Parsed {
             version_minor: version,
             host: framing.host,
             body,
+            auth: Box::new(framing.auth),
+            content_type: framing.content_type,
         }),
     )
 }
@@ -112,7 +119,7 @@ fn parse_response(buf: &[u8]) -> Parsed {
     let Some(status) = res.code else {
         return Parsed::Invalid;
     };
-    let framing = match Framing::from_headers(res.headers) {
+    let framing = match Framing::from_headers(res.headers, false) {
         Some(f) => f,
         None => return Parsed::Invalid,
     };
@@ -127,7 +134,14 @@ fn parse_response(buf: &[u8]) -> Parsed {
             (None, None) => BodyLen::UntilClose,
         }
     };
-    Parsed::Complete(n, Head::Response(ResponseHead { status, body }))
+    Parsed::Complete(
+        n,
+        Head::Response(ResponseHead {
+            status,
+            body,
+            content_type: framing.content_type,
+        }),
+    )
 }
 
 /// In sync we accept any upper-case token so extension methods (WebDAV etc.)
@@ -144,18 +158,26 @@ struct Framing {
     chunked: Option<bool>,
     length: Option<u64>,
     host: Option<String>,
+    auth: Auth,
+    content_type: Option<String>,
 }
 
 impl Framing {
     /// `None` when the framing headers are contradictory or malformed, which
     /// would make any body length we pick a guess.
-    fn from_headers(headers: &[httparse::Header<'_>]) -> Option<Framing> {
+    fn from_headers(headers: &[httparse::Header<'_>], request: bool) -> Option<Framing> {
         let mut f = Framing {
             chunked: None,
             length: None,
             host: None,
+            auth: Auth::default(),
+            content_type: None,
         };
+        let mut auth = AuthSniffer::default();
         for h in headers {
+            if request {
+                auth.observe(h.name.as_bytes(), h.value);
+            }
             if h.name.eq_ignore_ascii_case("content-length") {
                 let n = parse_length(h.value)?;
                 if f.length.is_some_and(|old| old != n) {
@@ -167,10 +189,23 @@ impl Framing {
                 f.chunked = Some(trim(last).eq_ignore_ascii_case(b"chunked"));
             } else if h.name.eq_ignore_ascii_case("host") && f.host.is_none() {
                 f.host = Some(String::from_utf8_lossy(trim(h.value)).into_owned());
+            } else if h.name.eq_ignore_ascii_case("content-type") && f.content_type.is_none() {
+                f.content_type = media_type(h.value);
             }
         }
+        f.auth = auth.finish();
         Some(f)
     }
+}
+
+/// The media type without parameters (`application/json; charset=utf-8` →
+/// `application/json`), lower-cased and bounded, so it can be counted per endpoint.
+fn media_type(v: &[u8]) -> Option<String> {
+    let essence = trim(v.split(|&b| b == b';').next().unwrap_or(&[]));
+    if essence.is_empty() || essence.len() > 100 || !essence.iter().all(u8::is_ascii_graphic) {
+        return None;
+    }
+    Some(String::from_utf8_lossy(essence).to_ascii_lowercase())
 }
 
 fn parse_length(v: &[u8]) -> Option<u64> {

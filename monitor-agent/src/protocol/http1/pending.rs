@@ -19,6 +19,7 @@ pub(super) struct ResponseInfo {
     pub end_ns: u64,
     pub bytes: u64,
     pub truncated: bool,
+    pub content_type: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -28,6 +29,8 @@ pub(super) struct PendingRequest {
     pub target: String,
     pub version_minor: u8,
     pub host: Option<String>,
+    pub auth: Box<crate::protocol::credentials::Auth>,
+    pub content_type: Option<String>,
     pub start_ns: u64,
     pub end_ns: u64,
     pub bytes: u64,

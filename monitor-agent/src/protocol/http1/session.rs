@@ -35,6 +35,7 @@ struct CurrentResponse {
     interim: bool,
     assign: Assign,
     upgrade: bool,
+    content_type: Option<String>,
 }
 
 impl Session {
@@ -155,6 +156,8 @@ impl Session {
             target: h.target,
             version_minor: h.version_minor,
             host: h.host,
+            auth: h.auth,
+            content_type: h.content_type,
             start_ns,
             end_ns: start_ns,
             bytes: head_bytes,
@@ -211,6 +214,7 @@ impl Session {
                 interim: true,
                 assign: Assign::Unmatched,
                 upgrade: false,
+                content_type: None,
             });
             return;
         }
@@ -234,6 +238,7 @@ impl Session {
             interim: false,
             assign,
             upgrade,
+            content_type: h.content_type,
         });
     }
 
@@ -256,6 +261,7 @@ impl Session {
             end_ns: acc.end_ns,
             bytes: acc.bytes.saturating_add(interim.map_or(0, |i| i.bytes)),
             truncated: acc.truncated || interim.is_some_and(|i| i.truncated),
+            content_type: cur.content_type,
         };
         if let Assign::Request { id, .. } = cur.assign {
             if let Some(r) = self.pending.answer(id, info) {
@@ -299,5 +305,8 @@ fn exchange(r: PendingRequest, info: ResponseInfo) -> Exchange {
         response_bytes: info.bytes,
         request_truncated: r.truncated,
         response_truncated: info.truncated,
+        auth: *r.auth,
+        request_content_type: r.content_type,
+        response_content_type: info.content_type,
     }
 }

@@ -79,6 +79,9 @@ fn simple_exchange_fields() {
             response_bytes: len(RESP_OK),
             request_truncated: false,
             response_truncated: false,
+            auth: Default::default(),
+            request_content_type: None,
+            response_content_type: None,
         }]
     );
     assert_eq!(t.stats(), SessionStats::default());
@@ -589,4 +592,23 @@ fn bad_chunk_size_is_a_parse_error_and_resyncs() {
         (st.parse_errors, st.resyncs, st.dropped_requests),
         (1, 1, 1)
     );
+}
+
+#[test]
+fn credentials_and_media_types_are_summarised() {
+    let mut t = T::new();
+    t.req(
+        b"POST /login HTTP/1.1\r\nHost: a\r\nAuthorization: Basic YWxpY2U6czNjcjN0\r\nContent-Type: application/JSON; charset=utf-8\r\nContent-Length: 2\r\n\r\n{}",
+        1,
+    )
+    .resp(
+        b"HTTP/1.1 201 Created\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n\r\n",
+        2,
+    );
+    let x = &t.out[0];
+    assert_eq!(x.auth.label(), "basic");
+    assert_eq!(x.auth.detail.as_deref(), Some("alice"));
+    assert_eq!(x.request_content_type.as_deref(), Some("application/json"));
+    assert_eq!(x.response_content_type.as_deref(), Some("text/plain"));
+    assert!(!format!("{x:?}").contains("s3cr3t"));
 }

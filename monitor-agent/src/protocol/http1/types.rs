@@ -47,6 +47,11 @@ pub struct Exchange {
     pub response_bytes: u64,
     pub request_truncated: bool,
     pub response_truncated: bool,
+    /// Which credential the request carried (never the credential).
+    pub auth: crate::protocol::credentials::Auth,
+    /// Media types without parameters.
+    pub request_content_type: Option<String>,
+    pub response_content_type: Option<String>,
 }
 
 /// Counters describing how much of the connection could not be understood.

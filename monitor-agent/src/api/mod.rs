@@ -1,0 +1,167 @@
+//! The agent's HTTP endpoint: health, metrics and the JSON query API.
+
+mod error;
+mod query;
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, Mutex},
+};
+
+use axum::{
+    extract::State,
+    http::{header, StatusCode},
+    middleware,
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use thiserror::Error;
+
+pub use error::ApiError;
+
+use crate::{
+    calls::RecentCalls, inventory::Inventory, metrics::Metrics, spec::registry::SpecRegistry,
+};
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ListenError {
+    #[error("refusing to listen on non-loopback address {0} without an API token (set --api-token or MONITOR_API_TOKEN)")]
+    TokenRequired(SocketAddr),
+}
+
+/// Off loopback, the query API must be protected; `/metrics` and `/healthz` stay open so
+/// Prometheus and probes keep working.
+pub fn check_listen(addr: SocketAddr, token: Option<&str>) -> Result<(), ListenError> {
+    if !addr.ip().is_loopback() && token.is_none_or(str::is_empty) {
+        return Err(ListenError::TokenRequired(addr));
+    }
+    Ok(())
+}
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub metrics: Arc<Metrics>,
+    pub inventory: Arc<Mutex<Inventory>>,
+    pub recent: Arc<RecentCalls>,
+    pub specs: Arc<Mutex<SpecRegistry>>,
+    /// Required as `Authorization: Bearer` on `/api/` when set.
+    pub token: Option<Arc<str>>,
+}
+
+pub fn router(state: ApiState) -> Router {
+    let api = Router::new()
+        .route("/api/v1/inventory", get(query::inventory))
+        .route("/api/v1/inventory/unused", get(query::unused))
+        .route("/api/v1/calls", get(query::calls))
+        .route("/api/v1/openapi", get(query::openapi))
+        .route("/api/v1/specs", get(query::specs))
+        .fallback(api_not_found)
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics))
+        .merge(api)
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Compares in time independent of where the strings differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn require_token(
+    State(state): State<ApiState>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    if let Some(token) = &state.token {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let ok = given.is_some_and(|g| same_secret(g.as_bytes(), token.as_bytes()));
+        if !ok {
+            let mut r = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                if given.is_some() {
+                    "wrong API token"
+                } else {
+                    "this API needs a token: send Authorization: Bearer <token>"
+                },
+            )
+            .into_response();
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return r;
+        }
+    }
+    next.run(req).await
+}
+
+async fn metrics(State(state): State<ApiState>) -> Response {
+    let body = state.metrics.encode();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn api_not_found(uri: axum::http::Uri) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no API endpoint {}: try /api/v1/inventory, /api/v1/inventory/unused, /api/v1/calls, /api/v1/openapi, /api/v1/specs",
+            uri.path()
+        ),
+    )
+    .into_response()
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "not found: try /healthz, /metrics or /api/v1/inventory\n",
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_loopback_needs_token() {
+        let any: SocketAddr = "0.0.0.0:9464".parse().unwrap();
+        let lo: SocketAddr = "127.0.0.1:9464".parse().unwrap();
+        let lo6: SocketAddr = "[::1]:9464".parse().unwrap();
+        assert_eq!(
+            check_listen(any, None),
+            Err(ListenError::TokenRequired(any))
+        );
+        assert_eq!(
+            check_listen(any, Some("")),
+            Err(ListenError::TokenRequired(any))
+        );
+        assert!(check_listen(any, Some("t0k")).is_ok());
+        assert!(check_listen(lo, None).is_ok());
+        assert!(check_listen(lo6, None).is_ok());
+    }
+
+    #[test]
+    fn secrets_compare_exactly() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
+        assert!(!same_secret(b"", b"a"));
+    }
+}

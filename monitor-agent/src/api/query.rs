@@ -1,0 +1,208 @@
+//! `GET /api/v1/...` handlers. Every parameter is checked: an unknown or malformed one is a
+//! 400 that names it, never silently ignored (a typo in a filter would otherwise return
+//! everything and look like an answer).
+
+use std::{collections::HashMap, convert::Infallible, time::SystemTime};
+
+use axum::{
+    body::Body,
+    extract::{rejection::QueryRejection, Query, State},
+    http::{header, StatusCode},
+    response::{IntoResponse, Response},
+    Json,
+};
+use serde_json::json;
+
+use super::{ApiError, ApiState};
+use crate::{
+    calls::CallFilter,
+    inventory::{openapi, view, SpecStatus},
+};
+
+type Raw = Result<Query<Vec<(String, String)>>, QueryRejection>;
+
+/// Checked query parameters.
+struct Params(HashMap<String, String>);
+
+impl Params {
+    fn parse(raw: Raw, allowed: &[&str]) -> Result<Params, ApiError> {
+        let Query(pairs) =
+            raw.map_err(|e| ApiError::bad_request(format!("malformed query string: {e}")))?;
+        let mut map = HashMap::new();
+        for (k, v) in pairs {
+            if !allowed.contains(&k.as_str()) {
+                return Err(ApiError::bad_request(if allowed.is_empty() {
+                    format!("unknown query parameter {k:?}: this endpoint takes none")
+                } else {
+                    format!(
+                        "unknown query parameter {k:?} (allowed: {})",
+                        allowed.join(", ")
+                    )
+                }));
+            }
+            if map.insert(k.clone(), v).is_some() {
+                return Err(ApiError::bad_request(format!(
+                    "query parameter {k:?} given twice"
+                )));
+            }
+        }
+        Ok(Params(map))
+    }
+
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0.get(k).map(String::as_str)
+    }
+
+    fn non_empty(&self, k: &str) -> Result<Option<String>, ApiError> {
+        match self.get(k) {
+            Some("") => Err(ApiError::bad_request(format!(
+                "query parameter {k:?} is empty"
+            ))),
+            v => Ok(v.map(str::to_string)),
+        }
+    }
+}
+
+/// `since`: an RFC 3339 time, or a duration back from now (`15m`, `2h`, `7d`).
+fn parse_since(s: &str) -> Result<SystemTime, ApiError> {
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return Ok(t);
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(SystemTime::now()
+            .checked_sub(d)
+            .unwrap_or(SystemTime::UNIX_EPOCH));
+    }
+    Err(ApiError::bad_request(format!(
+        "since={s:?} is neither an RFC 3339 time (2026-11-27T10:00:00Z) nor a duration (15m, 2h)"
+    )))
+}
+
+fn parse_status(s: &str) -> Result<SpecStatus, ApiError> {
+    SpecStatus::parse(s).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "spec_status={s:?} is not one of documented, shadow, zombie"
+        ))
+    })
+}
+
+pub(super) async fn inventory(State(st): State<ApiState>, raw: Raw) -> Result<Response, ApiError> {
+    let p = Params::parse(raw, &["service", "spec_status", "since"])?;
+    let filter = view::Filter {
+        service: p.non_empty("service")?,
+        spec_status: p.get("spec_status").map(parse_status).transpose()?,
+        since: p.get("since").map(parse_since).transpose()?,
+    };
+    let endpoints = {
+        let inv = st.inventory.lock().map_err(|_| internal())?;
+        view::endpoints(&inv, &filter)
+    };
+    Ok(Json(json!({ "count": endpoints.len(), "endpoints": endpoints })).into_response())
+}
+
+pub(super) async fn unused(State(st): State<ApiState>, raw: Raw) -> Result<Response, ApiError> {
+    let p = Params::parse(raw, &["service"])?;
+    let service = p.non_empty("service")?;
+    let unused = {
+        let inv = st.inventory.lock().map_err(|_| internal())?;
+        view::unused(&inv, service.as_deref())
+    };
+    Ok(Json(json!({ "count": unused.len(), "unused": unused })).into_response())
+}
+
+pub(super) async fn calls(State(st): State<ApiState>, raw: Raw) -> Result<Response, ApiError> {
+    let p = Params::parse(raw, &["limit", "service", "route", "follow"])?;
+    let cap = st.recent.capacity();
+    let limit = match p.get("limit") {
+        None => 100.min(cap),
+        Some(s) => s
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=cap).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(format!("limit={s:?} must be a number from 1 to {cap}"))
+            })?,
+    };
+    let follow = match p.get("follow") {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(s) => {
+            return Err(ApiError::bad_request(format!(
+                "follow={s:?} must be true or false"
+            )))
+        }
+    };
+    let filter = CallFilter {
+        service: p.non_empty("service")?,
+        route: p.non_empty("route")?,
+    };
+    if follow {
+        return Ok(follow_stream(&st, filter));
+    }
+    let calls = st.recent.latest(limit, &filter);
+    Ok(Json(json!({ "count": calls.len(), "calls": calls })).into_response())
+}
+
+/// New calls as JSON Lines, for as long as the client stays.
+fn follow_stream(st: &ApiState, filter: CallFilter) -> Response {
+    let rx = st.recent.follow();
+    let stream = futures_util::stream::unfold((rx, filter), |(mut rx, filter)| async move {
+        loop {
+            match rx.recv().await {
+                Ok(c) if filter.matches(&c) => {
+                    let mut line = serde_json::to_vec(&*c).unwrap_or_default();
+                    line.push(b'\n');
+                    return Some((Ok::<_, Infallible>(bytes::Bytes::from(line)), (rx, filter)));
+                }
+                Ok(_) => {}
+                // A slow follower skips what it missed.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+pub(super) async fn openapi(State(st): State<ApiState>, raw: Raw) -> Result<Response, ApiError> {
+    let p = Params::parse(raw, &["service"])?;
+    let Some(service) = p.non_empty("service")? else {
+        return Err(ApiError::bad_request(
+            "the service parameter is required: /api/v1/openapi?service=NAME",
+        ));
+    };
+    let endpoints = {
+        let inv = st.inventory.lock().map_err(|_| internal())?;
+        view::endpoints(
+            &inv,
+            &view::Filter {
+                service: Some(service.clone()),
+                ..Default::default()
+            },
+        )
+    };
+    if endpoints.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("no endpoint of service {service:?} has been observed"),
+        ));
+    }
+    Ok(Json(openapi::export(&service, &endpoints)).into_response())
+}
+
+pub(super) async fn specs(State(st): State<ApiState>, raw: Raw) -> Result<Response, ApiError> {
+    Params::parse(raw, &[])?;
+    let states = st.specs.lock().map_err(|_| internal())?.states();
+    Ok(Json(json!({ "specs": states })).into_response())
+}
+
+fn internal() -> ApiError {
+    ApiError::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the agent's state is unavailable (a worker failed); see its log",
+    )
+}

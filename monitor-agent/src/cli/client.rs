@@ -1,0 +1,90 @@
+//! A small blocking client for the agent's query API, shared by the query subcommands.
+
+use std::{io::Read, time::Duration};
+
+use anyhow::{bail, Context, Result};
+use serde::de::DeserializeOwned;
+
+use super::ServerArgs;
+
+/// Inventories of large clusters are big, but not this big.
+const MAX_BODY: u64 = 512 << 20;
+
+pub struct Client {
+    base: String,
+    token: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    pub fn new(s: &ServerArgs, streaming: bool) -> Client {
+        let mut cfg = ureq::Agent::config_builder().http_status_as_error(false);
+        if !streaming {
+            cfg = cfg.timeout_global(Some(Duration::from_secs(30)));
+        } else {
+            cfg = cfg.timeout_connect(Some(Duration::from_secs(10)));
+        }
+        Client {
+            base: s.server.trim_end_matches('/').to_string(),
+            token: s.token.clone().filter(|t| !t.is_empty()),
+            agent: cfg.build().into(),
+        }
+    }
+
+    fn call(&self, path_and_query: &str) -> Result<ureq::http::Response<ureq::Body>> {
+        let url = format!("{}{}", self.base, path_and_query);
+        let mut req = self.agent.get(&url);
+        if let Some(t) = &self.token {
+            req = req.header("Authorization", &format!("Bearer {t}"));
+        }
+        let mut resp = req.call().with_context(|| {
+            format!(
+                "cannot reach the agent at {} (is `monitor-agent run` running there? see --server)",
+                self.base
+            )
+        })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(1 << 20)
+                .read_to_string()
+                .unwrap_or_default();
+            let msg = serde_json::from_str::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                .unwrap_or(body);
+            bail!("the agent answered {}: {}", status.as_u16(), msg.trim());
+        }
+        Ok(resp)
+    }
+
+    pub fn get_json<T: DeserializeOwned>(&self, path_and_query: &str) -> Result<T> {
+        let mut resp = self.call(path_and_query)?;
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_string()
+            .context("reading the agent's answer")?;
+        serde_json::from_str(&body).context("the agent's answer is not the expected JSON")
+    }
+
+    /// The body as a byte stream, for endpoints that stream JSON Lines.
+    pub fn stream(&self, path_and_query: &str) -> Result<impl Read> {
+        Ok(self.call(path_and_query)?.into_body().into_reader())
+    }
+}
+
+/// `?a=b&c=d` from the parameters that are set.
+pub fn query(params: &[(&str, Option<String>)]) -> String {
+    let set: Vec<(&str, &str)> = params
+        .iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)))
+        .collect();
+    if set.is_empty() {
+        return String::new();
+    }
+    format!("?{}", serde_urlencoded::to_string(set).unwrap_or_default())
+}

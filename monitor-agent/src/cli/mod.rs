@@ -1,0 +1,262 @@
+//! Command-line interface.
+
+mod calls;
+mod client;
+mod inventory;
+mod spec_check;
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use clap::{Args, Parser, Subcommand};
+
+pub use calls::calls;
+pub use inventory::inventory;
+pub use spec_check::spec_check;
+
+use crate::{
+    identity::ServiceRule, inventory::shape::RoutePattern, output::OutputFormat,
+    spec::registry::SpecSource,
+};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "monitor-agent",
+    version,
+    about = "eBPF API traffic monitor: sees every HTTP call on this node"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent: capture HTTP traffic of every process on this node (needs root).
+    Run(RunArgs),
+    /// Show the API inventory of a running agent: every endpoint in use, with its spec status.
+    Inventory(InventoryArgs),
+    /// Show recent calls seen by a running agent, or follow them live.
+    Calls(CallsArgs),
+    /// Work with declared API specs.
+    #[command(subcommand)]
+    Spec(SpecCommand),
+}
+
+/// Where the agent to query is.
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// The agent's listen address.
+    #[arg(long, env = "MONITOR_SERVER", default_value = "http://127.0.0.1:9464")]
+    pub server: String,
+
+    /// API token, when the agent requires one.
+    #[arg(long, env = "MONITOR_API_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct InventoryArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    /// Only this service's endpoints.
+    #[arg(long)]
+    pub service: Option<String>,
+
+    /// Only endpoints with this spec status.
+    #[arg(long, value_parser = ["documented", "shadow", "zombie"])]
+    pub spec_status: Option<String>,
+
+    /// Only endpoints called since then: RFC 3339 time or a duration back from now (15m, 2h).
+    #[arg(long)]
+    pub since: Option<String>,
+
+    /// Print the agent's JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+
+    /// List declared operations never observed instead.
+    #[arg(long, conflicts_with = "openapi")]
+    pub unused: bool,
+
+    /// Print the OpenAPI 3.1 document of what SERVICE was observed serving.
+    #[arg(long, value_name = "SERVICE")]
+    pub openapi: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CallsArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    /// Calls involving this service (as client or server).
+    #[arg(long)]
+    pub service: Option<String>,
+
+    /// Calls filed under this route.
+    #[arg(long)]
+    pub route: Option<String>,
+
+    /// How many recent calls to show.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+
+    /// Keep printing new calls as they happen (Ctrl-C to stop).
+    #[arg(long, short)]
+    pub follow: bool,
+
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SpecCommand {
+    /// Compare a spec file with what the agent observed; exits 1 when shadow or zombie
+    /// endpoints exist (for CI), 2 when the check itself failed.
+    Check(SpecCheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SpecCheckArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    /// The service the spec describes, as the agent names it.
+    #[arg(long)]
+    pub service: String,
+
+    /// OpenAPI 3.0/3.1 or Swagger 2.0 file (JSON or YAML), or a directory of them.
+    pub file: PathBuf,
+
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// How call records are written to stdout.
+    #[arg(long, value_enum, default_value = "text")]
+    pub output: OutputFormat,
+
+    /// Address of the health, metrics and query endpoint.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub listen: SocketAddr,
+
+    /// Bearer token required by the query API; mandatory when --listen is not loopback.
+    #[arg(long, env = "MONITOR_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+
+    /// Size of the kernel → agent ring buffer in MiB (power of two).
+    #[arg(long, default_value_t = 16, value_parser = parse_ring_mb)]
+    pub ring_buffer_mb: u32,
+
+    /// Most connections tracked at once; the longest idle are forgotten beyond it.
+    #[arg(long, default_value_t = 65536)]
+    pub max_connections: usize,
+
+    /// Seconds without traffic after which a connection is forgotten.
+    #[arg(long, default_value_t = 300)]
+    pub idle_timeout_secs: u64,
+
+    /// Have the kernel account time spent in the agent's eBPF programs, exported as
+    /// `monitor_program_run_seconds_total` (adds a few nanoseconds per program run).
+    #[arg(long)]
+    pub kernel_stats: bool,
+
+    /// Parsing threads (default: one per CPU).
+    #[arg(long)]
+    pub workers: Option<usize>,
+
+    /// YAML file with service rules, route patterns and specs (see README).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Name a service: NAME=port:N, NAME=comm:PROCESS, NAME=exe:PATH, NAME=cidr:CIDR or
+    /// NAME=cgroup:SUBSTRING. Repeatable; the first matching rule wins.
+    #[arg(long = "service", value_name = "NAME=MATCH")]
+    pub services: Vec<ServiceRule>,
+
+    /// A route template that wins over automatic templating, e.g. /users/{id}. Repeatable.
+    #[arg(long = "route-pattern", value_name = "PATTERN")]
+    pub route_patterns: Vec<RoutePattern>,
+
+    /// A service's declared API: SERVICE=PATH to an OpenAPI 3.0/3.1 or Swagger 2.0 file
+    /// (JSON or YAML) or a directory of them. Repeatable; reloaded on change and on SIGHUP.
+    #[arg(long = "spec", value_name = "SERVICE=PATH")]
+    pub specs: Vec<SpecSource>,
+
+    /// Where the inventory database lives.
+    #[arg(long, default_value = "/var/lib/monitor-agent")]
+    pub data_dir: PathBuf,
+
+    /// Seconds between inventory writes to disk (at most this much is lost on a crash).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub flush_interval_secs: u64,
+
+    /// Recent calls kept for `GET /api/v1/calls`.
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub recent_calls: u64,
+
+    /// Distinct values one route position may take under the same prefix before it is
+    /// treated as a parameter ({param}); 0 turns this off.
+    #[arg(long, default_value_t = 50)]
+    pub route_cardinality: usize,
+
+    /// Most endpoints the inventory keeps.
+    #[arg(long, default_value_t = 50_000)]
+    pub max_endpoints: usize,
+}
+
+fn parse_ring_mb(s: &str) -> Result<u32, String> {
+    let v: u32 = s
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of MiB"))?;
+    if v == 0 || !v.is_power_of_two() || v > 1024 {
+        return Err(format!("{v} must be a power of two between 1 and 1024"));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_size_must_be_power_of_two() {
+        assert_eq!(parse_ring_mb("16"), Ok(16));
+        assert!(parse_ring_mb("12").is_err());
+        assert!(parse_ring_mb("0").is_err());
+        assert!(parse_ring_mb("lots").is_err());
+    }
+
+    #[test]
+    fn run_defaults() {
+        let cli = Cli::try_parse_from(["monitor-agent", "run"]).unwrap();
+        let Command::Run(args) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(args.data_dir, PathBuf::from("/var/lib/monitor-agent"));
+        assert!(Cli::try_parse_from(["monitor-agent", "run", "--service", "x"]).is_err());
+        assert!(Cli::try_parse_from(["monitor-agent", "run", "--spec", "x"]).is_err());
+        assert!(Cli::try_parse_from(["monitor-agent", "run", "--route-pattern", "x"]).is_err());
+        assert!(Cli::try_parse_from([
+            "monitor-agent",
+            "run",
+            "--service",
+            "u=port:80",
+            "--service",
+            "d=comm:pg",
+            "--route-pattern",
+            "/u/{id}",
+            "--spec",
+            "u=/tmp/u.yaml"
+        ])
+        .is_ok());
+        assert_eq!(args.listen.to_string(), "127.0.0.1:9464");
+        assert_eq!(args.output, OutputFormat::Text);
+        assert!(Cli::try_parse_from(["monitor-agent", "run", "--output", "xml"]).is_err());
+        assert!(Cli::try_parse_from(["monitor-agent", "run", "--listen", "nope"]).is_err());
+    }
+}

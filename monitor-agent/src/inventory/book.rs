@@ -1,0 +1,393 @@
+//! The inventory itself: endpoints keyed by (service, method, route), classified against
+//! the declared specs, with their statistics.
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::UNIX_EPOCH,
+};
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    shape::{apply_merge, Cardinality, Merge, Patterns},
+    stats::{EndpointStats, Observation},
+};
+use crate::{record::CallRecord, spec::ServiceSpec};
+
+/// How an observed endpoint relates to its service's declared spec.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SpecStatus {
+    /// Declared and not deprecated.
+    Documented,
+    /// Served but declared nowhere (also every endpoint of a service with no spec).
+    Shadow,
+    /// Declared `deprecated: true` and still called.
+    Zombie,
+}
+
+impl SpecStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpecStatus::Documented => "documented",
+            SpecStatus::Shadow => "shadow",
+            SpecStatus::Zombie => "zombie",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<SpecStatus> {
+        match s {
+            "documented" => Some(SpecStatus::Documented),
+            "shadow" => Some(SpecStatus::Shadow),
+            "zombie" => Some(SpecStatus::Zombie),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct EndpointKey {
+    pub service: String,
+    pub method: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Endpoint {
+    pub stats: EndpointStats,
+    pub spec_status: SpecStatus,
+    pub operation_id: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct InventoryConfig {
+    pub patterns: Patterns,
+    /// Distinct literal values under one route prefix beyond which the position becomes a
+    /// parameter; 0 disables merging.
+    pub cardinality_limit: usize,
+    /// Endpoints kept at most; calls to further new endpoints are counted as overflow.
+    pub max_endpoints: usize,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        InventoryConfig {
+            patterns: Patterns::default(),
+            cardinality_limit: 50,
+            max_endpoints: 50_000,
+        }
+    }
+}
+
+pub struct Inventory {
+    endpoints: HashMap<EndpointKey, Endpoint>,
+    specs: HashMap<String, Arc<ServiceSpec>>,
+    patterns: Patterns,
+    cardinality: Cardinality,
+    max_endpoints: usize,
+    /// Changed since the store last took them.
+    dirty: HashSet<EndpointKey>,
+    /// Merged into another endpoint since the store last took them.
+    removed: HashSet<EndpointKey>,
+    /// Calls not recorded because `max_endpoints` was reached.
+    pub overflow: u64,
+}
+
+/// The route a call is filed under and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Routed {
+    pub route: String,
+    pub merges: Vec<Merge>,
+}
+
+fn is_declared_method(m: &str) -> bool {
+    matches!(
+        m,
+        "GET" | "PUT" | "POST" | "DELETE" | "OPTIONS" | "HEAD" | "PATCH" | "TRACE"
+    )
+}
+
+impl Inventory {
+    pub fn new(cfg: InventoryConfig) -> Inventory {
+        Inventory {
+            endpoints: HashMap::new(),
+            specs: HashMap::new(),
+            patterns: cfg.patterns,
+            cardinality: Cardinality::new(cfg.cardinality_limit),
+            max_endpoints: cfg.max_endpoints,
+            dirty: HashSet::new(),
+            removed: HashSet::new(),
+            overflow: 0,
+        }
+    }
+
+    /// The route of a request to `service`: a declared path template when the spec has
+    /// one for the path (whatever the method), else an operator pattern, else the
+    /// built-in templating (`heuristic`) with merged positions applied.
+    pub fn route(&mut self, service: &str, method: &str, path: &str, heuristic: &str) -> Routed {
+        if let Some(route) = self.declared_route(service, method, path) {
+            return Routed {
+                route,
+                merges: Vec::new(),
+            };
+        }
+        if let Some(p) = self.patterns.find(path) {
+            return Routed {
+                route: p.to_string(),
+                merges: Vec::new(),
+            };
+        }
+        let mut merges = Vec::new();
+        let route = self.cardinality.shape(service, heuristic, &mut merges);
+        for m in &merges {
+            self.apply(m);
+        }
+        Routed { route, merges }
+    }
+
+    fn declared_route(&self, service: &str, method: &str, path: &str) -> Option<String> {
+        let spec = self.specs.get(service)?;
+        if let Some(op) = spec.match_op(method, path) {
+            return Some(op.route.clone());
+        }
+        // An undeclared method on a declared path is still filed under the declared path.
+        let mut tried = Vec::new();
+        for op in &spec.ops {
+            if tried.contains(&op.method.as_str()) {
+                continue;
+            }
+            tried.push(op.method.as_str());
+            if let Some(op) = spec.match_op(&op.method, path) {
+                return Some(op.route.clone());
+            }
+        }
+        None
+    }
+
+    fn classify(&self, service: &str, method: &str, route: &str) -> (SpecStatus, Option<String>) {
+        let Some(spec) = self.specs.get(service) else {
+            return (SpecStatus::Shadow, None);
+        };
+        match spec.match_op(method, route) {
+            Some(op) => (
+                if op.deprecated {
+                    SpecStatus::Zombie
+                } else {
+                    SpecStatus::Documented
+                },
+                op.operation_id.clone(),
+            ),
+            _ => (SpecStatus::Shadow, None),
+        }
+    }
+
+    /// Files one call (already routed, counted once) under its endpoint.
+    pub fn observe(&mut self, call: &CallRecord) {
+        let service = call.server.service.as_deref().unwrap_or("");
+        let key = EndpointKey {
+            service: service.to_string(),
+            method: call.method.clone(),
+            route: call.route.clone(),
+        };
+        let obs = Observation {
+            ts_us: call
+                .ts
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as i64),
+            status: call.status,
+            duration_us: call.duration_us,
+            request_bytes: call.request_bytes,
+            response_bytes: call.response_bytes,
+            caller: call.client.service.as_deref().unwrap_or("unknown"),
+            auth: &auth_label(call),
+            request_content_type: call.request_content_type.as_deref(),
+            response_content_type: call.response_content_type.as_deref(),
+            query: call.path.split_once('?').map(|(_, q)| q),
+        };
+        if !self.endpoints.contains_key(&key) {
+            if self.endpoints.len() >= self.max_endpoints {
+                self.overflow += 1;
+                return;
+            }
+            let (spec_status, operation_id) = self.classify(&key.service, &key.method, &key.route);
+            self.endpoints.insert(
+                key.clone(),
+                Endpoint {
+                    stats: EndpointStats::default(),
+                    spec_status,
+                    operation_id,
+                },
+            );
+        }
+        if let Some(e) = self.endpoints.get_mut(&key) {
+            e.stats.observe(&obs);
+        }
+        self.dirty.insert(key);
+    }
+
+    /// Re-files every endpoint of `m.service` whose route has a literal where a parameter
+    /// was just recognised.
+    fn apply(&mut self, m: &Merge) {
+        let affected: Vec<(EndpointKey, String)> = self
+            .endpoints
+            .keys()
+            .filter(|k| k.service == m.service)
+            .filter_map(|k| apply_merge(&k.route, &m.prefix).map(|r| (k.clone(), r)))
+            .collect();
+        for (old, route) in affected {
+            self.rekey(old, route);
+        }
+    }
+
+    fn rekey(&mut self, old: EndpointKey, route: String) {
+        let Some(e) = self.endpoints.remove(&old) else {
+            return;
+        };
+        let new = EndpointKey {
+            route,
+            ..old.clone()
+        };
+        let (spec_status, operation_id) = self.classify(&new.service, &new.method, &new.route);
+        match self.endpoints.get_mut(&new) {
+            Some(target) => target.stats.merge(&e.stats),
+            None => {
+                self.endpoints.insert(
+                    new.clone(),
+                    Endpoint {
+                        stats: e.stats,
+                        spec_status,
+                        operation_id,
+                    },
+                );
+            }
+        }
+        self.dirty.remove(&old);
+        self.removed.insert(old);
+        self.removed.remove(&new);
+        self.dirty.insert(new);
+    }
+
+    /// Puts new specs in force: endpoints are re-filed under declared templates and
+    /// re-classified.
+    pub fn set_specs(&mut self, specs: HashMap<String, Arc<ServiceSpec>>) {
+        self.specs = specs;
+        let keys: Vec<EndpointKey> = self.endpoints.keys().cloned().collect();
+        for k in keys {
+            if let Some(route) = self.declared_route(&k.service, &k.method, &k.route) {
+                if route != k.route {
+                    self.rekey(k, route);
+                    continue;
+                }
+            }
+            let (status, op) = self.classify(&k.service, &k.method, &k.route);
+            if let Some(e) = self.endpoints.get_mut(&k) {
+                if e.spec_status != status || e.operation_id != op {
+                    e.spec_status = status;
+                    e.operation_id = op;
+                    self.dirty.insert(k);
+                }
+            }
+        }
+    }
+
+    pub fn specs(&self) -> &HashMap<String, Arc<ServiceSpec>> {
+        &self.specs
+    }
+
+    pub fn endpoints(&self) -> impl Iterator<Item = (&EndpointKey, &Endpoint)> {
+        self.endpoints.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+
+    /// Declared operations never observed, per service with a spec.
+    pub fn unused(&self) -> Vec<(String, crate::spec::DeclaredOp)> {
+        let mut out = Vec::new();
+        for (service, spec) in &self.specs {
+            for op in &spec.ops {
+                let key = EndpointKey {
+                    service: service.clone(),
+                    method: op.method.clone(),
+                    route: op.route.clone(),
+                };
+                if !self.endpoints.contains_key(&key) && is_declared_method(&op.method) {
+                    out.push((service.clone(), op.clone()));
+                }
+            }
+        }
+        out.sort_by(|a, b| (&a.0, &a.1.route, &a.1.method).cmp(&(&b.0, &b.1.route, &b.1.method)));
+        out
+    }
+
+    /// What changed since the last call: endpoints to write, keys to delete.
+    pub fn take_changes(&mut self) -> (Vec<(EndpointKey, Endpoint)>, Vec<EndpointKey>) {
+        let upserts = self
+            .dirty
+            .drain()
+            .filter_map(|k| self.endpoints.get(&k).map(|e| (k.clone(), e.clone())))
+            .collect();
+        let removed = self.removed.drain().collect();
+        (upserts, removed)
+    }
+
+    /// Marks a failed flush's changes for the next one.
+    pub fn requeue(&mut self, upserts: Vec<(EndpointKey, Endpoint)>, removed: Vec<EndpointKey>) {
+        for (k, _) in upserts {
+            if !self.removed.contains(&k) {
+                self.dirty.insert(k);
+            }
+        }
+        for k in removed {
+            if !self.endpoints.contains_key(&k) {
+                self.removed.insert(k);
+            }
+        }
+    }
+
+    /// Adds endpoints restored from the store.
+    pub fn restore(&mut self, key: EndpointKey, stats: EndpointStats) {
+        let mut merges = Vec::new();
+        // Teach the merging what was merged before the restart.
+        let route = self
+            .cardinality
+            .shape(&key.service, &key.route, &mut merges);
+        let key = EndpointKey { route, ..key };
+        let (spec_status, operation_id) = self.classify(&key.service, &key.method, &key.route);
+        match self.endpoints.get_mut(&key) {
+            Some(e) => e.stats.merge(&stats),
+            None => {
+                self.endpoints.insert(
+                    key,
+                    Endpoint {
+                        stats,
+                        spec_status,
+                        operation_id,
+                    },
+                );
+            }
+        }
+        for m in &merges {
+            self.apply(m);
+        }
+    }
+}
+
+/// `jwt iss=https://issuer`, `api_key x-api-key`, `basic`, `none`...
+pub fn auth_label(call: &CallRecord) -> String {
+    let a = &call.auth;
+    match (&a.kind, &a.issuer, &a.detail) {
+        (crate::protocol::credentials::AuthKind::Jwt, Some(iss), _) => format!("jwt iss={iss}"),
+        (crate::protocol::credentials::AuthKind::ApiKey, _, Some(h)) => format!("api_key {h}"),
+        _ => a.label().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

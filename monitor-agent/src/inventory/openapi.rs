@@ -1,0 +1,201 @@
+//! Observed traffic as an OpenAPI 3.1 document: what a service really serves, ready to be
+//! diffed against its declared spec or to become the first draft of one.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value};
+
+use super::{shape::is_placeholder, view::EndpointView};
+
+/// OpenAPI's method keys; other methods (WebDAV...) cannot be expressed.
+fn method_key(m: &str) -> Option<&'static str> {
+    Some(match m {
+        "GET" => "get",
+        "PUT" => "put",
+        "POST" => "post",
+        "DELETE" => "delete",
+        "OPTIONS" => "options",
+        "HEAD" => "head",
+        "PATCH" => "patch",
+        "TRACE" => "trace",
+        _ => return None,
+    })
+}
+
+/// Schema for a built-in placeholder, so `{id}` exports as an integer and `{uuid}` as a
+/// uuid-formatted string.
+fn param_schema(placeholder: &str) -> Value {
+    match placeholder {
+        "id" => json!({"type": "integer", "minimum": 0}),
+        "uuid" => json!({"type": "string", "format": "uuid"}),
+        "date" => json!({"type": "string", "format": "date"}),
+        "email" => json!({"type": "string", "format": "email"}),
+        _ => json!({"type": "string"}),
+    }
+}
+
+/// The path with placeholder names made unique (`/a/{id}/b/{id}` → `/a/{id}/b/{id_2}`)
+/// as OpenAPI requires, and its path parameters (name, original placeholder).
+fn path_and_params(route: &str) -> (String, Vec<(String, String)>) {
+    let mut params: Vec<(String, String)> = Vec::new();
+    let mut out = String::with_capacity(route.len() + 8);
+    let mut rest = route;
+    while let Some(open) = rest.find('{') {
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        out.push_str(&rest[..open]);
+        let orig = &rest[open + 1..open + close];
+        let base: String = orig
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let base = if base.is_empty() {
+            "param".to_string()
+        } else {
+            base
+        };
+        let mut name = base.clone();
+        let mut n = 1;
+        while params.iter().any(|(p, _)| *p == name) {
+            n += 1;
+            name = format!("{base}_{n}");
+        }
+        out.push('{');
+        out.push_str(&name);
+        out.push('}');
+        params.push((name, orig.to_string()));
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    (out, params)
+}
+
+/// Paths equal up to parameter names are one path in OpenAPI.
+fn shape_key(route: &str) -> String {
+    route
+        .split('/')
+        .map(|s| if is_placeholder(s) { "{}" } else { s })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+fn operation(e: &EndpointView, params: &[(String, String)]) -> Value {
+    let mut parameters: Vec<Value> = params
+        .iter()
+        .map(|(name, orig)| {
+            json!({"name": name, "in": "path", "required": true, "schema": param_schema(orig)})
+        })
+        .collect();
+    for q in &e.query_params {
+        parameters.push(
+            json!({"name": q, "in": "query", "required": false, "schema": {"type": "string"}}),
+        );
+    }
+    let content: Map<String, Value> = e
+        .response_content_types
+        .keys()
+        .filter(|ct| ct.contains('/'))
+        .map(|ct| (ct.clone(), json!({})))
+        .collect();
+    let mut responses = Map::new();
+    for (status, n) in &e.statuses {
+        let mut r = Map::new();
+        r.insert("description".into(), json!(format!("observed {n} times")));
+        if !content.is_empty() && status != "204" && status != "304" {
+            r.insert("content".into(), Value::Object(content.clone()));
+        }
+        responses.insert(status.clone(), Value::Object(r));
+    }
+    let mut op = Map::new();
+    op.insert("summary".into(), json!(format!("{} {}", e.method, e.route)));
+    if !parameters.is_empty() {
+        op.insert("parameters".into(), Value::Array(parameters));
+    }
+    let req_content: Map<String, Value> = e
+        .request_content_types
+        .keys()
+        .filter(|ct| ct.contains('/'))
+        .map(|ct| (ct.clone(), json!({})))
+        .collect();
+    if !req_content.is_empty() && !matches!(e.method.as_str(), "GET" | "HEAD" | "DELETE" | "TRACE")
+    {
+        op.insert("requestBody".into(), json!({"content": req_content}));
+    }
+    op.insert("responses".into(), Value::Object(responses));
+    op.insert(
+        "x-observed".into(),
+        json!({
+            "calls": e.calls,
+            "first_seen": e.first_seen,
+            "last_seen": e.last_seen,
+            "spec_status": e.spec_status,
+            "callers": e.callers,
+        }),
+    );
+    Value::Object(op)
+}
+
+/// One OpenAPI path: as written, its parameters, its operations by method.
+type PathEntry = (String, Vec<(String, String)>, Map<String, Value>);
+
+/// The OpenAPI 3.1 document for one service's observed endpoints.
+pub fn export(service: &str, endpoints: &[EndpointView]) -> Value {
+    // shape → (path as first written, operations by method)
+    let mut paths: BTreeMap<String, PathEntry> = BTreeMap::new();
+    let mut busiest_first: Vec<&EndpointView> =
+        endpoints.iter().filter(|e| e.service == service).collect();
+    busiest_first.sort_by(|a, b| b.calls.cmp(&a.calls).then(a.route.cmp(&b.route)));
+    for e in busiest_first {
+        let Some(key) = method_key(&e.method) else {
+            continue;
+        };
+        if !e.route.starts_with('/') {
+            continue;
+        }
+        let entry = paths.entry(shape_key(&e.route)).or_insert_with(|| {
+            let (path, params) = path_and_params(&e.route);
+            (path, params, Map::new())
+        });
+        // Two routes of one shape with the same method: the busier one describes it.
+        if !entry.2.contains_key(key) {
+            let op = operation(e, &entry.1);
+            entry.2.insert(key.to_string(), op);
+        }
+    }
+    let paths: Map<String, Value> = paths
+        .into_values()
+        .map(|(path, _, ops)| (path, Value::Object(ops)))
+        .collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": format!("{service} (observed)"),
+            "version": "observed",
+            "description": format!("Endpoints of {service} observed on the wire by monitor-agent; not a declared contract."),
+        },
+        "paths": paths,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicate_placeholders_are_renamed() {
+        let (p, params) = path_and_params("/users/{id}/orders/{id}");
+        assert_eq!(p, "/users/{id}/orders/{id_2}");
+        assert_eq!(params.len(), 2);
+        assert_eq!(params[1], ("id_2".to_string(), "id".to_string()));
+        let (p, _) = path_and_params("/files/{name}.json");
+        assert_eq!(p, "/files/{name}.json");
+        assert_eq!(shape_key("/u/{id}"), shape_key("/u/{uuid}"));
+    }
+}

@@ -1,0 +1,113 @@
+use std::{sync::Arc, time::SystemTime};
+
+use super::*;
+use crate::record::Peer;
+
+const W: u64 = 1_000_000_000;
+
+fn rec(role: Role, client: &str, server: &str, path: &str) -> CallRecord {
+    let c: SocketAddr = client.parse().unwrap();
+    let s: SocketAddr = server.parse().unwrap();
+    let (client, server) = match role {
+        Role::Client => (Peer::local(c, 10, Arc::from("curl")), Peer::remote(s)),
+        Role::Server => (Peer::remote(c), Peer::local(s, 20, Arc::from("python3"))),
+    };
+    CallRecord {
+        ts: SystemTime::UNIX_EPOCH,
+        protocol: "http/1.1",
+        tls: false,
+        role,
+        method: "GET".into(),
+        path: path.into(),
+        route: path.into(),
+        status: 200,
+        duration_us: if role == Role::Server { 100 } else { 150 },
+        request_bytes: 1,
+        response_bytes: 2,
+        client,
+        server,
+        host: None,
+        truncated: false,
+        seen_by_both: false,
+        auth: Default::default(),
+        request_content_type: None,
+        response_content_type: None,
+    }
+}
+
+#[test]
+fn both_sides_make_one_call() {
+    let mut p = Pairing::new(W);
+    let mut out = Vec::new();
+    let (c, s) = ("127.0.0.1:40000", "127.0.0.1:8080");
+    p.push(rec(Role::Client, c, s, "/a"), 0, &mut out);
+    p.push(rec(Role::Client, c, s, "/b"), 0, &mut out);
+    assert!(out.is_empty());
+    p.push(rec(Role::Server, c, s, "/a"), 10, &mut out);
+    p.push(rec(Role::Server, c, s, "/b"), 10, &mut out);
+    assert_eq!(out.len(), 2);
+    for (r, path) in out.iter().zip(["/a", "/b"]) {
+        assert_eq!(r.path, path);
+        assert!(r.seen_by_both);
+        assert_eq!(r.duration_us, 100, "server timing wins");
+        assert_eq!(r.client.pid, Some(10));
+        assert_eq!(r.server.pid, Some(20));
+    }
+    p.expire(10 * W, &mut out);
+    assert_eq!(out.len(), 2);
+    assert_eq!(p.paired, 2);
+}
+
+#[test]
+fn one_side_counts_once_after_the_window() {
+    let mut p = Pairing::new(W);
+    let mut out = Vec::new();
+    p.push(
+        rec(Role::Server, "127.0.0.1:40001", "127.0.0.1:8080", "/x"),
+        0,
+        &mut out,
+    );
+    p.expire(W / 2, &mut out);
+    assert!(out.is_empty());
+    p.expire(W, &mut out);
+    assert_eq!(out.len(), 1);
+    assert!(!out[0].seen_by_both);
+    // The other side turning up after all is not counted again.
+    p.push(
+        rec(Role::Client, "127.0.0.1:40001", "127.0.0.1:8080", "/x"),
+        W + 1,
+        &mut out,
+    );
+    assert_eq!(out.len(), 1);
+    p.expire(100 * W, &mut out);
+    assert_eq!(out.len(), 1);
+}
+
+#[test]
+fn remote_peers_count_at_once() {
+    let mut p = Pairing::new(W);
+    let mut out = Vec::new();
+    p.push(
+        rec(Role::Server, "192.0.2.7:40000", "10.0.0.1:8080", "/x"),
+        0,
+        &mut out,
+    );
+    assert_eq!(out.len(), 1);
+    assert_eq!(p.waiting(), 0);
+}
+
+#[test]
+fn same_path_on_different_connections_is_not_mixed_up() {
+    let mut p = Pairing::new(W);
+    let mut out = Vec::new();
+    let s = "127.0.0.1:8080";
+    p.push(rec(Role::Client, "127.0.0.1:1", s, "/a"), 0, &mut out);
+    p.push(rec(Role::Server, "127.0.0.1:2", s, "/a"), 0, &mut out);
+    assert!(out.is_empty());
+    p.push(rec(Role::Server, "127.0.0.1:1", s, "/a"), 0, &mut out);
+    p.push(rec(Role::Client, "127.0.0.1:2", s, "/a"), 0, &mut out);
+    assert_eq!(out.len(), 2);
+    assert!(out.iter().all(|r| r.seen_by_both));
+    p.flush(&mut out);
+    assert_eq!(out.len(), 2);
+}

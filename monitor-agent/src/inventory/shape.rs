@@ -1,0 +1,329 @@
+//! Route shaping beyond the built-in rules: operator patterns, and cardinality merging for
+//! path positions that turn out to be parameters (user names, slugs, file names) which no
+//! syntax rule can recognise.
+
+use std::{collections::HashMap, fmt, str::FromStr};
+
+use thiserror::Error;
+
+/// What a merged position becomes.
+pub const PARAM: &str = "{param}";
+
+/// A placeholder segment, whether from the built-in rules, a pattern, a spec or merging.
+pub fn is_placeholder(seg: &str) -> bool {
+    seg.len() >= 2 && seg.starts_with('{') && seg.ends_with('}')
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("route pattern {pattern:?}: {reason}")]
+pub struct PatternError {
+    pattern: String,
+    reason: &'static str,
+}
+
+/// An operator's `--route-pattern`, e.g. `/users/{id}/repos/{repo}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutePattern {
+    raw: String,
+    /// `None` for a parameter position.
+    segments: Vec<Option<String>>,
+}
+
+impl FromStr for RoutePattern {
+    type Err = PatternError;
+    fn from_str(s: &str) -> Result<Self, PatternError> {
+        let err = |reason| PatternError {
+            pattern: s.to_string(),
+            reason,
+        };
+        if !s.starts_with('/') {
+            return Err(err("must start with /"));
+        }
+        if s.contains(['?', '#', ' ']) {
+            return Err(err("must be a path: no query, fragment or spaces"));
+        }
+        let mut segments = Vec::new();
+        for seg in s.split('/') {
+            if is_placeholder(seg) {
+                if seg[1..seg.len() - 1].contains(['{', '}']) {
+                    return Err(err("unbalanced braces"));
+                }
+                segments.push(None);
+            } else if seg.contains(['{', '}']) {
+                return Err(err("a parameter must be a whole segment, like /users/{id}"));
+            } else {
+                segments.push(Some(seg.to_string()));
+            }
+        }
+        Ok(RoutePattern {
+            raw: s.to_string(),
+            segments,
+        })
+    }
+}
+
+impl fmt::Display for RoutePattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.raw)
+    }
+}
+
+impl RoutePattern {
+    pub fn as_str(&self) -> &str {
+        &self.raw
+    }
+
+    /// Whether a request path (or a route whose placeholders sit where the pattern has
+    /// parameters) fits the pattern.
+    fn matches(&self, path: &str) -> bool {
+        let mut n = 0;
+        for (i, seg) in path.split('/').enumerate() {
+            match self.segments.get(i) {
+                None => return false,
+                Some(Some(lit)) if lit != seg => return false,
+                Some(None) if seg.is_empty() => return false,
+                _ => {}
+            }
+            n += 1;
+        }
+        n == self.segments.len()
+    }
+
+    /// Literal segments from the left decide which of two matching patterns is more
+    /// specific: `/users/me` beats `/users/{id}`.
+    fn specificity(&self) -> Vec<bool> {
+        self.segments.iter().map(Option::is_some).collect()
+    }
+}
+
+/// Patterns, most specific first so the first match wins.
+#[derive(Clone, Debug, Default)]
+pub struct Patterns(Vec<RoutePattern>);
+
+impl Patterns {
+    pub fn new(mut patterns: Vec<RoutePattern>) -> Patterns {
+        patterns.sort_by_key(|p| std::cmp::Reverse(p.specificity()));
+        Patterns(patterns)
+    }
+
+    pub fn find(&self, path: &str) -> Option<&str> {
+        self.0.iter().find(|p| p.matches(path)).map(|p| p.as_str())
+    }
+}
+
+#[derive(Default)]
+struct Node {
+    children: HashMap<String, Node>,
+    literals: usize,
+    variable: bool,
+}
+
+impl Node {
+    fn absorb(&mut self, other: Node) {
+        self.variable |= other.variable;
+        for (k, child) in other.children {
+            self.child(&k).absorb(child);
+        }
+    }
+
+    fn child(&mut self, seg: &str) -> &mut Node {
+        if !self.children.contains_key(seg) && !is_placeholder(seg) {
+            self.literals += 1;
+        }
+        self.children.entry(seg.to_string()).or_default()
+    }
+
+    /// Folds every literal child into the `{param}` child.
+    fn collapse(&mut self) {
+        self.variable = true;
+        let literals: Vec<String> = self
+            .children
+            .keys()
+            .filter(|k| !is_placeholder(k))
+            .cloned()
+            .collect();
+        let mut merged = self.children.remove(PARAM).unwrap_or_default();
+        for k in literals {
+            if let Some(n) = self.children.remove(&k) {
+                merged.absorb(n);
+            }
+        }
+        self.literals = 0;
+        self.children.insert(PARAM.to_string(), merged);
+    }
+}
+
+/// A path position that just became a parameter: every endpoint of `service` whose route
+/// starts with `prefix` has a literal at index `prefix.len()` that must become `{param}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Merge {
+    pub service: String,
+    pub prefix: Vec<String>,
+}
+
+/// Learns, per service, how many distinct literal values each route position takes.
+pub struct Cardinality {
+    limit: usize,
+    services: HashMap<String, Node>,
+}
+
+impl Cardinality {
+    /// `limit`: distinct literal values under one prefix beyond which the position is a
+    /// parameter. 0 disables merging.
+    pub fn new(limit: usize) -> Cardinality {
+        Cardinality {
+            limit,
+            services: HashMap::new(),
+        }
+    }
+
+    /// The route with known parameter positions replaced, learning from it; positions that
+    /// became parameters because of this route are appended to `merges`.
+    pub fn shape(&mut self, service: &str, route: &str, merges: &mut Vec<Merge>) -> String {
+        if self.limit == 0 {
+            return route.to_string();
+        }
+        if !self.services.contains_key(service) {
+            self.services.insert(service.to_string(), Node::default());
+        }
+        let mut node = self.services.get_mut(service).expect("inserted above");
+        let mut out: Vec<&str> = Vec::new();
+        for seg in route.split('/') {
+            let mut seg = if node.variable && !is_placeholder(seg) {
+                PARAM
+            } else {
+                seg
+            };
+            if seg == PARAM {
+                // A merged position restored from the store stays merged.
+                node.variable = true;
+            }
+            node.child(seg);
+            if node.literals > self.limit {
+                node.collapse();
+                merges.push(Merge {
+                    service: service.to_string(),
+                    prefix: out.iter().map(|s| s.to_string()).collect(),
+                });
+                seg = PARAM;
+            }
+            out.push(seg);
+            node = node.children.get_mut(seg).expect("created by child()");
+        }
+        out.join("/")
+    }
+}
+
+/// Applies a merge to one route: `Some(new route)` when the route is affected.
+pub fn apply_merge(route: &str, prefix: &[String]) -> Option<String> {
+    let mut segs: Vec<&str> = route.split('/').collect();
+    let at = prefix.len();
+    if segs.len() <= at || is_placeholder(segs[at]) {
+        return None;
+    }
+    if segs[..at].iter().zip(prefix).any(|(a, b)| a != b) {
+        return None;
+    }
+    segs[at] = PARAM;
+    Some(segs.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inventory::template::template;
+
+    #[test]
+    fn patterns_parse_and_win_by_specificity() {
+        let p = Patterns::new(
+            ["/users/{id}", "/users/me", "/files/{path}/raw"]
+                .iter()
+                .map(|s| s.parse().unwrap())
+                .collect(),
+        );
+        assert_eq!(p.find("/users/me"), Some("/users/me"));
+        assert_eq!(p.find("/users/alice"), Some("/users/{id}"));
+        assert_eq!(p.find("/users/{id}"), Some("/users/{id}"));
+        assert_eq!(p.find("/users/alice/x"), None);
+        assert_eq!(p.find("/users/"), None);
+        assert_eq!(p.find("/files/a.txt/raw"), Some("/files/{path}/raw"));
+        for bad in ["users/{id}", "/u/{id", "/u/x{id}", "/u?x=1", "/u/{{a}}"] {
+            assert!(bad.parse::<RoutePattern>().is_err(), "{bad}");
+        }
+    }
+
+    fn learn(c: &mut Cardinality, paths: &[String]) -> (Vec<String>, Vec<Merge>) {
+        let mut merges = Vec::new();
+        let routes = paths
+            .iter()
+            .map(|p| c.shape("svc", &template(p), &mut merges))
+            .collect();
+        (routes, merges)
+    }
+
+    #[test]
+    fn many_names_under_one_prefix_merge() {
+        let mut c = Cardinality::new(20);
+        let names: Vec<String> = (0..50)
+            .map(|i| {
+                format!(
+                    "/users/{}/repos",
+                    ["alice", "bob", "carol", "dave", "erin"][i % 5].to_string()
+                        + &"x".repeat(i / 5)
+                )
+            })
+            .collect();
+        let (routes, merges) = learn(&mut c, &names);
+        assert_eq!(merges.len(), 1);
+        assert_eq!(merges[0].prefix, ["", "users"]);
+        assert_eq!(routes[0], "/users/alice/repos");
+        assert_eq!(routes[49], "/users/{param}/repos");
+        assert_eq!(
+            apply_merge("/users/alice/repos", &merges[0].prefix).as_deref(),
+            Some("/users/{param}/repos")
+        );
+        assert_eq!(apply_merge("/users/{id}", &merges[0].prefix), None);
+        assert_eq!(apply_merge("/orders/x", &merges[0].prefix), None);
+        // Later paths are shaped directly.
+        let (r, m) = learn(&mut c, &["/users/zed/repos".to_string()]);
+        assert_eq!(r, ["/users/{param}/repos"]);
+        assert!(m.is_empty());
+    }
+
+    #[test]
+    fn few_distinct_values_stay_literal() {
+        let mut c = Cardinality::new(20);
+        let mut paths = Vec::new();
+        for v in ["v1", "v2", "v3"] {
+            for r in ["users", "orders", "health", "me", "search", "items"] {
+                paths.push(format!("/api/{v}/{r}"));
+                paths.push(format!("/api/{v}/{r}/123"));
+            }
+        }
+        let (routes, merges) = learn(&mut c, &paths);
+        assert!(merges.is_empty(), "{merges:?}");
+        assert!(routes.contains(&"/api/v2/me".to_string()));
+        assert!(routes.contains(&"/api/v1/users/{id}".to_string()));
+    }
+
+    #[test]
+    fn merged_positions_survive_a_restart() {
+        let mut c = Cardinality::new(3);
+        let mut m = Vec::new();
+        assert_eq!(c.shape("s", "/tags/{param}", &mut m), "/tags/{param}");
+        assert_eq!(c.shape("s", "/tags/new", &mut m), "/tags/{param}");
+        assert!(m.is_empty());
+        // Other services learn separately.
+        assert_eq!(c.shape("t", "/tags/new", &mut m), "/tags/new");
+    }
+
+    #[test]
+    fn disabled_merging_is_identity() {
+        let mut c = Cardinality::new(0);
+        let mut m = Vec::new();
+        for i in 0..100 {
+            let r = format!("/u/n{i}x");
+            assert_eq!(c.shape("s", &r, &mut m), r);
+        }
+    }
+}

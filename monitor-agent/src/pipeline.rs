@@ -1,0 +1,97 @@
+//! What happens to each call after reassembly: filed under its route, written to stdout,
+//! counted once across client and server, then added to the inventory and the recent
+//! calls. One thread, so the inventory has a single writer.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc::{Receiver, RecvTimeoutError, SyncSender},
+        Arc, Mutex,
+    },
+    thread::{self, JoinHandle},
+    time::Duration,
+};
+
+use crate::{
+    calls::RecentCalls,
+    clock::Clock,
+    inventory::{pairing::Pairing, Inventory},
+    metrics::Metrics,
+    record::CallRecord,
+    redact::route_of,
+};
+
+/// How long a call seen from one side waits for its other side: far longer than the
+/// skew between two shards, short enough that the inventory stays current.
+const PAIRING_WINDOW_NS: u64 = 2_000_000_000;
+/// Records handled per inventory lock.
+const BATCH: usize = 1024;
+
+pub struct Pipeline {
+    pub inventory: Arc<Mutex<Inventory>>,
+    pub recent: Arc<RecentCalls>,
+    pub output: Option<SyncSender<CallRecord>>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn spawn(
+    p: Pipeline,
+    rx: Receiver<CallRecord>,
+    stop: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name("pipeline".into())
+        .spawn(move || {
+            let mut pairing = Pairing::new(PAIRING_WINDOW_NS);
+            let mut batch = Vec::with_capacity(BATCH);
+            let mut counted = Vec::new();
+            loop {
+                let mut closed = false;
+                match rx.recv_timeout(Duration::from_millis(100)) {
+                    Ok(r) => {
+                        batch.push(r);
+                        while batch.len() < BATCH {
+                            match rx.try_recv() {
+                                Ok(r) => batch.push(r),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => closed = true,
+                }
+                let now = Clock::monotonic_now_ns();
+                {
+                    let Ok(mut inv) = p.inventory.lock() else {
+                        return;
+                    };
+                    for mut rec in batch.drain(..) {
+                        let service = rec.server.service.clone().unwrap_or_default();
+                        let routed =
+                            inv.route(&service, &rec.method, route_of(&rec.path), &rec.route);
+                        rec.route = routed.route;
+                        if let Some(out) = &p.output {
+                            if out.send(rec.clone()).is_err() {
+                                p.metrics.records_dropped.inc();
+                            }
+                        }
+                        pairing.push(rec, now, &mut counted);
+                    }
+                    if closed || stop.load(Ordering::Relaxed) {
+                        pairing.flush(&mut counted);
+                    } else {
+                        pairing.expire(now, &mut counted);
+                    }
+                    for c in &counted {
+                        inv.observe(c);
+                    }
+                    p.metrics.inventory_endpoints.set(inv.len() as i64);
+                }
+                p.metrics.calls_paired.inc_by(pairing.take_paired());
+                p.recent.push_all(std::mem::take(&mut counted));
+                if closed {
+                    return;
+                }
+            }
+        })
+}

@@ -1,0 +1,236 @@
+//! The inventory on disk: one SQLite database under `--data-dir`, so what was learnt
+//! survives restarts and crashes. Writes are batched per flush interval; WAL mode keeps
+//! every committed flush even when the agent is killed mid-write.
+
+mod migrate;
+
+use std::{
+    fs,
+    os::unix::fs::{DirBuilderExt, PermissionsExt},
+    path::{Path, PathBuf},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    thread::{self, JoinHandle},
+    time::{Duration, Instant},
+};
+
+use rusqlite::{params, Connection};
+use thiserror::Error;
+
+use crate::inventory::{book::Endpoint, stats::EndpointStats, EndpointKey, Inventory};
+
+pub use migrate::SCHEMA_VERSION;
+
+pub const DB_FILE: &str = "inventory.db";
+
+#[derive(Debug, Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source}")]
+    Dir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("database {path}: {source}")]
+    Sqlite {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("database {path} has schema version {found}, newer than this agent understands ({known}); use a newer agent or another --data-dir")]
+    TooNew {
+        path: PathBuf,
+        found: i64,
+        known: i64,
+    },
+    #[error(
+        "database {path}: endpoint {service} {method} {route} has unreadable statistics: {source}"
+    )]
+    Row {
+        path: PathBuf,
+        service: String,
+        method: String,
+        route: String,
+        source: serde_json::Error,
+    },
+}
+
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `dir` and migrates it to the current schema.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        if !dir.exists() {
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| StoreError::Dir {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+        }
+        let path = dir.join(DB_FILE);
+        let sql = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(sql)?;
+        // Callers and routes are not secrets, but they are nobody else's business either.
+        let _ = fs::set_permissions(&path, fs::Permissions::from_mode(0o600));
+        conn.busy_timeout(Duration::from_secs(5)).map_err(sql)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sql)?;
+        migrate::run(&mut conn, &path)?;
+        Ok(Store { conn, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sql(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// Every stored endpoint.
+    pub fn load(&self) -> Result<Vec<(EndpointKey, EndpointStats)>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT service, method, route, stats FROM endpoints")
+            .map_err(|e| self.sql(e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    EndpointKey {
+                        service: r.get(0)?,
+                        method: r.get(1)?,
+                        route: r.get(2)?,
+                    },
+                    r.get::<_, String>(3)?,
+                ))
+            })
+            .map_err(|e| self.sql(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key, json) = row.map_err(|e| self.sql(e))?;
+            let stats = serde_json::from_str(&json).map_err(|source| StoreError::Row {
+                path: self.path.clone(),
+                service: key.service.clone(),
+                method: key.method.clone(),
+                route: key.route.clone(),
+                source,
+            })?;
+            out.push((key, stats));
+        }
+        Ok(out)
+    }
+
+    /// Writes one flush in one transaction: all of it lands or none of it.
+    pub fn write(
+        &mut self,
+        upserts: &[(EndpointKey, Endpoint)],
+        removed: &[EndpointKey],
+    ) -> Result<(), StoreError> {
+        let path = self.path.clone();
+        let sql = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let tx = self.conn.transaction().map_err(sql)?;
+        {
+            let mut del = tx
+                .prepare_cached(
+                    "DELETE FROM endpoints WHERE service = ?1 AND method = ?2 AND route = ?3",
+                )
+                .map_err(sql)?;
+            for k in removed {
+                del.execute(params![k.service, k.method, k.route])
+                    .map_err(sql)?;
+            }
+            let mut up = tx
+                .prepare_cached(
+                    "INSERT INTO endpoints (service, method, route, spec_status, calls, first_seen_us, last_seen_us, stats)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                     ON CONFLICT (service, method, route) DO UPDATE SET
+                       spec_status = excluded.spec_status, calls = excluded.calls,
+                       first_seen_us = excluded.first_seen_us, last_seen_us = excluded.last_seen_us,
+                       stats = excluded.stats",
+                )
+                .map_err(sql)?;
+            for (k, e) in upserts {
+                let stats = serde_json::to_string(&e.stats).expect("stats serialise");
+                up.execute(params![
+                    k.service,
+                    k.method,
+                    k.route,
+                    e.spec_status.as_str(),
+                    e.stats.calls as i64,
+                    e.stats.first_seen_us,
+                    e.stats.last_seen_us,
+                    stats
+                ])
+                .map_err(sql)?;
+            }
+        }
+        tx.commit().map_err(sql)
+    }
+}
+
+/// Loads the stored inventory into `inv`; returns how many endpoints were restored.
+pub fn restore(store: &Store, inv: &mut Inventory) -> Result<usize, StoreError> {
+    let rows = store.load()?;
+    let n = rows.len();
+    for (k, stats) in rows {
+        inv.restore(k, stats);
+    }
+    Ok(n)
+}
+
+/// Flushes the inventory's changes every `interval`, and once more when stopped.
+pub fn spawn_flusher(
+    mut store: Store,
+    inv: Arc<Mutex<Inventory>>,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+    errors: prometheus_client::metrics::counter::Counter,
+) -> std::io::Result<JoinHandle<()>> {
+    thread::Builder::new().name("store".into()).spawn(move || {
+        let mut last = Instant::now();
+        loop {
+            let stopping = stop.load(Ordering::Relaxed);
+            if stopping || last.elapsed() >= interval {
+                last = Instant::now();
+                let (upserts, removed) = match inv.lock() {
+                    Ok(mut i) => i.take_changes(),
+                    Err(_) => return,
+                };
+                if !(upserts.is_empty() && removed.is_empty()) {
+                    if let Err(e) = store.write(&upserts, &removed) {
+                        errors.inc();
+                        log::error!("inventory not saved: {e}");
+                        // Try these again next time.
+                        if let Ok(mut i) = inv.lock() {
+                            i.requeue(upserts, removed);
+                        }
+                    }
+                }
+            }
+            if stopping {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests;
