@@ -11,13 +11,15 @@ use std::{
 
 use serde_json::Value;
 
-use crate::{free_port, require_root, workspace_root};
+use crate::{free_port, require_root, workspace_root, TempDir};
 
 pub struct Agent {
     child: Option<Child>,
     records: Arc<Mutex<Vec<Value>>>,
     stderr: Arc<Mutex<String>>,
     pub api: SocketAddr,
+    /// The inventory database directory, unless the test chose its own.
+    _data: Option<TempDir>,
 }
 
 /// The binary built by `cargo xtask test` (or a plain cargo build as a fallback).
@@ -39,9 +41,19 @@ pub fn agent_bin() -> PathBuf {
 
 /// Sends one HTTP/1.0 GET to the agent's API and returns (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    http_get_with(addr, path, None)
+}
+
+/// Like `http_get`, with a bearer token.
+pub fn http_get_with(
+    addr: SocketAddr,
+    path: &str,
+    token: Option<&str>,
+) -> std::io::Result<(u16, String)> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n{auth}\r\n")?;
     let mut resp = String::new();
     s.read_to_string(&mut resp)?;
     let status = resp
@@ -62,12 +74,18 @@ impl Agent {
     }
 
     /// Starts `monitor-agent run --output json` plus `extra`, and waits until it serves
-    /// `/healthz`, which it does only once every program is attached.
+    /// `/healthz`, which it does only once every program is attached. Unless `extra` sets
+    /// `--data-dir`, the inventory lives in a scratch directory removed with the agent.
     pub fn start_with(extra: &[&str]) -> Agent {
         require_root();
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
-        let mut child = Command::new(agent_bin())
-            .args(["run", "--output", "json", "--listen", &api.to_string()])
+        let data = (!extra.contains(&"--data-dir")).then(|| TempDir::new("agent-data"));
+        let mut cmd = Command::new(agent_bin());
+        cmd.args(["run", "--output", "json", "--listen", &api.to_string()]);
+        if let Some(d) = &data {
+            cmd.arg("--data-dir").arg(&d.0);
+        }
+        let mut child = cmd
             .args(extra)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
@@ -101,6 +119,7 @@ impl Agent {
             records,
             stderr,
             api,
+            _data: data,
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -153,6 +172,36 @@ impl Agent {
         }
         std::thread::sleep(Duration::from_millis(700));
         self.records(&pred)
+    }
+
+    /// GET on the query API; the body parsed as JSON (Null when it is not JSON).
+    pub fn api_get(&self, path: &str) -> (u16, Value) {
+        self.api_get_with(path, None)
+    }
+
+    pub fn api_get_with(&self, path: &str, token: Option<&str>) -> (u16, Value) {
+        let (status, body) = http_get_with(self.api, path, token)
+            .unwrap_or_else(|e| panic!("GET {path} on the agent failed: {e}"));
+        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    }
+
+    /// Polls `/api/v1/inventory?QUERY` until `done` accepts the endpoint list (or 20 s pass)
+    /// and returns the last list.
+    pub fn wait_inventory(&self, query: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (status, body) = self.api_get(&format!("/api/v1/inventory?{query}"));
+            assert_eq!(status, 200, "inventory query failed: {body}");
+            let eps = body["endpoints"].as_array().cloned().unwrap_or_default();
+            if done(&eps) || Instant::now() > deadline {
+                return eps;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
     }
 
     pub fn metrics(&self) -> String {

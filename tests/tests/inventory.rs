@@ -1,0 +1,497 @@
+//! End-to-end: the API inventory built from real traffic, classified against a declared
+//! spec, persisted across a crash, and queried through the API and the CLI.
+
+use std::{
+    collections::BTreeSet,
+    path::PathBuf,
+    process::Command,
+    time::{Duration, Instant},
+};
+
+use monitor_tests::{
+    agent::{agent_bin, RecordExt},
+    free_port,
+    peers::{curl, peer_script, run_ok, Proc},
+    wait_listening, workspace_root, Agent, TempDir,
+};
+use serde_json::Value;
+
+/// A JWT whose payload says iss=https://issuer.test, sub=svc-orders (signature is junk: the
+/// agent never verifies, it only reports who claims to be calling).
+const JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2lzc3Vlci50ZXN0Iiwic3ViIjoic3ZjLW9yZGVycyJ9.c2lnbmF0dXJl";
+
+fn api_server(port: u16) -> Proc {
+    let p = Proc::spawn(
+        Command::new("python3")
+            .arg(peer_script("api_server.py"))
+            .arg(port.to_string()),
+        "api_server.py",
+    );
+    wait_listening(([127, 0, 0, 1], port).into(), "api_server.py");
+    p
+}
+
+fn spec_path() -> PathBuf {
+    peer_script("api_spec.yaml")
+}
+
+/// (method, route, spec_status, calls) of every endpoint in `eps`.
+fn summary(eps: &[Value]) -> BTreeSet<(String, String, String, u64)> {
+    eps.iter()
+        .map(|e| {
+            (
+                e.s("/method").to_string(),
+                e.s("/route").to_string(),
+                e.s("/spec_status").to_string(),
+                e.n("/calls"),
+            )
+        })
+        .collect()
+}
+
+fn total_calls(eps: &[Value]) -> u64 {
+    eps.iter().map(|e| e.n("/calls")).sum()
+}
+
+fn find<'a>(eps: &'a [Value], method: &str, route: &str) -> &'a Value {
+    eps.iter()
+        .find(|e| e.s("/method") == method && e.s("/route") == route)
+        .unwrap_or_else(|| panic!("no endpoint {method} {route} in {eps:#?}"))
+}
+
+/// Runs the CLI against the agent; returns (exit code, stdout, stderr).
+fn cli(agent: &Agent, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(agent_bin())
+        .args(args)
+        .arg("--server")
+        .arg(format!("http://{}", agent.api))
+        .env_remove("MONITOR_API_TOKEN")
+        .output()
+        .expect("running the CLI");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `openapi-spec-validator`, installed into target/pyenv by `cargo xtask setup --peers`.
+fn validator() -> PathBuf {
+    let p = std::env::var_os("MONITOR_OPENAPI_VALIDATOR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/pyenv/bin/openapi-spec-validator"));
+    assert!(
+        p.exists(),
+        "{} is missing: run `cargo xtask setup --peers` (it installs openapi-spec-validator from PyPI)",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn declared_shadow_zombie_and_unused_are_exact() {
+    let port = free_port();
+    let _server = api_server(port);
+    let spec = spec_path();
+    let agent = Agent::start_with(&[
+        "--spec",
+        &format!("users={}", spec.display()),
+        "--service",
+        &format!("users=port:{port}"),
+    ]);
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    for _ in 0..3 {
+        curl(&[&format!("{base}/users")]);
+    }
+    for id in ["1", "2", "9"] {
+        curl(&[&format!("{base}/users/{id}")]);
+    }
+    for _ in 0..2 {
+        curl(&[
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            &format!("Authorization: Bearer {JWT}"),
+            "-d",
+            r#"{"name":"edsger"}"#,
+            &format!("{base}/users"),
+        ]);
+    }
+    curl(&[&format!("{base}/admin/debug")]);
+    curl(&[&format!("{base}/admin/debug?verbose=1")]);
+    curl(&[
+        "-H",
+        "X-API-Key: k-123456",
+        &format!("{base}/legacy/report?format=csv&api_key=zzz"),
+    ]);
+    // Another client: two calls on one keep-alive connection from Python.
+    run_ok(
+        Command::new("python3").arg("-c").arg(format!(
+            "import http.client\nc = http.client.HTTPConnection('127.0.0.1', {port})\n\
+             for _ in range(2):\n    c.request('GET', '/api/v1/users/3')\n    c.getresponse().read()\n"
+        )),
+        "python client",
+    );
+
+    agent.wait_inventory("service=users", |e| total_calls(e) >= 13);
+    let want: BTreeSet<(String, String, String, u64)> = [
+        ("GET", "/api/v1/users", "documented", 3),
+        ("POST", "/api/v1/users", "documented", 2),
+        ("GET", "/api/v1/users/{userId}", "documented", 5),
+        ("GET", "/api/v1/admin/debug", "shadow", 2),
+        ("GET", "/api/v1/legacy/report", "zombie", 1),
+    ]
+    .into_iter()
+    .map(|(m, r, s, n)| (m.into(), r.into(), s.into(), n))
+    .collect();
+    // Wait a little longer: a call counted twice would show up late.
+    std::thread::sleep(Duration::from_millis(2500));
+    let eps = agent.wait_inventory("service=users", |_| true);
+    assert_eq!(summary(&eps), want, "inventory of users: {eps:#?}");
+
+    let get_user = find(&eps, "GET", "/api/v1/users/{userId}");
+    assert_eq!(get_user.n("/errors_4xx"), 1, "{get_user}");
+    assert_eq!(get_user.n("/statuses/200"), 4, "{get_user}");
+    assert_eq!(get_user.n("/statuses/404"), 1, "{get_user}");
+    assert_eq!(get_user.s("/operation_id"), "getUser");
+    let callers: BTreeSet<(String, u64)> = get_user["callers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c.s("/service").to_string(), c.n("/calls")))
+        .collect();
+    assert_eq!(
+        callers,
+        BTreeSet::from([("curl".into(), 3), ("python3".into(), 2)]),
+        "{get_user}"
+    );
+    assert!(
+        get_user.n("/latency_us/p50") > 0
+            && get_user.n("/latency_us/p99") >= get_user.n("/latency_us/p50")
+    );
+    assert_eq!(
+        get_user.n("/response_content_types/application~1json"),
+        5,
+        "{get_user}"
+    );
+    let create = find(&eps, "POST", "/api/v1/users");
+    assert_eq!(
+        create.n("/auth/jwt iss=https:~1~1issuer.test"),
+        2,
+        "{create}"
+    );
+    assert_eq!(
+        create.n("/request_content_types/application~1json"),
+        2,
+        "{create}"
+    );
+    assert_eq!(create.n("/statuses/201"), 2, "{create}");
+    let legacy = find(&eps, "GET", "/api/v1/legacy/report");
+    assert_eq!(legacy.n("/auth/api_key x-api-key"), 1, "{legacy}");
+    assert_eq!(
+        legacy["query_params"],
+        serde_json::json!(["api_key", "format"])
+    );
+    let debug = find(&eps, "GET", "/api/v1/admin/debug");
+    assert_eq!(debug.n("/auth/none"), 2, "{debug}");
+    let text = serde_json::to_string(&eps).unwrap();
+    for secret in ["k-123456", "zzz", "c2lnbmF0dXJl"] {
+        assert!(!text.contains(secret), "inventory leaks {secret}: {text}");
+    }
+
+    // Filters.
+    let (_, shadow) = agent.api_get("/api/v1/inventory?service=users&spec_status=shadow");
+    assert_eq!(shadow["count"], 1, "{shadow}");
+    let (_, later) = agent.api_get("/api/v1/inventory?service=users&since=2999-01-01T00:00:00Z");
+    assert_eq!(later["count"], 0, "{later}");
+    let (_, recent) = agent.api_get("/api/v1/inventory?service=users&since=10m");
+    assert_eq!(recent["count"], 5, "{recent}");
+
+    // Declared but never called.
+    let (status, unused) = agent.api_get("/api/v1/inventory/unused?service=users");
+    assert_eq!(status, 200);
+    let unused: BTreeSet<(String, String)> = unused["unused"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u.s("/method").to_string(), u.s("/route").to_string()))
+        .collect();
+    assert_eq!(
+        unused,
+        BTreeSet::from([
+            ("DELETE".into(), "/api/v1/users/{userId}".into()),
+            ("GET".into(), "/api/v1/health".into()),
+        ])
+    );
+
+    // Recent calls: counted once, with both sides' identities.
+    let (_, calls) = agent.api_get("/api/v1/calls?service=users&route=/api/v1/admin/debug");
+    let calls = calls["calls"].as_array().unwrap();
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    for c in calls {
+        assert_eq!(c.s("/client/service"), "curl", "{c}");
+        assert_eq!(c.s("/server/service"), "users", "{c}");
+        assert_eq!(c["seen_by_both"], true, "{c}");
+    }
+
+    // The CLI: one command shows every endpoint with its status.
+    let (code, table, err) = cli(&agent, &["inventory", "--service", "users"]);
+    assert_eq!(code, 0, "{err}");
+    let line = |route: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().nth(2) == Some(route))
+            .unwrap_or_else(|| panic!("no {route} row in:\n{table}"))
+            .to_string()
+    };
+    assert!(line("/api/v1/admin/debug").contains("SHADOW"), "{table}");
+    assert!(line("/api/v1/legacy/report").contains("ZOMBIE"), "{table}");
+    assert!(
+        line("/api/v1/users/{userId}").contains("documented"),
+        "{table}"
+    );
+    assert!(
+        table.contains("5 endpoints: 3 documented, 1 shadow, 1 zombie"),
+        "{table}"
+    );
+
+    // spec check fails the build when shadow or zombie endpoints exist.
+    let (code, report, err) = cli(
+        &agent,
+        &[
+            "spec",
+            "check",
+            "--service",
+            "users",
+            spec.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 1, "spec check should fail: {report}{err}");
+    assert!(
+        report.contains("1 shadow, 1 zombie, 2 declared but unused"),
+        "{report}"
+    );
+
+    // The observed OpenAPI document validates.
+    let (code, doc, err) = cli(&agent, &["inventory", "--openapi", "users"]);
+    assert_eq!(code, 0, "{err}");
+    let parsed: Value = serde_json::from_str(&doc).expect("openapi export is JSON");
+    assert_eq!(parsed["openapi"], "3.1.0");
+    assert!(
+        parsed
+            .pointer("/paths/~1api~1v1~1users~1{userId}/get/parameters")
+            .is_some(),
+        "{doc}"
+    );
+    assert!(
+        parsed
+            .pointer("/paths/~1api~1v1~1users~1{userId}/get/responses/404")
+            .is_some(),
+        "{doc}"
+    );
+    let dir = TempDir::new("openapi");
+    let file = dir.0.join("users.json");
+    std::fs::write(&file, &doc).unwrap();
+    let out = run_ok(
+        Command::new(validator()).arg(&file),
+        "openapi-spec-validator",
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("OK"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn inventory_survives_kill_9() {
+    let port = free_port();
+    let _server = api_server(port);
+    let data = TempDir::new("kill9");
+    let data_dir = data.0.to_str().unwrap().to_string();
+    let args = [
+        "--data-dir",
+        &data_dir,
+        "--flush-interval-secs",
+        "1",
+        "--service",
+        &format!("users=port:{port}"),
+    ];
+    let agent = Agent::start_with(&args);
+    let url = format!("http://127.0.0.1:{port}/api/v1/users/1");
+    for _ in 0..20 {
+        curl(&[&url]);
+    }
+    let eps = agent.wait_inventory("service=users", |e| total_calls(e) >= 20);
+    assert_eq!(total_calls(&eps), 20, "{eps:#?}");
+    let first_seen = find(&eps, "GET", "/api/v1/users/{id}")
+        .s("/first_seen")
+        .to_string();
+    // Two flush intervals: the 20 calls are on disk.
+    std::thread::sleep(Duration::from_millis(2500));
+
+    // Kill -9 while traffic is flowing.
+    let traffic = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            for _ in 0..30 {
+                let _ = Command::new("curl")
+                    .args(["-s", "--max-time", "5", &url])
+                    .output();
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let status = agent.stop_with(libc::SIGKILL);
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+    traffic.join().unwrap();
+
+    let agent = Agent::start_with(&args);
+    let eps = agent.wait_inventory("service=users", |e| !e.is_empty());
+    let restored = find(&eps, "GET", "/api/v1/users/{id}");
+    let calls = restored.n("/calls");
+    assert!(
+        (20..=50).contains(&calls),
+        "after kill -9 the inventory should hold the 20 flushed calls and at most the 30 sent since: {calls}"
+    );
+    assert_eq!(
+        restored.s("/first_seen"),
+        first_seen,
+        "first_seen changed across the restart"
+    );
+    // And it keeps counting on top of what was restored.
+    curl(&[&url]);
+    let eps = agent.wait_inventory("service=users", |e| total_calls(e) > calls);
+    assert_eq!(total_calls(&eps), calls + 1, "{eps:#?}");
+}
+
+#[test]
+fn bad_spec_query_and_token_get_clear_errors() {
+    let dir = TempDir::new("badspec");
+    let spec = dir.0.join("users.yaml");
+    std::fs::write(
+        &spec,
+        "openapi: 3.0.3\ninfo: {title: u, version: '1'}\npaths:\n  /a: [\n",
+    )
+    .unwrap();
+    let agent = Agent::start_with(&[
+        "--spec",
+        &format!("users={}", spec.display()),
+        "--api-token",
+        "s3cret-token",
+    ]);
+    let token = Some("s3cret-token");
+
+    // The broken spec is reported with file and line; the agent runs on.
+    let (status, specs) = agent.api_get_with("/api/v1/specs", token);
+    assert_eq!(status, 200, "{specs}");
+    let err = specs.s("/specs/0/error");
+    assert!(
+        err.starts_with(&format!("{}:5:", spec.display())),
+        "{specs}"
+    );
+    assert_eq!(specs["specs"][0]["loaded"], false);
+    assert!(
+        agent.stderr().contains("users.yaml:5:"),
+        "{}",
+        agent.stderr()
+    );
+
+    // Fixed on disk: picked up without a restart.
+    let good = "openapi: 3.0.3\ninfo: {title: u, version: '1'}\npaths:\n  /a:\n    get: {responses: {'200': {description: ok}}}\n";
+    std::fs::write(&spec, good).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, s) = agent.api_get_with("/api/v1/specs", token);
+        if s["specs"][0]["loaded"] == true && s["specs"][0]["error"].is_null() {
+            assert_eq!(s["specs"][0]["operations"], 1);
+            break;
+        }
+        assert!(Instant::now() < deadline, "fixed spec not reloaded: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Broken again and reloaded by SIGHUP: the previous version stays in force.
+    std::fs::write(&spec, "openapi: 3.0.3\npaths: 7\n").unwrap();
+    // SAFETY: signalling our own child by PID.
+    unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, s) = agent.api_get_with("/api/v1/specs", token);
+        if !s["specs"][0]["error"].is_null() {
+            assert_eq!(s["specs"][0]["loaded"], true, "{s}");
+            assert_eq!(s["specs"][0]["operations"], 1, "{s}");
+            assert!(s.s("/specs/0/error").contains("/paths"), "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "broken spec not reported: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        agent
+            .metric("monitor_spec_load_errors_total")
+            .unwrap_or(0.0)
+            >= 2.0
+    );
+
+    // Bad query parameters: 400 with a JSON error naming the problem.
+    for (path, needle) in [
+        (
+            "/api/v1/inventory?bogus=1",
+            "unknown query parameter \"bogus\"",
+        ),
+        (
+            "/api/v1/inventory?spec_status=maybe",
+            "documented, shadow, zombie",
+        ),
+        ("/api/v1/inventory?since=yesterday", "RFC 3339"),
+        ("/api/v1/calls?limit=-3", "limit"),
+        ("/api/v1/openapi", "service parameter is required"),
+        ("/api/v1/inventory?service=a&service=b", "given twice"),
+    ] {
+        let (status, body) = agent.api_get_with(path, token);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body.s("/error").contains(needle), "{path}: {body}");
+    }
+    let (status, body) = agent.api_get_with("/api/v1/openapi?service=nobody", token);
+    assert_eq!(status, 404, "{body}");
+
+    // Wrong or missing token: 401, while /metrics and /healthz stay open.
+    let (status, body) = agent.api_get_with("/api/v1/inventory", Some("wrong"));
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(body.s("/error"), "wrong API token");
+    let (status, _) = agent.api_get("/api/v1/inventory");
+    assert_eq!(status, 401);
+    assert!(agent.metric("monitor_inventory_endpoints").is_some());
+    let (code, _, err) = cli(&agent, &["inventory", "--token", "wrong"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("401") && err.contains("wrong API token"),
+        "{err}"
+    );
+    let (code, _, err) = cli(&agent, &["inventory", "--token", "s3cret-token"]);
+    assert_eq!(code, 0, "{err}");
+
+    // A spec check with a broken file fails as an error, not as findings.
+    let (code, _, err) = cli(
+        &agent,
+        &[
+            "spec",
+            "check",
+            "--service",
+            "users",
+            spec.to_str().unwrap(),
+            "--token",
+            "s3cret-token",
+        ],
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("users.yaml"), "{err}");
+
+    // Still healthy after all of it.
+    let (status, _) = monitor_tests::agent::http_get(agent.api, "/healthz").unwrap();
+    assert_eq!(status, 200);
+}
