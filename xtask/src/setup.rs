@@ -158,11 +158,40 @@ const PEERS: &[(&str, &str)] = &[
 ];
 
 fn test_peers() -> Result<()> {
-    let missing: Vec<&str> = PEERS
+    let mut missing: Vec<&str> = PEERS
         .iter()
         .filter(|(cmd, _)| !have(cmd) && !Path::new(&format!("/usr/sbin/{cmd}")).exists())
         .map(|(_, pkg)| *pkg)
         .collect();
+    let venv_works = Command::new("python3")
+        .args(["-c", "import ensurepip, venv"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !venv_works {
+        missing.push("python3-venv");
+    }
+    apt_install(&missing)?;
+    openapi_validator()
+}
+
+/// The inventory tests check the exported OpenAPI with `openapi-spec-validator` from
+/// PyPI, kept in a virtualenv under target/ so the system Python stays untouched.
+fn openapi_validator() -> Result<()> {
+    let venv = util::workspace_root().join("target/pyenv");
+    if venv.join("bin/openapi-spec-validator").exists() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing openapi-spec-validator into {}", venv.display());
+    util::run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
+    util::run(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check", "openapi-spec-validator"]),
+    )
+    .context("pip could not install openapi-spec-validator (the inventory tests need it)")
+}
+
+fn apt_install(missing: &[&str]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
@@ -177,7 +206,7 @@ fn test_peers() -> Result<()> {
     let install = || {
         Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends"])
-            .args(&missing)
+            .args(missing)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
             .map(|s| s.success())
