@@ -182,12 +182,17 @@ fn openapi_validator() -> Result<()> {
     if venv.join("bin/openapi-spec-validator").exists() {
         return Ok(());
     }
-    eprintln!("xtask: installing openapi-spec-validator into {}", venv.display());
+    eprintln!(
+        "xtask: installing openapi-spec-validator into {}",
+        venv.display()
+    );
     util::run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-    util::run(
-        Command::new(venv.join("bin/pip"))
-            .args(["install", "--quiet", "--disable-pip-version-check", "openapi-spec-validator"]),
-    )
+    util::run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--quiet",
+        "--disable-pip-version-check",
+        "openapi-spec-validator",
+    ]))
     .context("pip could not install openapi-spec-validator (the inventory tests need it)")
 }
 

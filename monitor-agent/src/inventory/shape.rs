@@ -327,3 +327,146 @@ mod tests {
         }
     }
 }
+
+/// Templating and merging together on URL sets shaped like real APIs.
+#[cfg(test)]
+mod realistic {
+    use std::collections::BTreeSet;
+
+    use super::*;
+    use crate::inventory::template::template;
+
+    fn routes(paths: &[String]) -> BTreeSet<String> {
+        let mut c = Cardinality::new(50);
+        let mut merges = Vec::new();
+        let mut seen: Vec<String> = paths
+            .iter()
+            .map(|p| c.shape("api", &template(p), &mut merges))
+            .collect();
+        // Routes filed before a merge are re-filed, as the inventory does.
+        for m in &merges {
+            for r in seen.iter_mut() {
+                if let Some(new) = apply_merge(r, &m.prefix) {
+                    *r = new;
+                }
+            }
+        }
+        seen.into_iter().collect()
+    }
+
+    fn set(xs: &[&str]) -> BTreeSet<String> {
+        xs.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn code_hosting_api() {
+        let owners = [
+            "torvalds",
+            "rust-lang",
+            "aya-rs",
+            "grafana",
+            "cilium",
+            "kubernetes",
+        ];
+        let mut paths = Vec::new();
+        for i in 0..80 {
+            let owner = format!("{}{}", owners[i % owners.len()], i / owners.len());
+            paths.push(format!(
+                "/api/v3/repos/{owner}/project/commits/a{:039x}",
+                i * 7919
+            ));
+            paths.push(format!("/api/v3/repos/{owner}/project/issues/{}", 1000 + i));
+            paths.push(format!("/api/v3/users/{}", 5000 + i));
+        }
+        paths.extend(
+            [
+                "/api/v3/users/me",
+                "/api/v3/users/me/settings",
+                "/api/v3/rate_limit",
+                "/api/v3",
+                "/healthz",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(
+            routes(&paths),
+            set(&[
+                "/api/v3",
+                "/api/v3/rate_limit",
+                "/api/v3/repos/{param}/project/commits/{hex}",
+                "/api/v3/repos/{param}/project/issues/{id}",
+                "/api/v3/users/me",
+                "/api/v3/users/me/settings",
+                "/api/v3/users/{id}",
+                "/healthz",
+            ])
+        );
+    }
+
+    #[test]
+    fn shop_api_with_uuids_dates_and_versions() {
+        let mut paths = Vec::new();
+        for i in 0..30u32 {
+            let order = format!(
+                "{:08x}-4f89-11d3-9a0c-{:012x}",
+                i.wrapping_mul(2654435761),
+                i
+            );
+            paths.push(format!("/v1/orders/{order}"));
+            paths.push(format!("/v2/orders/{order}/items/{i}"));
+            paths.push(format!("/v2/reports/2026-11-{:02}/summary", 1 + i % 28));
+            paths.push(format!("/v2/customers/c{i}x@example.com/orders"));
+        }
+        paths.extend(
+            [
+                "/v1/orders",
+                "/v2/orders/pending",
+                "/v2/orders/export.csv",
+                "/v2/cart",
+                "/v2/cart/checkout",
+            ]
+            .map(String::from),
+        );
+        assert_eq!(
+            routes(&paths),
+            set(&[
+                "/v1/orders",
+                "/v1/orders/{uuid}",
+                "/v2/cart",
+                "/v2/cart/checkout",
+                "/v2/customers/{email}/orders",
+                "/v2/orders/export.csv",
+                "/v2/orders/pending",
+                "/v2/orders/{uuid}/items/{id}",
+                "/v2/reports/{date}/summary",
+            ])
+        );
+    }
+
+    #[test]
+    fn content_sites_merge_slugs_but_keep_sections() {
+        let mut paths = Vec::new();
+        let words = [
+            "how", "why", "when", "rust", "ebpf", "kernel", "tracing", "apis",
+        ];
+        for i in 0..120 {
+            paths.push(format!(
+                "/blog/{}-{}-{}",
+                words[i % 8],
+                words[(i / 8) % 8],
+                i
+            ));
+        }
+        for section in ["about", "pricing", "docs", "careers", "contact"] {
+            paths.push(format!("/{section}"));
+        }
+        paths.push("/blog".into());
+        paths.push("/blog/feed.xml".into());
+        let got = routes(&paths);
+        assert!(got.contains("/blog/{param}"), "{got:?}");
+        assert!(got.contains("/pricing") && got.contains("/blog"), "{got:?}");
+        // feed.xml arrived after the merge: it is one more value of the position.
+        assert!(!got.contains("/blog/feed.xml"), "{got:?}");
+        assert_eq!(got.len(), 7, "{got:?}");
+    }
+}
