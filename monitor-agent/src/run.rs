@@ -215,7 +215,14 @@ pub fn run(args: RunArgs) -> Result<()> {
     }
     drop(records);
     let (exec_tx, exec_rx) = mpsc::channel();
-    let reader = capture::reader::spawn(ring, inlets, exec_tx, metrics.clone(), stop.clone())?;
+    let reader = capture::reader::spawn(
+        ring,
+        inlets,
+        exec_tx,
+        identity.clone(),
+        metrics.clone(),
+        stop.clone(),
+    )?;
     let tls = tls_attacher.spawn(exec_rx, stop.clone())?;
     let kernel_log = cap.spawn_kernel_log(stop.clone())?;
 

@@ -2,6 +2,7 @@
 
 use aya_ebpf::helpers::{
     bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+    bpf_probe_read_kernel_str_bytes,
     generated::{bpf_probe_read_kernel, bpf_probe_read_user},
 };
 use monitor_common::{
@@ -153,8 +154,13 @@ pub fn send_gap(buf: *mut EventBuffer, n: u64, offset: u64) {
     submit(buf, 0);
 }
 
+/// Longest executable path reported with an exec; longer ones are cut.
+const EXE_MAX: usize = 256;
+
 #[inline(always)]
-pub fn send_exec() {
+/// `filename` points at the exec tracepoint's (kernel) copy of the path that was executed:
+/// reported so the agent knows what a process is even when it exits before /proc can be read.
+pub fn send_exec(filename: *const u8) {
     let Some(buf) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -173,7 +179,17 @@ pub fn send_exec() {
         h.len = 0;
         h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     }
-    submit(buf, 0);
+    let mut len = 0;
+    if !filename.is_null() {
+        // SAFETY: the scratch record is ours; the source is kernel memory of the tracepoint.
+        let dst = unsafe { &mut (&mut (*buf).data)[..EXE_MAX] };
+        if let Ok(s) = unsafe { bpf_probe_read_kernel_str_bytes(filename, dst) } {
+            len = s.len().min(EXE_MAX);
+        }
+    }
+    // SAFETY: as above.
+    unsafe { (*buf).header.len = len as u32 };
+    submit(buf, len);
 }
 
 #[inline(always)]

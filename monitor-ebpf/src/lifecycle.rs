@@ -1,7 +1,7 @@
 //! connect / accept / close: where a connection's role is learnt and its state dropped.
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext, EbpfContext,
 };
 use monitor_common::{DIR_EGRESS, FLAG_TLS, ROLE_CLIENT, ROLE_SERVER, SHAPE_CONNECT};
 
@@ -80,9 +80,19 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
 
 /// A process replaced its image: the agent checks its libraries for OpenSSL.
 #[tracepoint]
-pub fn sched_process_exec(_ctx: TracePointContext) -> u32 {
+pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
     if !is_agent(bpf_get_current_pid_tgid()) {
-        send_exec();
+        // `filename` is a __data_loc field at offset 8 (stable since the tracepoint was
+        // added): the low 16 bits are the string's offset in the record.
+        // SAFETY: reading the tracepoint record at a fixed offset.
+        let loc = unsafe { ctx.read_at::<u32>(8) }.unwrap_or(0);
+        let name = if loc & 0xffff == 0 {
+            core::ptr::null()
+        } else {
+            // SAFETY: stays inside the record; the helper reading it checks the access.
+            unsafe { (ctx.as_ptr() as *const u8).add((loc & 0xffff) as usize) }
+        };
+        send_exec(name);
     }
     0
 }

@@ -495,3 +495,101 @@ fn bad_spec_query_and_token_get_clear_errors() {
     let (status, _) = monitor_tests::agent::http_get(agent.api, "/healthz").unwrap();
     assert_eq!(status, 200);
 }
+
+/// A cgroup (v2 hierarchy) made for one test and removed after it; processes are moved
+/// into it so the agent sees them the way it sees containers.
+struct Cgroup(PathBuf);
+
+impl Cgroup {
+    fn new(name: &str) -> Cgroup {
+        let mounts = std::fs::read_to_string("/proc/self/mounts").expect("reading mounts");
+        let root = mounts
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
+            })
+            .expect("this test needs a cgroup v2 hierarchy mounted");
+        let dir = root.join(name);
+        let _ = std::fs::remove_dir(&dir);
+        std::fs::create_dir(&dir)
+            .unwrap_or_else(|e| panic!("creating cgroup {}: {e}", dir.display()));
+        Cgroup(dir)
+    }
+
+    fn adopt(&self, pid: u32) {
+        std::fs::write(self.0.join("cgroup.procs"), pid.to_string())
+            .unwrap_or_else(|e| panic!("moving {pid} into {}: {e}", self.0.display()));
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        // Empty once the processes moved into it have exited.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::remove_dir(&self.0).is_err() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn services_are_named_by_rule_container_or_process() {
+    let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+    let container_id = format!("c0ffee{:058x}", u64::from(std::process::id()));
+    let cg_container = Cgroup::new(&format!("monitor-test-{container_id}.scope"));
+    let cg_special = Cgroup::new(&format!("monitor-test-special-{}", std::process::id()));
+    let servers: Vec<Proc> = ports
+        .iter()
+        .map(|p| {
+            let s = Proc::spawn(
+                Command::new("python3")
+                    .arg(peer_script("server.py"))
+                    .arg(p.to_string()),
+                "server.py",
+            );
+            wait_listening(([127, 0, 0, 1], *p).into(), "server.py");
+            s
+        })
+        .collect();
+    cg_container.adopt(servers[0].pid());
+    cg_special.adopt(servers[1].pid());
+    let curl_exe = std::fs::canonicalize(
+        String::from_utf8(
+            run_ok(
+                Command::new("sh").args(["-c", "command -v curl"]),
+                "which curl",
+            )
+            .stdout,
+        )
+        .unwrap()
+        .trim(),
+    )
+    .unwrap();
+    let agent = Agent::start_with(&[
+        "--service",
+        &format!("byport=port:{}", ports[2]),
+        "--service",
+        "bycgroup=cgroup:monitor-test-special",
+        "--service",
+        &format!("fetcher=exe:{}", curl_exe.display()),
+    ]);
+    for p in &ports {
+        curl(&[&format!("http://127.0.0.1:{p}/who")]);
+    }
+    let short_id = &container_id[..12];
+    let want = [short_id, "bycgroup", "byport", "python3"];
+    let mut named = Vec::new();
+    for (service, port) in want.iter().zip(&ports) {
+        let eps = agent.wait_inventory(&format!("service={service}"), |e| total_calls(e) >= 1);
+        let ep = eps
+            .iter()
+            .find(|e| e.s("/route") == "/who")
+            .unwrap_or_else(|| panic!("server on {port} not named {service}: {eps:#?}"));
+        assert_eq!(ep.n("/calls"), 1, "{ep}");
+        assert_eq!(ep.s("/callers/0/service"), "fetcher", "{ep}");
+        named.push(service.to_string());
+    }
+    assert_eq!(named.len(), 4);
+    drop(servers);
+}

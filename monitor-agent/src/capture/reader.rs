@@ -17,7 +17,7 @@ use monitor_common::KIND_EXEC;
 use ringbuf::{traits::Producer, HeapProd};
 
 use super::event::Event;
-use crate::metrics::Metrics;
+use crate::{identity::Identity, metrics::Metrics};
 
 /// The kernel never wakes the reader (see `emit.rs`); records wait at most this long when
 /// the reader was idle.
@@ -44,6 +44,7 @@ pub fn spawn(
     mut ring: RingBuf<MapData>,
     mut inlets: Vec<ShardInlet>,
     execs: Sender<u32>,
+    identity: Arc<Identity>,
     metrics: Arc<Metrics>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -65,6 +66,8 @@ pub fn spawn(
                     batch += 1;
                     match Event::decode(&item) {
                         Ok(event) if event.header.kind == KIND_EXEC => {
+                            // Now, while the process most likely still exists.
+                            identity.on_exec(event.header.pid, &event.data);
                             let _ = execs.send(event.header.pid);
                         }
                         Ok(event) => {

@@ -58,21 +58,46 @@ impl Identity {
 
     fn facts(&self, pid: u32) -> Arc<ProcessFacts> {
         let now = Instant::now();
+        let mut stale = None;
         if let Ok(cache) = self.facts.lock() {
             if let Some((at, f)) = cache.get(&pid) {
                 if now.duration_since(*at) < FACTS_TTL {
                     return f.clone();
                 }
+                stale = Some(f.clone());
             }
         }
-        let f = Arc::new(ProcessFacts::read(&self.proc_root, pid));
+        let read = ProcessFacts::read(&self.proc_root, pid);
+        // A process that has exited keeps what was learnt while it lived.
+        let f = match stale {
+            Some(old) if read.exe.is_none() && read.cgroup.is_none() => old,
+            _ => Arc::new(read),
+        };
+        self.remember(pid, now, f.clone());
+        f
+    }
+
+    fn remember(&self, pid: u32, at: Instant, f: Arc<ProcessFacts>) {
         if let Ok(mut cache) = self.facts.lock() {
             if cache.len() >= MAX_CACHED {
                 cache.clear();
             }
-            cache.insert(pid, (now, f.clone()));
+            cache.insert(pid, (at, f));
         }
-        f
+    }
+
+    /// A process just exec'd: learn what it is before a short-lived one exits. `exe` is
+    /// the path the kernel reported for the exec, used when /proc is already gone.
+    pub fn on_exec(&self, pid: u32, exe: &[u8]) {
+        let mut f = ProcessFacts::read(&self.proc_root, pid);
+        if f.exe.is_none() && exe.first() == Some(&b'/') {
+            f.exe = Some(String::from_utf8_lossy(exe).into_owned());
+        }
+        log::debug!(
+            "exec of {pid}: kernel says {:?}, facts {f:?}",
+            String::from_utf8_lossy(exe)
+        );
+        self.remember(pid, Instant::now(), Arc::new(f));
     }
 
     /// The service a process on this node belongs to.
