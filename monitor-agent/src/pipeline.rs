@@ -66,10 +66,15 @@ pub fn spawn(
                         return;
                     };
                     for mut rec in batch.drain(..) {
-                        let service = rec.server.service.clone().unwrap_or_default();
-                        let routed =
-                            inv.route(&service, &rec.method, route_of(&rec.path), &rec.route);
-                        rec.route = routed.route;
+                        let routed = inv.route(
+                            rec.server.service.as_deref().unwrap_or(""),
+                            &rec.method,
+                            route_of(&rec.path),
+                            &rec.route,
+                        );
+                        if routed.route != rec.route {
+                            rec.route = routed.route;
+                        }
                         if let Some(out) = &p.output {
                             if out.send(rec.clone()).is_err() {
                                 p.metrics.records_dropped.inc();

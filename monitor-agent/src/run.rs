@@ -34,6 +34,8 @@ use crate::{
 /// Events buffered between the reader and each shard.
 const SHARD_QUEUE: usize = 1 << 16;
 
+const RECORD_QUEUE: usize = 8192;
+
 /// How often spec files are checked for changes.
 const SPEC_POLL: Duration = Duration::from_secs(1);
 
@@ -140,13 +142,16 @@ pub fn run(args: RunArgs) -> Result<()> {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let (out_tx, out_rx) = mpsc::sync_channel(1 << 16);
+    // Bounded queues of whole records (~0.5 KiB each): deep enough to ride out a burst,
+    // small enough not to dominate the agent's memory. A full queue slows the shards
+    // (backpressure) rather than losing calls.
+    let (out_tx, out_rx) = mpsc::sync_channel(RECORD_QUEUE);
     let out_thread = match args.output {
         OutputFormat::None => None,
         f => Some(output::spawn(f, out_rx)?),
     };
     let recent = Arc::new(RecentCalls::new(args.recent_calls as usize));
-    let (tx, rx) = mpsc::sync_channel(1 << 16);
+    let (tx, rx) = mpsc::sync_channel(RECORD_QUEUE);
     let pipeline_thread = pipeline::spawn(
         Pipeline {
             inventory: inventory.clone(),

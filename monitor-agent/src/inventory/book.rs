@@ -1,11 +1,9 @@
 //! The inventory itself: endpoints keyed by (service, method, route), classified against
 //! the declared specs, with their statistics.
 
-use std::{
-    collections::{HashMap, HashSet},
-    sync::Arc,
-    time::UNIX_EPOCH,
-};
+use std::{borrow::Cow, collections::HashMap, sync::Arc, time::UNIX_EPOCH};
+
+use hashbrown::{Equivalent, HashMap as FastMap, HashSet as FastSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -53,6 +51,31 @@ pub struct EndpointKey {
     pub route: String,
 }
 
+/// A key made of borrowed parts, so filing a call under an existing endpoint allocates
+/// nothing. Hashes like `EndpointKey` (a `String` hashes as its `str`).
+#[derive(Hash)]
+struct KeyRef<'a> {
+    service: &'a str,
+    method: &'a str,
+    route: &'a str,
+}
+
+impl Equivalent<EndpointKey> for KeyRef<'_> {
+    fn equivalent(&self, k: &EndpointKey) -> bool {
+        self.route == k.route && self.method == k.method && self.service == k.service
+    }
+}
+
+impl KeyRef<'_> {
+    fn to_key(&self) -> EndpointKey {
+        EndpointKey {
+            service: self.service.to_string(),
+            method: self.method.to_string(),
+            route: self.route.to_string(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Endpoint {
     pub stats: EndpointStats,
@@ -81,15 +104,15 @@ impl Default for InventoryConfig {
 }
 
 pub struct Inventory {
-    endpoints: HashMap<EndpointKey, Endpoint>,
+    endpoints: FastMap<EndpointKey, Endpoint>,
     specs: HashMap<String, Arc<ServiceSpec>>,
     patterns: Patterns,
     cardinality: Cardinality,
     max_endpoints: usize,
     /// Changed since the store last took them.
-    dirty: HashSet<EndpointKey>,
+    dirty: FastSet<EndpointKey>,
     /// Merged into another endpoint since the store last took them.
-    removed: HashSet<EndpointKey>,
+    removed: FastSet<EndpointKey>,
     /// Calls not recorded because `max_endpoints` was reached.
     pub overflow: u64,
 }
@@ -111,13 +134,13 @@ fn is_declared_method(m: &str) -> bool {
 impl Inventory {
     pub fn new(cfg: InventoryConfig) -> Inventory {
         Inventory {
-            endpoints: HashMap::new(),
+            endpoints: FastMap::new(),
             specs: HashMap::new(),
             patterns: cfg.patterns,
             cardinality: Cardinality::new(cfg.cardinality_limit),
             max_endpoints: cfg.max_endpoints,
-            dirty: HashSet::new(),
-            removed: HashSet::new(),
+            dirty: FastSet::new(),
+            removed: FastSet::new(),
             overflow: 0,
         }
     }
@@ -184,12 +207,12 @@ impl Inventory {
 
     /// Files one call (already routed, counted once) under its endpoint.
     pub fn observe(&mut self, call: &CallRecord) {
-        let service = call.server.service.as_deref().unwrap_or("");
-        let key = EndpointKey {
-            service: service.to_string(),
-            method: call.method.clone(),
-            route: call.route.clone(),
+        let key = KeyRef {
+            service: call.server.service.as_deref().unwrap_or(""),
+            method: &call.method,
+            route: &call.route,
         };
+        let auth = auth_label(call);
         let obs = Observation {
             ts_us: call
                 .ts
@@ -200,30 +223,34 @@ impl Inventory {
             request_bytes: call.request_bytes,
             response_bytes: call.response_bytes,
             caller: call.client.service.as_deref().unwrap_or("unknown"),
-            auth: &auth_label(call),
+            auth: &auth,
             request_content_type: call.request_content_type.as_deref(),
             response_content_type: call.response_content_type.as_deref(),
             query: call.path.split_once('?').map(|(_, q)| q),
         };
-        if !self.endpoints.contains_key(&key) {
-            if self.endpoints.len() >= self.max_endpoints {
-                self.overflow += 1;
-                return;
-            }
-            let (spec_status, operation_id) = self.classify(&key.service, &key.method, &key.route);
-            self.endpoints.insert(
-                key.clone(),
-                Endpoint {
-                    stats: EndpointStats::default(),
-                    spec_status,
-                    operation_id,
-                },
-            );
-        }
         if let Some(e) = self.endpoints.get_mut(&key) {
             e.stats.observe(&obs);
+            if !self.dirty.contains(&key) {
+                self.dirty.insert(key.to_key());
+            }
+            return;
         }
-        self.dirty.insert(key);
+        if self.endpoints.len() >= self.max_endpoints {
+            self.overflow += 1;
+            return;
+        }
+        let (spec_status, operation_id) = self.classify(key.service, key.method, key.route);
+        let mut stats = EndpointStats::default();
+        stats.observe(&obs);
+        self.endpoints.insert(
+            key.to_key(),
+            Endpoint {
+                stats,
+                spec_status,
+                operation_id,
+            },
+        );
+        self.dirty.insert(key.to_key());
     }
 
     /// Re-files every endpoint of `m.service` whose route has a literal where a parameter
@@ -380,12 +407,16 @@ impl Inventory {
 }
 
 /// `jwt iss=https://issuer`, `api_key x-api-key`, `basic`, `none`...
-pub fn auth_label(call: &CallRecord) -> String {
+pub fn auth_label(call: &CallRecord) -> Cow<'static, str> {
     let a = &call.auth;
     match (&a.kind, &a.issuer, &a.detail) {
-        (crate::protocol::credentials::AuthKind::Jwt, Some(iss), _) => format!("jwt iss={iss}"),
-        (crate::protocol::credentials::AuthKind::ApiKey, _, Some(h)) => format!("api_key {h}"),
-        _ => a.label().to_string(),
+        (crate::protocol::credentials::AuthKind::Jwt, Some(iss), _) => {
+            Cow::Owned(format!("jwt iss={iss}"))
+        }
+        (crate::protocol::credentials::AuthKind::ApiKey, _, Some(h)) => {
+            Cow::Owned(format!("api_key {h}"))
+        }
+        _ => Cow::Borrowed(a.label()),
     }
 }
 

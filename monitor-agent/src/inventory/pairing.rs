@@ -4,10 +4,12 @@
 //! that connection, which is enough to pair them.
 
 use std::{
-    collections::{HashMap, HashSet, VecDeque},
-    hash::{BuildHasher, Hash, Hasher},
+    collections::VecDeque,
+    hash::BuildHasher,
     net::{IpAddr, SocketAddr},
 };
+
+use hashbrown::{DefaultHashBuilder, HashMap, HashSet};
 
 use crate::record::{CallRecord, Role};
 
@@ -47,7 +49,7 @@ pub struct Pairing {
     /// Addresses that observed processes use: a call whose peer has one of them will
     /// probably be seen from the other side too.
     local_ips: HashSet<IpAddr>,
-    hasher: std::collections::hash_map::RandomState,
+    hasher: DefaultHashBuilder,
     /// Calls seen from both sides (for metrics).
     pub paired: u64,
 }
@@ -67,10 +69,7 @@ impl Pairing {
     }
 
     fn what(&self, r: &CallRecord) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        r.method.hash(&mut h);
-        r.path.hash(&mut h);
-        h.finish()
+        self.hasher.hash_one((&r.method, &r.path))
     }
 
     /// Calls paired since the last call.

@@ -2,7 +2,9 @@
 //! path positions that turn out to be parameters (user names, slugs, file names) which no
 //! syntax rule can recognise.
 
-use std::{collections::HashMap, fmt, str::FromStr};
+use std::{fmt, str::FromStr};
+
+use hashbrown::HashMap;
 
 use thiserror::Error;
 
@@ -127,10 +129,16 @@ impl Node {
     }
 
     fn child(&mut self, seg: &str) -> &mut Node {
-        if !self.children.contains_key(seg) && !is_placeholder(seg) {
-            self.literals += 1;
+        // Looked up before inserting: the common case (a known segment) allocates nothing.
+        if !self.children.contains_key(seg) {
+            if !is_placeholder(seg) {
+                self.literals += 1;
+            }
+            self.children.insert(seg.to_string(), Node::default());
         }
-        self.children.entry(seg.to_string()).or_default()
+        self.children
+            .get_mut(seg)
+            .expect("present or just inserted")
     }
 
     /// Folds every literal child into the `{param}` child.
