@@ -566,13 +566,22 @@ fn services_are_named_by_rule_container_or_process() {
         .trim(),
     )
     .unwrap();
+    // Two rules from a config file, one from the command line.
+    let conf_dir = TempDir::new("identity-config");
+    let conf = conf_dir.0.join("monitor.yaml");
+    std::fs::write(
+        &conf,
+        format!(
+            "services:\n  - bycgroup=cgroup:monitor-test-special\n  - fetcher=exe:{}\n",
+            curl_exe.display()
+        ),
+    )
+    .unwrap();
     let agent = Agent::start_with(&[
         "--service",
         &format!("byport=port:{}", ports[2]),
-        "--service",
-        "bycgroup=cgroup:monitor-test-special",
-        "--service",
-        &format!("fetcher=exe:{}", curl_exe.display()),
+        "--config",
+        conf.to_str().unwrap(),
     ]);
     for p in &ports {
         curl(&[&format!("http://127.0.0.1:{p}/who")]);
@@ -592,4 +601,51 @@ fn services_are_named_by_rule_container_or_process() {
     }
     assert_eq!(named.len(), 4);
     drop(servers);
+}
+
+#[test]
+fn calls_follow_streams_new_calls() {
+    let port = free_port();
+    let _server = api_server(port);
+    let agent = Agent::start_with(&["--service", &format!("users=port:{port}")]);
+    let mut follower = std::process::Command::new(agent_bin())
+        .args(["calls", "--follow", "--service", "users", "--server"])
+        .arg(format!("http://{}", agent.api))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("starting calls --follow");
+    let stdout = follower.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    // The follower is connected once it has subscribed; keep calling until lines arrive.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut lines = Vec::new();
+    let mut sent = 0;
+    while lines.len() < 2 && Instant::now() < deadline {
+        curl(&[&format!("http://127.0.0.1:{port}/api/v1/users/{sent}")]);
+        sent += 1;
+        while let Ok(l) = rx.recv_timeout(Duration::from_millis(300)) {
+            lines.push(l);
+        }
+    }
+    // SAFETY: signalling our own child by PID.
+    unsafe { libc::kill(follower.id() as i32, libc::SIGTERM) };
+    let _ = follower.wait();
+    assert!(
+        lines.len() >= 2,
+        "calls --follow printed {lines:?} after {sent} calls"
+    );
+    for l in &lines {
+        assert!(l.contains("curl -> users GET /api/v1/users/"), "{l}");
+    }
 }
