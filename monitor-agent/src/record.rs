@@ -145,3 +145,31 @@ impl CallRecord {
         s
     }
 }
+
+#[cfg(test)]
+impl CallRecord {
+    /// A plain `200` call for tests to adjust with struct update syntax.
+    pub fn sample(role: Role, client: Peer, server: Peer, method: &str, path: &str) -> CallRecord {
+        CallRecord {
+            ts: SystemTime::UNIX_EPOCH,
+            protocol: "http/1.1",
+            tls: false,
+            role,
+            method: method.into(),
+            route: crate::redact::route_of(path).into(),
+            path: path.into(),
+            status: 200,
+            duration_us: 100,
+            request_bytes: 1,
+            response_bytes: 2,
+            client,
+            server,
+            host: None,
+            truncated: false,
+            seen_by_both: false,
+            auth: Auth::default(),
+            request_content_type: None,
+            response_content_type: None,
+        }
+    }
+}

@@ -86,6 +86,15 @@ fn shape_key(route: &str) -> String {
         .join("/")
 }
 
+/// An OpenAPI `content` map (schema unknown) from observed media types.
+fn media(types: &BTreeMap<String, u64>) -> Map<String, Value> {
+    types
+        .keys()
+        .filter(|ct| ct.contains('/'))
+        .map(|ct| (ct.clone(), json!({})))
+        .collect()
+}
+
 fn operation(e: &EndpointView, params: &[(String, String)]) -> Value {
     let mut parameters: Vec<Value> = params
         .iter()
@@ -98,12 +107,7 @@ fn operation(e: &EndpointView, params: &[(String, String)]) -> Value {
             json!({"name": q, "in": "query", "required": false, "schema": {"type": "string"}}),
         );
     }
-    let content: Map<String, Value> = e
-        .response_content_types
-        .keys()
-        .filter(|ct| ct.contains('/'))
-        .map(|ct| (ct.clone(), json!({})))
-        .collect();
+    let content = media(&e.response_content_types);
     let mut responses = Map::new();
     for (status, n) in &e.statuses {
         let mut r = Map::new();
@@ -118,12 +122,7 @@ fn operation(e: &EndpointView, params: &[(String, String)]) -> Value {
     if !parameters.is_empty() {
         op.insert("parameters".into(), Value::Array(parameters));
     }
-    let req_content: Map<String, Value> = e
-        .request_content_types
-        .keys()
-        .filter(|ct| ct.contains('/'))
-        .map(|ct| (ct.clone(), json!({})))
-        .collect();
+    let req_content = media(&e.request_content_types);
     if !req_content.is_empty() && !matches!(e.method.as_str(), "GET" | "HEAD" | "DELETE" | "TRACE")
     {
         op.insert("requestBody".into(), json!({"content": req_content}));

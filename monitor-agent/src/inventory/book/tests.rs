@@ -41,24 +41,13 @@ fn call(inv: &mut Inventory, service: &str, method: &str, path: &str, status: u1
     client.service = Some(Arc::from("curl"));
     let rec = CallRecord {
         ts: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-        protocol: "http/1.1",
-        tls: false,
-        role: Role::Server,
-        method: method.into(),
-        path: path.into(),
         route: routed.route,
         status,
         duration_us: 250,
         request_bytes: 10,
         response_bytes: 20,
-        client,
-        server,
-        host: None,
-        truncated: false,
-        seen_by_both: false,
-        auth: Default::default(),
-        request_content_type: None,
         response_content_type: Some("application/json".into()),
+        ..CallRecord::sample(Role::Server, client, server, method, path)
     };
     inv.observe(&rec);
     rec

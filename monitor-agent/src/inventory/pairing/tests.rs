@@ -1,4 +1,4 @@
-use std::{sync::Arc, time::SystemTime};
+use std::sync::Arc;
 
 use super::*;
 use crate::record::Peer;
@@ -13,25 +13,8 @@ fn rec(role: Role, client: &str, server: &str, path: &str) -> CallRecord {
         Role::Server => (Peer::remote(c), Peer::local(s, 20, Arc::from("python3"))),
     };
     CallRecord {
-        ts: SystemTime::UNIX_EPOCH,
-        protocol: "http/1.1",
-        tls: false,
-        role,
-        method: "GET".into(),
-        path: path.into(),
-        route: path.into(),
-        status: 200,
         duration_us: if role == Role::Server { 100 } else { 150 },
-        request_bytes: 1,
-        response_bytes: 2,
-        client,
-        server,
-        host: None,
-        truncated: false,
-        seen_by_both: false,
-        auth: Default::default(),
-        request_content_type: None,
-        response_content_type: None,
+        ..CallRecord::sample(role, client, server, "GET", path)
     }
 }
 
