@@ -16,7 +16,7 @@ use crate::{
     calls::RecentCalls,
     clock::Clock,
     inventory::{pairing::Pairing, Inventory},
-    metrics::Metrics,
+    metrics::{traffic::TrafficRecorder, Metrics},
     record::CallRecord,
     redact::route_of,
 };
@@ -32,10 +32,11 @@ pub struct Pipeline {
     pub recent: Arc<RecentCalls>,
     pub output: Option<SyncSender<CallRecord>>,
     pub metrics: Arc<Metrics>,
+    pub traffic: TrafficRecorder,
 }
 
 pub fn spawn(
-    p: Pipeline,
+    mut p: Pipeline,
     rx: Receiver<CallRecord>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -88,7 +89,8 @@ pub fn spawn(
                         pairing.expire(now, &mut counted);
                     }
                     for c in &counted {
-                        inv.observe(c);
+                        let status = inv.observe(c);
+                        p.traffic.record(c, status);
                     }
                     p.metrics.inventory_endpoints.set(inv.len() as i64);
                 }

@@ -84,6 +84,9 @@ pub struct CallRecord {
     /// Whole messages on the wire: start line, headers and body.
     pub request_bytes: u64,
     pub response_bytes: u64,
+    /// Bodies alone, without start line and headers.
+    pub request_body_bytes: u64,
+    pub response_body_bytes: u64,
     pub client: Peer,
     pub server: Peer,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -95,6 +98,10 @@ pub struct CallRecord {
     /// the server's view with the client's identity added.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub seen_by_both: bool,
+    /// With `seen_by_both`: the duration the client measured (`duration_us` is the
+    /// server's), for the client-side latency metric.
+    #[serde(skip)]
+    pub client_duration_us: Option<u64>,
     /// The kind of credential the request carried, never the credential.
     pub auth: Auth,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -162,11 +169,14 @@ impl CallRecord {
             duration_us: 100,
             request_bytes: 1,
             response_bytes: 2,
+            request_body_bytes: 0,
+            response_body_bytes: 0,
             client,
             server,
             host: None,
             truncated: false,
             seen_by_both: false,
+            client_duration_us: None,
             auth: Auth::default(),
             request_content_type: None,
             response_content_type: None,

@@ -23,7 +23,7 @@ use crate::{
     conn::{shard, ConnTracker, TrackerConfig},
     identity::Identity,
     inventory::{shape::Patterns, Inventory, InventoryConfig},
-    metrics::Metrics,
+    metrics::{traffic::TrafficRecorder, Metrics},
     output::{self, OutputFormat},
     pipeline::{self, Pipeline},
     redact::Redactor,
@@ -127,6 +127,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     let ring = cap.take_events()?;
     let mut metrics = Metrics::new(cap.attached);
     metrics.spec_load_errors.inc_by(first.errors.len() as u64);
+    metrics.add_inventory(inventory.clone());
+    let traffic = metrics.add_traffic(args.max_metric_routes as usize);
     metrics.add_kernel_counters(Arc::new(CounterReader::new(cap.take_counters()?)));
     metrics.add_program_stats(cap.programs.clone());
     let mut tls_attacher = cap.tls_attacher();
@@ -158,6 +160,7 @@ pub fn run(args: RunArgs) -> Result<()> {
             recent: recent.clone(),
             output: (args.output != OutputFormat::None).then_some(out_tx),
             metrics: metrics.clone(),
+            traffic: TrafficRecorder::new(traffic, args.max_metric_routes as usize),
         },
         rx,
         stop.clone(),

@@ -207,6 +207,11 @@ pub struct RunArgs {
     /// Most endpoints the inventory keeps.
     #[arg(long, default_value_t = 50_000)]
     pub max_endpoints: usize,
+
+    /// Distinct `http_route` label values per service in the traffic metrics; further
+    /// routes are counted as `_OTHER` (keeps Prometheus cardinality bounded).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_metric_routes: u64,
 }
 
 fn parse_ring_mb(s: &str) -> Result<u32, String> {

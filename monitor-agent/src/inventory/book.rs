@@ -205,8 +205,9 @@ impl Inventory {
         }
     }
 
-    /// Files one call (already routed, counted once) under its endpoint.
-    pub fn observe(&mut self, call: &CallRecord) {
+    /// Files one call (already routed, counted once) under its endpoint; returns the
+    /// endpoint's spec status (`None` when the endpoint table is full).
+    pub fn observe(&mut self, call: &CallRecord) -> Option<SpecStatus> {
         let key = KeyRef {
             service: call.server.service.as_deref().unwrap_or(""),
             method: &call.method,
@@ -230,14 +231,15 @@ impl Inventory {
         };
         if let Some(e) = self.endpoints.get_mut(&key) {
             e.stats.observe(&obs);
+            let status = e.spec_status;
             if !self.dirty.contains(&key) {
                 self.dirty.insert(key.to_key());
             }
-            return;
+            return Some(status);
         }
         if self.endpoints.len() >= self.max_endpoints {
             self.overflow += 1;
-            return;
+            return None;
         }
         let (spec_status, operation_id) = self.classify(key.service, key.method, key.route);
         let mut stats = EndpointStats::default();
@@ -251,6 +253,7 @@ impl Inventory {
             },
         );
         self.dirty.insert(key.to_key());
+        Some(spec_status)
     }
 
     /// Re-files every endpoint of `m.service` whose route has a literal where a parameter

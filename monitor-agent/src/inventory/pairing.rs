@@ -197,6 +197,7 @@ fn merge(a: CallRecord, b: CallRecord) -> CallRecord {
         (b, a)
     };
     server.client = client.client;
+    server.client_duration_us = Some(client.duration_us);
     server.tls |= client.tls;
     server.truncated |= client.truncated;
     server.seen_by_both = true;

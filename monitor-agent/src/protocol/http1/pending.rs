@@ -20,6 +20,8 @@ pub(super) struct ResponseInfo {
     pub bytes: u64,
     pub truncated: bool,
     pub content_type: Option<String>,
+    /// The final response's body (no head, no interim responses).
+    pub body_bytes: u64,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +36,8 @@ pub(super) struct PendingRequest {
     pub start_ns: u64,
     pub end_ns: u64,
     pub bytes: u64,
+    /// Start line and headers, so the body size is `bytes - head_bytes`.
+    pub head_bytes: u64,
     pub truncated: bool,
     /// The request body is fully seen.
     pub complete: bool,

@@ -36,6 +36,7 @@ struct CurrentResponse {
     assign: Assign,
     upgrade: bool,
     content_type: Option<String>,
+    head_bytes: u64,
 }
 
 impl Session {
@@ -139,8 +140,8 @@ impl Session {
             Event::Head {
                 head: Head::Response(h),
                 start_ns,
-                ..
-            } => self.response_head(h, start_ns),
+                head_bytes,
+            } => self.response_head(h, start_ns, head_bytes),
             Event::Complete(acc) => match side {
                 Side::Request => self.request_complete(acc, out),
                 Side::Response => self.response_complete(acc, out),
@@ -161,6 +162,7 @@ impl Session {
             start_ns,
             end_ns: start_ns,
             bytes: head_bytes,
+            head_bytes,
             truncated: false,
             complete: false,
             response: None,
@@ -200,7 +202,7 @@ impl Session {
         self.pending.push_barrier();
     }
 
-    fn response_head(&mut self, h: ResponseHead, start_ns: u64) {
+    fn response_head(&mut self, h: ResponseHead, start_ns: u64, head_bytes: u64) {
         let interim = (100..200).contains(&h.status) && h.status != 101;
         if interim {
             self.interim.get_or_insert(Acc {
@@ -215,6 +217,7 @@ impl Session {
                 assign: Assign::Unmatched,
                 upgrade: false,
                 content_type: None,
+                head_bytes,
             });
             return;
         }
@@ -239,6 +242,7 @@ impl Session {
             assign,
             upgrade,
             content_type: h.content_type,
+            head_bytes,
         });
     }
 
@@ -262,6 +266,7 @@ impl Session {
             bytes: acc.bytes.saturating_add(interim.map_or(0, |i| i.bytes)),
             truncated: acc.truncated || interim.is_some_and(|i| i.truncated),
             content_type: cur.content_type,
+            body_bytes: acc.bytes.saturating_sub(cur.head_bytes),
         };
         if let Assign::Request { id, .. } = cur.assign {
             if let Some(r) = self.pending.answer(id, info) {
@@ -303,6 +308,8 @@ fn exchange(r: PendingRequest, info: ResponseInfo) -> Exchange {
         response_end_ns: info.end_ns,
         request_bytes: r.bytes,
         response_bytes: info.bytes,
+        request_body_bytes: r.bytes.saturating_sub(r.head_bytes),
+        response_body_bytes: info.body_bytes,
         request_truncated: r.truncated,
         response_truncated: info.truncated,
         auth: *r.auth,

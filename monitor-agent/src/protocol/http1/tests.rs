@@ -77,6 +77,8 @@ fn simple_exchange_fields() {
             response_end_ns: 20,
             request_bytes: len(REQ_GET),
             response_bytes: len(RESP_OK),
+            request_body_bytes: 0,
+            response_body_bytes: 5,
             request_truncated: false,
             response_truncated: false,
             auth: Default::default(),
@@ -610,5 +612,7 @@ fn credentials_and_media_types_are_summarised() {
     assert_eq!(x.auth.detail.as_deref(), Some("alice"));
     assert_eq!(x.request_content_type.as_deref(), Some("application/json"));
     assert_eq!(x.response_content_type.as_deref(), Some("text/plain"));
+    assert_eq!(x.request_body_bytes, 2);
+    assert_eq!(x.response_body_bytes, 0);
     assert!(!format!("{x:?}").contains("s3cr3t"));
 }

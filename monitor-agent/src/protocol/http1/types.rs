@@ -45,6 +45,9 @@ pub struct Exchange {
     pub request_bytes: u64,
     /// Includes 1xx interim responses.
     pub response_bytes: u64,
+    /// Bodies alone (the OpenTelemetry body-size metrics measure these).
+    pub request_body_bytes: u64,
+    pub response_body_bytes: u64,
     pub request_truncated: bool,
     pub response_truncated: bool,
     /// Which credential the request carried (never the credential).

@@ -1,6 +1,10 @@
-//! The agent's own health metrics, exported in OpenMetrics text on `/metrics`.
+//! Everything exported in OpenMetrics text on `/metrics`: the traffic the agent observes
+//! (`traffic`), the inventory (`inventory`) and the agent's own health (here).
 
-use std::sync::Arc;
+mod inventory;
+pub mod traffic;
+
+use std::sync::{Arc, Mutex};
 
 use prometheus_client::{
     collector::Collector,
@@ -14,7 +18,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::capture::counters::CounterReader;
+use crate::{capture::counters::CounterReader, inventory::Inventory};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
@@ -193,6 +197,17 @@ impl Metrics {
             spec_load_errors,
             specs_loaded,
         }
+    }
+
+    /// `api_endpoints`, read from the inventory at each scrape.
+    pub fn add_inventory(&mut self, inventory: Arc<Mutex<Inventory>>) {
+        self.registry
+            .register_collector(Box::new(inventory::InventoryCollector { inventory }));
+    }
+
+    /// The OpenTelemetry-named traffic families; the pipeline records into them.
+    pub fn add_traffic(&mut self, max_routes: usize) -> traffic::TrafficFamilies {
+        traffic::TrafficFamilies::register(&mut self.registry, max_routes)
     }
 
     pub fn add_kernel_counters(&mut self, reader: Arc<CounterReader>) {
