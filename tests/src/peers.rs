@@ -199,3 +199,21 @@ pub fn curl(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// `tests/peers/api_server.py` on `port`: part of `api_spec.yaml`, plus an undeclared and a
+/// deprecated endpoint.
+pub fn api_server(port: u16) -> Proc {
+    let p = Proc::spawn(
+        Command::new("python3")
+            .arg(peer_script("api_server.py"))
+            .arg(port.to_string()),
+        "api_server.py",
+    );
+    wait_listening(([127, 0, 0, 1], port).into(), "api_server.py");
+    p
+}
+
+/// The spec `api_server.py` partly implements.
+pub fn spec_path() -> PathBuf {
+    peer_script("api_spec.yaml")
+}

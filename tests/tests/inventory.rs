@@ -11,7 +11,7 @@ use std::{
 use monitor_tests::{
     agent::{agent_bin, RecordExt},
     free_port,
-    peers::{curl, peer_script, run_ok, Proc},
+    peers::{api_server, curl, peer_script, run_ok, spec_path, Proc},
     wait_listening, workspace_root, Agent, TempDir,
 };
 use serde_json::Value;
@@ -19,21 +19,6 @@ use serde_json::Value;
 /// A JWT whose payload says iss=https://issuer.test, sub=svc-orders (signature is junk: the
 /// agent never verifies, it only reports who claims to be calling).
 const JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2lzc3Vlci50ZXN0Iiwic3ViIjoic3ZjLW9yZGVycyJ9.c2lnbmF0dXJl";
-
-fn api_server(port: u16) -> Proc {
-    let p = Proc::spawn(
-        Command::new("python3")
-            .arg(peer_script("api_server.py"))
-            .arg(port.to_string()),
-        "api_server.py",
-    );
-    wait_listening(([127, 0, 0, 1], port).into(), "api_server.py");
-    p
-}
-
-fn spec_path() -> PathBuf {
-    peer_script("api_spec.yaml")
-}
 
 /// (method, route, spec_status, calls) of every endpoint in `eps`.
 fn summary(eps: &[Value]) -> BTreeSet<(String, String, String, u64)> {

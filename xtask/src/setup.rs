@@ -155,6 +155,7 @@ const PEERS: &[(&str, &str)] = &[
     ("openssl", "openssl"),
     ("node", "nodejs"),
     ("go", "golang-go"),
+    ("prometheus", "prometheus"),
 ];
 
 fn test_peers() -> Result<()> {

@@ -1,0 +1,239 @@
+//! End-to-end: a real Prometheus scrapes the real agent every second while real traffic
+//! flows, and every PromQL expression of the Grafana dashboard is evaluated through
+//! Prometheus's HTTP API. Each must return data; where the test knows the answer, the
+//! answer is checked.
+
+use std::{
+    net::SocketAddr,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use monitor_tests::{
+    agent::{http_get, RecordExt},
+    free_port,
+    peers::{api_server, curl, spec_path, Proc},
+    wait_listening, workspace_root, Agent, TempDir,
+};
+use serde_json::Value;
+
+fn dashboard() -> Value {
+    let path = workspace_root().join("deploy/grafana/dashboards/monitor.json");
+    let text = std::fs::read_to_string(&path).expect("reading the dashboard");
+    serde_json::from_str(&text).expect("the dashboard is JSON")
+}
+
+/// (panel title, expression) for every target of every panel, rows included.
+fn expressions(dash: &Value) -> Vec<(String, String)> {
+    fn walk(panels: &Value, out: &mut Vec<(String, String)>) {
+        for p in panels.as_array().into_iter().flatten() {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                if let Some(e) = t["expr"].as_str() {
+                    out.push((p.s("/title").to_string(), e.to_string()));
+                }
+            }
+            walk(&p["panels"], out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dash["panels"], &mut out);
+    out
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+struct Prometheus {
+    _proc: Proc,
+    addr: SocketAddr,
+    _dir: TempDir,
+}
+
+impl Prometheus {
+    fn start(target: SocketAddr) -> Prometheus {
+        let bin = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("prometheus is not installed: run `cargo xtask setup --peers` (Debian package prometheus)");
+        let dir = TempDir::new("prometheus");
+        let conf = dir.0.join("prometheus.yml");
+        std::fs::write(
+            &conf,
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: monitor\n    static_configs:\n      - targets: ['{target}']\n"
+            ),
+        )
+        .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let proc = Proc::spawn(
+            Command::new(bin)
+                .arg(format!("--config.file={}", conf.display()))
+                .arg(format!(
+                    "--storage.tsdb.path={}",
+                    dir.0.join("data").display()
+                ))
+                .arg(format!("--web.listen-address={addr}"))
+                .arg("--log.level=warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+            "prometheus",
+        );
+        wait_listening(addr, "prometheus");
+        Prometheus {
+            _proc: proc,
+            addr,
+            _dir: dir,
+        }
+    }
+
+    fn query(&self, expr: &str) -> Vec<Value> {
+        let (status, body) = http_get(
+            self.addr,
+            &format!("/api/v1/query?query={}", percent_encode(expr)),
+        )
+        .unwrap_or_else(|e| panic!("querying prometheus: {e}"));
+        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        assert_eq!(status, 200, "prometheus rejected {expr}: {body}");
+        assert_eq!(v["status"], "success", "{expr}: {body}");
+        v["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Waits until `expr` returns something and `ok` accepts it.
+    fn wait(&self, expr: &str, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self.query(expr);
+            if (!r.is_empty() && ok(&r)) || Instant::now() > deadline {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+fn value(sample: &Value) -> f64 {
+    sample["value"][1]
+        .as_str()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// The dashboard as Grafana would send it with `service` = `users` selected.
+fn instantiate(expr: &str) -> String {
+    expr.replace("$__rate_interval", "1m")
+        .replace("$service", "users")
+}
+
+#[test]
+fn every_dashboard_query_returns_data_on_a_real_prometheus() {
+    let port = free_port();
+    let _server = api_server(port);
+    let agent = Agent::start_with(&[
+        "--spec",
+        &format!("users={}", spec_path().display()),
+        "--service",
+        &format!("users=port:{port}"),
+    ]);
+    let prom = Prometheus::start(agent.api);
+    let up = prom.wait("up{job=\"monitor\"}", |r| value(&r[0]) == 1.0);
+    assert_eq!(up.len(), 1, "prometheus is not scraping the agent: {up:?}");
+
+    // Traffic over a few seconds, so that rates have several samples.
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    for round in 0..4 {
+        for id in ["1", "2", "9"] {
+            curl(&[&format!("{base}/users/{id}")]);
+        }
+        curl(&[&format!("{base}/users")]);
+        curl(&[
+            "-X",
+            "POST",
+            "-d",
+            "{}",
+            "-H",
+            "Content-Type: application/json",
+            &format!("{base}/users"),
+        ]);
+        curl(&[&format!("{base}/admin/debug")]);
+        curl(&[&format!("{base}/legacy/report")]);
+        if round < 3 {
+            std::thread::sleep(Duration::from_millis(1200));
+        }
+    }
+    let route = "/api/v1/users/{userId}";
+    prom.wait(
+        &format!("sum(rate(http_server_request_duration_seconds_count{{service=\"users\",http_route=\"{route}\"}}[1m]))"),
+        |r| value(&r[0]) > 0.0,
+    );
+    prom.wait(
+        "sum(api_endpoints{service=\"users\",spec_status=\"documented\"})",
+        |r| value(&r[0]) == 3.0,
+    );
+
+    let dash = dashboard();
+    let exprs = expressions(&dash);
+    assert!(
+        exprs.len() >= 20,
+        "the dashboard has only {} queries",
+        exprs.len()
+    );
+    let mut results = std::collections::BTreeMap::new();
+    for (title, expr) in &exprs {
+        let q = instantiate(expr);
+        let r = prom.query(&q);
+        assert!(!r.is_empty(), "panel {title:?}: no data for {q}");
+        results.insert(title.clone(), r);
+    }
+    // The service variable's query, as Grafana evaluates label_values().
+    let (_, labels) = http_get(prom.addr, "/api/v1/label/service/values").unwrap();
+    assert!(labels.contains("\"users\""), "{labels}");
+
+    let single = |title: &str| -> f64 {
+        let r = &results[title];
+        assert_eq!(r.len(), 1, "{title}: {r:?}");
+        value(&r[0])
+    };
+    let rates = &results["Requests per second by service and route"];
+    let test_route = rates
+        .iter()
+        .find(|s| s["metric"]["http_route"] == route)
+        .unwrap_or_else(|| panic!("no series for {route}: {rates:?}"));
+    assert!(value(test_route) > 0.0, "{test_route}");
+    assert_eq!(single("Shadow endpoints (served, not declared)"), 1.0);
+    assert_eq!(single("Zombie endpoints (deprecated, still called)"), 1.0);
+    assert_eq!(single("Documented endpoints in use"), 3.0);
+    assert_eq!(single("Declared but unused"), 2.0);
+    assert_eq!(single("Ring-buffer drops per second"), 0.0);
+    assert_eq!(single("Agents reporting"), 1.0);
+    let errors = &results["Errors per second by status code"];
+    assert!(
+        errors
+            .iter()
+            .any(|s| s["metric"]["http_response_status_code"] == "404" && value(s) > 0.0),
+        "{errors:?}"
+    );
+    let undeclared = &results["Calls to shadow and zombie endpoints per second"];
+    for status in ["shadow", "zombie"] {
+        assert!(
+            undeclared
+                .iter()
+                .any(|s| s["metric"]["spec_status"] == status && value(s) > 0.0),
+            "{status}: {undeclared:?}"
+        );
+    }
+    let graph = &results["Who calls whom (calls per second, server side)"];
+    assert!(
+        graph
+            .iter()
+            .any(|s| s["metric"]["peer_service"] == "curl" && s["metric"]["service"] == "users"),
+        "{graph:?}"
+    );
+}
