@@ -10,7 +10,8 @@ use clap::ValueEnum;
 
 use crate::record::CallRecord;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     /// One readable line per call.
     Text,

@@ -1,7 +1,6 @@
 //! `monitor-agent run`: wires capture, shards, output and the API together.
 
 use std::{
-    collections::HashSet,
     sync::{
         atomic::{AtomicBool, Ordering},
         mpsc, Arc, Mutex,
@@ -19,7 +18,7 @@ use crate::{
     capture::{self, counters::CounterReader, reader::ShardInlet, Capture, CaptureConfig},
     cli::RunArgs,
     clock::Clock,
-    config::Config,
+    config::Settings,
     conn::{shard, ConnTracker, TrackerConfig},
     identity::Identity,
     inventory::{shape::Patterns, Inventory, InventoryConfig},
@@ -39,53 +38,19 @@ const RECORD_QUEUE: usize = 8192;
 /// How often spec files are checked for changes.
 const SPEC_POLL: Duration = Duration::from_secs(1);
 
-/// Command-line settings come first (they win for specs and match first for services),
-/// then the config file's.
-fn settings(args: &RunArgs) -> Result<Config> {
-    let file = match &args.config {
-        Some(p) => Config::load(p)?,
-        None => Config::default(),
-    };
-    let mut seen = HashSet::new();
-    for s in &args.specs {
-        if !seen.insert(s.service.clone()) {
-            anyhow::bail!(
-                "--spec names service {:?} twice; put its files in one directory instead",
-                s.service
-            );
-        }
-    }
-    let mut specs = args.specs.clone();
-    specs.extend(
-        file.specs
-            .into_iter()
-            .filter(|s| !seen.contains(&s.service)),
-    );
-    Ok(Config {
-        services: args.services.iter().cloned().chain(file.services).collect(),
-        route_patterns: args
-            .route_patterns
-            .iter()
-            .cloned()
-            .chain(file.route_patterns)
-            .collect(),
-        specs,
-    })
-}
-
 pub fn run(args: RunArgs) -> Result<()> {
+    let args = Settings::resolve(args)?;
     api::check_listen(args.listen, args.api_token.as_deref())?;
-    let settings = settings(&args)?;
     capture::preflight::check()?;
     let store = Store::open(&args.data_dir).with_context(|| {
         "cannot open the inventory database (choose another place with --data-dir)".to_string()
     })?;
     let mut inventory = Inventory::new(InventoryConfig {
-        patterns: Patterns::new(settings.route_patterns.clone()),
+        patterns: Patterns::new(args.route_patterns.clone()),
         cardinality_limit: args.route_cardinality,
         max_endpoints: args.max_endpoints,
     });
-    let mut specs = SpecRegistry::new(settings.specs.clone());
+    let mut specs = SpecRegistry::new(args.specs.clone());
     let first = specs.refresh(true);
     if let Some(in_force) = first.changed {
         inventory.set_specs(in_force);
@@ -180,7 +145,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         hangup,
         stop.clone(),
     )?;
-    let identity = Arc::new(Identity::new(settings.services.clone()));
+    let identity = Arc::new(Identity::new(args.services.clone()));
 
     let workers = args
         .workers

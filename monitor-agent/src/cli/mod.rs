@@ -136,29 +136,33 @@ pub struct SpecCheckArgs {
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// How call records are written to stdout.
-    #[arg(long, value_enum, default_value = "text")]
-    pub output: OutputFormat,
+    /// How call records are written to stdout [default: text].
+    #[arg(long, value_enum)]
+    pub output: Option<OutputFormat>,
 
     /// Address of the health, metrics and query endpoint.
-    #[arg(long, default_value = "127.0.0.1:9464")]
-    pub listen: SocketAddr,
+    /// [default: 127.0.0.1:9464]
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
 
     /// Bearer token required by the query API; mandatory when --listen is not loopback.
     #[arg(long, env = "MONITOR_API_TOKEN", hide_env_values = true)]
     pub api_token: Option<String>,
 
     /// Size of the kernel → agent ring buffer in MiB (power of two).
-    #[arg(long, default_value_t = 16, value_parser = parse_ring_mb)]
-    pub ring_buffer_mb: u32,
+    /// [default: 16]
+    #[arg(long, value_parser = parse_ring_mb)]
+    pub ring_buffer_mb: Option<u32>,
 
     /// Most connections tracked at once; the longest idle are forgotten beyond it.
-    #[arg(long, default_value_t = 65536)]
-    pub max_connections: usize,
+    /// [default: 65536]
+    #[arg(long)]
+    pub max_connections: Option<usize>,
 
     /// Seconds without traffic after which a connection is forgotten.
-    #[arg(long, default_value_t = 300)]
-    pub idle_timeout_secs: u64,
+    /// [default: 300]
+    #[arg(long)]
+    pub idle_timeout_secs: Option<u64>,
 
     /// Have the kernel account time spent in the agent's eBPF programs, exported as
     /// `monitor_program_run_seconds_total` (adds a few nanoseconds per program run).
@@ -188,33 +192,39 @@ pub struct RunArgs {
     pub specs: Vec<SpecSource>,
 
     /// Where the inventory database lives.
-    #[arg(long, default_value = "/var/lib/monitor-agent")]
-    pub data_dir: PathBuf,
+    /// [default: /var/lib/monitor-agent]
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 
     /// Seconds between inventory writes to disk (at most this much is lost on a crash).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub flush_interval_secs: u64,
+    /// [default: 5]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub flush_interval_secs: Option<u64>,
 
     /// Recent calls kept for `GET /api/v1/calls`.
-    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub recent_calls: u64,
+    /// [default: 10000]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub recent_calls: Option<u64>,
 
     /// Distinct values one route position may take under the same prefix before it is
     /// treated as a parameter ({param}); 0 turns this off.
-    #[arg(long, default_value_t = 50)]
-    pub route_cardinality: usize,
+    /// [default: 50]
+    #[arg(long)]
+    pub route_cardinality: Option<usize>,
 
     /// Most endpoints the inventory keeps.
-    #[arg(long, default_value_t = 50_000)]
-    pub max_endpoints: usize,
+    /// [default: 50000]
+    #[arg(long)]
+    pub max_endpoints: Option<usize>,
 
     /// Distinct `http_route` label values per service in the traffic metrics; further
     /// routes are counted as `_OTHER` (keeps Prometheus cardinality bounded).
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub max_metric_routes: u64,
+    /// [default: 100]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub max_metric_routes: Option<u64>,
 }
 
-fn parse_ring_mb(s: &str) -> Result<u32, String> {
+pub(crate) fn parse_ring_mb(s: &str) -> Result<u32, String> {
     let v: u32 = s
         .parse()
         .map_err(|_| format!("{s:?} is not a number of MiB"))?;
@@ -242,7 +252,7 @@ mod tests {
         let Command::Run(args) = cli.command else {
             panic!("not run")
         };
-        assert_eq!(args.data_dir, PathBuf::from("/var/lib/monitor-agent"));
+        assert_eq!(args.data_dir, None);
         assert!(Cli::try_parse_from(["monitor-agent", "run", "--service", "x"]).is_err());
         assert!(Cli::try_parse_from(["monitor-agent", "run", "--spec", "x"]).is_err());
         assert!(Cli::try_parse_from(["monitor-agent", "run", "--route-pattern", "x"]).is_err());
@@ -259,8 +269,8 @@ mod tests {
             "u=/tmp/u.yaml"
         ])
         .is_ok());
-        assert_eq!(args.listen.to_string(), "127.0.0.1:9464");
-        assert_eq!(args.output, OutputFormat::Text);
+        assert_eq!(args.listen, None);
+        assert_eq!(args.output, None);
         assert!(Cli::try_parse_from(["monitor-agent", "run", "--output", "xml"]).is_err());
         assert!(Cli::try_parse_from(["monitor-agent", "run", "--listen", "nope"]).is_err());
     }

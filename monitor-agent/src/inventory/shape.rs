@@ -24,7 +24,8 @@ pub struct PatternError {
 }
 
 /// An operator's `--route-pattern`, e.g. `/users/{id}/repos/{repo}`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(try_from = "String")]
 pub struct RoutePattern {
     raw: String,
     /// `None` for a parameter position.
@@ -61,6 +62,13 @@ impl FromStr for RoutePattern {
             raw: s.to_string(),
             segments,
         })
+    }
+}
+
+impl TryFrom<String> for RoutePattern {
+    type Error = PatternError;
+    fn try_from(s: String) -> Result<Self, PatternError> {
+        s.parse()
     }
 }
 
