@@ -21,6 +21,10 @@ enum Cmd {
         /// Also install the peers the tests and benchmark drive (nginx, wrk, curl, python3).
         #[arg(long)]
         peers: bool,
+        /// Only what building needs: skip the kernel checks (for container image builds,
+        /// where the build host's kernel is not where the agent will run).
+        #[arg(long, conflicts_with = "peers")]
+        build_only: bool,
     },
     /// Set up, build in release mode and run the agent (`monitor-agent run ARGS...`).
     Run {
@@ -40,7 +44,13 @@ enum Cmd {
 fn main() {
     let cli = Cli::parse();
     let result: Result<()> = match cli.cmd {
-        Cmd::Setup { peers } => setup::all(peers),
+        Cmd::Setup { peers, build_only } => {
+            if build_only {
+                setup::build_tools()
+            } else {
+                setup::all(peers)
+            }
+        }
         Cmd::Run { args } => run(args),
         Cmd::Test { args } => test(args),
         Cmd::Bench(args) => bench::run(args),

@@ -14,13 +14,18 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_FEATURE: &str = "llvm-22";
 
 pub fn all(peers: bool) -> Result<()> {
-    nightly_rust_src()?;
-    bpf_linker()?;
+    build_tools()?;
     kernel()?;
     if peers {
         test_peers()?;
     }
     Ok(())
+}
+
+/// What compiling the eBPF programs needs, without looking at the kernel.
+pub fn build_tools() -> Result<()> {
+    nightly_rust_src()?;
+    bpf_linker()
 }
 
 fn nightly_sysroot() -> Result<PathBuf> {
