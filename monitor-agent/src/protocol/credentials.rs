@@ -84,7 +84,19 @@ pub struct Auth {
     /// to 32 chars.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub detail: Option<String>,
+    /// JWT `aud` (a string or a list), at most [`MAX_LIST`] values, for audience policies.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub audiences: Vec<String>,
+    /// JWT `scope` (space-separated) or `scp` (string or list), at most [`MAX_LIST`] values.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub scopes: Vec<String>,
+    /// JWT `exp`, seconds since the Unix epoch, so expired tokens can be flagged.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub expires_at: Option<i64>,
 }
+
+/// Claims that are lists are cut here: enough for any real token, bounded for hostile ones.
+pub const MAX_LIST: usize = 32;
 
 impl Auth {
     fn of(kind: AuthKind) -> Self {
@@ -231,12 +243,38 @@ fn jwt_claims(token: &[u8]) -> Option<Auth> {
     }
     let payload = decode_json_object(payload)?;
 
+    let scopes = match payload.get("scope") {
+        Some(Value::String(s)) => list_claim(&Value::Array(
+            s.split_whitespace()
+                .map(|x| Value::String(x.into()))
+                .collect(),
+        )),
+        _ => payload.get("scp").map(list_claim).unwrap_or_default(),
+    };
     Some(Auth {
         kind: AuthKind::Jwt,
         issuer: string_claim(&payload, "iss"),
         subject: string_claim(&payload, "sub"),
         detail: None,
+        audiences: payload.get("aud").map(list_claim).unwrap_or_default(),
+        scopes,
+        expires_at: payload.get("exp").and_then(|v| {
+            v.as_i64()
+                .or_else(|| v.as_f64().filter(|f| f.is_finite()).map(|f| f as i64))
+        }),
     })
+}
+
+/// A claim that may be one string or a list of strings (`aud`, `scp`).
+fn list_claim(v: &Value) -> Vec<String> {
+    let one = |x: &Value| match x {
+        Value::String(s) => bounded_text(s.as_bytes(), MAX_CLAIM_CHARS),
+        _ => None,
+    };
+    match v {
+        Value::Array(items) => items.iter().filter_map(one).take(MAX_LIST).collect(),
+        other => one(other).into_iter().collect(),
+    }
 }
 
 /// Decodes one base64url JWT segment into a JSON object, refusing segments whose
@@ -387,9 +425,53 @@ mod tests {
                 kind: AuthKind::Jwt,
                 issuer: Some("https://auth.example.com/".into()),
                 subject: Some("user-42".into()),
-                detail: None,
+                audiences: vec!["api".into()],
+                expires_at: Some(1_900_000_000),
+                ..Auth::default()
             }
         );
+    }
+
+    #[test]
+    fn jwt_audiences_scopes_and_expiry() {
+        let auth = sniff(&[(
+            "Authorization",
+            &format!(
+                "Bearer {}",
+                jwt(
+                    r#"{"alg":"RS256"}"#,
+                    r#"{"iss":"i","aud":["orders","billing"],"scope":"orders:read orders:write","exp":1800000000}"#
+                )
+            ),
+        )]);
+        assert_eq!(auth.audiences, ["orders", "billing"]);
+        assert_eq!(auth.scopes, ["orders:read", "orders:write"]);
+        assert_eq!(auth.expires_at, Some(1_800_000_000));
+        let auth = sniff(&[(
+            "Authorization",
+            &format!(
+                "Bearer {}",
+                jwt(
+                    r#"{"alg":"RS256"}"#,
+                    r#"{"aud":"orders","scp":["a","b"],"exp":1.5e9}"#
+                )
+            ),
+        )]);
+        assert_eq!(auth.audiences, ["orders"]);
+        assert_eq!(auth.scopes, ["a", "b"]);
+        assert_eq!(auth.expires_at, Some(1_500_000_000));
+        let many: Vec<String> = (0..100).map(|i| format!("\"s{i}\"")).collect();
+        let auth = sniff(&[(
+            "Authorization",
+            &format!(
+                "Bearer {}",
+                jwt(
+                    r#"{"alg":"RS256"}"#,
+                    &format!(r#"{{"scp":[{}]}}"#, many.join(","))
+                )
+            ),
+        )]);
+        assert_eq!(auth.scopes.len(), MAX_LIST);
     }
 
     #[test]
