@@ -61,6 +61,7 @@ pub struct ConfigFile {
     pub route_cardinality: Option<usize>,
     pub max_endpoints: Option<usize>,
     pub max_metric_routes: Option<u64>,
+    pub policy: Option<PathBuf>,
     #[serde(default)]
     pub services: Vec<ServiceRule>,
     #[serde(default)]
@@ -141,6 +142,7 @@ pub struct Settings {
     pub route_cardinality: usize,
     pub max_endpoints: usize,
     pub max_metric_routes: u64,
+    pub policy: Option<PathBuf>,
     pub services: Vec<ServiceRule>,
     pub route_patterns: Vec<RoutePattern>,
     pub specs: Vec<SpecSource>,
@@ -190,6 +192,7 @@ impl Settings {
             route_cardinality: a.route_cardinality.or(f.route_cardinality).unwrap_or(50),
             max_endpoints: a.max_endpoints.or(f.max_endpoints).unwrap_or(50_000),
             max_metric_routes: a.max_metric_routes.or(f.max_metric_routes).unwrap_or(100),
+            policy: a.policy.or(f.policy),
             services: a.services.into_iter().chain(f.services).collect(),
             route_patterns: a
                 .route_patterns

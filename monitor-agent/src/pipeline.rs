@@ -15,10 +15,12 @@ use std::{
 use crate::{
     calls::RecentCalls,
     clock::Clock,
+    enforcement::Enforcement,
     inventory::{pairing::Pairing, Inventory},
     metrics::{traffic::TrafficRecorder, Metrics},
     record::CallRecord,
     redact::route_of,
+    violations::Violations,
 };
 
 /// How long a call seen from one side waits for its other side: far longer than the
@@ -33,6 +35,8 @@ pub struct Pipeline {
     pub output: Option<SyncSender<CallRecord>>,
     pub metrics: Arc<Metrics>,
     pub traffic: TrafficRecorder,
+    pub enforcement: Arc<Enforcement>,
+    pub violations: Arc<Violations>,
 }
 
 pub fn spawn(
@@ -62,6 +66,8 @@ pub fn spawn(
                     Err(RecvTimeoutError::Disconnected) => closed = true,
                 }
                 let now = Clock::monotonic_now_ns();
+                let policy = p.enforcement.policy();
+                let mut flagged = Vec::new();
                 {
                     let Ok(mut inv) = p.inventory.lock() else {
                         return;
@@ -91,10 +97,17 @@ pub fn spawn(
                     for c in &counted {
                         let status = inv.observe(c);
                         p.traffic.record(c, status);
+                        if let Some(v) = policy.as_ref().and_then(|pol| Enforcement::check(pol, c))
+                        {
+                            flagged.push(v);
+                        }
                     }
                     p.metrics.inventory_endpoints.set(inv.len() as i64);
                 }
                 p.metrics.calls_paired.inc_by(pairing.take_paired());
+                for v in flagged {
+                    p.violations.record(v);
+                }
                 p.recent.push_all(std::mem::take(&mut counted));
                 if closed {
                     return;

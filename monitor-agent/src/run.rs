@@ -20,6 +20,7 @@ use crate::{
     clock::Clock,
     config::Settings,
     conn::{shard, ConnTracker, TrackerConfig},
+    enforcement::Enforcement,
     identity::Identity,
     inventory::{shape::Patterns, Inventory, InventoryConfig},
     metrics::{traffic::TrafficRecorder, Metrics},
@@ -28,6 +29,7 @@ use crate::{
     redact::Redactor,
     spec::registry::SpecRegistry,
     store::{self, Store},
+    violations::Violations,
 };
 
 /// Events buffered between the reader and each shard.
@@ -42,6 +44,11 @@ pub fn run(args: RunArgs) -> Result<()> {
     let args = Settings::resolve(args)?;
     api::check_listen(args.listen, args.api_token.as_deref())?;
     capture::preflight::check()?;
+    // An invalid policy at start is an error: enforcement must not silently be off.
+    let enforcement = Arc::new(Enforcement::new(args.policy.clone()));
+    if let Some(e) = enforcement.refresh(true) {
+        anyhow::bail!("{e}");
+    }
     let store = Store::open(&args.data_dir).with_context(|| {
         "cannot open the inventory database (choose another place with --data-dir)".to_string()
     })?;
@@ -101,6 +108,10 @@ pub fn run(args: RunArgs) -> Result<()> {
     tls_attacher.scan_system();
     tls_attacher.scan_all();
     metrics.add_tls_attach(tls_attacher.attached.clone(), tls_attacher.failures.clone());
+    let violations = Arc::new(Violations::new(
+        args.recent_calls as usize,
+        &mut metrics.registry,
+    ));
     let metrics = Arc::new(metrics);
     log::info!(
         "attached {} tracepoints; listening on {}",
@@ -126,6 +137,8 @@ pub fn run(args: RunArgs) -> Result<()> {
             output: (args.output != OutputFormat::None).then_some(out_tx),
             metrics: metrics.clone(),
             traffic: TrafficRecorder::new(traffic, args.max_metric_routes as usize),
+            enforcement: enforcement.clone(),
+            violations: violations.clone(),
         },
         rx,
         stop.clone(),
@@ -138,8 +151,9 @@ pub fn run(args: RunArgs) -> Result<()> {
         stop.clone(),
         metrics.store_errors.clone(),
     )?;
-    let spec_thread = spawn_spec_watch(
+    let spec_thread = spawn_reloader(
         specs.clone(),
+        enforcement.clone(),
         inventory.clone(),
         metrics.clone(),
         hangup,
@@ -204,6 +218,8 @@ pub fn run(args: RunArgs) -> Result<()> {
         inventory: inventory.clone(),
         recent,
         specs,
+        violations,
+        enforcement: enforcement.clone(),
         token: args
             .api_token
             .as_deref()
@@ -240,15 +256,16 @@ pub fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-/// Reloads specs whose files changed, and all of them on SIGHUP.
-fn spawn_spec_watch(
+/// Reloads specs and the policy whose files changed, and all of them on SIGHUP.
+fn spawn_reloader(
     specs: Arc<Mutex<SpecRegistry>>,
+    enforcement: Arc<Enforcement>,
     inventory: Arc<Mutex<Inventory>>,
     metrics: Arc<Metrics>,
     hangup: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<thread::JoinHandle<()>> {
-    thread::Builder::new().name("specs".into()).spawn(move || {
+    thread::Builder::new().name("reload".into()).spawn(move || {
         let mut waited = Duration::ZERO;
         let tick = Duration::from_millis(100);
         while !stop.load(Ordering::Relaxed) {
@@ -260,7 +277,10 @@ fn spawn_spec_watch(
             }
             waited = Duration::ZERO;
             if forced {
-                log::info!("SIGHUP: reloading specs");
+                log::info!("SIGHUP: reloading specs and policy");
+            }
+            if enforcement.refresh(forced).is_some() {
+                metrics.policy_load_errors.inc();
             }
             let Ok(mut reg) = specs.lock() else { return };
             if reg.is_empty() {

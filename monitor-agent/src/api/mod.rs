@@ -21,7 +21,8 @@ use thiserror::Error;
 pub use error::ApiError;
 
 use crate::{
-    calls::RecentCalls, inventory::Inventory, metrics::Metrics, spec::registry::SpecRegistry,
+    calls::RecentCalls, enforcement::Enforcement, inventory::Inventory, metrics::Metrics,
+    spec::registry::SpecRegistry, violations::Violations,
 };
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -45,6 +46,8 @@ pub struct ApiState {
     pub inventory: Arc<Mutex<Inventory>>,
     pub recent: Arc<RecentCalls>,
     pub specs: Arc<Mutex<SpecRegistry>>,
+    pub violations: Arc<Violations>,
+    pub enforcement: Arc<Enforcement>,
     /// Required as `Authorization: Bearer` on `/api/` when set.
     pub token: Option<Arc<str>>,
 }
@@ -56,6 +59,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/calls", get(query::calls))
         .route("/api/v1/openapi", get(query::openapi))
         .route("/api/v1/specs", get(query::specs))
+        .route("/api/v1/violations", get(query::violations))
+        .route("/api/v1/policy", get(query::policy))
         .fallback(api_not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
@@ -120,7 +125,7 @@ async fn api_not_found(uri: axum::http::Uri) -> Response {
     ApiError::new(
         StatusCode::NOT_FOUND,
         format!(
-            "no API endpoint {}: try /api/v1/inventory, /api/v1/inventory/unused, /api/v1/calls, /api/v1/openapi, /api/v1/specs",
+            "no API endpoint {}: try /api/v1/inventory, /api/v1/inventory/unused, /api/v1/calls, /api/v1/openapi, /api/v1/specs, /api/v1/violations, /api/v1/policy",
             uri.path()
         ),
     )

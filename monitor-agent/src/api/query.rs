@@ -17,6 +17,8 @@ use super::{ApiError, ApiState};
 use crate::{
     calls::CallFilter,
     inventory::{openapi, view, SpecStatus},
+    policy::Reason,
+    violations::{ViolationFilter, ViolationRecord},
 };
 
 type Raw = Result<Query<Vec<(String, String)>>, QueryRejection>;
@@ -112,47 +114,58 @@ pub(super) async fn unused(State(st): State<ApiState>, raw: Raw) -> Result<Respo
 
 pub(super) async fn calls(State(st): State<ApiState>, raw: Raw) -> Result<Response, ApiError> {
     let p = Params::parse(raw, &["limit", "service", "route", "follow"])?;
-    let cap = st.recent.capacity();
-    let limit = match p.get("limit") {
-        None => 100.min(cap),
+    let limit = parse_limit(p.get("limit"), st.recent.capacity())?;
+    let follow = parse_follow(p.get("follow"))?;
+    let filter = CallFilter {
+        service: p.non_empty("service")?,
+        route: p.non_empty("route")?,
+    };
+    if follow {
+        let rx = st.recent.follow();
+        return Ok(ndjson(rx, move |c: &crate::record::CallRecord| {
+            filter.matches(c)
+        }));
+    }
+    let calls = st.recent.latest(limit, &filter);
+    Ok(Json(json!({ "count": calls.len(), "calls": calls })).into_response())
+}
+
+fn parse_limit(s: Option<&str>, cap: usize) -> Result<usize, ApiError> {
+    match s {
+        None => Ok(100.min(cap)),
         Some(s) => s
             .parse::<usize>()
             .ok()
             .filter(|n| (1..=cap).contains(n))
             .ok_or_else(|| {
                 ApiError::bad_request(format!("limit={s:?} must be a number from 1 to {cap}"))
-            })?,
-    };
-    let follow = match p.get("follow") {
-        None | Some("false") | Some("0") => false,
-        Some("true") | Some("1") => true,
-        Some(s) => {
-            return Err(ApiError::bad_request(format!(
-                "follow={s:?} must be true or false"
-            )))
-        }
-    };
-    let filter = CallFilter {
-        service: p.non_empty("service")?,
-        route: p.non_empty("route")?,
-    };
-    if follow {
-        return Ok(follow_stream(&st, filter));
+            }),
     }
-    let calls = st.recent.latest(limit, &filter);
-    Ok(Json(json!({ "count": calls.len(), "calls": calls })).into_response())
 }
 
-/// New calls as JSON Lines, for as long as the client stays.
-fn follow_stream(st: &ApiState, filter: CallFilter) -> Response {
-    let rx = st.recent.follow();
-    let stream = futures_util::stream::unfold((rx, filter), |(mut rx, filter)| async move {
+fn parse_follow(s: Option<&str>) -> Result<bool, ApiError> {
+    match s {
+        None | Some("false") | Some("0") => Ok(false),
+        Some("true") | Some("1") => Ok(true),
+        Some(s) => Err(ApiError::bad_request(format!(
+            "follow={s:?} must be true or false"
+        ))),
+    }
+}
+
+/// New items as JSON Lines, for as long as the client stays.
+fn ndjson<T, F>(rx: tokio::sync::broadcast::Receiver<std::sync::Arc<T>>, keep: F) -> Response
+where
+    T: serde::Serialize + Send + Sync + 'static,
+    F: Fn(&T) -> bool + Send + 'static,
+{
+    let stream = futures_util::stream::unfold((rx, keep), |(mut rx, keep)| async move {
         loop {
             match rx.recv().await {
-                Ok(c) if filter.matches(&c) => {
+                Ok(c) if keep(&c) => {
                     let mut line = serde_json::to_vec(&*c).unwrap_or_default();
                     line.push(b'\n');
-                    return Some((Ok::<_, Infallible>(bytes::Bytes::from(line)), (rx, filter)));
+                    return Some((Ok::<_, Infallible>(bytes::Bytes::from(line)), (rx, keep)));
                 }
                 Ok(_) => {}
                 // A slow follower skips what it missed.
@@ -205,4 +218,36 @@ fn internal() -> ApiError {
         StatusCode::INTERNAL_SERVER_ERROR,
         "the agent's state is unavailable (a worker failed); see its log",
     )
+}
+
+pub(super) async fn violations(State(st): State<ApiState>, raw: Raw) -> Result<Response, ApiError> {
+    let p = Params::parse(raw, &["service", "reason", "since", "limit", "follow"])?;
+    let cap = st.violations.capacity();
+    let limit = parse_limit(p.get("limit"), cap)?;
+    let reason = p
+        .get("reason")
+        .map(|r| {
+            serde_json::from_value::<Reason>(serde_json::Value::String(r.to_string())).map_err(|_| {
+                ApiError::bad_request(format!(
+                    "reason={r:?} is not one of unknown_caller, edge_not_allowed, method_not_allowed, route_not_allowed, missing_credentials, issuer_not_allowed, audience_not_allowed, scope_missing, token_expired"
+                ))
+            })
+        })
+        .transpose()?;
+    let filter = ViolationFilter {
+        service: p.non_empty("service")?,
+        reason,
+        since: p.get("since").map(parse_since).transpose()?,
+    };
+    if parse_follow(p.get("follow"))? {
+        let rx = st.violations.follow();
+        return Ok(ndjson(rx, move |v: &ViolationRecord| filter.matches(v)));
+    }
+    let list = st.violations.latest(limit, &filter);
+    Ok(Json(json!({ "count": list.len(), "violations": list })).into_response())
+}
+
+pub(super) async fn policy(State(st): State<ApiState>, raw: Raw) -> Result<Response, ApiError> {
+    Params::parse(raw, &[])?;
+    Ok(Json(st.enforcement.state()).into_response())
 }

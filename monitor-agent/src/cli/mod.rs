@@ -3,7 +3,9 @@
 mod calls;
 mod client;
 mod inventory;
+mod policy;
 mod spec_check;
+mod violations;
 
 use std::{net::SocketAddr, path::PathBuf};
 
@@ -11,7 +13,9 @@ use clap::{Args, Parser, Subcommand};
 
 pub use calls::calls;
 pub use inventory::inventory;
+pub use policy::{policy_check, policy_suggest};
 pub use spec_check::spec_check;
+pub use violations::violations;
 
 use crate::{
     identity::ServiceRule, inventory::shape::RoutePattern, output::OutputFormat,
@@ -40,6 +44,73 @@ pub enum Command {
     /// Work with declared API specs.
     #[command(subcommand)]
     Spec(SpecCommand),
+    /// Show calls the policy does not allow, or follow them live.
+    Violations(ViolationsArgs),
+    /// Work with policies: suggest one from observed traffic, check a file.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ViolationsArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    /// Violations involving this service (as caller or callee).
+    #[arg(long)]
+    pub service: Option<String>,
+
+    /// Only this reason (edge_not_allowed, missing_credentials, ...).
+    #[arg(long)]
+    pub reason: Option<String>,
+
+    /// Only since then: RFC 3339 time or a duration back from now (15m, 2h).
+    #[arg(long)]
+    pub since: Option<String>,
+
+    /// How many recent violations to show.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+
+    /// Keep printing new violations as they happen (Ctrl-C to stop).
+    #[arg(long, short)]
+    pub follow: bool,
+
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Write a least-privilege policy from what the agent observed: every edge, method
+    /// and route seen, credentials required where every call carried them.
+    Suggest(SuggestArgs),
+    /// Check a policy file without an agent; exits 2 with file, line and reason when it
+    /// is invalid.
+    Check {
+        /// The policy file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct SuggestArgs {
+    #[command(flatten)]
+    pub server: ServerArgs,
+
+    /// Only calls to this service.
+    #[arg(long)]
+    pub service: Option<String>,
+
+    /// policy (this agent's --policy file), networkpolicy (Kubernetes, L4),
+    /// cilium (CiliumNetworkPolicy with L7 HTTP rules) or istio (AuthorizationPolicy).
+    #[arg(long, default_value = "policy")]
+    pub format: String,
+
+    /// Kubernetes namespace for the exported objects.
+    #[arg(long, default_value = "default")]
+    pub namespace: String,
 }
 
 /// Where the agent to query is.
@@ -211,6 +282,11 @@ pub struct RunArgs {
     /// [default: 50]
     #[arg(long)]
     pub route_cardinality: Option<usize>,
+
+    /// Policy file (YAML): which services may call which endpoints, with which
+    /// credentials. Reloaded on change and on SIGHUP.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
 
     /// Most endpoints the inventory keeps.
     /// [default: 50000]

@@ -57,6 +57,7 @@ pub struct Metrics {
     pub calls_paired: Counter,
     pub store_errors: Counter,
     pub spec_load_errors: Counter,
+    pub policy_load_errors: Counter,
     pub specs_loaded: Gauge,
 }
 
@@ -159,6 +160,12 @@ impl Metrics {
             "Spec (re)loads that failed; the previous version stays in force",
             spec_load_errors.clone(),
         );
+        let policy_load_errors = Counter::default();
+        registry.register(
+            "monitor_policy_load_errors",
+            "Policy reloads that failed; the previous policy stays in force",
+            policy_load_errors.clone(),
+        );
         let specs_loaded = Gauge::default();
         registry.register(
             "monitor_specs_loaded",
@@ -195,6 +202,7 @@ impl Metrics {
             calls_paired,
             store_errors,
             spec_load_errors,
+            policy_load_errors,
             specs_loaded,
         }
     }

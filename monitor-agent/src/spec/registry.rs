@@ -46,9 +46,9 @@ impl fmt::Display for SpecSource {
 }
 
 /// What identifies a version of a spec on disk without reading it.
-type Fingerprint = Vec<(PathBuf, Option<SystemTime>, u64)>;
+pub(crate) type Fingerprint = Vec<(PathBuf, Option<SystemTime>, u64)>;
 
-fn fingerprint(path: &Path) -> Fingerprint {
+pub(crate) fn fingerprint(path: &Path) -> Fingerprint {
     let stat = |p: &Path| {
         std::fs::metadata(p)
             .map(|m| (p.to_path_buf(), m.modified().ok(), m.len()))

@@ -1,0 +1,952 @@
+//! The policy as Kubernetes manifests, so what the monitor checks can be enforced by the
+//! network or the mesh.
+//!
+//! The policy names services the way the agent does; a cluster selects pods by labels and
+//! identifies callers by service account. The mapping assumed here, stated again in every
+//! export's header:
+//!
+//! - a service's pods carry the label `app.kubernetes.io/name: <service>`, in `namespace`;
+//! - for Istio, a caller runs as the service account named like the service
+//!   (`cluster.local/ns/<namespace>/sa/<service>`);
+//! - a caller named by an IP address (a peer the agent did not observe) is that address;
+//! - `*` is any pod (as a server) or any source (as a caller).
+//!
+//! Names that cannot be labels or accounts are skipped with a comment rather than
+//! guessed at. One manifest is written per server service (per `to` entry), since each
+//! system unions the allow rules that select a workload; `default: deny` adds a
+//! namespace-wide deny where the system has a reliable way to say it. `endpoints`
+//! requirements are not exported: enforcing them needs the issuers' keys (Istio
+//! `RequestAuthentication`), which the policy does not know.
+//!
+//! What each system can express differs:
+//! - `NetworkPolicy` is L4: callers only, every port (the policy does not know ports).
+//! - `CiliumNetworkPolicy` adds L7 rules: method and path regexes converted from the
+//!   patterns (`{x}`/`*` → `[^/]+`, `**` → any remainder, anchored, query allowed).
+//!   Cilium needs a port for L7 rules, so they apply to the container port named `http`.
+//! - Istio `AuthorizationPolicy` paths support a trailing `*` only, so a pattern becomes
+//!   a prefix ending at its first wildcard: broader than the policy.
+
+use std::{
+    collections::BTreeSet, fmt, fmt::Write as _, net::IpAddr, net::SocketAddr, str::FromStr,
+};
+
+use super::{
+    pattern::{RoutePattern, Segment},
+    schema::{AllowRule, DefaultAction, Method, NonEmpty, Policy, ServiceName},
+    yaml::{flow, scalar},
+};
+
+/// The label that selects a service's pods.
+pub const SERVICE_LABEL: &str = "app.kubernetes.io/name";
+/// The named container port Cilium's L7 rules apply to.
+pub const CILIUM_HTTP_PORT: &str = "http";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ExportFormat {
+    /// The policy file itself.
+    Policy,
+    NetworkPolicy,
+    Cilium,
+    Istio,
+}
+
+impl ExportFormat {
+    pub const ALL: [ExportFormat; 4] = [
+        ExportFormat::Policy,
+        ExportFormat::NetworkPolicy,
+        ExportFormat::Cilium,
+        ExportFormat::Istio,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExportFormat::Policy => "policy",
+            ExportFormat::NetworkPolicy => "networkpolicy",
+            ExportFormat::Cilium => "cilium",
+            ExportFormat::Istio => "istio",
+        }
+    }
+}
+
+impl fmt::Display for ExportFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ExportFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ExportFormat::ALL
+            .into_iter()
+            .find(|f| f.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                format!(
+                    "unknown export format {s:?}: expected policy, networkpolicy, cilium or istio"
+                )
+            })
+    }
+}
+
+/// Multi-document YAML for `format`, the manifests in `namespace`.
+pub fn export(p: &Policy, format: ExportFormat, namespace: &str) -> String {
+    if format == ExportFormat::Policy {
+        return p.to_yaml();
+    }
+    let mut out = header(p, format, namespace);
+    if p.default_action() == DefaultAction::Deny {
+        default_deny(&mut out, format, namespace);
+    }
+    for target in targets(p) {
+        let rules: Vec<(usize, &AllowRule)> = p
+            .allow_rules()
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.to.contains(target))
+            .collect();
+        let Some(selector) = Selector::of(target) else {
+            let _ = writeln!(
+                out,
+                "# {}: not a pod label value, so no manifest selects it\n",
+                scalar(target.as_str())
+            );
+            continue;
+        };
+        let doc = Doc {
+            namespace,
+            target,
+            selector: &selector,
+            rules: &rules,
+        };
+        match format {
+            ExportFormat::NetworkPolicy => doc.network_policy(&mut out),
+            ExportFormat::Cilium => doc.cilium(&mut out),
+            ExportFormat::Istio => doc.istio(&mut out),
+            ExportFormat::Policy => unreachable!("returned above"),
+        }
+    }
+    out
+}
+
+fn header(p: &Policy, format: ExportFormat, namespace: &str) -> String {
+    // Quoted when odd, so that no namespace can break out of a comment line.
+    let namespace = scalar(namespace);
+    let mut s = format!(
+        "# Generated by monitor-agent from a policy with default: {} ({} allow rules), as {}.\n",
+        p.default_action().as_str(),
+        p.allow_rules().len(),
+        format
+    );
+    let _ = writeln!(
+        s,
+        "# Assumes each service's pods are labelled {SERVICE_LABEL}: <service> in namespace {namespace}."
+    );
+    match format {
+        ExportFormat::NetworkPolicy => s.push_str(
+            "# L4 only: methods and routes are not enforced, and allowed callers may use every port\n\
+             # (the policy does not know ports). Callers are pods of this namespace or IP addresses.\n",
+        ),
+        ExportFormat::Cilium => {
+            let _ = writeln!(
+                s,
+                "# L7 rules apply to the container port named {CILIUM_HTTP_PORT:?} (Cilium needs a port for them);\n\
+                 # path regexes allow a query string. Callers are endpoints of this namespace or CIDRs."
+            );
+        }
+        ExportFormat::Istio => {
+            let _ = writeln!(
+                s,
+                "# Callers are the service accounts named like the services\n\
+                 # (cluster.local/ns/{namespace}/sa/<service>). Istio paths only end in `*`, so each\n\
+                 # route pattern becomes a prefix ending at its first wildcard: broader than the policy."
+            );
+        }
+        ExportFormat::Policy => {}
+    }
+    if !p.endpoint_rules().is_empty() {
+        s.push_str(
+            "# The policy's `endpoints` credential requirements are not exported: enforcing them needs\n\
+             # the issuers' keys (e.g. Istio RequestAuthentication).\n",
+        );
+    }
+    if p.default_action() == DefaultAction::Deny && format == ExportFormat::Cilium {
+        s.push_str(
+            "# default: deny is not exported for Cilium: only the services named below are fenced in.\n\
+             # Apply the networkpolicy export's monitor-default-deny (Cilium enforces it) for the rest.\n",
+        );
+    }
+    s.push('\n');
+    s
+}
+
+fn default_deny(out: &mut String, format: ExportFormat, namespace: &str) {
+    match format {
+        ExportFormat::NetworkPolicy => {
+            out.push_str("---\n# default: deny: no ingress to any pod of the namespace unless a policy below allows it.\n");
+            meta(
+                out,
+                "networking.k8s.io/v1",
+                "NetworkPolicy",
+                "monitor-default-deny",
+                namespace,
+            );
+            out.push_str("spec:\n  podSelector: {}\n  policyTypes: [Ingress]\n\n");
+        }
+        ExportFormat::Istio => {
+            out.push_str("---\n# default: deny: an ALLOW policy without rules allows nothing in the namespace,\n# so only what the policies below allow gets through.\n");
+            meta(
+                out,
+                "security.istio.io/v1",
+                "AuthorizationPolicy",
+                "monitor-allow-nothing",
+                namespace,
+            );
+            out.push_str("spec: {}\n\n");
+        }
+        ExportFormat::Cilium | ExportFormat::Policy => {}
+    }
+}
+
+/// Every `to` entry once, in a stable order.
+fn targets(p: &Policy) -> BTreeSet<&ServiceName> {
+    p.allow_rules().iter().flat_map(|r| r.to.iter()).collect()
+}
+
+fn meta(out: &mut String, api: &str, kind: &str, name: &str, namespace: &str) {
+    let _ = write!(
+        out,
+        "apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: {}\n  namespace: {}\n  labels:\n    app.kubernetes.io/managed-by: monitor-agent\n",
+        scalar(name),
+        scalar(namespace)
+    );
+}
+
+/// The pods a manifest applies to.
+enum Selector {
+    All,
+    Service(String),
+}
+
+impl Selector {
+    fn of(target: &ServiceName) -> Option<Selector> {
+        if target.is_any() {
+            Some(Selector::All)
+        } else {
+            is_label_value(target.as_str()).then(|| Selector::Service(target.as_str().to_owned()))
+        }
+    }
+
+    /// `podSelector`/`endpointSelector`/`selector` body at `indent`.
+    fn write(&self, out: &mut String, key: &str, indent: &str) {
+        match self {
+            Selector::All => {
+                let _ = writeln!(out, "{indent}{key}: {{}}");
+            }
+            Selector::Service(s) => {
+                let _ = writeln!(
+                    out,
+                    "{indent}{key}:\n{indent}  matchLabels:\n{indent}    {SERVICE_LABEL}: {}",
+                    scalar(s)
+                );
+            }
+        }
+    }
+}
+
+/// Callers of some rules, by how a cluster can name them.
+#[derive(Default)]
+struct Callers {
+    any: bool,
+    pods: BTreeSet<String>,
+    ips: BTreeSet<IpAddr>,
+    skipped: BTreeSet<String>,
+}
+
+impl Callers {
+    fn of<'a>(names: impl IntoIterator<Item = &'a ServiceName>) -> Callers {
+        let mut c = Callers::default();
+        for n in names {
+            let s = n.as_str();
+            if n.is_any() {
+                c.any = true;
+            } else if let Some(ip) = ip_of(s) {
+                c.ips.insert(ip);
+            } else if is_label_value(s) {
+                c.pods.insert(s.to_owned());
+            } else {
+                c.skipped.insert(s.to_owned());
+            }
+        }
+        c
+    }
+
+    fn is_empty(&self) -> bool {
+        !self.any && self.pods.is_empty() && self.ips.is_empty()
+    }
+
+    fn note_skipped(&self, out: &mut String, indent: &str) {
+        for s in &self.skipped {
+            let _ = writeln!(
+                out,
+                "{indent}# caller {} skipped: not a pod label value or an address",
+                scalar(s)
+            );
+        }
+    }
+}
+
+struct Doc<'a> {
+    namespace: &'a str,
+    target: &'a ServiceName,
+    selector: &'a Selector,
+    rules: &'a [(usize, &'a AllowRule)],
+}
+
+impl Doc<'_> {
+    fn name(&self) -> String {
+        if self.target.is_any() {
+            "monitor-allow-any-service".to_owned()
+        } else {
+            format!("monitor-allow-{}", dns_name(self.target.as_str()))
+        }
+    }
+
+    fn comment(&self, out: &mut String) {
+        let rules: Vec<String> = self
+            .rules
+            .iter()
+            .map(|(i, _)| format!("allow[{i}]"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "---\n# {}, as allowed by {}",
+            scalar(self.target.as_str()),
+            rules.join(", ")
+        );
+    }
+
+    fn network_policy(&self, out: &mut String) {
+        self.comment(out);
+        meta(
+            out,
+            "networking.k8s.io/v1",
+            "NetworkPolicy",
+            &self.name(),
+            self.namespace,
+        );
+        out.push_str("spec:\n");
+        self.selector.write(out, "podSelector", "  ");
+        out.push_str("  policyTypes: [Ingress]\n");
+        let callers = Callers::of(self.rules.iter().flat_map(|(_, r)| r.from.iter()));
+        callers.note_skipped(out, "  ");
+        if callers.any {
+            out.push_str("  ingress:\n    - {}\n\n");
+            return;
+        }
+        if callers.is_empty() {
+            out.push_str("  ingress: []\n\n");
+            return;
+        }
+        out.push_str("  ingress:\n    - from:\n");
+        for pod in &callers.pods {
+            let _ = writeln!(
+                out,
+                "        - podSelector:\n            matchLabels:\n              {SERVICE_LABEL}: {}",
+                scalar(pod)
+            );
+        }
+        for ip in &callers.ips {
+            let _ = writeln!(
+                out,
+                "        - ipBlock:\n            cidr: {}",
+                host_cidr(*ip)
+            );
+        }
+        out.push('\n');
+    }
+
+    fn cilium(&self, out: &mut String) {
+        let mut ingress = String::new();
+        let mut entries = 0;
+        for (i, rule) in self.rules {
+            let callers = Callers::of(rule.from.iter());
+            callers.note_skipped(&mut ingress, "    ");
+            if callers.is_empty() {
+                let _ = writeln!(ingress, "    # allow[{i}]: no caller can be selected");
+                continue;
+            }
+            let ports = cilium_ports(rule);
+            // Cilium refuses rules that combine kinds of peers, so each kind gets its own.
+            let mut peers = Vec::new();
+            if callers.any {
+                peers.push("fromEntities: [all]\n".to_owned());
+            }
+            if !callers.pods.is_empty() {
+                let mut s = "fromEndpoints:\n".to_owned();
+                for pod in &callers.pods {
+                    let _ = writeln!(
+                        s,
+                        "        - matchLabels:\n            {SERVICE_LABEL}: {}",
+                        scalar(pod)
+                    );
+                }
+                peers.push(s);
+            }
+            if !callers.ips.is_empty() {
+                let cidrs: Vec<String> = callers.ips.iter().map(|ip| host_cidr(*ip)).collect();
+                peers.push(format!(
+                    "fromCIDR: {}\n",
+                    flow(cidrs.iter().map(String::as_str))
+                ));
+            }
+            for peer in peers {
+                entries += 1;
+                let _ = write!(ingress, "    # allow[{i}]\n    - {peer}{ports}");
+            }
+        }
+        if entries == 0 {
+            // An empty ingress list would not fence the endpoints in, so no manifest.
+            let _ = writeln!(
+                out,
+                "# {}: no caller can be selected, nothing to allow\n",
+                scalar(self.target.as_str())
+            );
+            return;
+        }
+        self.comment(out);
+        meta(
+            out,
+            "cilium.io/v2",
+            "CiliumNetworkPolicy",
+            &self.name(),
+            self.namespace,
+        );
+        out.push_str("spec:\n");
+        self.selector.write(out, "endpointSelector", "  ");
+        out.push_str("  ingress:\n");
+        out.push_str(&ingress);
+        out.push('\n');
+    }
+
+    fn istio(&self, out: &mut String) {
+        self.comment(out);
+        meta(
+            out,
+            "security.istio.io/v1",
+            "AuthorizationPolicy",
+            &self.name(),
+            self.namespace,
+        );
+        out.push_str("spec:\n");
+        self.selector.write(out, "selector", "  ");
+        out.push_str("  action: ALLOW\n");
+        let mut rules = String::new();
+        let mut entries = 0;
+        for (i, rule) in self.rules {
+            let callers = Callers::of(rule.from.iter());
+            callers.note_skipped(&mut rules, "    ");
+            if callers.is_empty() {
+                // A rule without `from` would allow every source.
+                let _ = writeln!(rules, "    # allow[{i}]: no caller can be named");
+                continue;
+            }
+            entries += 1;
+            let _ = writeln!(rules, "    # allow[{i}]");
+            let mut body = String::new();
+            if !callers.any {
+                body.push_str("      from:\n");
+                if !callers.pods.is_empty() {
+                    let principals: Vec<String> = callers
+                        .pods
+                        .iter()
+                        .map(|p| format!("cluster.local/ns/{}/sa/{p}", self.namespace))
+                        .collect();
+                    let _ = writeln!(
+                        body,
+                        "        - source:\n            principals: {}",
+                        flow(principals.iter().map(String::as_str))
+                    );
+                }
+                if !callers.ips.is_empty() {
+                    let ips: Vec<String> = callers.ips.iter().map(IpAddr::to_string).collect();
+                    let _ = writeln!(
+                        body,
+                        "        - source:\n            ipBlocks: {}",
+                        flow(ips.iter().map(String::as_str))
+                    );
+                }
+            }
+            if rule.methods.is_some() || rule.routes.is_some() {
+                body.push_str("      to:\n        - operation:\n");
+                if let Some(m) = &rule.methods {
+                    let _ = writeln!(
+                        body,
+                        "            methods: {}",
+                        flow(m.iter().map(Method::as_str))
+                    );
+                }
+                if let Some(routes) = &rule.routes {
+                    let paths = istio_paths(routes);
+                    let _ = writeln!(
+                        body,
+                        "            paths: {}",
+                        flow(paths.iter().map(String::as_str))
+                    );
+                }
+            }
+            match body.strip_prefix("      ") {
+                Some(rest) => {
+                    let _ = write!(rules, "    - {rest}");
+                }
+                // Any source, any request: Istio's allow-all rule.
+                None => rules.push_str("    - {}\n"),
+            }
+        }
+        if entries > 0 {
+            out.push_str("  rules:\n");
+        }
+        // Without rules an ALLOW policy allows nothing, which is what the policy says.
+        out.push_str(&rules);
+        out.push('\n');
+    }
+}
+
+/// `toPorts` for one allow rule: L7 rules on the `http` port, or none when the rule
+/// allows every method and path (an L3 allow, every port).
+fn cilium_ports(rule: &AllowRule) -> String {
+    if rule.methods.is_none() && rule.routes.is_none() {
+        return String::new();
+    }
+    let method = rule.methods.as_ref().map(method_regex);
+    let paths: Vec<Option<String>> = match &rule.routes {
+        Some(routes) => routes.iter().map(|r| Some(path_regex(r))).collect(),
+        None => vec![None],
+    };
+    let mut s = format!(
+        "      toPorts:\n        - ports:\n            - port: {}\n              protocol: TCP\n          rules:\n            http:\n",
+        scalar(CILIUM_HTTP_PORT)
+    );
+    for path in paths {
+        let mut fields = Vec::new();
+        if let Some(m) = &method {
+            fields.push(format!("method: {}", scalar(m)));
+        }
+        if let Some(p) = &path {
+            fields.push(format!("path: {}", scalar(p)));
+        }
+        let _ = writeln!(s, "              - {{{}}}", fields.join(", "));
+    }
+    s
+}
+
+fn method_regex(methods: &NonEmpty<Method>) -> String {
+    let alts: Vec<String> = methods.iter().map(|m| regex_escape(m.as_str())).collect();
+    if alts.len() == 1 {
+        format!("^{}$", alts[0])
+    } else {
+        format!("^({})$", alts.join("|"))
+    }
+}
+
+/// Anchored; one trailing slash and a query string are allowed because the policy's
+/// matcher ignores both, and Envoy matches the whole `:path`, query included.
+pub(super) fn path_regex(p: &RoutePattern) -> String {
+    let mut s = String::from("^");
+    for seg in p.segments() {
+        s.push('/');
+        match seg {
+            Segment::One => s.push_str("[^/?]+"),
+            Segment::Literal(l) => s.push_str(&regex_escape(l)),
+        }
+    }
+    if p.has_rest() {
+        s.push_str(if p.segments().is_empty() {
+            "/.*"
+        } else {
+            "([/?].*)?"
+        });
+    } else if p.segments().is_empty() {
+        s.push_str("/(\\?.*)?");
+    } else {
+        s.push_str("/?(\\?.*)?");
+    }
+    s.push('$');
+    s
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Istio paths: exact, or a prefix ending in `*` cut at the first wildcard segment.
+pub(super) fn istio_paths(routes: &[RoutePattern]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut push = |p: String| {
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    };
+    for r in routes {
+        let literals: Vec<&str> = r
+            .segments()
+            .iter()
+            .map_while(|s| match s {
+                Segment::Literal(l) => Some(l.as_str()),
+                Segment::One => None,
+            })
+            .collect();
+        let prefix = format!("/{}", literals.join("/"));
+        if literals.len() < r.segments().len() {
+            push(if literals.is_empty() {
+                "/*".to_owned()
+            } else {
+                format!("{prefix}/*")
+            });
+        } else if r.has_rest() {
+            if literals.is_empty() {
+                push("/*".to_owned());
+            } else {
+                push(prefix.clone());
+                push(format!("{prefix}/*"));
+            }
+        } else {
+            push(prefix);
+        }
+    }
+    out
+}
+
+fn ip_of(s: &str) -> Option<IpAddr> {
+    s.parse::<IpAddr>()
+        .ok()
+        .or_else(|| s.parse::<SocketAddr>().ok().map(|a| a.ip()))
+}
+
+fn host_cidr(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(_) => format!("{ip}/32"),
+        IpAddr::V6(_) => format!("{ip}/128"),
+    }
+}
+
+/// Kubernetes label values: at most 63 characters, alphanumerics at both ends, `-_.`
+/// inside.
+fn is_label_value(s: &str) -> bool {
+    let ok_end = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    s.len() <= 63
+        && ok_end(s.chars().next())
+        && ok_end(s.chars().last())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// A DNS label for object names, with a hash of the original when it had to change, so
+/// that `Orders` and `orders` do not collide.
+fn dns_name(service: &str) -> String {
+    let mut s: String = service
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => c,
+            _ => '-',
+        })
+        .collect();
+    s.truncate(40);
+    let s = s.trim_matches('-').to_owned();
+    if s == service {
+        return s;
+    }
+    let hash = service.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    if s.is_empty() {
+        format!("{hash:08x}")
+    } else {
+        format!("{s}-{hash:08x}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_yaml_ng::Value;
+
+    use super::*;
+
+    const FULL: &str = include_str!("testdata/full.yaml");
+
+    fn docs(yaml: &str) -> Vec<Value> {
+        serde_yaml_ng::Deserializer::from_str(yaml)
+            .map(|d| Value::deserialize(d).unwrap_or_else(|e| panic!("{e}\n{yaml}")))
+            .filter(|v| !v.is_null())
+            .collect()
+    }
+
+    fn kinds(docs: &[Value]) -> Vec<&str> {
+        docs.iter().map(|d| d["kind"].as_str().unwrap()).collect()
+    }
+
+    fn by_name<'a>(docs: &'a [Value], name: &str) -> &'a Value {
+        docs.iter()
+            .find(|d| d["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+    }
+
+    fn full() -> Policy {
+        Policy::parse("p.yaml", FULL).unwrap()
+    }
+
+    #[test]
+    fn formats_parse_by_name() {
+        for f in ExportFormat::ALL {
+            assert_eq!(f.as_str().parse::<ExportFormat>(), Ok(f));
+            assert_eq!(f.to_string().to_uppercase().parse::<ExportFormat>(), Ok(f));
+        }
+        assert!("calico"
+            .parse::<ExportFormat>()
+            .unwrap_err()
+            .contains("calico"));
+    }
+
+    #[test]
+    fn policy_format_is_the_policy_file() {
+        let p = full();
+        let out = export(&p, ExportFormat::Policy, "shop");
+        assert_eq!(Policy::parse("x", &out).unwrap(), p);
+    }
+
+    #[test]
+    fn network_policy() {
+        let out = export(&full(), ExportFormat::NetworkPolicy, "shop");
+        assert!(out.contains("app.kubernetes.io/name: <service>"), "{out}");
+        let d = docs(&out);
+        assert_eq!(kinds(&d), ["NetworkPolicy"; 4]);
+        let deny = by_name(&d, "monitor-default-deny");
+        assert_eq!(
+            deny["spec"]["podSelector"],
+            Value::Mapping(Default::default())
+        );
+        let orders = by_name(&d, "monitor-allow-orders");
+        assert_eq!(orders["metadata"]["namespace"], "shop");
+        assert_eq!(
+            orders["spec"]["podSelector"]["matchLabels"][SERVICE_LABEL],
+            "orders"
+        );
+        let from = &orders["spec"]["ingress"][0]["from"];
+        assert_eq!(
+            from[0]["podSelector"]["matchLabels"][SERVICE_LABEL],
+            "frontend"
+        );
+        assert!(orders["spec"]["ingress"][0].get("ports").is_none());
+        let payments = by_name(&d, "monitor-allow-payments");
+        let from = payments["spec"]["ingress"][0]["from"]
+            .as_sequence()
+            .unwrap();
+        assert_eq!(from.len(), 2, "frontend and orders");
+        // `from: ["*"]`: any source.
+        let health = by_name(&d, "monitor-allow-health");
+        assert_eq!(
+            health["spec"]["ingress"][0],
+            Value::Mapping(Default::default())
+        );
+    }
+
+    #[test]
+    fn cilium() {
+        let out = export(&full(), ExportFormat::Cilium, "shop");
+        let d = docs(&out);
+        assert_eq!(kinds(&d), ["CiliumNetworkPolicy"; 3]);
+        let orders = by_name(&d, "monitor-allow-orders");
+        assert_eq!(orders["apiVersion"], "cilium.io/v2");
+        let rule = &orders["spec"]["ingress"][0];
+        assert_eq!(
+            rule["fromEndpoints"][0]["matchLabels"][SERVICE_LABEL],
+            "frontend"
+        );
+        let port = &rule["toPorts"][0]["ports"][0];
+        assert_eq!(
+            (port["port"].as_str(), port["protocol"].as_str()),
+            (Some("http"), Some("TCP"))
+        );
+        let http = rule["toPorts"][0]["rules"]["http"].as_sequence().unwrap();
+        assert_eq!(http.len(), 3);
+        assert_eq!(http[0]["method"], "^(GET|POST)$");
+        assert_eq!(http[0]["path"], "^/api/v1/orders/?(\\?.*)?$");
+        assert_eq!(http[1]["path"], "^/api/v1/orders/[^/?]+/?(\\?.*)?$");
+        assert_eq!(http[2]["path"], "^/static([/?].*)?$");
+        let health = by_name(&d, "monitor-allow-health");
+        assert_eq!(health["spec"]["ingress"][0]["fromEntities"][0], "all");
+        assert!(health["spec"]["ingress"][0].get("toPorts").is_none());
+    }
+
+    #[test]
+    fn istio() {
+        let out = export(&full(), ExportFormat::Istio, "shop");
+        assert!(out.contains("broader than the policy"), "{out}");
+        let d = docs(&out);
+        assert_eq!(kinds(&d), ["AuthorizationPolicy"; 4]);
+        let nothing = by_name(&d, "monitor-allow-nothing");
+        assert_eq!(nothing["spec"], Value::Mapping(Default::default()));
+        let orders = by_name(&d, "monitor-allow-orders");
+        assert_eq!(orders["spec"]["action"], "ALLOW");
+        assert_eq!(
+            orders["spec"]["selector"]["matchLabels"][SERVICE_LABEL],
+            "orders"
+        );
+        let rule = &orders["spec"]["rules"][0];
+        assert_eq!(
+            rule["from"][0]["source"]["principals"][0],
+            "cluster.local/ns/shop/sa/frontend"
+        );
+        let op = &rule["to"][0]["operation"];
+        assert_eq!(op["methods"][1], "POST");
+        let paths: Vec<&str> = op["paths"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            paths,
+            ["/api/v1/orders", "/api/v1/orders/*", "/static", "/static/*"]
+        );
+        let health = by_name(&d, "monitor-allow-health");
+        let rule = &health["spec"]["rules"][0];
+        assert_eq!(
+            *rule,
+            Value::Mapping(Default::default()),
+            "any source, any request"
+        );
+    }
+
+    #[test]
+    fn odd_names_are_skipped_or_mapped() {
+        let text = "default: allow\nallow:\n  - from: [\"Web Content\", 10.0.0.7, \"fe80::1\", web]\n    to: [\"10.0.0.9:8080\", \"*\", Api_v2]\n    methods: [GET]\n  - from: [\"bad name\"]\n    to: [api]\n";
+        let p = Policy::parse("p.yaml", text).unwrap();
+        for format in [
+            ExportFormat::NetworkPolicy,
+            ExportFormat::Cilium,
+            ExportFormat::Istio,
+        ] {
+            let out = export(&p, format, "team-a");
+            let d = docs(&out);
+            assert!(
+                out.contains("\"10.0.0.9:8080\": not a pod label value"),
+                "{out}"
+            );
+            assert!(out.contains("caller \"Web Content\" skipped"), "{out}");
+            let names: Vec<&str> = d
+                .iter()
+                .map(|v| v["metadata"]["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(names[0], "monitor-allow-any-service", "{format}\n{out}");
+            let hashed = names[1].strip_prefix("monitor-allow-api-v2-").unwrap();
+            assert!(
+                hashed.len() == 8 && hashed.chars().all(|c| c.is_ascii_hexdigit()),
+                "{hashed}"
+            );
+            match format {
+                ExportFormat::NetworkPolicy => {
+                    let api = by_name(&d, "monitor-allow-api");
+                    assert_eq!(api["spec"]["ingress"], Value::Sequence(vec![]));
+                }
+                ExportFormat::Cilium => {
+                    assert_eq!(names.len(), 2, "{out}");
+                    assert!(
+                        out.contains("# api: no caller can be selected, nothing to allow"),
+                        "{out}"
+                    );
+                }
+                _ => assert!(
+                    by_name(&d, "monitor-allow-api")["spec"]
+                        .get("rules")
+                        .is_none(),
+                    "{out}"
+                ),
+            }
+            let any = by_name(&d, "monitor-allow-any-service");
+            match format {
+                ExportFormat::NetworkPolicy => {
+                    let from = &any["spec"]["ingress"][0]["from"];
+                    assert_eq!(from[0]["podSelector"]["matchLabels"][SERVICE_LABEL], "web");
+                    assert_eq!(from[1]["ipBlock"]["cidr"], "10.0.0.7/32");
+                    assert_eq!(from[2]["ipBlock"]["cidr"], "fe80::1/128");
+                }
+                ExportFormat::Cilium => {
+                    let ingress = any["spec"]["ingress"].as_sequence().unwrap();
+                    assert_eq!(ingress.len(), 2, "endpoints and CIDRs apart");
+                    assert_eq!(ingress[1]["fromCIDR"][0], "10.0.0.7/32");
+                    assert_eq!(
+                        ingress[1]["toPorts"][0]["rules"]["http"][0]["method"],
+                        "^GET$"
+                    );
+                }
+                _ => {
+                    let from = &any["spec"]["rules"][0]["from"];
+                    assert_eq!(
+                        from[0]["source"]["principals"][0],
+                        "cluster.local/ns/team-a/sa/web"
+                    );
+                    assert_eq!(from[1]["source"]["ipBlocks"][1], "fe80::1");
+                    assert!(any["spec"]["rules"][0]["to"][0]["operation"]
+                        .get("paths")
+                        .is_none());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn regexes_and_istio_paths() {
+        let r = |s: &str| s.parse::<RoutePattern>().unwrap();
+        assert_eq!(path_regex(&r("/")), "^/(\\?.*)?$");
+        assert_eq!(path_regex(&r("/**")), "^/.*$");
+        assert_eq!(
+            path_regex(&r("/a.b/{x}/*")),
+            "^/a\\.b/[^/?]+/[^/?]+/?(\\?.*)?$"
+        );
+        assert_eq!(path_regex(&r("/a/{x}/**")), "^/a/[^/?]+([/?].*)?$");
+        assert_eq!(
+            istio_paths(&[
+                r("/"),
+                r("/**"),
+                r("/a/{x}/b"),
+                r("/a/{y}"),
+                r("/{v}/x"),
+                r("/s/**")
+            ]),
+            ["/", "/*", "/a/*", "/s", "/s/*"]
+        );
+    }
+
+    #[test]
+    fn a_namespace_cannot_break_out_of_a_comment() {
+        let p = Policy::parse("p.yaml", "allow:\n  - {from: [a], to: [b]}\n").unwrap();
+        for format in ExportFormat::ALL {
+            let out = export(&p, format, "x\nkind: Secret");
+            let d = docs(&out);
+            assert!(
+                d.iter()
+                    .all(|v| v.get("kind") != Some(&Value::from("Secret"))),
+                "{out}"
+            );
+        }
+    }
+
+    #[test]
+    fn empty_policies_export_cleanly() {
+        for format in ExportFormat::ALL {
+            let out = export(&Policy::default(), format, "ns");
+            let d = docs(&out);
+            if format != ExportFormat::Policy {
+                assert!(d.len() <= 1, "{format}: {out}");
+            }
+        }
+    }
+}
