@@ -62,6 +62,10 @@ pub struct ConfigFile {
     pub max_endpoints: Option<usize>,
     pub max_metric_routes: Option<u64>,
     pub policy: Option<PathBuf>,
+    pub kubernetes_api: Option<String>,
+    pub kubernetes_token_file: Option<PathBuf>,
+    pub kubernetes_ca_file: Option<PathBuf>,
+    pub node_name: Option<String>,
     #[serde(default)]
     pub services: Vec<ServiceRule>,
     #[serde(default)]
@@ -115,6 +119,46 @@ impl ConfigFile {
     }
 }
 
+/// An explicit API server, else the in-cluster one; token and CA default to the pod's
+/// service-account files.
+fn kubernetes(
+    api: Option<String>,
+    token: Option<PathBuf>,
+    ca: Option<PathBuf>,
+    node: Option<String>,
+) -> Option<crate::identity::kubernetes::KubeConfig> {
+    let mut cfg = match api {
+        Some(url) => {
+            let base = crate::identity::kubernetes::KubeConfig::in_cluster().unwrap_or(
+                crate::identity::kubernetes::KubeConfig {
+                    api_server: String::new(),
+                    token_file: PathBuf::from(
+                        "/var/run/secrets/kubernetes.io/serviceaccount/token",
+                    ),
+                    ca_file: PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"),
+                    node_name: None,
+                    refresh: std::time::Duration::from_secs(30),
+                },
+            );
+            crate::identity::kubernetes::KubeConfig {
+                api_server: url.trim_end_matches('/').to_string(),
+                ..base
+            }
+        }
+        None => crate::identity::kubernetes::KubeConfig::in_cluster()?,
+    };
+    if let Some(t) = token {
+        cfg.token_file = t;
+    }
+    if let Some(c) = ca {
+        cfg.ca_file = c;
+    }
+    if node.is_some() {
+        cfg.node_name = node;
+    }
+    Some(cfg)
+}
+
 /// The 1-based line where a top-level key is set, for error messages.
 fn line_of(text: &str, key: &str) -> Option<usize> {
     text.lines()
@@ -143,6 +187,8 @@ pub struct Settings {
     pub max_endpoints: usize,
     pub max_metric_routes: u64,
     pub policy: Option<PathBuf>,
+    /// Where Kubernetes names come from, if anywhere.
+    pub kubernetes: Option<crate::identity::kubernetes::KubeConfig>,
     pub services: Vec<ServiceRule>,
     pub route_patterns: Vec<RoutePattern>,
     pub specs: Vec<SpecSource>,
@@ -193,6 +239,12 @@ impl Settings {
             max_endpoints: a.max_endpoints.or(f.max_endpoints).unwrap_or(50_000),
             max_metric_routes: a.max_metric_routes.or(f.max_metric_routes).unwrap_or(100),
             policy: a.policy.or(f.policy),
+            kubernetes: kubernetes(
+                a.kubernetes_api.or(f.kubernetes_api),
+                a.kubernetes_token_file.or(f.kubernetes_token_file),
+                a.kubernetes_ca_file.or(f.kubernetes_ca_file),
+                a.node_name.or(f.node_name),
+            ),
             services: a.services.into_iter().chain(f.services).collect(),
             route_patterns: a
                 .route_patterns
@@ -215,7 +267,7 @@ mod tests {
         let mut argv = vec!["monitor-agent", "run"];
         argv.extend(extra);
         match Cli::try_parse_from(argv).unwrap().command {
-            Command::Run(a) => a,
+            Command::Run(a) => *a,
             _ => unreachable!(),
         }
     }

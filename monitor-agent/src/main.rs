@@ -16,7 +16,7 @@ fn main() {
     // `run` fails with 1; the query commands keep 1 for "the check found something" and
     // use 2 for "the command itself failed".
     let (result, failure) = match cli.command {
-        cli::Command::Run(args) => (run::run(args), 1),
+        cli::Command::Run(args) => (run::run(*args), 1),
         cli::Command::Inventory(args) => (cli::inventory(args), 2),
         cli::Command::Calls(args) => (cli::calls(args), 2),
         cli::Command::Violations(args) => (cli::violations(args), 2),

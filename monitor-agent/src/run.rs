@@ -21,7 +21,7 @@ use crate::{
     config::Settings,
     conn::{shard, ConnTracker, TrackerConfig},
     enforcement::Enforcement,
-    identity::Identity,
+    identity::{kubernetes, Identity, KubeIndex},
     inventory::{shape::Patterns, Inventory, InventoryConfig},
     metrics::{traffic::TrafficRecorder, Metrics},
     output::{self, OutputFormat},
@@ -75,8 +75,17 @@ pub fn run(args: RunArgs) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     let hangup = Arc::new(AtomicBool::new(false));
+    // All handlers are registered before anything is loaded or served: the default actions
+    // of these signals would kill the agent without detaching its programs.
+    let (term, int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _guard = rt.enter();
+        (
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        )
+    };
     {
-        // Registered before anything is loaded: SIGHUP's default action would kill us.
         let _guard = rt.enter();
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .context("installing the SIGHUP handler")?;
@@ -159,7 +168,23 @@ pub fn run(args: RunArgs) -> Result<()> {
         hangup,
         stop.clone(),
     )?;
-    let identity = Arc::new(Identity::new(args.services.clone()));
+    let mut identity = Identity::new(args.services.clone());
+    let kube_thread = match &args.kubernetes {
+        Some(cfg) => {
+            let index = Arc::new(std::sync::RwLock::new(KubeIndex::default()));
+            let t = kubernetes::spawn(
+                cfg.clone(),
+                index.clone(),
+                metrics.kubernetes_errors.clone(),
+                stop.clone(),
+            )
+            .context("Kubernetes metadata is configured but unusable")?;
+            identity = identity.with_kubernetes(index);
+            Some(t)
+        }
+        None => None,
+    };
+    let identity = Arc::new(identity);
 
     let workers = args
         .workers
@@ -230,7 +255,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         let server = axum::serve(listener, api::router(state));
         tokio::select! {
             r = server => r.context("API server failed"),
-            r = shutdown_signal() => r,
+            r = shutdown_signal(term, int) => r,
         }
     })?;
 
@@ -248,6 +273,9 @@ pub fn run(args: RunArgs) -> Result<()> {
     // After the pipeline: its last calls are in the final flush.
     let _ = flusher.join();
     let _ = spec_thread.join();
+    if let Some(t) = kube_thread {
+        let _ = t.join();
+    }
     if let Some(t) = kernel_log {
         let _ = t.join();
     }
@@ -299,10 +327,10 @@ fn spawn_reloader(
     })
 }
 
-async fn shutdown_signal() -> Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+async fn shutdown_signal(
+    mut term: tokio::signal::unix::Signal,
+    mut int: tokio::signal::unix::Signal,
+) -> Result<()> {
     tokio::select! {
         _ = term.recv() => {},
         _ = int.recv() => {},

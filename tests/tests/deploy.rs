@@ -75,7 +75,7 @@ fn kubernetes_manifests_are_complete_and_consistent() {
         for field in [&["apiVersion"][..], &["kind"], &["metadata", "name"]] {
             assert!(!s(d, field).is_empty(), "{file}: empty {field:?}");
         }
-        if s(d, &["kind"]) != "Namespace" {
+        if !["Namespace", "ClusterRole", "ClusterRoleBinding"].contains(&s(d, &["kind"])) {
             assert_eq!(s(d, &["metadata", "namespace"]), "monitor", "{file}");
         }
     }
@@ -178,7 +178,7 @@ fn kubernetes_manifests_are_complete_and_consistent() {
     let config_map = find(&docs, "ConfigMap", "monitor-agent");
     let text = s(config_map, &["data", s(config_mount, &["subPath"])]);
     let file = ConfigFile::parse("configmap monitor.yaml", text).unwrap_or_else(|e| panic!("{e}"));
-    let settings = Settings::merge(run, file).unwrap();
+    let settings = Settings::merge(*run, file).unwrap();
     assert!(
         monitor_agent::api::check_listen(settings.listen, Some("from-the-secret")).is_ok(),
         "listen address refused even with a token"
@@ -217,6 +217,35 @@ fn kubernetes_manifests_are_complete_and_consistent() {
         .iter()
         .any(|p| s(p, &["name"]) == s(ep, &["port"])));
     assert_eq!(s(ep, &["path"]), "/metrics");
+
+    // Kubernetes names: a service account allowed to read pods, services and slices.
+    let sa = s(pod, &["serviceAccountName"]);
+    find(&docs, "ServiceAccount", sa);
+    let role = find(&docs, "ClusterRole", "monitor-agent");
+    let granted: BTreeSet<String> = list(role, &["rules"])
+        .iter()
+        .flat_map(|r| {
+            list(r, &["resources"])
+                .iter()
+                .map(|x| x.as_str().unwrap().to_string())
+        })
+        .collect();
+    for needed in ["pods", "services", "endpointslices"] {
+        assert!(
+            granted.contains(needed),
+            "the ClusterRole does not grant {needed}"
+        );
+    }
+    let binding = find(&docs, "ClusterRoleBinding", "monitor-agent");
+    assert_eq!(s(binding, &["roleRef", "name"]), "monitor-agent");
+    assert_eq!(s(&list(binding, &["subjects"])[0], &["name"]), sa);
+    assert!(
+        list(c, &["env"])
+            .iter()
+            .any(|e| s(e, &["name"]) == "NODE_NAME"
+                && s(e, &["valueFrom", "fieldRef", "fieldPath"]) == "spec.nodeName"),
+        "NODE_NAME from the downward API"
+    );
 
     // The image the DaemonSet runs is what the Containerfile builds.
     let containerfile = std::fs::read_to_string(deploy("container/Containerfile")).unwrap();

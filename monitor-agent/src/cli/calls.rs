@@ -1,47 +1,33 @@
 //! `monitor-agent calls`: recent calls, or a live stream of them with `--follow`.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::Value;
 
 use super::{
-    client::{query, Client},
+    client::{print_stream, query, Client},
     CallsArgs,
 };
 
 pub fn calls(a: CallsArgs) -> Result<()> {
-    let client = Client::new(&a.server, a.follow);
+    let client = Client::new(&a.server, a.list.follow);
     let mut params = vec![("service", a.service.clone()), ("route", a.route.clone())];
+    if a.list.follow {
+        params.push(("follow", Some("true".into())));
+        return print_stream(
+            &client,
+            &format!("/api/v1/calls{}", query(&params)),
+            a.list.json,
+            text,
+        );
+    }
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    if a.follow {
-        params.push(("follow", Some("true".into())));
-        let reader = BufReader::new(client.stream(&format!("/api/v1/calls{}", query(&params)))?);
-        for line in reader.lines() {
-            let line = line.context("the agent closed the stream")?;
-            if line.is_empty() {
-                continue;
-            }
-            let shown = if a.json {
-                line
-            } else {
-                text(
-                    &serde_json::from_str(&line)
-                        .context("the agent sent a line that is not JSON")?,
-                )
-            };
-            // A closed pipe (`| head`) ends the command quietly.
-            if writeln!(out, "{shown}").and_then(|_| out.flush()).is_err() {
-                return Ok(());
-            }
-        }
-        return Ok(());
-    }
-    params.push(("limit", Some(a.limit.to_string())));
+    params.push(("limit", Some(a.list.limit.to_string())));
     let v: Value = client.get_json(&format!("/api/v1/calls{}", query(&params)))?;
     for c in v["calls"].as_array().into_iter().flatten() {
-        let shown = if a.json { c.to_string() } else { text(c) };
+        let shown = if a.list.json { c.to_string() } else { text(c) };
         if writeln!(out, "{shown}").is_err() {
             break;
         }

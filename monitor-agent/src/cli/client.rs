@@ -77,6 +77,35 @@ impl Client {
     }
 }
 
+/// Prints each JSON line the agent streams from `path_and_query`, as it is (`json`) or
+/// through `show`, until the agent closes the stream or stdout is closed (`| head`).
+pub fn print_stream(
+    client: &Client,
+    path_and_query: &str,
+    json: bool,
+    show: impl Fn(&serde_json::Value) -> String,
+) -> Result<()> {
+    use std::io::{BufRead, BufReader, Write};
+    let reader = BufReader::new(client.stream(path_and_query)?);
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for line in reader.lines() {
+        let line = line.context("the agent closed the stream")?;
+        if line.is_empty() {
+            continue;
+        }
+        let shown = if json {
+            line
+        } else {
+            show(&serde_json::from_str(&line).context("the agent sent a line that is not JSON")?)
+        };
+        if writeln!(out, "{shown}").and_then(|_| out.flush()).is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
 /// `?a=b&c=d` from the parameters that are set.
 pub fn query(params: &[(&str, Option<String>)]) -> String {
     let set: Vec<(&str, &str)> = params

@@ -36,7 +36,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the agent: capture HTTP traffic of every process on this node (needs root).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show the API inventory of a running agent: every endpoint in use, with its spec status.
     Inventory(InventoryArgs),
     /// Show recent calls seen by a running agent, or follow them live.
@@ -68,17 +68,8 @@ pub struct ViolationsArgs {
     #[arg(long)]
     pub since: Option<String>,
 
-    /// How many recent violations to show.
-    #[arg(long, default_value_t = 50)]
-    pub limit: usize,
-
-    /// Keep printing new violations as they happen (Ctrl-C to stop).
-    #[arg(long, short)]
-    pub follow: bool,
-
-    /// One JSON object per line.
-    #[arg(long)]
-    pub json: bool,
+    #[command(flatten)]
+    pub list: Listing,
 }
 
 #[derive(Debug, Subcommand)]
@@ -168,11 +159,18 @@ pub struct CallsArgs {
     #[arg(long)]
     pub route: Option<String>,
 
-    /// How many recent calls to show.
+    #[command(flatten)]
+    pub list: Listing,
+}
+
+/// How a list of recent items is shown.
+#[derive(Debug, Args)]
+pub struct Listing {
+    /// How many of the most recent to show.
     #[arg(long, default_value_t = 50)]
     pub limit: usize,
 
-    /// Keep printing new calls as they happen (Ctrl-C to stop).
+    /// Keep printing new ones as they happen (Ctrl-C to stop).
     #[arg(long, short)]
     pub follow: bool,
 
@@ -282,6 +280,23 @@ pub struct RunArgs {
     /// [default: 50]
     #[arg(long)]
     pub route_cardinality: Option<usize>,
+
+    /// Kubernetes API server (https://HOST:PORT) for pod, workload and Service names.
+    /// Default: the in-cluster address when the agent runs in a pod; none otherwise.
+    #[arg(long, value_name = "URL")]
+    pub kubernetes_api: Option<String>,
+
+    /// Bearer token file for --kubernetes-api [default: the pod's service-account token].
+    #[arg(long, value_name = "FILE")]
+    pub kubernetes_token_file: Option<PathBuf>,
+
+    /// CA bundle that signed the API server's certificate [default: the pod's service-account CA].
+    #[arg(long, value_name = "FILE")]
+    pub kubernetes_ca_file: Option<PathBuf>,
+
+    /// This node's name: only its pods are read [env: NODE_NAME].
+    #[arg(long, env = "NODE_NAME")]
+    pub node_name: Option<String>,
 
     /// Policy file (YAML): which services may call which endpoints, with which
     /// credentials. Reloaded on change and on SIGHUP.

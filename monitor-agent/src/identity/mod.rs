@@ -5,6 +5,7 @@
 //! they run in, else by their process name. Remote peers are named by a `cidr:` rule (or a
 //! `port:` rule when the peer is a server on this node), else by their address.
 
+pub mod kubernetes;
 pub mod process;
 pub mod rules;
 
@@ -12,10 +13,11 @@ use std::{
     collections::HashMap,
     net::{IpAddr, SocketAddr},
     path::PathBuf,
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant},
 };
 
+pub use kubernetes::KubeIndex;
 pub use process::ProcessFacts;
 pub use rules::{Match, RuleError, ServiceRule};
 
@@ -41,6 +43,8 @@ pub struct Identity {
     rules: Vec<ServiceRule>,
     proc_root: PathBuf,
     facts: Mutex<HashMap<u32, (Instant, Arc<ProcessFacts>)>>,
+    /// Kubernetes names, when the agent runs in (or is pointed at) a cluster.
+    kube: Option<Arc<RwLock<KubeIndex>>>,
 }
 
 impl Identity {
@@ -53,7 +57,14 @@ impl Identity {
             rules,
             proc_root,
             facts: Mutex::new(HashMap::new()),
+            kube: None,
         }
+    }
+
+    /// Names containers by their Kubernetes workload and cluster addresses by their Service.
+    pub fn with_kubernetes(mut self, index: Arc<RwLock<KubeIndex>>) -> Identity {
+        self.kube = Some(index);
+        self
     }
 
     fn facts(&self, pid: u32) -> Arc<ProcessFacts> {
@@ -116,7 +127,11 @@ impl Identity {
             }
         }
         if let Some(id) = &facts.container {
-            return id.as_str().into();
+            let workload = self.kube.as_ref().and_then(|k| k.read().ok()?.workload(id));
+            return match workload {
+                Some(w) => w.service().into(),
+                None => id.as_str().into(),
+            };
         }
         p.comm.into()
     }
@@ -134,6 +149,13 @@ impl Identity {
             if hit {
                 return rule.name.as_str().into();
             }
+        }
+        if let Some(name) = self
+            .kube
+            .as_ref()
+            .and_then(|k| k.read().ok()?.service_at(addr))
+        {
+            return name;
         }
         if serving {
             addr.to_string().into()

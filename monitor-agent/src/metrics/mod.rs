@@ -58,6 +58,7 @@ pub struct Metrics {
     pub store_errors: Counter,
     pub spec_load_errors: Counter,
     pub policy_load_errors: Counter,
+    pub kubernetes_errors: Counter,
     pub specs_loaded: Gauge,
 }
 
@@ -166,6 +167,12 @@ impl Metrics {
             "Policy reloads that failed; the previous policy stays in force",
             policy_load_errors.clone(),
         );
+        let kubernetes_errors = Counter::default();
+        registry.register(
+            "monitor_kubernetes_errors",
+            "Failed reads of Kubernetes metadata (retried; the last good view is kept)",
+            kubernetes_errors.clone(),
+        );
         let specs_loaded = Gauge::default();
         registry.register(
             "monitor_specs_loaded",
@@ -203,6 +210,7 @@ impl Metrics {
             store_errors,
             spec_load_errors,
             policy_load_errors,
+            kubernetes_errors,
             specs_loaded,
         }
     }

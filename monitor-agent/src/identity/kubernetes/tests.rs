@@ -1,0 +1,87 @@
+use serde_json::json;
+
+use super::*;
+
+const ID1: &str = "3f4e1b2c9d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c";
+const ID2: &str = "aa4e1b2c9d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c";
+const ID3: &str = "bb4e1b2c9d8a7b6c5d4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c";
+
+/// Shaped like `kubectl get pods -o json` output, trimmed to the fields that matter.
+fn pods() -> Value {
+    json!({"kind": "PodList", "apiVersion": "v1", "items": [
+        {"metadata": {"name": "orders-7d9f8c6b5d-x2x9z", "namespace": "shop",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "orders-7d9f8c6b5d", "controller": true}]},
+         "spec": {"serviceAccountName": "orders", "nodeName": "n1"},
+         "status": {"podIP": "10.1.0.7", "containerStatuses": [
+            {"name": "app", "containerID": format!("containerd://{ID1}")},
+            {"name": "sidecar", "containerID": format!("cri-o://{ID2}")}]}},
+        {"metadata": {"name": "agent-abcde", "namespace": "monitor",
+            "ownerReferences": [{"kind": "DaemonSet", "name": "monitor-agent", "controller": true}]},
+         "spec": {},
+         "status": {"containerStatuses": [{"name": "agent", "containerID": format!("docker://{ID3}")}]}},
+        {"metadata": {"name": "debug", "namespace": "default"},
+         "spec": {"serviceAccountName": "default"},
+         "status": {"containerStatuses": [{"name": "x"}]}},
+        {"metadata": {"name": "broken"}}
+    ]})
+}
+
+#[test]
+fn containers_map_to_workloads() {
+    let mut idx = KubeIndex::default();
+    index_pods(&pods(), &mut idx);
+    let w = idx.workload(&ID1[..12]).expect("orders container");
+    assert_eq!(w.service(), "shop/orders");
+    assert_eq!(
+        (w.kind.as_str(), w.pod.as_str(), w.service_account.as_str()),
+        ("Deployment", "orders-7d9f8c6b5d-x2x9z", "orders")
+    );
+    assert_eq!(idx.workload(&ID2[..12]).unwrap().service(), "shop/orders");
+    let d = idx.workload(&ID3[..12]).unwrap();
+    assert_eq!(
+        (
+            d.service().as_str(),
+            d.kind.as_str(),
+            d.service_account.as_str()
+        ),
+        ("monitor/monitor-agent", "DaemonSet", "default")
+    );
+    assert_eq!(idx.containers.len(), 3);
+}
+
+#[test]
+fn replica_set_hashes_are_stripped_only_when_they_look_like_one() {
+    assert_eq!(deployment_of("orders-7d9f8c6b5d"), "orders");
+    assert_eq!(deployment_of("web-api-5f7c9"), "web-api");
+    assert_eq!(deployment_of("orders"), "orders");
+    assert_eq!(
+        deployment_of("orders-v2-with-a-long-tail-segment"),
+        "orders-v2-with-a-long-tail-segment"
+    );
+}
+
+#[test]
+fn service_and_pod_ips_map_to_services() {
+    let mut idx = KubeIndex::default();
+    index_services(
+        &json!({"items": [
+            {"metadata": {"name": "orders", "namespace": "shop"}, "spec": {"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20", "fd00::20"]}},
+            {"metadata": {"name": "headless", "namespace": "shop"}, "spec": {"clusterIP": "None"}}
+        ]}),
+        &mut idx,
+    );
+    index_endpoint_slices(
+        &json!({"items": [
+            {"metadata": {"namespace": "shop", "labels": {"kubernetes.io/service-name": "orders"}},
+             "endpoints": [{"addresses": ["10.1.0.7"]}, {"addresses": ["10.1.0.8"]}]},
+            {"metadata": {"namespace": "shop"}, "endpoints": [{"addresses": ["10.9.9.9"]}]}
+        ]}),
+        &mut idx,
+    );
+    for ip in ["10.96.0.20", "10.1.0.7", "10.1.0.8", "fd00::20"] {
+        let addr = SocketAddr::new(ip.parse().unwrap(), 8080);
+        assert_eq!(idx.service_at(addr).as_deref(), Some("shop/orders"), "{ip}");
+    }
+    assert!(idx.service_at("10.9.9.9:80".parse().unwrap()).is_none());
+    assert_eq!(idx.ips.len(), 4);
+}
