@@ -24,6 +24,9 @@ pub struct Peer {
     #[serde(skip_serializing_if = "Option::is_none")]
     /// Shared with the connection, like `comm`.
     pub service: Option<Arc<str>>,
+    /// Namespace, pod, workload and service account, when the peer is a known pod.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<Arc<crate::identity::Workload>>,
 }
 
 impl Peer {
@@ -34,6 +37,7 @@ impl Peer {
             pid: None,
             comm: None,
             service: None,
+            kubernetes: None,
         }
     }
 
@@ -44,6 +48,7 @@ impl Peer {
             pid: Some(pid),
             comm: Some(comm),
             service: None,
+            kubernetes: None,
         }
     }
 }

@@ -144,6 +144,23 @@ fn containers_are_named_by_workload_and_addresses_by_service() {
         "shop/loopback",
         "{client_view}"
     );
+    let server_view = recs
+        .iter()
+        .find(|r| r.s("/role") == "server")
+        .expect("server-role record");
+    for (field, want) in [
+        ("pod", "orders-6c9f7d8b4f-q8r2t"),
+        ("namespace", "shop"),
+        ("workload", "orders"),
+        ("kind", "Deployment"),
+        ("service_account", "orders"),
+    ] {
+        assert_eq!(
+            server_view.s(&format!("/server/kubernetes/{field}")),
+            want,
+            "{server_view}"
+        );
+    }
     let seen = requests.lock().unwrap().clone();
     assert!(
         seen.iter()

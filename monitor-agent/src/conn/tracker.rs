@@ -14,7 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use crate::{
     capture::event::Event,
     clock::Clock,
-    identity::{same_node, Identity, LocalProcess},
+    identity::{same_node, Identity, LocalProcess, Workload},
     inventory::template::template,
     metrics::{CallLabels, Metrics, ProtocolLabels, ReasonLabels},
     protocol::http1::{Exchange, Limits, Session, SessionStats, Side},
@@ -30,6 +30,14 @@ pub struct TrackerConfig {
     pub idle_timeout_ns: u64,
 }
 
+/// How the two ends of a connection are named: (observed process, peer), services and pods.
+type Names = (
+    Arc<str>,
+    Arc<str>,
+    Option<Arc<Workload>>,
+    Option<Arc<Workload>>,
+);
+
 struct Conn {
     role: Option<Role>,
     session: Session,
@@ -44,7 +52,7 @@ struct Conn {
     /// Plaintext from the TLS library probes.
     tls: bool,
     /// (observed process's service, peer's service), named once the role is known.
-    services: Option<(Arc<str>, Arc<str>)>,
+    services: Option<Names>,
 }
 
 /// Counters resolved once so the hot path does not hash label sets.
@@ -233,7 +241,7 @@ impl Recorder {
         if exchanges.is_empty() {
             return;
         }
-        let (mine, theirs) = conn
+        let (mine, theirs, my_pod, their_pod) = conn
             .services
             .get_or_insert_with(|| {
                 let serving = role == Role::Server;
@@ -245,14 +253,21 @@ impl Recorder {
                 });
                 let on_this_node = same_node(conn.local.ip(), conn.remote.ip());
                 let theirs = self.identity.remote(conn.remote, !serving, on_this_node);
-                (mine, theirs)
+                (
+                    mine,
+                    theirs,
+                    self.identity.local_workload(conn.pid),
+                    self.identity.remote_workload(conn.remote),
+                )
             })
             .clone();
         for x in exchanges {
             let mut observed = Peer::local(conn.local, conn.pid, conn.comm.clone());
             observed.service = Some(mine.clone());
+            observed.kubernetes = my_pod.clone();
             let mut other = Peer::remote(conn.remote);
             other.service = Some(theirs.clone());
+            other.kubernetes = their_pod.clone();
             let (client, server) = match role {
                 Role::Client => (observed, other),
                 Role::Server => (other, observed),

@@ -95,6 +95,8 @@ pub struct KubeIndex {
     pub containers: HashMap<String, Arc<Workload>>,
     /// Pod IPs and cluster IPs → `namespace/service`.
     pub ips: HashMap<IpAddr, Arc<str>>,
+    /// Pod IPs (not host-network pods, whose IP is the node's) → the pod's workload.
+    pub pods: HashMap<IpAddr, Arc<Workload>>,
     pub refreshed: Option<Instant>,
 }
 
@@ -150,6 +152,19 @@ pub fn index_pods(list: &Value, into: &mut KubeIndex) {
                 .unwrap_or("default")
                 .to_string(),
         });
+        if pod["spec"]["hostNetwork"].as_bool() != Some(true) {
+            for ip in pod["status"]["podIPs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|p| s(p, &["ip"]))
+                .chain(s(pod, &["status", "podIP"]))
+            {
+                if let Ok(ip) = ip.parse() {
+                    into.pods.insert(ip, w.clone());
+                }
+            }
+        }
         for field in [
             "containerStatuses",
             "initContainerStatuses",
@@ -361,6 +376,10 @@ pub fn spawn(
 impl KubeIndex {
     pub fn workload(&self, container: &str) -> Option<Arc<Workload>> {
         self.containers.get(container).cloned()
+    }
+
+    pub fn pod_at(&self, addr: SocketAddr) -> Option<Arc<Workload>> {
+        self.pods.get(&addr.ip()).cloned()
     }
 
     pub fn service_at(&self, addr: SocketAddr) -> Option<Arc<str>> {

@@ -17,7 +17,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-pub use kubernetes::KubeIndex;
+pub use kubernetes::{KubeIndex, Workload};
 pub use process::ProcessFacts;
 pub use rules::{Match, RuleError, ServiceRule};
 
@@ -139,6 +139,19 @@ impl Identity {
     /// The service of a peer whose process was not observed. A server keeps its port in
     /// its name (`10.0.0.5:8080`); a client is named by address alone, because its port is
     /// ephemeral and would make every connection a new caller.
+    /// The Kubernetes pod a local process runs in, when known.
+    pub fn local_workload(&self, pid: u32) -> Option<Arc<Workload>> {
+        let kube = self.kube.as_ref()?;
+        let facts = self.facts(pid);
+        let id = facts.container.as_ref()?;
+        kube.read().ok()?.workload(id)
+    }
+
+    /// The Kubernetes pod behind a remote address, when it is a pod IP.
+    pub fn remote_workload(&self, addr: SocketAddr) -> Option<Arc<Workload>> {
+        self.kube.as_ref()?.read().ok()?.pod_at(addr)
+    }
+
     pub fn remote(&self, addr: SocketAddr, serving: bool, on_this_node: bool) -> Arc<str> {
         for rule in &self.rules {
             let hit = match &rule.matcher {

@@ -47,6 +47,8 @@ fn containers_map_to_workloads() {
         ("monitor/monitor-agent", "DaemonSet", "default")
     );
     assert_eq!(idx.containers.len(), 3);
+    let at = idx.pod_at("10.1.0.7:8080".parse().unwrap()).unwrap();
+    assert_eq!(at.pod, "orders-7d9f8c6b5d-x2x9z");
 }
 
 #[test]
