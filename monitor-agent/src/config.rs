@@ -127,25 +127,10 @@ fn kubernetes(
     ca: Option<PathBuf>,
     node: Option<String>,
 ) -> Option<crate::identity::kubernetes::KubeConfig> {
+    use crate::identity::kubernetes::KubeConfig;
     let mut cfg = match api {
-        Some(url) => {
-            let base = crate::identity::kubernetes::KubeConfig::in_cluster().unwrap_or(
-                crate::identity::kubernetes::KubeConfig {
-                    api_server: String::new(),
-                    token_file: PathBuf::from(
-                        "/var/run/secrets/kubernetes.io/serviceaccount/token",
-                    ),
-                    ca_file: PathBuf::from("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"),
-                    node_name: None,
-                    refresh: std::time::Duration::from_secs(30),
-                },
-            );
-            crate::identity::kubernetes::KubeConfig {
-                api_server: url.trim_end_matches('/').to_string(),
-                ..base
-            }
-        }
-        None => crate::identity::kubernetes::KubeConfig::in_cluster()?,
+        Some(url) => KubeConfig::at(url.trim_end_matches('/').to_string()),
+        None => KubeConfig::in_cluster()?,
     };
     if let Some(t) = token {
         cfg.token_file = t;

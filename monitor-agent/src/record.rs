@@ -116,7 +116,7 @@ pub struct CallRecord {
 }
 
 /// Formatting happens in the output thread, not on the parsing path.
-fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_rfc3339_micros(*t))
 }
 

@@ -38,7 +38,7 @@ pub struct ViolationLabels {
 /// One call the policy does not allow, with why.
 #[derive(Clone, Debug, Serialize)]
 pub struct ViolationRecord {
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "crate::record::rfc3339")]
     pub ts: SystemTime,
     pub reason: Reason,
     /// The rule context in a sentence.
@@ -54,10 +54,6 @@ pub struct ViolationRecord {
     pub client: Peer,
     pub server: Peer,
     pub auth: Auth,
-}
-
-fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(&humantime::format_rfc3339_micros(*t))
 }
 
 impl ViolationRecord {

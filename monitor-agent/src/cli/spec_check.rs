@@ -11,7 +11,10 @@ use super::{
     inventory::print_table,
     SpecCheckArgs,
 };
-use crate::{inventory::view::EndpointView, spec::ServiceSpec};
+use crate::{
+    inventory::{view::EndpointView, SpecStatus},
+    spec::ServiceSpec,
+};
 
 #[derive(Deserialize)]
 struct Endpoints {
@@ -62,16 +65,13 @@ pub fn spec_check(a: SpecCheckArgs) -> Result<bool> {
             calls: e.calls,
             declared_as: op.map(|o| o.route.clone()),
         };
-        match op {
-            Some(o) => {
-                used.insert((o.method.clone(), o.route.clone()));
-                if o.deprecated {
-                    r.zombie.push(f);
-                } else {
-                    r.documented.push(f);
-                }
-            }
-            None => r.shadow.push(f),
+        if let Some(o) = op {
+            used.insert((o.method.clone(), o.route.clone()));
+        }
+        match SpecStatus::of(op) {
+            SpecStatus::Documented => r.documented.push(f),
+            SpecStatus::Shadow => r.shadow.push(f),
+            SpecStatus::Zombie => r.zombie.push(f),
         }
     }
     for o in &spec.ops {

@@ -245,7 +245,7 @@ impl Recorder {
             .services
             .get_or_insert_with(|| {
                 let serving = role == Role::Server;
-                let mine = self.identity.local(LocalProcess {
+                let (mine, my_pod) = self.identity.local(LocalProcess {
                     pid: conn.pid,
                     comm: &conn.comm,
                     addr: conn.local,
@@ -256,7 +256,7 @@ impl Recorder {
                 (
                     mine,
                     theirs,
-                    self.identity.local_workload(conn.pid),
+                    my_pod,
                     self.identity.remote_workload(conn.remote),
                 )
             })

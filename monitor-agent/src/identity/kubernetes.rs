@@ -60,13 +60,18 @@ impl KubeConfig {
         } else {
             host
         };
-        Some(KubeConfig {
-            api_server: format!("https://{host}:{port}"),
+        Some(KubeConfig::at(format!("https://{host}:{port}")))
+    }
+
+    /// An API server with the pod's service-account token and CA, as in a cluster.
+    pub fn at(api_server: String) -> KubeConfig {
+        KubeConfig {
+            api_server,
             token_file: PathBuf::from(SA_DIR).join("token"),
             ca_file: PathBuf::from(SA_DIR).join("ca.crt"),
             node_name: std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()),
             refresh: Duration::from_secs(30),
-        })
+        }
     }
 }
 

@@ -111,9 +111,14 @@ impl Identity {
         self.remember(pid, Instant::now(), Arc::new(f));
     }
 
-    /// The service a process on this node belongs to.
-    pub fn local(&self, p: LocalProcess<'_>) -> Arc<str> {
+    /// The service a process on this node belongs to, and the Kubernetes pod it runs
+    /// in when known (from one read of its facts).
+    pub fn local(&self, p: LocalProcess<'_>) -> (Arc<str>, Option<Arc<Workload>>) {
         let facts = self.facts(p.pid);
+        let pod = facts
+            .container
+            .as_ref()
+            .and_then(|id| self.kube.as_ref()?.read().ok()?.workload(id));
         for rule in &self.rules {
             let hit = match &rule.matcher {
                 Match::Port(port) => p.serving && p.addr.port() == *port,
@@ -123,28 +128,15 @@ impl Identity {
                 Match::Cidr(_) => false,
             };
             if hit {
-                return rule.name.as_str().into();
+                return (rule.name.as_str().into(), pod);
             }
         }
-        if let Some(id) = &facts.container {
-            let workload = self.kube.as_ref().and_then(|k| k.read().ok()?.workload(id));
-            return match workload {
-                Some(w) => w.service().into(),
-                None => id.as_str().into(),
-            };
-        }
-        p.comm.into()
-    }
-
-    /// The service of a peer whose process was not observed. A server keeps its port in
-    /// its name (`10.0.0.5:8080`); a client is named by address alone, because its port is
-    /// ephemeral and would make every connection a new caller.
-    /// The Kubernetes pod a local process runs in, when known.
-    pub fn local_workload(&self, pid: u32) -> Option<Arc<Workload>> {
-        let kube = self.kube.as_ref()?;
-        let facts = self.facts(pid);
-        let id = facts.container.as_ref()?;
-        kube.read().ok()?.workload(id)
+        let service = match (&pod, &facts.container) {
+            (Some(w), _) => w.service().into(),
+            (None, Some(id)) => id.as_str().into(),
+            (None, None) => p.comm.into(),
+        };
+        (service, pod)
     }
 
     /// The Kubernetes pod behind a remote address, when it is a pod IP.
@@ -152,6 +144,9 @@ impl Identity {
         self.kube.as_ref()?.read().ok()?.pod_at(addr)
     }
 
+    /// The service of a peer whose process was not observed. A server keeps its port in
+    /// its name (`10.0.0.5:8080`); a client is named by address alone, because its port is
+    /// ephemeral and would make every connection a new caller.
     pub fn remote(&self, addr: SocketAddr, serving: bool, on_this_node: bool) -> Arc<str> {
         for rule in &self.rules {
             let hit = match &rule.matcher {
@@ -209,11 +204,11 @@ mod tests {
             &format!("tests=exe:{}", exe.display()),
             "byname=comm:myproc",
         ]));
-        assert_eq!(&*id.local(me(true, 8080)), "users");
+        assert_eq!(&*id.local(me(true, 8080)).0, "users");
         // A client's local port is not a listening port.
-        assert_eq!(&*id.local(me(false, 8080)), "tests");
+        assert_eq!(&*id.local(me(false, 8080)).0, "tests");
         let id = Identity::new(rules(&["byname=comm:myproc"]));
-        assert_eq!(&*id.local(me(false, 1)), "byname");
+        assert_eq!(&*id.local(me(false, 1)).0, "byname");
     }
 
     #[test]
@@ -224,20 +219,20 @@ mod tests {
             name: "mine".into(),
             matcher: Match::Cgroup(cg),
         }]);
-        assert_eq!(&*id.local(me(false, 1)), "mine");
+        assert_eq!(&*id.local(me(false, 1)).0, "mine");
     }
 
     #[test]
     fn falls_back_to_comm() {
         let id = Identity::new(vec![]);
         // This test process runs on the host, not in a container, on CI machines.
-        let name = id.local(me(true, 9));
+        let (name, _) = id.local(me(true, 9));
         assert!(&*name == "myproc" || name.len() == 12, "{name}");
         let gone = LocalProcess {
             pid: u32::MAX - 1,
             ..me(true, 9)
         };
-        assert_eq!(&*id.local(gone), "myproc");
+        assert_eq!(&*id.local(gone).0, "myproc");
     }
 
     #[test]

@@ -34,6 +34,15 @@ impl SpecStatus {
         }
     }
 
+    /// The status of an endpoint given the declared operation it matches, if any.
+    pub fn of(op: Option<&crate::spec::DeclaredOp>) -> SpecStatus {
+        match op {
+            Some(op) if op.deprecated => SpecStatus::Zombie,
+            Some(_) => SpecStatus::Documented,
+            None => SpecStatus::Shadow,
+        }
+    }
+
     pub fn parse(s: &str) -> Option<SpecStatus> {
         match s {
             "documented" => Some(SpecStatus::Documented),
@@ -192,17 +201,8 @@ impl Inventory {
         let Some(spec) = self.specs.get(service) else {
             return (SpecStatus::Shadow, None);
         };
-        match spec.match_op(method, route) {
-            Some(op) => (
-                if op.deprecated {
-                    SpecStatus::Zombie
-                } else {
-                    SpecStatus::Documented
-                },
-                op.operation_id.clone(),
-            ),
-            _ => (SpecStatus::Shadow, None),
-        }
+        let op = spec.match_op(method, route);
+        (SpecStatus::of(op), op.and_then(|o| o.operation_id.clone()))
     }
 
     /// Files one call (already routed, counted once) under its endpoint; returns the

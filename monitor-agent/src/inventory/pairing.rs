@@ -11,7 +11,10 @@ use std::{
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashSet};
 
-use crate::record::{CallRecord, Role};
+use crate::{
+    identity::same_node,
+    record::{CallRecord, Role},
+};
 
 /// Bound on remembered local addresses; cleared beyond it.
 const MAX_LOCAL_IPS: usize = 4096;
@@ -122,7 +125,7 @@ impl Pairing {
             }
         }
         let deadline_ns = now_ns + self.window_ns;
-        if peer.is_loopback() || peer == mine || self.local_ips.contains(&peer) {
+        if same_node(mine, peer) || self.local_ips.contains(&peer) {
             self.waiting
                 .entry(key)
                 .or_default()

@@ -238,7 +238,8 @@ pub struct TrafficRecorder {
     routes: Caps,
     peers: Caps,
     cache: FastMap<SeriesKey, Handles>,
-    undeclared: FastMap<(String, SpecStatus), Counter>,
+    /// Per server service: [shadow, zombie] counters, looked up without allocating.
+    undeclared: FastMap<String, [Option<Counter>; 2]>,
 }
 
 impl TrafficRecorder {
@@ -269,25 +270,29 @@ impl TrafficRecorder {
         if let Some(us) = client_view {
             self.observe(1, client, server, c, us);
         }
-        if let Some(s @ (SpecStatus::Shadow | SpecStatus::Zombie)) = spec_status {
-            let counter = match self.undeclared.get(&(server.to_string(), s)) {
-                Some(c) => c.clone(),
-                None => {
-                    let counter = self
-                        .f
-                        .undeclared
-                        .get_or_create(&SpecLabels {
-                            service: server.to_string(),
-                            spec_status: s.as_str().to_string(),
-                        })
-                        .clone();
-                    self.undeclared
-                        .insert((server.to_string(), s), counter.clone());
-                    counter
-                }
-            };
-            counter.inc();
+        let slot = match spec_status {
+            Some(SpecStatus::Shadow) => 0,
+            Some(SpecStatus::Zombie) => 1,
+            _ => return,
+        };
+        if !self.undeclared.contains_key(server) {
+            self.undeclared.insert(server.to_string(), [None, None]);
         }
+        let counters = self
+            .undeclared
+            .get_mut(server)
+            .expect("present or just inserted");
+        let family = &self.f.undeclared;
+        counters[slot]
+            .get_or_insert_with(|| {
+                family
+                    .get_or_create(&SpecLabels {
+                        service: server.to_string(),
+                        spec_status: ["shadow", "zombie"][slot].to_string(),
+                    })
+                    .clone()
+            })
+            .inc();
     }
 
     fn observe(&mut self, side: usize, service: &str, peer: &str, c: &CallRecord, us: u64) {
