@@ -39,6 +39,20 @@ pub fn agent_bin() -> PathBuf {
     panic!("monitor-agent binary not found: run the tests with `cargo xtask test`")
 }
 
+/// Runs the agent binary as a command-line tool; returns (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str]) -> (i32, String, String) {
+    cli_output(Command::new(agent_bin()).args(args))
+}
+
+fn cli_output(cmd: &mut Command) -> (i32, String, String) {
+    let out = cmd.output().expect("running the monitor-agent CLI");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Sends one HTTP/1.0 GET to the agent's API and returns (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
     http_get_with(addr, path, None)
@@ -198,6 +212,18 @@ impl Agent {
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// A query command (`inventory`, `calls`, ...) against this agent, without any token
+    /// from the environment; returns (exit code, stdout, stderr).
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        cli_output(
+            Command::new(agent_bin())
+                .args(args)
+                .arg("--server")
+                .arg(format!("http://{}", self.api))
+                .env_remove("MONITOR_API_TOKEN"),
+        )
     }
 
     pub fn pid(&self) -> u32 {

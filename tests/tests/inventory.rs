@@ -12,7 +12,7 @@ use monitor_tests::{
     agent::{agent_bin, RecordExt},
     free_port,
     peers::{api_server, curl, peer_script, run_ok, spec_path, Proc},
-    wait_listening, workspace_root, Agent, TempDir,
+    wait_listening, workspace_root, Agent, Cgroup, TempDir,
 };
 use serde_json::Value;
 
@@ -42,22 +42,6 @@ fn find<'a>(eps: &'a [Value], method: &str, route: &str) -> &'a Value {
     eps.iter()
         .find(|e| e.s("/method") == method && e.s("/route") == route)
         .unwrap_or_else(|| panic!("no endpoint {method} {route} in {eps:#?}"))
-}
-
-/// Runs the CLI against the agent; returns (exit code, stdout, stderr).
-fn cli(agent: &Agent, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(agent_bin())
-        .args(args)
-        .arg("--server")
-        .arg(format!("http://{}", agent.api))
-        .env_remove("MONITOR_API_TOKEN")
-        .output()
-        .expect("running the CLI");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// `openapi-spec-validator`, installed into target/pyenv by `cargo xtask setup --peers`.
@@ -222,7 +206,7 @@ fn declared_shadow_zombie_and_unused_are_exact() {
     }
 
     // The CLI: one command shows every endpoint with its status.
-    let (code, table, err) = cli(&agent, &["inventory", "--service", "users"]);
+    let (code, table, err) = agent.cli(&["inventory", "--service", "users"]);
     assert_eq!(code, 0, "{err}");
     let line = |route: &str| {
         table
@@ -243,16 +227,13 @@ fn declared_shadow_zombie_and_unused_are_exact() {
     );
 
     // spec check fails the build when shadow or zombie endpoints exist.
-    let (code, report, err) = cli(
-        &agent,
-        &[
-            "spec",
-            "check",
-            "--service",
-            "users",
-            spec.to_str().unwrap(),
-        ],
-    );
+    let (code, report, err) = agent.cli(&[
+        "spec",
+        "check",
+        "--service",
+        "users",
+        spec.to_str().unwrap(),
+    ]);
     assert_eq!(code, 1, "spec check should fail: {report}{err}");
     assert!(
         report.contains("1 shadow, 1 zombie, 2 declared but unused"),
@@ -260,7 +241,7 @@ fn declared_shadow_zombie_and_unused_are_exact() {
     );
 
     // The observed OpenAPI document validates.
-    let (code, doc, err) = cli(&agent, &["inventory", "--openapi", "users"]);
+    let (code, doc, err) = agent.cli(&["inventory", "--openapi", "users"]);
     assert_eq!(code, 0, "{err}");
     let parsed: Value = serde_json::from_str(&doc).expect("openapi export is JSON");
     assert_eq!(parsed["openapi"], "3.1.0");
@@ -451,71 +432,31 @@ fn bad_spec_query_and_token_get_clear_errors() {
     let (status, _) = agent.api_get("/api/v1/inventory");
     assert_eq!(status, 401);
     assert!(agent.metric("monitor_inventory_endpoints").is_some());
-    let (code, _, err) = cli(&agent, &["inventory", "--token", "wrong"]);
+    let (code, _, err) = agent.cli(&["inventory", "--token", "wrong"]);
     assert_eq!(code, 2);
     assert!(
         err.contains("401") && err.contains("wrong API token"),
         "{err}"
     );
-    let (code, _, err) = cli(&agent, &["inventory", "--token", "s3cret-token"]);
+    let (code, _, err) = agent.cli(&["inventory", "--token", "s3cret-token"]);
     assert_eq!(code, 0, "{err}");
 
     // A spec check with a broken file fails as an error, not as findings.
-    let (code, _, err) = cli(
-        &agent,
-        &[
-            "spec",
-            "check",
-            "--service",
-            "users",
-            spec.to_str().unwrap(),
-            "--token",
-            "s3cret-token",
-        ],
-    );
+    let (code, _, err) = agent.cli(&[
+        "spec",
+        "check",
+        "--service",
+        "users",
+        spec.to_str().unwrap(),
+        "--token",
+        "s3cret-token",
+    ]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("users.yaml"), "{err}");
 
     // Still healthy after all of it.
     let (status, _) = monitor_tests::agent::http_get(agent.api, "/healthz").unwrap();
     assert_eq!(status, 200);
-}
-
-/// A cgroup (v2 hierarchy) made for one test and removed after it; processes are moved
-/// into it so the agent sees them the way it sees containers.
-struct Cgroup(PathBuf);
-
-impl Cgroup {
-    fn new(name: &str) -> Cgroup {
-        let mounts = std::fs::read_to_string("/proc/self/mounts").expect("reading mounts");
-        let root = mounts
-            .lines()
-            .find_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f.get(2) == Some(&"cgroup2")).then(|| PathBuf::from(f[1]))
-            })
-            .expect("this test needs a cgroup v2 hierarchy mounted");
-        let dir = root.join(name);
-        let _ = std::fs::remove_dir(&dir);
-        std::fs::create_dir(&dir)
-            .unwrap_or_else(|e| panic!("creating cgroup {}: {e}", dir.display()));
-        Cgroup(dir)
-    }
-
-    fn adopt(&self, pid: u32) {
-        std::fs::write(self.0.join("cgroup.procs"), pid.to_string())
-            .unwrap_or_else(|e| panic!("moving {pid} into {}: {e}", self.0.display()));
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        // Empty once the processes moved into it have exited.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while std::fs::remove_dir(&self.0).is_err() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
 }
 
 #[test]

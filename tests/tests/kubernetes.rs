@@ -17,7 +17,7 @@ use monitor_tests::{
     agent::{served_on, RecordExt},
     free_port,
     peers::{curl, peer_script, run_ok, Proc},
-    wait_listening, Agent, TempDir,
+    wait_listening, Agent, Cgroup, TempDir,
 };
 use serde_json::json;
 
@@ -91,18 +91,7 @@ fn containers_are_named_by_workload_and_addresses_by_service() {
     }
 
     // The "container": a real server in a cgroup named like containerd's.
-    let cg = {
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
-        let root = mounts
-            .lines()
-            .find_map(|l| {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                (f.get(2) == Some(&"cgroup2")).then(|| f[1].to_string())
-            })
-            .expect("a cgroup v2 hierarchy");
-        Path::new(&root).join(format!("cri-containerd-{container}.scope"))
-    };
-    std::fs::create_dir(&cg).unwrap();
+    let cg = Cgroup::new(&format!("cri-containerd-{container}.scope"));
     let port = free_port();
     let server = Proc::spawn(
         Command::new("python3")
@@ -111,7 +100,7 @@ fn containers_are_named_by_workload_and_addresses_by_service() {
         "svc.py",
     );
     wait_listening(([127, 0, 0, 1], port).into(), "svc.py");
-    std::fs::write(cg.join("cgroup.procs"), server.pid().to_string()).unwrap();
+    cg.adopt(server.pid());
 
     let agent = Agent::start_with(&[
         "--kubernetes-api",
@@ -168,7 +157,4 @@ fn containers_are_named_by_workload_and_addresses_by_service() {
         "pods were not listed for this node only: {seen:?}"
     );
     assert_eq!(agent.metric("monitor_kubernetes_errors_total"), Some(0.0));
-    drop(agent);
-    drop(server);
-    let _ = std::fs::remove_dir(&cg);
 }

@@ -10,7 +10,7 @@ use std::{
 };
 
 use monitor_tests::{
-    agent::{agent_bin, RecordExt},
+    agent::{agent_bin, run_cli, RecordExt},
     free_port,
     peers::{peer_script, run_ok, Proc},
     wait_listening, Agent, TempDir,
@@ -214,20 +214,6 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     p
 }
 
-fn cli(agent: &Agent, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(agent_bin())
-        .args(args)
-        .arg("--server")
-        .arg(format!("http://{}", agent.api))
-        .output()
-        .expect("running the CLI");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn each_kind_of_unauthorized_call_is_one_violation() {
     let mesh = Mesh::start();
@@ -366,7 +352,7 @@ fn each_kind_of_unauthorized_call_is_one_violation() {
         agent.stderr().contains("\"reason\":\"scope_missing\""),
         "no violation log line"
     );
-    let (code, table, err) = cli(&agent, &["violations", "--service", "admin"]);
+    let (code, table, err) = agent.cli(&["violations", "--service", "admin"]);
     assert_eq!(code, 0, "{err}");
     assert!(
         table
@@ -390,27 +376,16 @@ fn a_suggested_policy_allows_what_was_seen_and_nothing_else() {
     mesh.clean_traffic();
     agent.wait_inventory("service=payments", |e| !e.is_empty());
     std::thread::sleep(Duration::from_millis(2500));
-    let (code, suggested, err) = cli(&agent, &["policy", "suggest"]);
+    let (code, suggested, err) = agent.cli(&["policy", "suggest"]);
     assert_eq!(code, 0, "{err}");
     for format in ["networkpolicy", "cilium", "istio"] {
-        let (code, out, err) = cli(&agent, &["policy", "suggest", "--format", format]);
+        let (code, out, err) = agent.cli(&["policy", "suggest", "--format", format]);
         assert_eq!(code, 0, "{format}: {err}");
         assert!(out.contains("kind:"), "{format}: {out}");
     }
     drop(agent);
     let policy = write(&dir.0, "suggested.yaml", &suggested);
-    let (code, out, err) = {
-        let o = Command::new(agent_bin())
-            .args(["policy", "check"])
-            .arg(&policy)
-            .output()
-            .unwrap();
-        (
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    };
+    let (code, out, err) = run_cli(&["policy", "check", policy.to_str().unwrap()]);
     assert_eq!(
         code, 0,
         "suggested policy does not load: {out}{err}\n{suggested}"
