@@ -1,23 +1,16 @@
 //! The most recent calls, for `GET /api/v1/calls` and `monitor-agent calls --follow`:
 //! a bounded ring plus a broadcast for live followers.
 
-use std::{
-    collections::VecDeque,
-    sync::{Arc, Mutex},
-};
+use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
-use crate::record::CallRecord;
+use crate::{recent::Recent, record::CallRecord};
 
 /// Live followers that fall this far behind skip ahead rather than hold memory.
 const FOLLOW_BACKLOG: usize = 4096;
 
-pub struct RecentCalls {
-    ring: Mutex<VecDeque<Arc<CallRecord>>>,
-    capacity: usize,
-    live: broadcast::Sender<Arc<CallRecord>>,
-}
+pub struct RecentCalls(Recent<CallRecord>);
 
 /// Which calls a query or a follower wants.
 #[derive(Clone, Debug, Default)]
@@ -37,54 +30,23 @@ impl CallFilter {
 
 impl RecentCalls {
     pub fn new(capacity: usize) -> RecentCalls {
-        RecentCalls {
-            ring: Mutex::new(VecDeque::with_capacity(capacity.min(1 << 16))),
-            capacity: capacity.max(1),
-            live: broadcast::channel(FOLLOW_BACKLOG).0,
-        }
+        RecentCalls(Recent::new(capacity, FOLLOW_BACKLOG))
     }
 
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.0.capacity()
     }
 
     pub fn push_all(&self, calls: Vec<CallRecord>) {
-        if calls.is_empty() {
-            return;
-        }
-        let followed = self.live.receiver_count() > 0;
-        let Ok(mut ring) = self.ring.lock() else {
-            return;
-        };
-        for c in calls {
-            let c = Arc::new(c);
-            if ring.len() == self.capacity {
-                ring.pop_front();
-            }
-            if followed {
-                let _ = self.live.send(c.clone());
-            }
-            ring.push_back(c);
-        }
+        self.0.push_all(calls);
     }
 
     /// The newest `limit` matching calls, oldest first.
     pub fn latest(&self, limit: usize, f: &CallFilter) -> Vec<Arc<CallRecord>> {
-        let Ok(ring) = self.ring.lock() else {
-            return Vec::new();
-        };
-        let mut out: Vec<Arc<CallRecord>> = ring
-            .iter()
-            .rev()
-            .filter(|c| f.matches(c))
-            .take(limit)
-            .cloned()
-            .collect();
-        out.reverse();
-        out
+        self.0.latest(limit, |c| f.matches(c))
     }
 
     pub fn follow(&self) -> broadcast::Receiver<Arc<CallRecord>> {
-        self.live.subscribe()
+        self.0.follow()
     }
 }

@@ -16,6 +16,7 @@ pub mod output;
 pub mod pipeline;
 pub mod policy;
 pub mod protocol;
+pub mod recent;
 pub mod record;
 pub mod redact;
 pub mod run;

@@ -3,7 +3,7 @@
 //! on stderr, rate-limited per (edge, reason) so a misbehaving client cannot flood logs.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::HashMap,
     io::Write,
     sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime},
@@ -20,6 +20,7 @@ use tokio::sync::broadcast;
 use crate::{
     policy::{Reason, Violation},
     protocol::credentials::Auth,
+    recent::Recent,
     record::{CallRecord, Peer},
 };
 
@@ -101,9 +102,7 @@ struct Limiter {
 }
 
 pub struct Violations {
-    ring: Mutex<VecDeque<Arc<ViolationRecord>>>,
-    capacity: usize,
-    live: broadcast::Sender<Arc<ViolationRecord>>,
+    recent: Recent<ViolationRecord>,
     counter: Family<ViolationLabels, Counter>,
     limiter: Mutex<HashMap<(String, String, Reason), Limiter>>,
     /// Log lines go to stderr unless turned off (tests of the ring alone).
@@ -119,9 +118,7 @@ impl Violations {
             counter.clone(),
         );
         Violations {
-            ring: Mutex::new(VecDeque::new()),
-            capacity: capacity.max(1),
-            live: broadcast::channel(1024).0,
+            recent: Recent::new(capacity, 1024),
             counter,
             limiter: Mutex::new(HashMap::new()),
             log: true,
@@ -129,7 +126,7 @@ impl Violations {
     }
 
     pub fn capacity(&self) -> usize {
-        self.capacity
+        self.recent.capacity()
     }
 
     pub fn record(&self, v: ViolationRecord) {
@@ -143,16 +140,7 @@ impl Violations {
         if self.log {
             self.log_line(&v);
         }
-        let v = Arc::new(v);
-        if self.live.receiver_count() > 0 {
-            let _ = self.live.send(v.clone());
-        }
-        if let Ok(mut ring) = self.ring.lock() {
-            if ring.len() == self.capacity {
-                ring.pop_front();
-            }
-            ring.push_back(v);
-        }
+        self.recent.push_all([v]);
     }
 
     fn log_line(&self, v: &ViolationRecord) {
@@ -197,21 +185,10 @@ impl Violations {
 
     /// The newest `limit` matching violations, oldest first.
     pub fn latest(&self, limit: usize, f: &ViolationFilter) -> Vec<Arc<ViolationRecord>> {
-        let Ok(ring) = self.ring.lock() else {
-            return Vec::new();
-        };
-        let mut out: Vec<_> = ring
-            .iter()
-            .rev()
-            .filter(|v| f.matches(v))
-            .take(limit)
-            .cloned()
-            .collect();
-        out.reverse();
-        out
+        self.recent.latest(limit, |v| f.matches(v))
     }
 
     pub fn follow(&self) -> broadcast::Receiver<Arc<ViolationRecord>> {
-        self.live.subscribe()
+        self.recent.follow()
     }
 }
