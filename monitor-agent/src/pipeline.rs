@@ -50,6 +50,7 @@ pub fn spawn(
             let mut pairing = Pairing::new(PAIRING_WINDOW_NS);
             let mut batch = Vec::with_capacity(BATCH);
             let mut counted = Vec::new();
+            let mut incomplete = Vec::new();
             loop {
                 let mut closed = false;
                 match rx.recv_timeout(Duration::from_millis(100)) {
@@ -73,6 +74,18 @@ pub fn spawn(
                         return;
                     };
                     for mut rec in batch.drain(..) {
+                        if !rec.complete() {
+                            // Joined an HTTP/2 connection mid-life and could not decode
+                            // its method, path or status: shown, never filed or judged.
+                            p.metrics.incomplete_calls.inc();
+                            if let Some(out) = &p.output {
+                                if out.send(rec.clone()).is_err() {
+                                    p.metrics.records_dropped.inc();
+                                }
+                            }
+                            incomplete.push(rec);
+                            continue;
+                        }
                         let routed = inv.route(
                             rec.server.service.as_deref().unwrap_or(""),
                             &rec.method,
@@ -109,6 +122,9 @@ pub fn spawn(
                     p.violations.record(v);
                 }
                 p.recent.push_all(std::mem::take(&mut counted));
+                if !incomplete.is_empty() {
+                    p.recent.push_all(std::mem::take(&mut incomplete));
+                }
                 if closed {
                     return;
                 }

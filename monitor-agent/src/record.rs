@@ -9,7 +9,10 @@ use std::{
 
 use serde::Serialize;
 
-use crate::protocol::credentials::Auth;
+use crate::protocol::{
+    credentials::Auth,
+    exchange::{Grpc, StreamError},
+};
 
 /// One side of a call. `pid`/`comm` are known only for the side whose process was observed.
 #[derive(Clone, Debug, Serialize, PartialEq)]
@@ -113,6 +116,28 @@ pub struct CallRecord {
     pub request_content_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_content_type: Option<String>,
+    /// gRPC service, method and status, for `protocol: "grpc"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<Grpc>,
+    /// An HTTP/2 stream that ended by RST_STREAM or GOAWAY instead of a full response.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream_error: Option<StreamError>,
+    /// Fields that could not be decoded (`method`, `path`, `host`, `status`,
+    /// `grpc_status`): an HTTP/2 connection joined mid-life. Their values above are empty
+    /// rather than guessed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unknown: Vec<&'static str>,
+}
+
+impl CallRecord {
+    /// Whether the call can be filed under an endpoint and judged by policy: its method,
+    /// path and status are all known.
+    pub fn complete(&self) -> bool {
+        !self
+            .unknown
+            .iter()
+            .any(|f| matches!(*f, "method" | "path" | "status"))
+    }
 }
 
 /// Formatting happens in the output thread, not on the parsing path.
@@ -147,6 +172,20 @@ impl CallRecord {
         };
         if let (Some(comm), Some(pid)) = (&observed.comm, observed.pid) {
             let _ = write!(s, " {comm}[{pid}]");
+        }
+        if let Some(g) = &self.grpc {
+            match g.status {
+                Some(code) => {
+                    let _ = write!(s, " grpc-status={code}");
+                }
+                None => s.push_str(" grpc-status=?"),
+            }
+        }
+        if let Some(e) = &self.stream_error {
+            let _ = write!(s, " {}:{} by {}", e.frame, e.code, e.by);
+        }
+        if !self.unknown.is_empty() {
+            let _ = write!(s, " unknown={}", self.unknown.join(","));
         }
         if self.tls {
             s.push_str(" tls");
@@ -185,6 +224,9 @@ impl CallRecord {
             auth: Auth::default(),
             request_content_type: None,
             response_content_type: None,
+            grpc: None,
+            stream_error: None,
+            unknown: Vec::new(),
         }
     }
 }

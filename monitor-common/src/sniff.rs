@@ -12,14 +12,17 @@ pub enum Sniff {
     Http1Response,
     /// The HTTP/2 connection preface (`PRI * HTTP/2.0`).
     Http2Preface,
+    /// A well-formed HTTP/2 frame header: a connection that was already open when capture
+    /// started. Userspace checks further before it believes it.
+    Http2Frame,
     /// A TLS record header (handshake or application data): ciphertext, never HTTP here.
     Tls,
     /// Anything else.
     Unknown,
 }
 
-/// Number of leading bytes `sniff` looks at.
-pub const SNIFF_LEN: usize = 8;
+/// Number of leading bytes `sniff` looks at (an HTTP/2 frame header needs nine).
+pub const SNIFF_LEN: usize = 16;
 
 /// Classifies a segment from its first `SNIFF_LEN` bytes; `len` is how many of them are real.
 #[inline(always)]
@@ -59,8 +62,47 @@ pub fn sniff(b: &[u8; SNIFF_LEN], len: usize) -> Sniff {
     };
     if req {
         Sniff::Http1Request
+    } else if len >= 9 && http2_frame(b) {
+        Sniff::Http2Frame
     } else {
         Sniff::Unknown
+    }
+}
+
+/// HTTP/2 frame types and the flags each may carry (RFC 9113 section 6).
+const H2_DATA: u8 = 0;
+const H2_HEADERS: u8 = 1;
+const H2_PRIORITY: u8 = 2;
+const H2_RST_STREAM: u8 = 3;
+const H2_SETTINGS: u8 = 4;
+const H2_PING: u8 = 6;
+const H2_GOAWAY: u8 = 7;
+const H2_WINDOW_UPDATE: u8 = 8;
+
+/// Whether the first nine bytes are a frame header a real peer could send first on a
+/// connection we join late. Deliberately strict: a false positive makes the kernel send a
+/// non-HTTP connection's bytes to userspace for the rest of its life. PUSH_PROMISE and
+/// CONTINUATION never start a write on their own, so they are not accepted here.
+#[inline(always)]
+pub fn http2_frame(b: &[u8; SNIFF_LEN]) -> bool {
+    let len = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+    let kind = b[3];
+    let flags = b[4];
+    // The reserved bit must be zero.
+    if b[5] & 0x80 != 0 || len > 16_384 {
+        return false;
+    }
+    let stream = u32::from_be_bytes([b[5], b[6], b[7], b[8]]);
+    match kind {
+        H2_DATA => stream != 0 && flags & !0x09 == 0,
+        H2_HEADERS => stream != 0 && len > 0 && flags & !0x2d == 0,
+        H2_PRIORITY => stream != 0 && len == 5 && flags == 0,
+        H2_RST_STREAM => stream != 0 && len == 4 && flags == 0,
+        H2_SETTINGS => stream == 0 && len % 6 == 0 && flags & !0x01 == 0,
+        H2_PING => stream == 0 && len == 8 && flags & !0x01 == 0,
+        H2_GOAWAY => stream == 0 && len >= 8 && flags == 0,
+        H2_WINDOW_UPDATE => len == 4 && flags == 0,
+        _ => false,
     }
 }
 
@@ -109,5 +151,27 @@ mod tests {
         assert_eq!(s(b"POSTX"), Sniff::Unknown);
         assert_eq!(s(b""), Sniff::Unknown);
         assert_eq!(s(b"SSH-2.0-OpenSSH"), Sniff::Unknown);
+    }
+
+    #[test]
+    fn http2_frames_of_a_connection_joined_late() {
+        // HEADERS, END_STREAM|END_HEADERS, stream 1, 13 octets.
+        assert_eq!(s(&[0, 0, 13, 1, 5, 0, 0, 0, 1, 0x82]), Sniff::Http2Frame);
+        // SETTINGS ACK; PING; WINDOW_UPDATE on the connection.
+        assert_eq!(s(&[0, 0, 0, 4, 1, 0, 0, 0, 0]), Sniff::Http2Frame);
+        assert_eq!(s(&[0, 0, 8, 6, 0, 0, 0, 0, 0]), Sniff::Http2Frame);
+        assert_eq!(s(&[0, 0, 4, 8, 0, 0, 0, 0, 0]), Sniff::Http2Frame);
+        // DATA with END_STREAM on stream 3.
+        assert_eq!(s(&[0, 0x10, 0, 0, 1, 0, 0, 0, 3]), Sniff::Http2Frame);
+        // Too short to tell, bad flags, stream 0 for HEADERS, reserved bit, oversize, unknown type.
+        assert_eq!(s(&[0, 0, 13, 1, 5, 0, 0, 0]), Sniff::Unknown);
+        assert_eq!(s(&[0, 0, 13, 1, 0x40, 0, 0, 0, 1]), Sniff::Unknown);
+        assert_eq!(s(&[0, 0, 13, 1, 5, 0, 0, 0, 0]), Sniff::Unknown);
+        assert_eq!(s(&[0, 0, 13, 1, 5, 0x80, 0, 0, 1]), Sniff::Unknown);
+        assert_eq!(s(&[0, 0x40, 1, 0, 0, 0, 0, 0, 1]), Sniff::Unknown);
+        assert_eq!(s(&[0, 0, 8, 10, 0, 0, 0, 0, 0]), Sniff::Unknown);
+        // SETTINGS whose length is not a multiple of six; PING of the wrong length.
+        assert_eq!(s(&[0, 0, 7, 4, 0, 0, 0, 0, 0]), Sniff::Unknown);
+        assert_eq!(s(&[0, 0, 4, 6, 0, 0, 0, 0, 0]), Sniff::Unknown);
     }
 }

@@ -71,7 +71,7 @@ pub fn classify(st: *mut ConnState, first: u64, n: u64) -> bool {
         return false;
     }
     match sniff(&b, len) {
-        Sniff::Http1Request | Sniff::Http1Response | Sniff::Http2Preface => {
+        Sniff::Http1Request | Sniff::Http1Response | Sniff::Http2Preface | Sniff::Http2Frame => {
             st.proto = PROTO_HTTP;
             count(counter::HTTP_CONNS, 1);
             true

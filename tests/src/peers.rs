@@ -83,6 +83,8 @@ pub struct NginxOptions {
     pub tls: bool,
     /// Extra environment (for example `LD_LIBRARY_PATH`).
     pub env: Vec<(String, String)>,
+    /// Serve HTTP/2: negotiated by ALPN with `tls`, prior knowledge (h2c) without.
+    pub http2: bool,
 }
 
 /// nginx in the foreground with its own config, logs and pid file in a temp dir.
@@ -111,6 +113,7 @@ impl Nginx {
         } else {
             String::new()
         };
+        let h2 = if opts.http2 { " http2" } else { "" };
         let d = dir.0.display();
         std::fs::write(dir.0.join("index.html"), "hello from nginx\n").expect("index");
         let conf = format!(
@@ -131,8 +134,8 @@ http {{
     keepalive_requests 100000;
     sendfile on;
     server {{
-        listen 127.0.0.1:{port}{ssl};
-        listen [::1]:{port}{ssl_v6};
+        listen 127.0.0.1:{port}{h2}{ssl};
+        listen [::1]:{port}{h2}{ssl_v6};
         root {d};
         location = /empty {{ return 204; }}
         location /api/ {{ default_type application/json; return 200 '{{"ok":true}}'; }}

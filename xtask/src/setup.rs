@@ -161,6 +161,8 @@ const PEERS: &[(&str, &str)] = &[
     ("node", "nodejs"),
     ("go", "golang-go"),
     ("prometheus", "prometheus"),
+    ("h2load", "nghttp2-client"),
+    ("nghttpd", "nghttp2-server"),
 ];
 
 fn test_peers() -> Result<()> {

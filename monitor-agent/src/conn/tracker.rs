@@ -1,7 +1,9 @@
 //! One shard's table of live connections.
 //!
-//! Each connection keeps an HTTP/1 session, the next expected stream offset of each
-//! direction (a jump means the kernel dropped bytes) and who the observed process is.
+//! Each connection keeps a parser for the protocol its first bytes showed (HTTP/1 or
+//! HTTP/2; an HTTP/1 connection may switch to HTTP/2 by `Upgrade: h2c`), the next expected
+//! stream offset of each direction (a jump means the kernel dropped bytes) and who the
+//! observed process is.
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
@@ -17,7 +19,11 @@ use crate::{
     identity::{same_node, Identity, LocalProcess, Workload},
     inventory::template::template,
     metrics::{CallLabels, Metrics, ProtocolLabels, ReasonLabels},
-    protocol::http1::{Exchange, Limits, Session, SessionStats, Side},
+    protocol::{
+        exchange::{Exchange, Protocol},
+        http1::{Limits, Session, SessionStats, Side},
+        http2,
+    },
     record::{CallRecord, Peer, Role},
     redact::{route_of, Redactor},
 };
@@ -38,9 +44,25 @@ type Names = (
     Option<Arc<Workload>>,
 );
 
+/// Which parser a connection's bytes go to.
+enum Parser {
+    /// No bytes yet that say which protocol this is.
+    Undecided {
+        segments: u8,
+    },
+    Http1(Session),
+    Http2(Box<http2::Session>),
+    /// Not HTTP, or switched to a protocol we do not follow (WebSocket...).
+    Other,
+}
+
+/// Plaintext segments from a TLS library that may pass before giving up on a connection
+/// that does not look like HTTP.
+const UNDECIDED_SEGMENTS: u8 = 4;
+
 struct Conn {
     role: Option<Role>,
-    session: Session,
+    parser: Parser,
     /// Next expected stream offset per direction (egress, ingress).
     expected: [Option<u64>; 2],
     last_seen_ns: u64,
@@ -57,15 +79,20 @@ struct Conn {
 
 /// Counters resolved once so the hot path does not hash label sets.
 struct Handles {
-    /// Indexed by [role is server][tls].
-    calls: [[Counter; 2]; 2],
+    /// Indexed by [protocol][role is server][tls].
+    calls: [[[Counter; 2]; 2]; 3],
+    /// Indexed by [parser is HTTP/2].
+    parsers: [ParserHandles; 2],
+    evicted_idle: Counter,
+    evicted_capacity: Counter,
+}
+
+struct ParserHandles {
     parse_errors: Counter,
     resyncs: Counter,
     unmatched: Counter,
     dropped_requests: Counter,
     gaps: Counter,
-    evicted_idle: Counter,
-    evicted_capacity: Counter,
 }
 
 pub struct ConnTracker {
@@ -82,7 +109,15 @@ struct Recorder {
     h: Handles,
 }
 
-const HTTP1: &str = "http/1.1";
+const PROTOCOLS: [Protocol; 3] = [Protocol::Http1, Protocol::Http2, Protocol::Grpc];
+
+fn protocol_index(p: Protocol) -> usize {
+    match p {
+        Protocol::Http1 => 0,
+        Protocol::Http2 => 1,
+        Protocol::Grpc => 2,
+    }
+}
 
 fn side_of(role: Role, direction: u8) -> Side {
     match (role, direction == DIR_EGRESS) {
@@ -91,16 +126,29 @@ fn side_of(role: Role, direction: u8) -> Side {
     }
 }
 
-/// Infers the role of a connection first seen mid-life from which way a message went.
-fn infer_role(direction: u8, data: &[u8]) -> Option<Role> {
+fn sniff_segment(data: &[u8]) -> Sniff {
     let mut b = [0u8; SNIFF_LEN];
     let n = data.len().min(SNIFF_LEN);
     b[..n].copy_from_slice(&data[..n]);
-    let egress = direction == DIR_EGRESS;
-    match sniff(&b, n) {
-        Sniff::Http1Request => Some(if egress { Role::Client } else { Role::Server }),
-        Sniff::Http1Response => Some(if egress { Role::Server } else { Role::Client }),
+    sniff(&b, n)
+}
+
+/// The role of the observed process when it `wrote` bytes that sniff as `what`.
+fn role_from(what: Sniff, wrote: bool) -> Option<Role> {
+    match what {
+        Sniff::Http1Request | Sniff::Http2Preface => {
+            Some(if wrote { Role::Client } else { Role::Server })
+        }
+        Sniff::Http1Response => Some(if wrote { Role::Server } else { Role::Client }),
         _ => None,
+    }
+}
+
+fn h2_dir(direction: u8) -> usize {
+    if direction == DIR_EGRESS {
+        http2::EGRESS
+    } else {
+        http2::INGRESS
     }
 }
 
@@ -112,17 +160,26 @@ impl ConnTracker {
         identity: Arc<Identity>,
         m: &Metrics,
     ) -> Self {
-        let proto = || ProtocolLabels {
-            protocol: HTTP1.into(),
-        };
-        let calls = |role: &str, tls: bool| {
+        let calls = |p: Protocol, role: &str, tls: bool| {
             m.calls
                 .get_or_create(&CallLabels {
-                    protocol: HTTP1.into(),
+                    protocol: p.as_str().into(),
                     role: role.into(),
                     tls: tls.to_string(),
                 })
                 .clone()
+        };
+        let parser = |p: Protocol| {
+            let l = ProtocolLabels {
+                protocol: p.as_str().into(),
+            };
+            ParserHandles {
+                parse_errors: m.parse_errors.get_or_create(&l).clone(),
+                resyncs: m.resyncs.get_or_create(&l).clone(),
+                unmatched: m.unmatched_responses.get_or_create(&l).clone(),
+                dropped_requests: m.dropped_requests.get_or_create(&l).clone(),
+                gaps: m.stream_gaps.get_or_create(&l).clone(),
+            }
         };
         let reason = |r: &str| {
             m.connections_evicted
@@ -130,15 +187,13 @@ impl ConnTracker {
                 .clone()
         };
         let h = Handles {
-            calls: [
-                [calls("client", false), calls("client", true)],
-                [calls("server", false), calls("server", true)],
-            ],
-            parse_errors: m.parse_errors.get_or_create(&proto()).clone(),
-            resyncs: m.resyncs.get_or_create(&proto()).clone(),
-            unmatched: m.unmatched_responses.get_or_create(&proto()).clone(),
-            dropped_requests: m.dropped_requests.get_or_create(&proto()).clone(),
-            gaps: m.stream_gaps.get_or_create(&proto()).clone(),
+            calls: PROTOCOLS.map(|p| {
+                [
+                    [calls(p, "client", false), calls(p, "client", true)],
+                    [calls(p, "server", false), calls(p, "server", true)],
+                ]
+            }),
+            parsers: [parser(Protocol::Http1), parser(Protocol::Http2)],
             evicted_idle: reason("idle"),
             evicted_capacity: reason("capacity"),
         };
@@ -166,7 +221,11 @@ impl ConnTracker {
         if h.kind == KIND_CLOSE {
             if let Some(mut conn) = self.conns.remove(&key) {
                 let mut exchanges = Vec::new();
-                conn.session.on_close(h.ts_ns, &mut exchanges);
+                match &mut conn.parser {
+                    Parser::Http1(s) => s.on_close(h.ts_ns, &mut exchanges),
+                    Parser::Http2(s) => s.on_close(),
+                    _ => {}
+                }
                 self.out.finish(&mut conn, exchanges, out);
                 self.out.report(&mut conn);
             }
@@ -184,7 +243,7 @@ impl ConnTracker {
                 ROLE_SERVER => Some(Role::Server),
                 _ => None,
             },
-            session: Session::new(Limits::default()),
+            parser: Parser::Undecided { segments: 0 },
             expected: [None, None],
             last_seen_ns: h.ts_ns,
             local: ev.local(),
@@ -197,42 +256,145 @@ impl ConnTracker {
         });
         conn.tls |= h.flags & FLAG_TLS != 0;
         conn.last_seen_ns = h.ts_ns;
-        if conn.role.is_none() && h.kind == KIND_DATA {
-            conn.role = infer_role(h.direction, &ev.data);
-        }
         let dir = if h.direction == DIR_EGRESS { 0 } else { 1 };
-        if conn.session.upgraded() {
-            // After `101 Switching Protocols` the bytes are another protocol (WebSocket...).
-            return;
-        }
-        let Some(role) = conn.role else {
-            // Cannot tell requests from responses yet; remember where the stream is.
-            conn.expected[dir] = Some(h.stream_offset + h.orig_len as u64);
-            return;
-        };
-        let side = side_of(role, h.direction);
-        let mut exchanges = Vec::new();
-        if let Some(expected) = conn.expected[dir] {
-            if h.stream_offset > expected {
-                conn.session
-                    .on_gap(side, h.stream_offset - expected, h.ts_ns, &mut exchanges);
-            }
-        }
         if h.kind == KIND_DATA {
-            conn.session
-                .on_data(side, &ev.data, h.ts_ns, &mut exchanges);
-            if h.orig_len > h.len {
-                conn.session
-                    .on_gap(side, (h.orig_len - h.len) as u64, h.ts_ns, &mut exchanges);
+            if let Parser::Undecided { segments } = &mut conn.parser {
+                *segments += 1;
+                let segments = *segments;
+                decide(conn, h.direction, h.stream_offset, &ev.data, segments);
             }
-        } else {
-            conn.session
-                .on_gap(side, h.orig_len as u64, h.ts_ns, &mut exchanges);
         }
+        let mut exchanges = Vec::new();
+        let gap = match conn.expected[dir] {
+            Some(expected) if h.stream_offset > expected => h.stream_offset - expected,
+            _ => 0,
+        };
         conn.expected[dir] = Some(h.stream_offset + h.orig_len as u64);
+        // Bytes of this event that were not captured: all of a gap record, or the part of
+        // a data record the kernel cut.
+        let missing = if h.kind == KIND_DATA {
+            (h.orig_len - h.len.min(h.orig_len)) as u64
+        } else {
+            h.orig_len as u64
+        };
+        let data: &[u8] = if h.kind == KIND_DATA { &ev.data } else { &[] };
+        match &mut conn.parser {
+            Parser::Undecided { .. } | Parser::Other => return,
+            Parser::Http2(s) => {
+                let d = h2_dir(h.direction);
+                if gap > 0 {
+                    s.on_gap(d, gap, h.ts_ns, &mut exchanges);
+                }
+                if !data.is_empty() {
+                    s.on_data(d, data, h.ts_ns, &mut exchanges);
+                }
+                if missing > 0 {
+                    s.on_gap(d, missing, h.ts_ns, &mut exchanges);
+                }
+                if conn.role.is_none() {
+                    conn.role = s.client_direction().map(|c| {
+                        if c == http2::EGRESS {
+                            Role::Client
+                        } else {
+                            Role::Server
+                        }
+                    });
+                }
+            }
+            Parser::Http1(s) => {
+                let Some(role) = conn.role else {
+                    return;
+                };
+                let side = side_of(role, h.direction);
+                if gap > 0 {
+                    s.on_gap(side, gap, h.ts_ns, &mut exchanges);
+                }
+                if !data.is_empty() {
+                    s.on_data(side, data, h.ts_ns, &mut exchanges);
+                }
+                if missing > 0 && !s.upgraded() {
+                    s.on_gap(side, missing, h.ts_ns, &mut exchanges);
+                }
+                if s.upgraded() {
+                    switch_protocol(conn, role, h.direction, h.ts_ns, &mut exchanges);
+                }
+            }
+        }
         self.out.finish(conn, exchanges, out);
         self.out.report(conn);
     }
+}
+
+/// Picks the parser from the first captured bytes of a connection.
+fn decide(conn: &mut Conn, direction: u8, offset: u64, data: &[u8], segments: u8) {
+    let what = sniff_segment(data);
+    let wrote = direction == DIR_EGRESS;
+    // The kernel saw the connect or accept, and these are the first bytes of the stream:
+    // the connection is seen from its start, whichever side speaks first (an HTTP/2
+    // server may send its SETTINGS before it reads the client's preface).
+    let from_start = conn.role.filter(|_| offset == 0);
+    if conn.role.is_none() {
+        conn.role = role_from(what, wrote);
+    }
+    conn.parser = match (what, from_start) {
+        (Sniff::Http2Preface, _) => {
+            Parser::Http2(Box::new(http2::Session::new(http2::Start::Fresh {
+                client: h2_dir(direction),
+            })))
+        }
+        (Sniff::Http2Frame, Some(role)) => {
+            Parser::Http2(Box::new(http2::Session::new(http2::Start::Fresh {
+                client: match role {
+                    Role::Client => http2::EGRESS,
+                    Role::Server => http2::INGRESS,
+                },
+            })))
+        }
+        (Sniff::Http1Request | Sniff::Http1Response, _) => {
+            Parser::Http1(Session::new(Limits::default()))
+        }
+        // Frames in mid-stream: a connection that was open before us.
+        (Sniff::Http2Frame, None) => {
+            Parser::Http2(Box::new(http2::Session::new(http2::Start::Attached)))
+        }
+        // The kernel only sends a socket's bytes once they looked like HTTP, so an
+        // unrecognised segment here is HTTP/1 joined mid-message (its parser resyncs).
+        // TLS plaintext is not sniffed in the kernel: give it a few segments.
+        _ if !conn.tls && conn.role.is_some() => Parser::Http1(Session::new(Limits::default())),
+        _ if segments >= UNDECIDED_SEGMENTS => Parser::Other,
+        _ => Parser::Undecided { segments },
+    };
+}
+
+/// After a `101 Switching Protocols`: an `Upgrade: h2c` request continues as stream 1 of
+/// an HTTP/2 connection; anything else is a protocol we do not follow.
+fn switch_protocol(
+    conn: &mut Conn,
+    role: Role,
+    direction: u8,
+    ts_ns: u64,
+    exchanges: &mut Vec<Exchange>,
+) {
+    let Parser::Http1(s) = &mut conn.parser else {
+        return;
+    };
+    let rest = s.take_after_upgrade();
+    let Some(i) = exchanges.iter().position(|x| x.upgrade_h2c) else {
+        conn.parser = Parser::Other;
+        return;
+    };
+    let x = exchanges.remove(i);
+    let client = match role {
+        Role::Client => http2::EGRESS,
+        Role::Server => http2::INGRESS,
+    };
+    let mut h2 = http2::Session::new(http2::Start::Upgraded { client });
+    h2.upgraded_request(&x);
+    if !rest.is_empty() {
+        h2.on_data(h2_dir(direction), &rest, ts_ns, exchanges);
+    }
+    conn.parser = Parser::Http2(Box::new(h2));
+    conn.reported = SessionStats::default();
 }
 
 impl Recorder {
@@ -272,11 +434,13 @@ impl Recorder {
                 Role::Client => (observed, other),
                 Role::Server => (other, observed),
             };
-            self.h.calls[usize::from(role == Role::Server)][usize::from(conn.tls)].inc();
+            self.h.calls[protocol_index(x.protocol)][usize::from(role == Role::Server)]
+                [usize::from(conn.tls)]
+            .inc();
             let path = self.redactor.target(&x.target);
             out.push(CallRecord {
                 ts: self.clock.wall(x.request_start_ns),
-                protocol: HTTP1,
+                protocol: x.protocol.as_str(),
                 tls: conn.tls,
                 role,
                 method: x.method,
@@ -297,26 +461,32 @@ impl Recorder {
                 auth: x.auth,
                 request_content_type: x.request_content_type,
                 response_content_type: x.response_content_type,
+                grpc: x.grpc,
+                stream_error: x.stream_error,
+                unknown: x.unknown.names(),
             });
         }
     }
 
     /// Adds what a session counted since last time to the exported counters.
     fn report(&self, conn: &mut Conn) {
-        let now = conn.session.stats().clone();
+        let (now, h) = match &conn.parser {
+            Parser::Http1(s) => (s.stats(), &self.h.parsers[0]),
+            Parser::Http2(s) => (s.stats(), &self.h.parsers[1]),
+            _ => return,
+        };
         let was = &conn.reported;
-        self.h
-            .parse_errors
-            .inc_by(now.parse_errors - was.parse_errors);
-        self.h.resyncs.inc_by(now.resyncs - was.resyncs);
-        self.h
-            .unmatched
-            .inc_by(now.unmatched_responses - was.unmatched_responses);
-        self.h
-            .dropped_requests
-            .inc_by(now.dropped_requests - was.dropped_requests);
-        self.h.gaps.inc_by(now.gaps - was.gaps);
-        conn.reported = now;
+        h.parse_errors
+            .inc_by(now.parse_errors.saturating_sub(was.parse_errors));
+        h.resyncs.inc_by(now.resyncs.saturating_sub(was.resyncs));
+        h.unmatched.inc_by(
+            now.unmatched_responses
+                .saturating_sub(was.unmatched_responses),
+        );
+        h.dropped_requests
+            .inc_by(now.dropped_requests.saturating_sub(was.dropped_requests));
+        h.gaps.inc_by(now.gaps.saturating_sub(was.gaps));
+        conn.reported = now.clone();
     }
 }
 
@@ -334,7 +504,11 @@ impl ConnTracker {
             .inc_by((before - self.conns.len()) as u64);
         self.conns
             .values()
-            .map(|c| c.session.buffered_bytes())
+            .map(|c| match &c.parser {
+                Parser::Http1(s) => s.buffered_bytes(),
+                Parser::Http2(s) => s.buffered_bytes(),
+                _ => 0,
+            })
             .sum()
     }
 

@@ -55,6 +55,7 @@ pub struct Metrics {
     pub records_dropped: Counter,
     pub inventory_endpoints: Gauge,
     pub calls_paired: Counter,
+    pub incomplete_calls: Counter,
     pub store_errors: Counter,
     pub spec_load_errors: Counter,
     pub policy_load_errors: Counter,
@@ -149,6 +150,12 @@ impl Metrics {
             "Calls observed from both the client and the server process, counted once",
             calls_paired.clone(),
         );
+        let incomplete_calls = Counter::default();
+        registry.register(
+            "monitor_calls_incomplete",
+            "HTTP/2 calls whose method, path or status referred to header table entries sent before the agent joined the connection: reported as unknown, not filed in the inventory",
+            incomplete_calls.clone(),
+        );
         let store_errors = Counter::default();
         registry.register(
             "monitor_store_errors",
@@ -207,6 +214,7 @@ impl Metrics {
             records_dropped,
             inventory_endpoints,
             calls_paired,
+            incomplete_calls,
             store_errors,
             spec_load_errors,
             policy_load_errors,

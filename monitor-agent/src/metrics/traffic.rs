@@ -55,6 +55,10 @@ pub struct HttpLabels {
     pub http_route: String,
     pub http_response_status_code: String,
     pub network_protocol_name: String,
+    /// `1.1` or `2`.
+    pub network_protocol_version: String,
+    /// The gRPC status code for gRPC calls, empty (so absent in Prometheus) otherwise.
+    pub rpc_grpc_status_code: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -156,6 +160,8 @@ struct SeriesRef<'a> {
     method: &'a str,
     route: &'a str,
     status: u16,
+    protocol: &'static str,
+    grpc: Option<u32>,
 }
 
 #[derive(PartialEq, Eq)]
@@ -166,6 +172,8 @@ struct SeriesKey {
     method: String,
     route: String,
     status: u16,
+    protocol: &'static str,
+    grpc: Option<u32>,
 }
 
 impl Hash for SeriesKey {
@@ -177,6 +185,8 @@ impl Hash for SeriesKey {
             method: &self.method,
             route: &self.route,
             status: self.status,
+            protocol: self.protocol,
+            grpc: self.grpc,
         }
         .hash(h)
     }
@@ -186,6 +196,8 @@ impl Equivalent<SeriesKey> for SeriesRef<'_> {
     fn equivalent(&self, k: &SeriesKey) -> bool {
         self.side == k.side
             && self.status == k.status
+            && self.grpc == k.grpc
+            && self.protocol == k.protocol
             && self.route == k.route
             && self.method == k.method
             && self.peer == k.peer
@@ -321,6 +333,8 @@ impl TrafficRecorder {
             method: method_label(&c.method),
             route,
             status: c.status,
+            protocol: c.protocol,
+            grpc: c.grpc.as_ref().and_then(|g| g.status),
         };
         if !self.cache.contains_key(&key) {
             if self.cache.len() >= MAX_CACHED_SERIES {
@@ -333,6 +347,9 @@ impl TrafficRecorder {
                 http_route: route.to_string(),
                 http_response_status_code: c.status.to_string(),
                 network_protocol_name: "http".to_string(),
+                network_protocol_version: if c.protocol == "http/1.1" { "1.1" } else { "2" }
+                    .to_string(),
+                rpc_grpc_status_code: key.grpc.map(|g| g.to_string()).unwrap_or_default(),
             };
             let h = Handles {
                 duration: self.f.duration[side].get_or_create(&labels).clone(),
@@ -347,6 +364,8 @@ impl TrafficRecorder {
                     method: key.method.to_string(),
                     route: route.to_string(),
                     status: c.status,
+                    protocol: c.protocol,
+                    grpc: key.grpc,
                 },
                 h,
             );

@@ -134,7 +134,7 @@ impl Auth {
 ///
 /// Each header is classified as soon as it is observed, so the sniffer only ever holds
 /// the non-secret summary, never a header value.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct AuthSniffer {
     /// First non-empty `Authorization` header; later ones are ignored because servers
     /// disagree on which of several wins and the first is the common choice.

@@ -36,12 +36,12 @@ fn series_follow_the_semantic_conventions() {
     );
     t.record(&call(Role::Server, "/users/{id}", "BREW", false), None);
     let text = encode(&reg);
-    let server = r#"http_server_request_duration_seconds_count{service="users",peer_service="curl",http_request_method="GET",http_route="/users/{id}",http_response_status_code="200",network_protocol_name="http"} 1"#;
+    let server = r#"http_server_request_duration_seconds_count{service="users",peer_service="curl",http_request_method="GET",http_route="/users/{id}",http_response_status_code="200",network_protocol_name="http",network_protocol_version="1.1",rpc_grpc_status_code=""} 1"#;
     assert!(text.contains(server), "{text}");
     // Seen by both: the client's view too, with the client as `service`.
-    let client = r#"http_client_request_duration_seconds_count{service="curl",peer_service="users",http_request_method="GET",http_route="/users/{id}",http_response_status_code="200",network_protocol_name="http"} 1"#;
+    let client = r#"http_client_request_duration_seconds_count{service="curl",peer_service="users",http_request_method="GET",http_route="/users/{id}",http_response_status_code="200",network_protocol_name="http",network_protocol_version="1.1",rpc_grpc_status_code=""} 1"#;
     assert!(text.contains(client), "{text}");
-    assert!(text.contains(r#"http_client_request_duration_seconds_sum{service="curl",peer_service="users",http_request_method="GET",http_route="/users/{id}",http_response_status_code="200",network_protocol_name="http"} 0.003"#), "{text}");
+    assert!(text.contains(r#"http_client_request_duration_seconds_sum{service="curl",peer_service="users",http_request_method="GET",http_route="/users/{id}",http_response_status_code="200",network_protocol_name="http",network_protocol_version="1.1",rpc_grpc_status_code=""} 0.003"#), "{text}");
     assert!(text.contains(r#"http_request_method="_OTHER""#), "{text}");
     assert!(
         text.contains(r#"api_undeclared_calls_total{service="users",spec_status="shadow"} 1"#),
@@ -82,4 +82,31 @@ fn routes_beyond_the_cap_are_other_and_counted() {
         ),
         "{text}"
     );
+}
+
+#[test]
+fn grpc_calls_carry_their_status_code() {
+    let mut reg = Registry::default();
+    let f = TrafficFamilies::register(&mut reg, 10);
+    let mut t = TrafficRecorder::new(f, 10);
+    let mut c = call(Role::Server, "/demo.Greeter/SayHello", "POST", false);
+    c.protocol = "grpc";
+    c.grpc = Some(crate::protocol::exchange::Grpc {
+        service: "demo.Greeter".into(),
+        method: "SayHello".into(),
+        status: Some(5),
+        message: None,
+    });
+    t.record(&c, None);
+    c.grpc.as_mut().unwrap().status = Some(0);
+    t.record(&c, None);
+    t.record(&c, None);
+    let text = encode(&reg);
+    let series = |code: &str, n: u32| {
+        format!(
+            r#"http_server_request_duration_seconds_count{{service="users",peer_service="curl",http_request_method="POST",http_route="/demo.Greeter/SayHello",http_response_status_code="200",network_protocol_name="http",network_protocol_version="2",rpc_grpc_status_code="{code}"}} {n}"#
+        )
+    };
+    assert!(text.contains(&series("5", 1)), "{text}");
+    assert!(text.contains(&series("0", 2)), "{text}");
 }

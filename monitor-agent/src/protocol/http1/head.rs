@@ -26,6 +26,8 @@ pub(super) struct RequestHead {
     /// Boxed: most requests carry none, and the parser's enums stay small.
     pub auth: Box<Auth>,
     pub content_type: Option<String>,
+    /// `Upgrade: h2c`: the client asks to continue in cleartext HTTP/2.
+    pub upgrade_h2c: bool,
 }
 
 #[derive(Debug)]
@@ -104,6 +106,7 @@ fn parse_request(buf: &[u8]) -> Parsed {
             body,
             auth: Box::new(framing.auth),
             content_type: framing.content_type,
+            upgrade_h2c: framing.upgrade_h2c,
         }),
     )
 }
@@ -160,6 +163,7 @@ struct Framing {
     host: Option<String>,
     auth: Auth,
     content_type: Option<String>,
+    upgrade_h2c: bool,
 }
 
 impl Framing {
@@ -172,6 +176,7 @@ impl Framing {
             host: None,
             auth: Auth::default(),
             content_type: None,
+            upgrade_h2c: false,
         };
         let mut auth = AuthSniffer::default();
         for h in headers {
@@ -189,6 +194,11 @@ impl Framing {
                 f.chunked = Some(trim(last).eq_ignore_ascii_case(b"chunked"));
             } else if h.name.eq_ignore_ascii_case("host") && f.host.is_none() {
                 f.host = Some(String::from_utf8_lossy(trim(h.value)).into_owned());
+            } else if h.name.eq_ignore_ascii_case("upgrade") {
+                f.upgrade_h2c |= h
+                    .value
+                    .split(|&b| b == b',')
+                    .any(|p| trim(p).eq_ignore_ascii_case(b"h2c"));
             } else if h.name.eq_ignore_ascii_case("content-type") && f.content_type.is_none() {
                 f.content_type = media_type(h.value);
             }
@@ -200,7 +210,7 @@ impl Framing {
 
 /// The media type without parameters (`application/json; charset=utf-8` →
 /// `application/json`), lower-cased and bounded, so it can be counted per endpoint.
-fn media_type(v: &[u8]) -> Option<String> {
+pub(crate) fn media_type(v: &[u8]) -> Option<String> {
     let essence = trim(v.split(|&b| b == b';').next().unwrap_or(&[]));
     if essence.is_empty() || essence.len() > 100 || !essence.iter().all(u8::is_ascii_graphic) {
         return None;

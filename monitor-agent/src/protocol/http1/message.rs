@@ -125,6 +125,14 @@ impl Framer {
         }
     }
 
+    /// Bytes staged after the last message, handed over when the connection switches
+    /// protocol.
+    pub(super) fn take_staged(&mut self) -> Vec<u8> {
+        let v = self.buf.bytes().to_vec();
+        self.buf.clear();
+        v
+    }
+
     pub(super) fn ignore_rest(&mut self) {
         self.state = State::Ignore;
         self.buf.clear();

@@ -33,6 +33,7 @@ pub(super) struct PendingRequest {
     pub host: Option<String>,
     pub auth: Box<crate::protocol::credentials::Auth>,
     pub content_type: Option<String>,
+    pub upgrade_h2c: bool,
     pub start_ns: u64,
     pub end_ns: u64,
     pub bytes: u64,

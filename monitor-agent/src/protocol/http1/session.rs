@@ -27,6 +27,9 @@ pub struct Session {
     interim: Option<Acc>,
     stats: SessionStats,
     upgraded: bool,
+    /// Response-side bytes that followed the `101 Switching Protocols` head: the first
+    /// bytes of the new protocol.
+    after_upgrade: Vec<u8>,
 }
 
 #[derive(Debug)]
@@ -50,6 +53,7 @@ impl Session {
             interim: None,
             stats: SessionStats::default(),
             upgraded: false,
+            after_upgrade: Vec::new(),
         }
     }
 
@@ -61,7 +65,18 @@ impl Session {
         let mut input = data;
         while let Some(ev) = self.framer(side).next(&mut input, ts_ns) {
             self.handle(side, ev, out);
+            if self.upgraded {
+                if side == Side::Response {
+                    self.after_upgrade.extend_from_slice(input);
+                }
+                return;
+            }
         }
+    }
+
+    /// The response bytes that followed a protocol switch in the same segment.
+    pub fn take_after_upgrade(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.after_upgrade)
     }
 
     /// `len` bytes of `side`'s stream were not captured at this point.
@@ -159,6 +174,7 @@ impl Session {
             host: h.host,
             auth: h.auth,
             content_type: h.content_type,
+            upgrade_h2c: h.upgrade_h2c,
             start_ns,
             end_ns: start_ns,
             bytes: head_bytes,
@@ -275,6 +291,7 @@ impl Session {
         }
         if cur.upgrade {
             self.upgraded = true;
+            self.after_upgrade = self.resp.take_staged();
             self.req.ignore_rest();
             self.resp.ignore_rest();
         }
@@ -315,5 +332,7 @@ fn exchange(r: PendingRequest, info: ResponseInfo) -> Exchange {
         auth: *r.auth,
         request_content_type: r.content_type,
         response_content_type: info.content_type,
+        upgrade_h2c: r.upgrade_h2c && info.status == 101,
+        ..Default::default()
     }
 }

@@ -84,6 +84,7 @@ fn simple_exchange_fields() {
             auth: Default::default(),
             request_content_type: None,
             response_content_type: None,
+            ..Default::default()
         }]
     );
     assert_eq!(t.stats(), SessionStats::default());

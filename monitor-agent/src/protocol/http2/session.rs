@@ -1,0 +1,640 @@
+//! One HTTP/2 connection: two framed directions, one HPACK decoder each, and the table
+//! of open streams that become calls.
+//!
+//! Directions are indexed by who wrote the bytes (the observed process, or its peer), not
+//! by client and server: a connection joined mid-life does not say which side is which
+//! until a header block with `:method` or `:status` goes by, and HPACK state is per
+//! direction either way.
+
+use std::collections::HashMap;
+
+use super::{
+    fields::{Fields, Value},
+    frame::{
+        self, block_fragment, error_name, FrameHeader, CONTINUATION, DATA, FLAG_ACK,
+        FLAG_END_HEADERS, FLAG_END_STREAM, GOAWAY, HEADERS, HEADER_LEN, PUSH_PROMISE, RST_STREAM,
+        SETTINGS,
+    },
+    framer::{Event, Framer},
+    hpack::Decoder,
+};
+use crate::protocol::{
+    credentials::Auth,
+    exchange::{Exchange, Grpc, Protocol, StreamError, Unknown},
+    http1::SessionStats,
+};
+
+/// Index of the direction the observed process wrote.
+pub const EGRESS: usize = 0;
+/// Index of the direction the observed process read.
+pub const INGRESS: usize = 1;
+
+/// Most header block octets collected across CONTINUATION frames.
+const MAX_BLOCK: usize = 256 * 1024;
+/// Most streams tracked at once; beyond it the oldest (lowest id) is dropped and counted.
+const MAX_STREAMS: usize = 4096;
+
+/// How the connection was first seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// From its first octet; `client` is the direction that sends the preface.
+    Fresh { client: usize },
+    /// After an `Upgrade: h2c` exchange: the client's preface is still to come, and the
+    /// upgraded request is stream 1.
+    Upgraded { client: usize },
+    /// Mid-life: frame boundaries and header tables are unknown.
+    Attached,
+}
+
+#[derive(Debug)]
+struct Direction {
+    framer: Framer,
+    decoder: Decoder,
+    /// A header block waiting for its CONTINUATION frames.
+    block: Option<Block>,
+}
+
+#[derive(Debug)]
+struct Block {
+    stream: u32,
+    kind: u8,
+    end_stream: bool,
+    fragment: Vec<u8>,
+    wire_bytes: u64,
+    ts_ns: u64,
+}
+
+#[derive(Debug, Default)]
+struct Stream {
+    method: Value<String>,
+    path: Value<String>,
+    authority: Value<String>,
+    auth: Auth,
+    request_content_type: Option<String>,
+    request_start_ns: u64,
+    request_end_ns: u64,
+    request_bytes: u64,
+    request_body_bytes: u64,
+    /// Final (non-1xx) response headers have been seen.
+    responded: bool,
+    status: Value<u16>,
+    response_content_type: Option<String>,
+    response_start_ns: u64,
+    response_bytes: u64,
+    response_body_bytes: u64,
+    grpc_status: Value<u32>,
+    grpc_message: Option<String>,
+    /// Part of the response may have gone by uncaptured.
+    lossy: bool,
+}
+
+#[derive(Debug)]
+pub struct Session {
+    dirs: [Direction; 2],
+    /// Which direction carries requests, once known.
+    client: Option<usize>,
+    streams: HashMap<u32, Stream>,
+    stats: SessionStats,
+}
+
+impl Session {
+    pub fn new(start: Start) -> Session {
+        let dir = |framer: Framer, exact: bool| Direction {
+            framer,
+            decoder: if exact {
+                Decoder::new()
+            } else {
+                Decoder::attached()
+            },
+            block: None,
+        };
+        match start {
+            Start::Fresh { client } | Start::Upgraded { client } => {
+                let mut dirs = [
+                    dir(Framer::at_start(client == EGRESS), true),
+                    dir(Framer::at_start(client == INGRESS), true),
+                ];
+                if let Start::Upgraded { .. } = start {
+                    // The server's first frames follow the 101 at once; the client's
+                    // preface follows it too.
+                    dirs[1 - client].framer = Framer::at_start(false);
+                }
+                Session {
+                    dirs,
+                    client: Some(client),
+                    streams: HashMap::new(),
+                    stats: SessionStats::default(),
+                }
+            }
+            Start::Attached => Session {
+                dirs: [
+                    dir(Framer::unaligned(), false),
+                    dir(Framer::unaligned(), false),
+                ],
+                client: None,
+                streams: HashMap::new(),
+                stats: SessionStats::default(),
+            },
+        }
+    }
+
+    /// Seeds stream 1 with the HTTP/1.1 request that asked for the upgrade (RFC 7540 3.2).
+    pub fn upgraded_request(&mut self, x: &Exchange) {
+        self.streams.insert(
+            1,
+            Stream {
+                method: Value::Known(x.method.clone()),
+                path: Value::Known(x.target.clone()),
+                authority: x.host.clone().map_or(Value::Absent, Value::Known),
+                auth: x.auth.clone(),
+                request_content_type: x.request_content_type.clone(),
+                request_start_ns: x.request_start_ns,
+                request_end_ns: x.request_end_ns,
+                request_bytes: x.request_bytes,
+                request_body_bytes: x.request_body_bytes,
+                response_start_ns: x.response_start_ns,
+                response_bytes: x.response_bytes,
+                ..Stream::default()
+            },
+        );
+    }
+
+    /// Which direction carries requests, once known.
+    pub fn client_direction(&self) -> Option<usize> {
+        self.client
+    }
+
+    pub fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+
+    pub fn buffered_bytes(&self) -> usize {
+        self.dirs
+            .iter()
+            .map(|d| d.framer.buffered() + d.block.as_ref().map_or(0, |b| b.fragment.capacity()))
+            .sum()
+    }
+
+    /// Whether both header tables are fully known (calls are exact).
+    pub fn exact(&self) -> bool {
+        self.dirs.iter().all(|d| d.decoder.is_exact())
+    }
+
+    /// One captured segment written in direction `dir`.
+    pub fn on_data(&mut self, dir: usize, data: &[u8], ts_ns: u64, out: &mut Vec<Exchange>) {
+        let Session {
+            dirs,
+            client,
+            streams,
+            stats,
+        } = self;
+        let (mine, other) = split(dirs, dir);
+        let mut cx = Cx {
+            dir,
+            client,
+            streams,
+            stats,
+            out,
+            other,
+        };
+        let Direction {
+            framer,
+            decoder,
+            block,
+        } = mine;
+        framer.feed(data, ts_ns, &mut |ev| cx.event(ev, decoder, block));
+    }
+
+    /// `len` octets written in direction `dir` were not captured.
+    pub fn on_gap(&mut self, dir: usize, len: u64, ts_ns: u64, out: &mut Vec<Exchange>) {
+        self.stats.gaps += 1;
+        let Session {
+            dirs,
+            client,
+            streams,
+            stats,
+        } = self;
+        let (mine, other) = split(dirs, dir);
+        let mut cx = Cx {
+            dir,
+            client,
+            streams,
+            stats,
+            out,
+            other,
+        };
+        let Direction {
+            framer,
+            decoder,
+            block,
+        } = mine;
+        framer.gap(len, ts_ns, &mut |ev| cx.event(ev, decoder, block));
+    }
+
+    /// The connection closed: streams still waiting for their response end are dropped.
+    pub fn on_close(&mut self) {
+        self.stats.dropped_requests += self.streams.len() as u64;
+        self.streams.clear();
+    }
+}
+
+fn split(dirs: &mut [Direction; 2], dir: usize) -> (&mut Direction, &mut Direction) {
+    let (a, b) = dirs.split_at_mut(1);
+    if dir == EGRESS {
+        (&mut a[0], &mut b[0])
+    } else {
+        (&mut b[0], &mut a[0])
+    }
+}
+
+/// Everything a frame of one direction may touch besides that direction's own state.
+struct Cx<'a> {
+    dir: usize,
+    client: &'a mut Option<usize>,
+    streams: &'a mut HashMap<u32, Stream>,
+    stats: &'a mut SessionStats,
+    out: &'a mut Vec<Exchange>,
+    other: &'a mut Direction,
+}
+
+impl Cx<'_> {
+    /// Whether this direction is the client's; `None` until known.
+    fn from_client(&self) -> Option<bool> {
+        self.client.map(|c| c == self.dir)
+    }
+
+    fn by(&self) -> &'static str {
+        match self.from_client() {
+            Some(true) => "client",
+            Some(false) => "server",
+            None => "unknown",
+        }
+    }
+
+    fn event(&mut self, ev: Event<'_>, decoder: &mut Decoder, block: &mut Option<Block>) {
+        match ev {
+            Event::Frame {
+                head,
+                payload,
+                ts_ns,
+            } => self.frame(head, payload, ts_ns, decoder, block),
+            Event::Data { head, body, ts_ns } => self.data(head, body, ts_ns),
+            Event::Lost { head } => {
+                if matches!(head.kind, HEADERS | CONTINUATION | PUSH_PROMISE) {
+                    self.block_lost(head.stream, decoder, block);
+                }
+            }
+            Event::Malformed => self.stats.parse_errors += 1,
+            Event::Unaligned { parse_error } => {
+                if parse_error {
+                    self.stats.parse_errors += 1;
+                }
+                // Header blocks may have gone by: the table no longer matches.
+                decoder.lose_track();
+                *block = None;
+                if self.from_client() != Some(true) {
+                    for s in self.streams.values_mut() {
+                        s.lossy = true;
+                    }
+                }
+            }
+            Event::Realigned => self.stats.resyncs += 1,
+        }
+    }
+
+    fn block_lost(&mut self, stream: u32, decoder: &mut Decoder, block: &mut Option<Block>) {
+        decoder.lose_track();
+        *block = None;
+        if self.from_client() == Some(false) {
+            // The response head (and perhaps its END_STREAM) is gone.
+            if self.streams.remove(&stream).is_some() {
+                self.stats.dropped_requests += 1;
+            }
+        }
+    }
+
+    fn frame(
+        &mut self,
+        head: FrameHeader,
+        payload: &[u8],
+        ts_ns: u64,
+        decoder: &mut Decoder,
+        block: &mut Option<Block>,
+    ) {
+        let wire = HEADER_LEN as u64 + head.len as u64;
+        if let Some(b) = block {
+            if head.kind != CONTINUATION || head.stream != b.stream {
+                // RFC 9113 6.10: nothing may come between a block's frames.
+                self.stats.parse_errors += 1;
+                let stream = b.stream;
+                self.block_lost(stream, decoder, block);
+            }
+        }
+        match head.kind {
+            HEADERS | PUSH_PROMISE => {
+                let Some((fragment, _promised)) = block_fragment(&head, payload) else {
+                    self.stats.parse_errors += 1;
+                    self.block_lost(head.stream, decoder, block);
+                    return;
+                };
+                let b = Block {
+                    stream: head.stream,
+                    kind: head.kind,
+                    end_stream: head.kind == HEADERS && head.has(FLAG_END_STREAM),
+                    fragment: Vec::new(),
+                    wire_bytes: wire,
+                    ts_ns,
+                };
+                if head.has(FLAG_END_HEADERS) {
+                    self.header_block(b, fragment, decoder);
+                } else {
+                    let mut b = b;
+                    b.fragment.extend_from_slice(fragment);
+                    *block = Some(b);
+                }
+            }
+            CONTINUATION => {
+                let Some(mut b) = block.take() else {
+                    // A CONTINUATION with nothing to continue.
+                    self.stats.parse_errors += 1;
+                    return;
+                };
+                if b.fragment.len() + payload.len() > MAX_BLOCK {
+                    self.stats.parse_errors += 1;
+                    self.block_lost(b.stream, decoder, block);
+                    return;
+                }
+                b.fragment.extend_from_slice(payload);
+                b.wire_bytes += wire;
+                if head.has(FLAG_END_HEADERS) {
+                    let fragment = std::mem::take(&mut b.fragment);
+                    self.header_block(b, &fragment, decoder);
+                } else {
+                    *block = Some(b);
+                }
+            }
+            RST_STREAM => {
+                let code = be32(payload);
+                self.stream_error(head.stream, "RST_STREAM", code, ts_ns);
+            }
+            GOAWAY => {
+                let last = be32(payload) & 0x7fff_ffff;
+                let code = be32(&payload[4..]);
+                if self.from_client() == Some(false) {
+                    // Client streams above `last` were never processed.
+                    let mut refused: Vec<u32> = self
+                        .streams
+                        .keys()
+                        .copied()
+                        .filter(|id| *id > last && id % 2 == 1)
+                        .collect();
+                    refused.sort_unstable();
+                    for id in refused {
+                        self.stream_error(id, "GOAWAY", code, ts_ns);
+                    }
+                }
+            }
+            SETTINGS if !head.has(FLAG_ACK) => {
+                for s in payload.chunks_exact(6) {
+                    let id = u16::from_be_bytes([s[0], s[1]]);
+                    let v = be32(&s[2..]);
+                    match id {
+                        // What this side accepts bounds what the other side sends.
+                        frame::SETTINGS_HEADER_TABLE_SIZE => {
+                            self.other.decoder.set_max_allowed(v as usize)
+                        }
+                        frame::SETTINGS_MAX_FRAME_SIZE => self.other.framer.set_max_len(v),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn header_block(&mut self, b: Block, fragment: &[u8], decoder: &mut Decoder) {
+        let mut fields = Fields::default();
+        let decoded = decoder.decode(fragment, &mut |n, v| fields.add(n, v));
+        if decoded.is_err() {
+            self.stats.parse_errors += 1;
+        }
+        fields.settle();
+        if b.kind == PUSH_PROMISE {
+            // Decoded only to keep the table in step; pushed streams are not calls.
+            return;
+        }
+        if self.client.is_none() {
+            // A connection joined mid-life: the first block that says what it is names
+            // the client's direction.
+            if fields.method.known().is_some() || fields.path.known().is_some() {
+                *self.client = Some(self.dir);
+            } else if fields.status.known().is_some() {
+                *self.client = Some(1 - self.dir);
+            } else {
+                return;
+            }
+        }
+        if decoded.is_err() {
+            fields.hidden = true;
+            fields.settle();
+        }
+        if self.from_client() == Some(true) {
+            self.request_headers(b, fields);
+        } else {
+            self.response_headers(b, fields);
+        }
+    }
+
+    fn request_headers(&mut self, b: Block, mut f: Fields) {
+        if let Some(s) = self.streams.get_mut(&b.stream) {
+            // Request trailers.
+            s.request_bytes += b.wire_bytes;
+            s.request_end_ns = b.ts_ns;
+            return;
+        }
+        if b.stream % 2 == 0 || !(f.request_pseudo || f.hidden) {
+            // Not a request's first block (a finished stream's trailers, say).
+            return;
+        }
+        if self.streams.len() >= MAX_STREAMS {
+            if let Some(oldest) = self.streams.keys().min().copied() {
+                self.streams.remove(&oldest);
+                self.stats.dropped_requests += 1;
+            }
+        }
+        let auth = f.take_auth();
+        self.streams.insert(
+            b.stream,
+            Stream {
+                method: f.method,
+                path: f.path,
+                authority: f.authority,
+                auth,
+                request_content_type: f.content_type,
+                request_start_ns: b.ts_ns,
+                request_end_ns: b.ts_ns,
+                request_bytes: b.wire_bytes,
+                ..Stream::default()
+            },
+        );
+    }
+
+    fn response_headers(&mut self, b: Block, f: Fields) {
+        if b.stream % 2 == 0 {
+            // A pushed stream's response: ignored, like the push itself.
+            return;
+        }
+        let Some(s) = self.streams.get_mut(&b.stream) else {
+            self.stats.unmatched_responses += 1;
+            return;
+        };
+        if s.response_start_ns == 0 {
+            s.response_start_ns = b.ts_ns;
+        }
+        s.response_bytes += b.wire_bytes;
+        let interim = matches!(f.status, Value::Known(100..=199));
+        if !s.responded && !interim {
+            s.responded = true;
+            s.status = match f.status {
+                // Known but not a valid status code is as good as unknown.
+                Value::Known(0) => Value::Unknown,
+                v => v,
+            };
+            s.response_content_type = f.content_type;
+        }
+        if !matches!(f.grpc_status, Value::Absent) {
+            s.grpc_status = f.grpc_status;
+        }
+        if f.grpc_message.is_some() {
+            s.grpc_message = f.grpc_message;
+        }
+        if b.end_stream {
+            self.complete(b.stream, b.ts_ns, None);
+        }
+    }
+
+    fn data(&mut self, head: FrameHeader, body: u32, ts_ns: u64) {
+        debug_assert_eq!(head.kind, DATA);
+        let Some(from_client) = self.from_client() else {
+            return;
+        };
+        let Some(s) = self.streams.get_mut(&head.stream) else {
+            return;
+        };
+        let wire = HEADER_LEN as u64 + head.len as u64;
+        if from_client {
+            s.request_bytes += wire;
+            s.request_body_bytes += body as u64;
+            s.request_end_ns = ts_ns;
+        } else {
+            if s.response_start_ns == 0 {
+                s.response_start_ns = ts_ns;
+            }
+            s.response_bytes += wire;
+            s.response_body_bytes += body as u64;
+            if head.has(FLAG_END_STREAM) {
+                self.complete(head.stream, ts_ns, None);
+            }
+        }
+    }
+
+    fn stream_error(&mut self, stream: u32, frame: &'static str, code: u32, ts_ns: u64) {
+        if !self.streams.contains_key(&stream) {
+            return;
+        }
+        let by = self.by();
+        self.complete(
+            stream,
+            ts_ns,
+            Some(StreamError {
+                frame,
+                code: error_name(code),
+                by,
+            }),
+        );
+    }
+
+    fn complete(&mut self, stream: u32, ts_ns: u64, error: Option<StreamError>) {
+        let Some(s) = self.streams.remove(&stream) else {
+            return;
+        };
+        self.out.push(exchange(s, ts_ns, error));
+    }
+}
+
+fn be32(b: &[u8]) -> u32 {
+    match b {
+        [a, b, c, d, ..] => u32::from_be_bytes([*a, *b, *c, *d]),
+        _ => 0,
+    }
+}
+
+fn is_grpc(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|t| t.starts_with("application/grpc"))
+}
+
+/// `/package.Service/Method` split into its service and method.
+pub fn grpc_names(path: &str) -> Option<(&str, &str)> {
+    let rest = path.strip_prefix('/')?;
+    let rest = rest.split('?').next().unwrap_or(rest);
+    let (service, method) = rest.split_once('/')?;
+    if service.is_empty() || method.is_empty() || method.contains('/') {
+        return None;
+    }
+    Some((service, method))
+}
+
+fn exchange(s: Stream, end_ns: u64, error: Option<StreamError>) -> Exchange {
+    let grpc =
+        is_grpc(s.request_content_type.as_deref()) || is_grpc(s.response_content_type.as_deref());
+    let unknown = Unknown {
+        method: s.method == Value::Unknown,
+        path: s.path == Value::Unknown,
+        authority: s.authority == Value::Unknown,
+        status: s.status == Value::Unknown || (!s.responded && error.is_none()),
+        grpc_status: grpc && s.grpc_status == Value::Unknown,
+    };
+    let path = s.path.known().cloned().unwrap_or_default();
+    let grpc = grpc.then(|| {
+        let (service, method) = grpc_names(&path).unwrap_or(("", ""));
+        Grpc {
+            service: service.to_owned(),
+            method: method.to_owned(),
+            status: s.grpc_status.known().copied().filter(|c| *c != u32::MAX),
+            message: s.grpc_message,
+        }
+    });
+    Exchange {
+        protocol: if grpc.is_some() {
+            Protocol::Grpc
+        } else {
+            Protocol::Http2
+        },
+        method: s.method.known().cloned().unwrap_or_default(),
+        target: path,
+        version_minor: 0,
+        host: s.authority.known().cloned(),
+        status: s.status.known().copied().unwrap_or(0),
+        request_start_ns: s.request_start_ns,
+        request_end_ns: s.request_end_ns,
+        response_start_ns: if s.response_start_ns == 0 {
+            end_ns
+        } else {
+            s.response_start_ns
+        },
+        response_end_ns: end_ns,
+        request_bytes: s.request_bytes,
+        response_bytes: s.response_bytes,
+        request_body_bytes: s.request_body_bytes,
+        response_body_bytes: s.response_body_bytes,
+        request_truncated: false,
+        response_truncated: s.lossy,
+        auth: s.auth,
+        request_content_type: s.request_content_type,
+        response_content_type: s.response_content_type,
+        unknown,
+        grpc,
+        stream_error: error,
+        upgrade_h2c: false,
+    }
+}
