@@ -152,6 +152,7 @@ fn tls_server_started_after_the_agent_with_its_own_libssl() {
         NginxOptions {
             tls: true,
             env: vec![("LD_LIBRARY_PATH".into(), libdir.0.display().to_string())],
+            ..Default::default()
         },
     );
     let maps =

@@ -1,5 +1,5 @@
-//! `cargo xtask bench`: wrk against nginx on loopback, alternating rounds without and with
-//! the agent, so both see the same machine state. Prints throughput of each, their ratio,
+//! `cargo xtask bench`: wrk (HTTP/1.1) and h2load (HTTP/2) against nginx on loopback,
+//! alternating rounds without and with the agent, so both see the same machine state. Prints throughput of each, their ratio,
 //! the agent's CPU per captured call, and captured/completed with the drop counters.
 
 use std::{
@@ -29,9 +29,30 @@ pub struct BenchArgs {
     /// wrk threads.
     #[arg(long, default_value_t = 1)]
     threads: u32,
-    /// Only the cases whose name contains this ("plaintext", "tls"); all when empty.
+    /// Requests per h2load measurement (HTTP/2 cases): h2load is bounded by count so that
+    /// every request it started is also completed.
+    #[arg(long, default_value_t = 200_000)]
+    h2_requests: u64,
+    /// Only the cases whose name contains this ("plaintext", "tls", "http/2", "h2c");
+    /// all when empty.
     #[arg(long, default_value = "")]
     case: String,
+}
+
+/// Which load generator drives a case, and so which protocol the agent counts.
+#[derive(Clone, Copy, PartialEq)]
+enum Tool {
+    Wrk,
+    H2load,
+}
+
+impl Tool {
+    fn protocol(self) -> &'static str {
+        match self {
+            Tool::Wrk => "http/1.1",
+            Tool::H2load => "http/2",
+        }
+    }
 }
 
 struct WrkResult {
@@ -59,24 +80,36 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let bin = util::workspace_root().join("target/release/monitor-agent");
     let dir = std::env::temp_dir().join(format!("monitor-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let (port, tls_port) = (free_port()?, free_port()?);
-    let nginx = start_nginx(&dir, port, tls_port)?;
+    let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
+    let nginx = start_nginx(&dir, ports)?;
     let cases = [
         (
             "plaintext HTTP/1.1",
-            format!("http://127.0.0.1:{port}/api/items"),
+            format!("http://127.0.0.1:{}/api/items", ports[0]),
+            Tool::Wrk,
         ),
         (
             "HTTP/1.1 over TLS",
-            format!("https://127.0.0.1:{tls_port}/api/items"),
+            format!("https://127.0.0.1:{}/api/items", ports[1]),
+            Tool::Wrk,
+        ),
+        (
+            "HTTP/2 h2c (prior knowledge)",
+            format!("http://127.0.0.1:{}/api/items", ports[2]),
+            Tool::H2load,
+        ),
+        (
+            "HTTP/2 over TLS",
+            format!("https://127.0.0.1:{}/api/items", ports[3]),
+            Tool::H2load,
         ),
     ];
     let mut result = Ok(());
-    for (name, url) in &cases {
+    for (name, url, tool) in &cases {
         if !args.case.is_empty() && !name.to_lowercase().contains(&args.case.to_lowercase()) {
             continue;
         }
-        result = measure(name, url, &bin, &args);
+        result = measure(name, url, *tool, &bin, &args);
         if result.is_err() {
             break;
         }
@@ -87,16 +120,16 @@ pub fn run(args: BenchArgs) -> Result<()> {
 }
 
 /// Alternates rounds without and with the agent against `url` and prints the table.
-fn measure(name: &str, url: &str, bin: &PathBuf, args: &BenchArgs) -> Result<()> {
+fn measure(name: &str, url: &str, tool: Tool, bin: &PathBuf, args: &BenchArgs) -> Result<()> {
     // Warm up nginx and the page cache.
-    let _ = wrk(url, 1, args);
+    let _ = load(tool, url, 1, args);
     let mut without = Vec::new();
     let mut with = Vec::new();
     for round in 1..=args.rounds {
-        let base = wrk(url, args.duration, args)?;
+        let base = load(tool, url, args.duration, args)?;
         eprintln!("{name} round {round}: without agent {:.0} req/s", base.rps);
         without.push(base);
-        let r = with_agent(bin, url, args)?;
+        let r = with_agent(bin, url, tool, args)?;
         eprintln!(
             "{name} round {round}: with agent    {:.0} req/s, agent cpu {:.2}s, calls client {} server {}, drops {}",
             r.wrk.rps, r.cpu_secs, r.client_calls, r.server_calls, r.drops
@@ -115,9 +148,19 @@ fn measure(name: &str, url: &str, bin: &PathBuf, args: &BenchArgs) -> Result<()>
     let cpu: f64 = with.iter().map(|w| w.cpu_secs).sum();
     let kernel: f64 = with.iter().map(|w| w.kernel_secs).sum();
     let captured = client + server;
+    let how = match tool {
+        Tool::Wrk => format!(
+            "wrk -t{} -c{} -d{}s",
+            args.threads, args.connections, args.duration
+        ),
+        Tool::H2load => format!(
+            "h2load -t{} -c{} -m10 -n{}",
+            args.threads, args.connections, args.h2_requests
+        ),
+    };
     println!(
-        "\nbenchmark ({name}): wrk -t{} -c{} -d{}s against nginx `return 200` on loopback, {} rounds",
-        args.threads, args.connections, args.duration, args.rounds
+        "\nbenchmark ({name}): {how} against nginx `return 200` on loopback, {} rounds",
+        args.rounds
     );
     println!("| measure | value |");
     println!("| --- | --- |");
@@ -127,7 +170,7 @@ fn measure(name: &str, url: &str, bin: &PathBuf, args: &BenchArgs) -> Result<()>
         "| throughput ratio with/without | {:.3} |",
         rps_with / rps_without.max(1.0)
     );
-    println!("| requests completed (wrk, with agent) | {completed} |");
+    println!("| requests completed (load tool, with agent) | {completed} |");
     println!(
         "| client-role calls captured / completed | {:.4} |",
         client / completed.max(1) as f64
@@ -147,7 +190,7 @@ fn measure(name: &str, url: &str, bin: &PathBuf, args: &BenchArgs) -> Result<()>
         "| agent CPU per million captured calls | {:.2} s |",
         cpu * 1e6 / captured.max(1.0)
     );
-    println!("| time in eBPF programs (charged to nginx and wrk) | {kernel:.2} s |");
+    println!("| time in eBPF programs (charged to nginx and the load tool) | {kernel:.2} s |");
     println!(
         "| eBPF time per captured call | {:.2} us |",
         kernel * 1e6 / captured.max(1.0)
@@ -170,7 +213,8 @@ impl Drop for Guard {
     }
 }
 
-fn start_nginx(dir: &Path, port: u16, tls_port: u16) -> Result<Guard> {
+/// nginx on `ports`: HTTP/1.1, HTTP/1.1 over TLS, h2c, HTTP/2 over TLS.
+fn start_nginx(dir: &Path, ports: [u16; 4]) -> Result<Guard> {
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     util::output(
         Command::new("openssl")
@@ -200,8 +244,10 @@ http {{
     scgi_temp_path {d}/scgi;
     keepalive_requests 1000000;
     server {{
-        listen 127.0.0.1:{port};
-        listen 127.0.0.1:{tls_port} ssl;
+        listen 127.0.0.1:{p0};
+        listen 127.0.0.1:{p1} ssl;
+        listen 127.0.0.1:{p2} http2;
+        listen 127.0.0.1:{p3} ssl http2;
         ssl_certificate {cert};
         ssl_certificate_key {key};
         location / {{ default_type application/json; return 200 '{{"items":[1,2,3]}}'; }}
@@ -210,6 +256,10 @@ http {{
 "#,
         cert = cert.display(),
         key = key.display(),
+        p0 = ports[0],
+        p1 = ports[1],
+        p2 = ports[2],
+        p3 = ports[3],
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf)?;
@@ -227,8 +277,9 @@ http {{
         .spawn()
         .context("starting nginx")?;
     let guard = Guard(child);
-    wait_port(port)?;
-    wait_port(tls_port)?;
+    for p in ports {
+        wait_port(p)?;
+    }
     Ok(guard)
 }
 
@@ -241,6 +292,50 @@ fn wait_port(port: u16) -> Result<()> {
         std::thread::sleep(Duration::from_millis(50));
     }
     bail!("nothing listening on port {port} after 30 s")
+}
+
+fn load(tool: Tool, url: &str, secs: u64, args: &BenchArgs) -> Result<WrkResult> {
+    match tool {
+        Tool::Wrk => wrk(url, secs, args),
+        // The warm-up (one second of wrk) becomes a tenth of the requests here.
+        Tool::H2load if secs == 1 => h2load(url, (args.h2_requests / 10).max(1000), args),
+        Tool::H2load => h2load(url, args.h2_requests, args),
+    }
+}
+
+/// `h2load -n`: every started request completes, so captured/completed is exact.
+fn h2load(url: &str, n: u64, args: &BenchArgs) -> Result<WrkResult> {
+    let out = util::output(
+        Command::new("h2load")
+            .arg(format!("-t{}", args.threads))
+            .arg(format!("-c{}", args.connections))
+            .args(["-m", "10", "-n"])
+            .arg(n.to_string())
+            .arg(url),
+    )?;
+    let requests = out
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("requests:")?
+                .split(',')
+                .find_map(|p| p.trim().strip_suffix(" succeeded"))?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .with_context(|| format!("no succeeded count in h2load output: {out}"))?;
+    let rps = out
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("finished in ")?
+                .split(", ")
+                .nth(1)?
+                .strip_suffix(" req/s")?
+                .parse()
+                .ok()
+        })
+        .with_context(|| format!("no req/s in h2load output: {out}"))?;
+    Ok(WrkResult { requests, rps })
 }
 
 fn wrk(url: &str, secs: u64, args: &BenchArgs) -> Result<WrkResult> {
@@ -317,7 +412,7 @@ fn metric(port: u16, name: &str) -> f64 {
     metric_sum(port, name)
 }
 
-fn with_agent(bin: &PathBuf, url: &str, args: &BenchArgs) -> Result<AgentRound> {
+fn with_agent(bin: &PathBuf, url: &str, tool: Tool, args: &BenchArgs) -> Result<AgentRound> {
     let api = free_port()?;
     let agent = Guard(
         Command::new(bin)
@@ -325,6 +420,7 @@ fn with_agent(bin: &PathBuf, url: &str, args: &BenchArgs) -> Result<AgentRound> 
                 "run",
                 "--output",
                 "none",
+                "--kernel-stats",
                 "--listen",
                 &format!("127.0.0.1:{api}"),
             ])
@@ -339,12 +435,13 @@ fn with_agent(bin: &PathBuf, url: &str, args: &BenchArgs) -> Result<AgentRound> 
         std::thread::sleep(Duration::from_millis(50));
     }
     // Summed over the `tls` label.
-    const CLIENT: &str = "monitor_calls_total{protocol=\"http/1.1\",role=\"client\",";
-    const SERVER: &str = "monitor_calls_total{protocol=\"http/1.1\",role=\"server\",";
-    let (client0, server0) = (metric(api, CLIENT), metric(api, SERVER));
+    let protocol = tool.protocol();
+    let client_calls = format!("monitor_calls_total{{protocol=\"{protocol}\",role=\"client\",");
+    let server_calls = format!("monitor_calls_total{{protocol=\"{protocol}\",role=\"server\",");
+    let (client0, server0) = (metric(api, &client_calls), metric(api, &server_calls));
     let kernel0 = metric_sum(api, "monitor_program_run_seconds_total{");
     let cpu0 = cpu_seconds(agent.0.id())?;
-    let result = wrk(url, args.duration, args);
+    let result = load(tool, url, args.duration, args);
     // Let the agent drain what is queued before reading its counters.
     std::thread::sleep(Duration::from_millis(1500));
     let cpu1 = cpu_seconds(agent.0.id())?;
@@ -352,9 +449,12 @@ fn with_agent(bin: &PathBuf, url: &str, args: &BenchArgs) -> Result<AgentRound> 
         wrk: result?,
         cpu_secs: cpu1 - cpu0,
         kernel_secs: metric_sum(api, "monitor_program_run_seconds_total{") - kernel0,
-        // The scrape just before wrk is itself a client-role call, counted once it completes.
-        client_calls: metric(api, CLIENT) - client0 - 1.0,
-        server_calls: metric(api, SERVER) - server0,
+        // The scrape just before the load is itself a client-role HTTP/1.1 call, counted
+        // once it completes.
+        client_calls: metric(api, &client_calls)
+            - client0
+            - if tool == Tool::Wrk { 1.0 } else { 0.0 },
+        server_calls: metric(api, &server_calls) - server0,
         drops: metric(api, "monitor_ringbuf_drops_total"),
         truncations: metric(api, "monitor_truncations_total"),
     };

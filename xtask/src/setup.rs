@@ -180,28 +180,39 @@ fn test_peers() -> Result<()> {
         missing.push("python3-venv");
     }
     apt_install(&missing)?;
-    openapi_validator()
+    python_tools()
 }
 
-/// The inventory tests check the exported OpenAPI with `openapi-spec-validator` from
-/// PyPI, kept in a virtualenv under target/ so the system Python stays untouched.
-fn openapi_validator() -> Result<()> {
+/// Test peers from PyPI, kept in a virtualenv under target/ so the system Python stays
+/// untouched: `openapi-spec-validator` checks the exported OpenAPI in the inventory tests,
+/// and `h2` (hyper-h2) drives tests/peers/h2c_upgrade.py, an HTTP/2 server that accepts the
+/// cleartext `Upgrade: h2c`, which neither nginx nor nghttpd offer.
+fn python_tools() -> Result<()> {
+    const PACKAGES: &[&str] = &["openapi-spec-validator", "h2"];
     let venv = util::workspace_root().join("target/pyenv");
-    if venv.join("bin/openapi-spec-validator").exists() {
+    let python = venv.join("bin/python");
+    let h2_present = || {
+        Command::new(&python)
+            .args(["-c", "import h2"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if venv.join("bin/openapi-spec-validator").exists() && h2_present() {
         return Ok(());
     }
     eprintln!(
-        "xtask: installing openapi-spec-validator into {}",
+        "xtask: installing {} into {}",
+        PACKAGES.join(" "),
         venv.display()
     );
     util::run(Command::new("python3").arg("-m").arg("venv").arg(&venv))?;
-    util::run(Command::new(venv.join("bin/pip")).args([
-        "install",
-        "--quiet",
-        "--disable-pip-version-check",
-        "openapi-spec-validator",
-    ]))
-    .context("pip could not install openapi-spec-validator (the inventory tests need it)")
+    util::run(
+        Command::new(venv.join("bin/pip"))
+            .args(["install", "--quiet", "--disable-pip-version-check"])
+            .args(PACKAGES),
+    )
+    .context("pip could not install the Python test peers (openapi-spec-validator, h2)")
 }
 
 fn apt_install(missing: &[&str]) -> Result<()> {

@@ -120,6 +120,7 @@ impl Fields {
         if self.hidden {
             self.method.maybe_hidden();
             self.path.maybe_hidden();
+            self.authority.maybe_hidden();
             self.status.maybe_hidden();
             self.grpc_status.maybe_hidden();
         }

@@ -24,15 +24,17 @@ pub(super) enum Event<'a> {
     },
     /// A DATA frame has passed; its payload was counted, not kept. `body` excludes padding
     /// (when the pad length octet itself was lost, the padding is counted as body).
+    /// `lost`: part of the payload went by in a gap.
     Data {
         head: FrameHeader,
         body: u32,
         ts_ns: u64,
+        lost: bool,
     },
     /// A frame whose payload matters was partly lost to a gap.
     Lost { head: FrameHeader },
     /// A frame header that breaks the protocol's rules; the frame is skipped by its length.
-    Malformed,
+    Malformed { head: FrameHeader },
     /// Frame boundaries are lost until a later segment starts with believable frames.
     Unaligned { parse_error: bool },
     /// Frame boundaries were found again at the start of a segment.
@@ -47,11 +49,13 @@ enum State {
     Header { have: usize },
     /// Collecting the payload of a frame that matters.
     Keep { head: FrameHeader },
-    /// Passing over a payload; `pad` is the DATA pad length once its octet was seen.
+    /// Passing over a payload; `pad` is the DATA pad length once its octet was seen;
+    /// `lost` once part of the payload went by in a gap.
     Skip {
         head: FrameHeader,
         remaining: u32,
         pad: Option<u8>,
+        lost: bool,
     },
     /// Lost; waiting for a segment that starts at a frame boundary.
     Unaligned,
@@ -173,6 +177,7 @@ impl Framer {
                     head,
                     remaining,
                     pad,
+                    ..
                 } => {
                     if head.kind == DATA && pad.is_none() && head.has(FLAG_PADDED) {
                         *pad = Some(input[0]);
@@ -206,6 +211,7 @@ impl Framer {
                         head,
                         remaining: (rest - len) as u32,
                         pad: Some(0),
+                        lost: true,
                     };
                 } else if len == rest {
                     self.state = State::Header { have: 0 };
@@ -213,8 +219,14 @@ impl Framer {
                     self.lose(false, f);
                 }
             }
-            State::Skip { remaining, pad, .. } => {
+            State::Skip {
+                remaining,
+                pad,
+                lost,
+                ..
+            } => {
                 pad.get_or_insert(0);
+                *lost = true;
                 if len <= *remaining as u64 {
                     *remaining -= len as u32;
                     if *remaining == 0 {
@@ -243,7 +255,7 @@ impl Framer {
                 self.lose(true, f);
                 return;
             }
-            f(Event::Malformed);
+            f(Event::Malformed { head });
             self.skip(head, ts_ns, f);
             return;
         }
@@ -275,6 +287,7 @@ impl Framer {
             head,
             remaining: head.len,
             pad: None,
+            lost: false,
         };
         if head.len == 0 {
             self.finish_skip(ts_ns, f);
@@ -282,7 +295,10 @@ impl Framer {
     }
 
     fn finish_skip(&mut self, ts_ns: u64, f: &mut dyn FnMut(Event<'_>)) {
-        if let State::Skip { head, pad, .. } = self.state {
+        if let State::Skip {
+            head, pad, lost, ..
+        } = self.state
+        {
             self.state = State::Header { have: 0 };
             if head.kind == DATA && head.well_formed(self.max_len) {
                 let padding = if head.has(FLAG_PADDED) {
@@ -294,6 +310,7 @@ impl Framer {
                     head,
                     body: head.len.saturating_sub(padding),
                     ts_ns,
+                    lost,
                 });
             }
         }

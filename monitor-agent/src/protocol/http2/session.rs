@@ -61,7 +61,10 @@ struct Block {
     end_stream: bool,
     fragment: Vec<u8>,
     wire_bytes: u64,
+    /// When the first frame of the block was seen.
     ts_ns: u64,
+    /// When its last frame (END_HEADERS) was seen.
+    end_ns: u64,
 }
 
 #[derive(Debug, Default)]
@@ -75,6 +78,8 @@ struct Stream {
     request_end_ns: u64,
     request_bytes: u64,
     request_body_bytes: u64,
+    /// Part of the request body went by uncaptured.
+    request_lossy: bool,
     /// Final (non-1xx) response headers have been seen.
     responded: bool,
     status: Value<u16>,
@@ -278,13 +283,18 @@ impl Cx<'_> {
                 payload,
                 ts_ns,
             } => self.frame(head, payload, ts_ns, decoder, block),
-            Event::Data { head, body, ts_ns } => self.data(head, body, ts_ns),
-            Event::Lost { head } => {
-                if matches!(head.kind, HEADERS | CONTINUATION | PUSH_PROMISE) {
-                    self.block_lost(head.stream, decoder, block);
-                }
+            Event::Data {
+                head,
+                body,
+                ts_ns,
+                lost,
+            } => self.data(head, body, ts_ns, lost),
+            Event::Lost { head } => self.frame_lost(head, decoder, block),
+            Event::Malformed { head } => {
+                self.stats.parse_errors += 1;
+                // A skipped header block frame may have changed the peer's table.
+                self.frame_lost(head, decoder, block);
             }
-            Event::Malformed => self.stats.parse_errors += 1,
             Event::Unaligned { parse_error } => {
                 if parse_error {
                     self.stats.parse_errors += 1;
@@ -302,10 +312,30 @@ impl Cx<'_> {
         }
     }
 
-    fn block_lost(&mut self, stream: u32, decoder: &mut Decoder, block: &mut Option<Block>) {
+    /// A frame went undecoded; if it carried (part of) a header block, that block is lost.
+    fn frame_lost(&mut self, head: FrameHeader, decoder: &mut Decoder, block: &mut Option<Block>) {
+        let kind = match (head.kind, block.as_ref()) {
+            (CONTINUATION, Some(b)) => b.kind,
+            (kind, _) => kind,
+        };
+        if matches!(head.kind, HEADERS | CONTINUATION | PUSH_PROMISE) {
+            self.block_lost(head.stream, kind, decoder, block);
+        }
+    }
+
+    /// A header block of type `kind` (HEADERS or PUSH_PROMISE) on `stream` could not be
+    /// decoded.
+    fn block_lost(
+        &mut self,
+        stream: u32,
+        kind: u8,
+        decoder: &mut Decoder,
+        block: &mut Option<Block>,
+    ) {
         decoder.lose_track();
         *block = None;
-        if self.from_client() == Some(false) {
+        // A lost PUSH_PROMISE says nothing about the response of the stream it rode on.
+        if kind != PUSH_PROMISE && self.from_client() == Some(false) {
             // The response head (and perhaps its END_STREAM) is gone.
             if self.streams.remove(&stream).is_some() {
                 self.stats.dropped_requests += 1;
@@ -326,15 +356,15 @@ impl Cx<'_> {
             if head.kind != CONTINUATION || head.stream != b.stream {
                 // RFC 9113 6.10: nothing may come between a block's frames.
                 self.stats.parse_errors += 1;
-                let stream = b.stream;
-                self.block_lost(stream, decoder, block);
+                let (stream, kind) = (b.stream, b.kind);
+                self.block_lost(stream, kind, decoder, block);
             }
         }
         match head.kind {
             HEADERS | PUSH_PROMISE => {
                 let Some((fragment, _promised)) = block_fragment(&head, payload) else {
                     self.stats.parse_errors += 1;
-                    self.block_lost(head.stream, decoder, block);
+                    self.block_lost(head.stream, head.kind, decoder, block);
                     return;
                 };
                 let b = Block {
@@ -344,6 +374,7 @@ impl Cx<'_> {
                     fragment: Vec::new(),
                     wire_bytes: wire,
                     ts_ns,
+                    end_ns: ts_ns,
                 };
                 if head.has(FLAG_END_HEADERS) {
                     self.header_block(b, fragment, decoder);
@@ -361,11 +392,12 @@ impl Cx<'_> {
                 };
                 if b.fragment.len() + payload.len() > MAX_BLOCK {
                     self.stats.parse_errors += 1;
-                    self.block_lost(b.stream, decoder, block);
+                    self.block_lost(b.stream, b.kind, decoder, block);
                     return;
                 }
                 b.fragment.extend_from_slice(payload);
                 b.wire_bytes += wire;
+                b.end_ns = ts_ns;
                 if head.has(FLAG_END_HEADERS) {
                     let fragment = std::mem::take(&mut b.fragment);
                     self.header_block(b, &fragment, decoder);
@@ -449,7 +481,7 @@ impl Cx<'_> {
         if let Some(s) = self.streams.get_mut(&b.stream) {
             // Request trailers.
             s.request_bytes += b.wire_bytes;
-            s.request_end_ns = b.ts_ns;
+            s.request_end_ns = b.end_ns;
             return;
         }
         if b.stream % 2 == 0 || !(f.request_pseudo || f.hidden) {
@@ -472,7 +504,7 @@ impl Cx<'_> {
                 auth,
                 request_content_type: f.content_type,
                 request_start_ns: b.ts_ns,
-                request_end_ns: b.ts_ns,
+                request_end_ns: b.end_ns,
                 request_bytes: b.wire_bytes,
                 ..Stream::default()
             },
@@ -496,8 +528,9 @@ impl Cx<'_> {
         if !s.responded && !interim {
             s.responded = true;
             s.status = match f.status {
-                // Known but not a valid status code is as good as unknown.
-                Value::Known(0) => Value::Unknown,
+                // Known but not a valid status code is as good as unknown, and so is none
+                // at all: the real response head went by uncaptured (or was malformed).
+                Value::Known(0) | Value::Absent => Value::Unknown,
                 v => v,
             };
             s.response_content_type = f.content_type;
@@ -509,11 +542,11 @@ impl Cx<'_> {
             s.grpc_message = f.grpc_message;
         }
         if b.end_stream {
-            self.complete(b.stream, b.ts_ns, None);
+            self.complete(b.stream, b.end_ns, None);
         }
     }
 
-    fn data(&mut self, head: FrameHeader, body: u32, ts_ns: u64) {
+    fn data(&mut self, head: FrameHeader, body: u32, ts_ns: u64, lost: bool) {
         debug_assert_eq!(head.kind, DATA);
         let Some(from_client) = self.from_client() else {
             return;
@@ -523,6 +556,7 @@ impl Cx<'_> {
         };
         let wire = HEADER_LEN as u64 + head.len as u64;
         if from_client {
+            s.request_lossy |= lost;
             s.request_bytes += wire;
             s.request_body_bytes += body as u64;
             s.request_end_ns = ts_ns;
@@ -530,6 +564,7 @@ impl Cx<'_> {
             if s.response_start_ns == 0 {
                 s.response_start_ns = ts_ns;
             }
+            s.lossy |= lost;
             s.response_bytes += wire;
             s.response_body_bytes += body as u64;
             if head.has(FLAG_END_STREAM) {
@@ -627,7 +662,7 @@ fn exchange(s: Stream, end_ns: u64, error: Option<StreamError>) -> Exchange {
         response_bytes: s.response_bytes,
         request_body_bytes: s.request_body_bytes,
         response_body_bytes: s.response_body_bytes,
-        request_truncated: false,
+        request_truncated: s.request_lossy,
         response_truncated: s.lossy,
         auth: s.auth,
         request_content_type: s.request_content_type,
