@@ -98,7 +98,7 @@ pub fn http2_frame(b: &[u8; SNIFF_LEN]) -> bool {
         H2_HEADERS => stream != 0 && len > 0 && flags & !0x2d == 0,
         H2_PRIORITY => stream != 0 && len == 5 && flags == 0,
         H2_RST_STREAM => stream != 0 && len == 4 && flags == 0,
-        H2_SETTINGS => stream == 0 && len % 6 == 0 && flags & !0x01 == 0,
+        H2_SETTINGS => stream == 0 && len.is_multiple_of(6) && flags & !0x01 == 0,
         H2_PING => stream == 0 && len == 8 && flags & !0x01 == 0,
         H2_GOAWAY => stream == 0 && len >= 8 && flags == 0,
         H2_WINDOW_UPDATE => len == 4 && flags == 0,

@@ -50,7 +50,7 @@ enum Parser {
     Undecided {
         segments: u8,
     },
-    Http1(Session),
+    Http1(Box<Session>),
     Http2(Box<http2::Session>),
     /// Not HTTP, or switched to a protocol we do not follow (WebSocket...).
     Other,
@@ -351,16 +351,23 @@ fn decide(conn: &mut Conn, direction: u8, offset: u64, data: &[u8], segments: u8
             })))
         }
         (Sniff::Http1Request | Sniff::Http1Response, _) => {
-            Parser::Http1(Session::new(Limits::default()))
+            Parser::Http1(Box::new(Session::new(Limits::default())))
         }
         // Frames in mid-stream: a connection that was open before us.
         (Sniff::Http2Frame, None) => {
-            Parser::Http2(Box::new(http2::Session::new(http2::Start::Attached)))
+            Parser::Http2(Box::new(http2::Session::new(http2::Start::Attached {
+                client: conn.role.map(|r| match r {
+                    Role::Client => http2::EGRESS,
+                    Role::Server => http2::INGRESS,
+                }),
+            })))
         }
         // The kernel only sends a socket's bytes once they looked like HTTP, so an
         // unrecognised segment here is HTTP/1 joined mid-message (its parser resyncs).
         // TLS plaintext is not sniffed in the kernel: give it a few segments.
-        _ if !conn.tls && conn.role.is_some() => Parser::Http1(Session::new(Limits::default())),
+        _ if !conn.tls && conn.role.is_some() => {
+            Parser::Http1(Box::new(Session::new(Limits::default())))
+        }
         _ if segments >= UNDECIDED_SEGMENTS => Parser::Other,
         _ => Parser::Undecided { segments },
     };

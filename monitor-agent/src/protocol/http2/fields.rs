@@ -23,6 +23,13 @@ impl<T> Value<T> {
         }
     }
 
+    pub fn into_known(self) -> Option<T> {
+        match self {
+            Value::Known(v) => Some(v),
+            _ => None,
+        }
+    }
+
     fn set(&mut self, v: Option<T>) {
         if matches!(self, Value::Absent) {
             *self = match v {

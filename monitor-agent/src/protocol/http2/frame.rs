@@ -72,7 +72,7 @@ impl FrameHeader {
             DATA | HEADERS | CONTINUATION => s,
             PRIORITY => s && self.len == 5,
             RST_STREAM => s && self.len == 4,
-            SETTINGS => !s && self.len % 6 == 0 && !(self.has(FLAG_ACK) && self.len > 0),
+            SETTINGS => !s && self.len.is_multiple_of(6) && !(self.has(FLAG_ACK) && self.len > 0),
             PUSH_PROMISE => s && self.len >= 4,
             PING => !s && self.len == 8,
             GOAWAY => !s && self.len >= 8,

@@ -42,8 +42,9 @@ pub enum Start {
     /// After an `Upgrade: h2c` exchange: the client's preface is still to come, and the
     /// upgraded request is stream 1.
     Upgraded { client: usize },
-    /// Mid-life: frame boundaries and header tables are unknown.
-    Attached,
+    /// Mid-life: frame boundaries and header tables are unknown; which direction is the
+    /// client's is known when the kernel saw the connection being set up.
+    Attached { client: Option<usize> },
 }
 
 #[derive(Debug)]
@@ -114,16 +115,13 @@ impl Session {
             block: None,
         };
         match start {
+            // After an upgrade, too, the client starts with the preface and the server
+            // with its SETTINGS.
             Start::Fresh { client } | Start::Upgraded { client } => {
-                let mut dirs = [
+                let dirs = [
                     dir(Framer::at_start(client == EGRESS), true),
                     dir(Framer::at_start(client == INGRESS), true),
                 ];
-                if let Start::Upgraded { .. } = start {
-                    // The server's first frames follow the 101 at once; the client's
-                    // preface follows it too.
-                    dirs[1 - client].framer = Framer::at_start(false);
-                }
                 Session {
                     dirs,
                     client: Some(client),
@@ -131,12 +129,12 @@ impl Session {
                     stats: SessionStats::default(),
                 }
             }
-            Start::Attached => Session {
+            Start::Attached { client } => Session {
                 dirs: [
                     dir(Framer::unaligned(), false),
                     dir(Framer::unaligned(), false),
                 ],
-                client: None,
+                client,
                 streams: HashMap::new(),
                 stats: SessionStats::default(),
             },
@@ -264,12 +262,12 @@ struct Cx<'a> {
 
 impl Cx<'_> {
     /// Whether this direction is the client's; `None` until known.
-    fn from_client(&self) -> Option<bool> {
+    fn sent_by_client(&self) -> Option<bool> {
         self.client.map(|c| c == self.dir)
     }
 
     fn by(&self) -> &'static str {
-        match self.from_client() {
+        match self.sent_by_client() {
             Some(true) => "client",
             Some(false) => "server",
             None => "unknown",
@@ -302,7 +300,7 @@ impl Cx<'_> {
                 // Header blocks may have gone by: the table no longer matches.
                 decoder.lose_track();
                 *block = None;
-                if self.from_client() != Some(true) {
+                if self.sent_by_client() != Some(true) {
                     for s in self.streams.values_mut() {
                         s.lossy = true;
                     }
@@ -335,7 +333,7 @@ impl Cx<'_> {
         decoder.lose_track();
         *block = None;
         // A lost PUSH_PROMISE says nothing about the response of the stream it rode on.
-        if kind != PUSH_PROMISE && self.from_client() == Some(false) {
+        if kind != PUSH_PROMISE && self.sent_by_client() == Some(false) {
             // The response head (and perhaps its END_STREAM) is gone.
             if self.streams.remove(&stream).is_some() {
                 self.stats.dropped_requests += 1;
@@ -412,7 +410,7 @@ impl Cx<'_> {
             GOAWAY => {
                 let last = be32(payload) & 0x7fff_ffff;
                 let code = be32(&payload[4..]);
-                if self.from_client() == Some(false) {
+                if self.sent_by_client() == Some(false) {
                     // Client streams above `last` were never processed.
                     let mut refused: Vec<u32> = self
                         .streams
@@ -470,7 +468,7 @@ impl Cx<'_> {
             fields.hidden = true;
             fields.settle();
         }
-        if self.from_client() == Some(true) {
+        if self.sent_by_client() == Some(true) {
             self.request_headers(b, fields);
         } else {
             self.response_headers(b, fields);
@@ -484,7 +482,7 @@ impl Cx<'_> {
             s.request_end_ns = b.end_ns;
             return;
         }
-        if b.stream % 2 == 0 || !(f.request_pseudo || f.hidden) {
+        if b.stream.is_multiple_of(2) || !(f.request_pseudo || f.hidden) {
             // Not a request's first block (a finished stream's trailers, say).
             return;
         }
@@ -512,7 +510,7 @@ impl Cx<'_> {
     }
 
     fn response_headers(&mut self, b: Block, f: Fields) {
-        if b.stream % 2 == 0 {
+        if b.stream.is_multiple_of(2) {
             // A pushed stream's response: ignored, like the push itself.
             return;
         }
@@ -548,7 +546,7 @@ impl Cx<'_> {
 
     fn data(&mut self, head: FrameHeader, body: u32, ts_ns: u64, lost: bool) {
         debug_assert_eq!(head.kind, DATA);
-        let Some(from_client) = self.from_client() else {
+        let Some(from_client) = self.sent_by_client() else {
             return;
         };
         let Some(s) = self.streams.get_mut(&head.stream) else {
@@ -629,7 +627,7 @@ fn exchange(s: Stream, end_ns: u64, error: Option<StreamError>) -> Exchange {
         status: s.status == Value::Unknown || (!s.responded && error.is_none()),
         grpc_status: grpc && s.grpc_status == Value::Unknown,
     };
-    let path = s.path.known().cloned().unwrap_or_default();
+    let path = s.path.into_known().unwrap_or_default();
     let grpc = grpc.then(|| {
         let (service, method) = grpc_names(&path).unwrap_or(("", ""));
         Grpc {
@@ -645,10 +643,10 @@ fn exchange(s: Stream, end_ns: u64, error: Option<StreamError>) -> Exchange {
         } else {
             Protocol::Http2
         },
-        method: s.method.known().cloned().unwrap_or_default(),
+        method: s.method.into_known().unwrap_or_default(),
         target: path,
         version_minor: 0,
-        host: s.authority.known().cloned(),
+        host: s.authority.into_known(),
         status: s.status.known().copied().unwrap_or(0),
         request_start_ns: s.request_start_ns,
         request_end_ns: s.request_end_ns,

@@ -1477,7 +1477,7 @@ fn lost_request_header_block_makes_its_response_unmatched() {
 
 #[test]
 fn attached_session_reports_unknown_instead_of_guessing() {
-    let mut c = Conn::new(Start::Attached, EGRESS);
+    let mut c = Conn::new(Start::Attached { client: None }, EGRESS);
     assert_eq!(c.sess.client_direction(), None);
     // The capture starts inside frames: ignored.
     c.cl(&[b'a'; 20], 1);
@@ -1570,12 +1570,12 @@ fn attached_session_reports_unknown_instead_of_guessing() {
 #[test]
 fn attached_session_learns_the_client_from_a_status() {
     // The observed process is the server: its responses go EGRESS.
-    let mut c = Conn::new(Start::Attached, INGRESS);
+    let mut c = Conn::new(Start::Attached { client: None }, INGRESS);
     c.sv(&headers(7, ES, &status(200).0), 1);
     assert_eq!(c.sess.client_direction(), Some(INGRESS));
     assert_eq!(c.stats().unmatched_responses, 1);
     // Blocks that name nothing decide nothing: a fresh attached session ignores them.
-    let mut other = Conn::new(Start::Attached, EGRESS);
+    let mut other = Conn::new(Start::Attached { client: None }, EGRESS);
     other.cl(&headers(1, ES, &Hp::new().idx(62).idx(63).0), 1);
     assert_eq!(other.sess.client_direction(), None);
     // Requests and responses now pair up.
@@ -1588,9 +1588,54 @@ fn attached_session_learns_the_client_from_a_status() {
 }
 
 #[test]
+fn attached_session_with_a_known_client_direction() {
+    // The kernel saw the connection set up: the observed process is the server.
+    let mut c = Conn::new(
+        Start::Attached {
+            client: Some(INGRESS),
+        },
+        INGRESS,
+    );
+    assert_eq!(c.sess.client_direction(), Some(INGRESS));
+    // Data and resets before any request was seen go nowhere.
+    c.sv(&cat(&[&data(1, ES, b"late"), &rst(1, 8)]), 1);
+    // A request whose fields are all unseen table entries is still a call, with its
+    // fields unknown; the response's :status is static.
+    let req = headers(3, ES, &Hp::new().idx(62).idx(63).idx(64).0);
+    let resp = headers(3, ES, &status(500).0);
+    c.cl(&req, 10).sv(&resp, 11);
+    assert_eq!(
+        c.take(),
+        vec![Exchange {
+            host: None,
+            request_start_ns: 10,
+            request_end_ns: 10,
+            response_start_ns: 11,
+            response_end_ns: 11,
+            request_bytes: len(&req),
+            response_bytes: len(&resp),
+            unknown: Unknown {
+                method: true,
+                path: true,
+                authority: true,
+                ..Unknown::default()
+            },
+            ..x("", "", 500)
+        }]
+    );
+    assert_eq!(
+        c.stats(),
+        SessionStats {
+            resyncs: 2,
+            ..SessionStats::default()
+        }
+    );
+}
+
+#[test]
 fn attached_session_with_larger_frames_than_it_knows_never_misreports() {
     // The peers raised SETTINGS_MAX_FRAME_SIZE before the capture started.
-    let mut c = Conn::new(Start::Attached, EGRESS);
+    let mut c = Conn::new(Start::Attached { client: None }, EGRESS);
     let b1 = Hp::new().idx(2).idx(7).inc_idx(4, "/a").lit_idx(1, "h").0;
     c.cl(&headers(1, ES, &b1), 10)
         .sv(&headers(1, ES, &status(200).0), 11);
@@ -2621,15 +2666,16 @@ proptest! {
     fn partial_capture_never_reports_a_wrong_field(
         specs in proptest::collection::vec(spec(), 1..14),
         attached in any::<bool>(),
-        skip0 in 0usize..3000,
-        skip1 in 0usize..3000,
-        c0 in proptest::collection::vec(1usize..200, 1..16),
-        c1 in proptest::collection::vec(1usize..200, 1..16),
+        skip0 in 0usize..800,
+        skip1 in 0usize..800,
+        c0 in proptest::collection::vec(prop_oneof![1usize..40, 40usize..4000], 1..16),
+        c1 in proptest::collection::vec(prop_oneof![1usize..40, 40usize..4000], 1..16),
         gaps in proptest::collection::vec(proptest::bool::weighted(0.1), 1..40),
     ) {
         let conv = conversation(&specs);
         let (start, skip) = if attached {
-            (Start::Attached, [skip0, skip1])
+            let client = (skip0 % 2 == 0).then_some(EGRESS);
+            (Start::Attached { client }, [skip0, skip1])
         } else {
             (FRESH, [0, 0])
         };
@@ -2729,13 +2775,14 @@ const BUFFER_BOUND: usize = 2 * (2 * 256 * 1024 + 64 * 1024);
 proptest! {
     #[test]
     fn hostile_input_never_panics(
-        start in 0u8..4,
+        start in 0u8..5,
         ops in proptest::collection::vec(op(), 0..80),
     ) {
         let start = match start {
             0 => Start::Fresh { client: EGRESS },
             1 => Start::Fresh { client: INGRESS },
-            2 => Start::Attached,
+            2 => Start::Attached { client: None },
+            3 => Start::Attached { client: Some(INGRESS) },
             _ => Start::Upgraded { client: EGRESS },
         };
         let mut s = Session::new(start);
