@@ -220,8 +220,11 @@ async fn server(port: u16, delay: Duration) -> Result<(), String> {
         };
         let stats = stats.clone();
         tokio::spawn(async move {
-            if let Err(e) = serve_conn(sock, delay, stats).await {
-                eprintln!("h2peer server: connection from {peer}: {e}");
+            match serve_conn(sock, delay, stats).await {
+                // Readiness probes connect and close without a word.
+                Err(e) if e.contains("before reading preface") => {}
+                Err(e) => eprintln!("h2peer server: connection from {peer}: {e}"),
+                Ok(()) => {}
             }
         });
     }
