@@ -185,32 +185,22 @@ impl Session {
 
     /// One captured segment written in direction `dir`.
     pub fn on_data(&mut self, dir: usize, data: &[u8], ts_ns: u64, out: &mut Vec<Exchange>) {
-        let Session {
-            dirs,
-            client,
-            streams,
-            stats,
-        } = self;
-        let (mine, other) = split(dirs, dir);
-        let mut cx = Cx {
-            dir,
-            client,
-            streams,
-            stats,
-            out,
-            other,
-        };
-        let Direction {
-            framer,
-            decoder,
-            block,
-        } = mine;
-        framer.feed(data, ts_ns, &mut |ev| cx.event(ev, decoder, block));
+        self.drive(dir, out, |framer, sink| framer.feed(data, ts_ns, sink));
     }
 
     /// `len` octets written in direction `dir` were not captured.
     pub fn on_gap(&mut self, dir: usize, len: u64, ts_ns: u64, out: &mut Vec<Exchange>) {
         self.stats.gaps += 1;
+        self.drive(dir, out, |framer, sink| framer.gap(len, ts_ns, sink));
+    }
+
+    /// Runs one step of direction `dir`'s framer with its events applied to the session.
+    fn drive(
+        &mut self,
+        dir: usize,
+        out: &mut Vec<Exchange>,
+        step: impl FnOnce(&mut Framer, &mut dyn FnMut(Event<'_>)),
+    ) {
         let Session {
             dirs,
             client,
@@ -231,7 +221,7 @@ impl Session {
             decoder,
             block,
         } = mine;
-        framer.gap(len, ts_ns, &mut |ev| cx.event(ev, decoder, block));
+        step(framer, &mut |ev| cx.event(ev, decoder, block));
     }
 
     /// The connection closed: streams still waiting for their response end are dropped.
