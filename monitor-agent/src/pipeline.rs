@@ -86,14 +86,18 @@ pub fn spawn(
                             incomplete.push(rec);
                             continue;
                         }
-                        let routed = inv.route(
-                            rec.server.service.as_deref().unwrap_or(""),
-                            &rec.method,
-                            route_of(&rec.path),
-                            &rec.route,
-                        );
-                        if routed.route != rec.route {
-                            rec.route = routed.route;
+                        // gRPC methods are a declared, finite set: their paths are routes
+                        // as they are, never templated or merged.
+                        if rec.protocol != "grpc" {
+                            let routed = inv.route(
+                                rec.server.service.as_deref().unwrap_or(""),
+                                &rec.method,
+                                route_of(&rec.path),
+                                &rec.route,
+                            );
+                            if routed.route != rec.route {
+                                rec.route = routed.route;
+                            }
                         }
                         if let Some(out) = &p.output {
                             if out.send(rec.clone()).is_err() {

@@ -136,20 +136,60 @@ fn value(sample: &Value) -> f64 {
 }
 
 /// The dashboard as Grafana would send it with `service` = `users` selected.
-fn instantiate(expr: &str) -> String {
+/// The panel's query as Grafana would send it with the service variable set: `greeter`
+/// (the gRPC server) for the gRPC panels, `users` (the HTTP API) for the others.
+fn instantiate(title: &str, expr: &str) -> String {
+    let service = if title.starts_with("gRPC") {
+        "greeter"
+    } else {
+        "users"
+    };
     expr.replace("$__rate_interval", "1m")
-        .replace("$service", "users")
+        .replace("$service", service)
+}
+
+/// One round of gRPC calls: two OK, one NOT_FOUND, one INTERNAL, a stream.
+fn grpc_round(port: u16) {
+    let out = Command::new(env!("CARGO_BIN_EXE_grpcpeer"))
+        .args(["client", "--port", &port.to_string()])
+        .args([
+            "--ok",
+            "2",
+            "--missing",
+            "1",
+            "--boom",
+            "1",
+            "--stream",
+            "3",
+        ])
+        .output()
+        .expect("grpcpeer client");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
 fn every_dashboard_query_returns_data_on_a_real_prometheus() {
     let port = free_port();
     let _server = api_server(port);
+    let grpc_port = free_port();
+    let _grpc = Proc::spawn(
+        Command::new(env!("CARGO_BIN_EXE_grpcpeer"))
+            .args(["server", "--port", &grpc_port.to_string()])
+            .stdout(Stdio::null()),
+        "grpcpeer server",
+    );
+    wait_listening(SocketAddr::from(([127, 0, 0, 1], grpc_port)), "grpcpeer");
     let agent = Agent::start_with(&[
         "--spec",
         &format!("users={}", spec_path().display()),
         "--service",
         &format!("users=port:{port}"),
+        "--service",
+        &format!("greeter=port:{grpc_port}"),
     ]);
     let prom = Prometheus::start(agent.api);
     let up = prom.wait("up{job=\"monitor\"}", |r| value(&r[0]) == 1.0);
@@ -173,6 +213,7 @@ fn every_dashboard_query_returns_data_on_a_real_prometheus() {
         ]);
         curl(&[&format!("{base}/admin/debug")]);
         curl(&[&format!("{base}/legacy/report")]);
+        grpc_round(grpc_port);
         if round < 3 {
             std::thread::sleep(Duration::from_millis(1200));
         }
@@ -196,7 +237,7 @@ fn every_dashboard_query_returns_data_on_a_real_prometheus() {
     );
     let mut results = std::collections::BTreeMap::new();
     for (title, expr) in &exprs {
-        let q = instantiate(expr);
+        let q = instantiate(title, expr);
         let r = prom.query(&q);
         assert!(!r.is_empty(), "panel {title:?}: no data for {q}");
         results.insert(title.clone(), r);
@@ -238,6 +279,30 @@ fn every_dashboard_query_returns_data_on_a_real_prometheus() {
             "{status}: {undeclared:?}"
         );
     }
+    let grpc = &results["gRPC calls per second by method and status code"];
+    for code in ["0", "5", "13"] {
+        assert!(
+            grpc.iter()
+                .any(|s| s["metric"]["rpc_grpc_status_code"] == code
+                    && s["metric"]["http_route"] == "/demo.Greeter/SayHello"
+                    && value(s) > 0.0),
+            "grpc-status {code}: {grpc:?}"
+        );
+    }
+    let ratio = &results["gRPC error ratio by method"];
+    let by_method = |route: &str| {
+        ratio
+            .iter()
+            .find(|s| s["metric"]["http_route"] == route)
+            .map(value)
+            .unwrap_or_else(|| panic!("{route}: {ratio:?}"))
+    };
+    // Two of every four SayHello calls fail; every CountTo succeeds.
+    assert!(
+        (by_method("/demo.Greeter/SayHello") - 0.5).abs() < 1e-9,
+        "{ratio:?}"
+    );
+    assert_eq!(by_method("/demo.Greeter/CountTo"), 0.0, "{ratio:?}");
     // No policy is loaded in this test: the violation panels show zero, not "no data".
     assert_eq!(single("Policy violations in the last hour"), 0.0);
     let graph = &results["Who calls whom (calls per second, server side)"];

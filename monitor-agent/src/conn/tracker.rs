@@ -451,7 +451,12 @@ impl Recorder {
                 tls: conn.tls,
                 role,
                 method: x.method,
-                route: template(route_of(&path)),
+                // A gRPC path names a declared method, never an identifier.
+                route: if x.protocol == Protocol::Grpc {
+                    route_of(&path).to_owned()
+                } else {
+                    template(route_of(&path))
+                },
                 path,
                 status: x.status,
                 duration_us: x.response_end_ns.saturating_sub(x.request_start_ns) / 1000,

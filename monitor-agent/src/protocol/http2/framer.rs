@@ -109,7 +109,12 @@ impl Framer {
             if let Some(rest) = input.strip_prefix(PREFACE.as_slice()) {
                 input = rest;
             } else if !starts_with_frames(input, self.max_len) {
-                return;
+                // The last frames of a write the kernel cut: its tail ends on a frame
+                // boundary, so a chain of whole frames may end exactly where it does.
+                match frames_ending_at_end(input, self.max_len) {
+                    Some(start) => input = &input[start..],
+                    None => return,
+                }
             }
             self.state = State::Header { have: 0 };
             f(Event::Realigned);
@@ -317,22 +322,39 @@ impl Framer {
     }
 }
 
-/// Whether a segment starts at a frame boundary: its frame headers chain to exactly its
-/// end, or at least two of them chain and all are plausible. One header alone could be
-/// chance in a payload; a chain of them rarely is.
-fn starts_with_frames(seg: &[u8], max_len: u32) -> bool {
+/// Walks frame headers from `start`: where the chain ends and how many headers it has, or
+/// `None` when a header on the way is not plausible.
+fn chain(seg: &[u8], start: usize, max_len: u32) -> Option<(usize, usize)> {
     let max_len = max_len.max(DEFAULT_MAX_FRAME_LEN);
-    let mut pos = 0usize;
-    let mut seen = 0;
+    let (mut pos, mut seen) = (start, 0);
     while pos + HEADER_LEN <= seg.len() {
         let mut b = [0u8; HEADER_LEN];
         b.copy_from_slice(&seg[pos..pos + HEADER_LEN]);
         let head = FrameHeader::parse(&b);
         if !head.plausible(max_len) {
-            return false;
+            return None;
         }
         seen += 1;
         pos += HEADER_LEN + head.len as usize;
     }
-    seen > 0 && (pos == seg.len() || seen >= 2)
+    Some((pos, seen))
+}
+
+/// Whether a segment starts at a frame boundary: its frame headers chain to exactly its
+/// end, or at least two of them chain and all are plausible. One header alone could be
+/// chance in a payload; a chain of them rarely is.
+fn starts_with_frames(seg: &[u8], max_len: u32) -> bool {
+    chain(seg, 0, max_len).is_some_and(|(end, seen)| seen > 0 && (end == seg.len() || seen >= 2))
+}
+
+/// The first offset from which plausible frame headers chain to exactly the end of the
+/// segment. Only tried on segments of at most a few KiB while lost, so the quadratic
+/// worst case stays small.
+fn frames_ending_at_end(seg: &[u8], max_len: u32) -> Option<usize> {
+    const MAX_SCAN: usize = 8 * 1024;
+    if seg.len() > MAX_SCAN {
+        return None;
+    }
+    (1..seg.len().saturating_sub(HEADER_LEN - 1))
+        .find(|&start| chain(seg, start, max_len).is_some_and(|(end, _)| end == seg.len()))
 }

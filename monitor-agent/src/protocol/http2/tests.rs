@@ -2826,3 +2826,36 @@ proptest! {
         }
     }
 }
+
+/// A write larger than the kernel's 4 KiB capture arrives as its first 4096 octets, a gap
+/// and its last 512: the frames at the end of the tail are found from the end of the write.
+#[test]
+fn cut_write_realigns_on_the_frames_that_end_it() {
+    let mut c = Conn::open();
+    c.cl(&headers(1, ES, &get("/big")), 10);
+    // Frame boundaries fall inside the gap, so the framer loses them.
+    let write = cat(&[
+        &headers(1, 0, &status(200).0),
+        &data(1, 0, &[b'a'; 1500]),
+        &data(1, 0, &[b'b'; 1500]),
+        &data(1, 0, &[b'c'; 1500]),
+        &data(1, 0, &[b'd'; 1500]),
+        &data(1, ES, &[b'e'; 100]),
+    ]);
+    let (head, tail) = (&write[..4096], &write[write.len() - 512..]);
+    c.sv(head, 20)
+        .sv_gap((write.len() - 4096 - 512) as u64, 21)
+        .sv(tail, 21);
+    let out = c.take();
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert_eq!((out[0].target.as_str(), out[0].status), ("/big", 200));
+    assert!(out[0].response_truncated);
+    assert_eq!(out[0].response_end_ns, 21);
+    assert_eq!(c.stats().resyncs, 1);
+    // A tail that is all payload (no frame ends where it ends) does not realign.
+    let mut c = Conn::open();
+    c.cl(&headers(1, ES, &get("/big")), 10);
+    c.sv(head, 20).sv_gap(2000, 21).sv(&[b'z'; 512], 21);
+    assert!(c.take().is_empty());
+    assert_eq!(c.stats().resyncs, 0);
+}
