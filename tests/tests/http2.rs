@@ -101,7 +101,7 @@ fn h2_client_and_server_with_100_concurrent_streams() {
         port,
         &[
             "--paths",
-            "/status/404,/trailers,/reset,/status/503,/bytes/100000",
+            "/status/404,/trailers,/reset,/status/503,/bytes/3000",
             "--count",
             "5",
             "--method",
@@ -119,7 +119,7 @@ fn h2_client_and_server_with_100_concurrent_streams() {
         ("/status/404", 404),
         ("/trailers", 200),
         ("/status/503", 503),
-        ("/bytes/100000", 200),
+        ("/bytes/3000", 200),
     ] {
         let recs = more(path);
         assert_eq!(recs.len(), 2, "{path}: {recs:#?}");
@@ -130,8 +130,10 @@ fn h2_client_and_server_with_100_concurrent_streams() {
             assert!(r.pointer("/stream_error").is_none(), "{r}");
         }
     }
-    for r in more("/bytes/100000") {
-        assert_eq!(r.n("/response_body_bytes"), 100_000, "{r}");
+    // Bodies within the 4 KiB captured per syscall are counted exactly (larger ones: see
+    // `large_concurrent_bodies_lose_detail_never_truth`).
+    for r in more("/bytes/3000") {
+        assert_eq!(r.n("/response_body_bytes"), 3000, "{r}");
     }
     let reset = more("/reset");
     assert_eq!(reset.len(), 2, "{reset:#?}");
