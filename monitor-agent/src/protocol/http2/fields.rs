@@ -72,6 +72,17 @@ fn text(v: &[u8]) -> String {
 }
 
 impl Fields {
+    /// Whether a header's value matters to a call record: pseudo-headers, media types,
+    /// gRPC status, the host and credentials. Others need not even be decoded.
+    pub fn wants(name: &[u8]) -> bool {
+        name.first() == Some(&b':')
+            || matches!(
+                name,
+                b"content-type" | b"grpc-status" | b"grpc-message" | b"host" | b"authorization"
+            )
+            || crate::protocol::credentials::is_api_key_header(name)
+    }
+
     /// One decoded field; `None` parts refer to header table entries never seen.
     pub fn add(&mut self, name: Option<&[u8]>, value: Option<&[u8]>) {
         let Some(name) = name else {

@@ -434,7 +434,7 @@ impl Cx<'_> {
 
     fn header_block(&mut self, b: Block, fragment: &[u8], decoder: &mut Decoder) {
         let mut fields = Fields::default();
-        let decoded = decoder.decode(fragment, &mut |n, v| fields.add(n, v));
+        let decoded = decoder.decode_wanted(fragment, &Fields::wants, &mut |n, v| fields.add(n, v));
         if decoded.is_err() {
             self.stats.parse_errors += 1;
         }

@@ -213,7 +213,21 @@ impl Decoder {
         block: &[u8],
         f: &mut dyn FnMut(Option<&[u8]>, Option<&[u8]>),
     ) -> Result<(), HpackError> {
-        let r = self.decode_block(block, f);
+        self.decode_wanted(block, &|_| true, f)
+    }
+
+    /// Like `decode`, but literal fields that are not added to the table and whose (known)
+    /// name `wanted` rejects are skipped without decoding their value and without calling
+    /// `f`: most of a response's headers (`date`, `server`...) are Huffman-coded literals
+    /// nobody asked for. Their Huffman coding is then not checked either.
+    #[allow(clippy::type_complexity)]
+    pub fn decode_wanted(
+        &mut self,
+        block: &[u8],
+        wanted: &dyn Fn(&[u8]) -> bool,
+        f: &mut dyn FnMut(Option<&[u8]>, Option<&[u8]>),
+    ) -> Result<(), HpackError> {
+        let r = self.decode_block(block, wanted, f);
         if r.is_err() {
             self.lose_track();
         }
@@ -224,6 +238,7 @@ impl Decoder {
     fn decode_block(
         &mut self,
         block: &[u8],
+        wanted: &dyn Fn(&[u8]) -> bool,
         f: &mut dyn FnMut(Option<&[u8]>, Option<&[u8]>),
     ) -> Result<(), HpackError> {
         let mut pos = 0;
@@ -252,9 +267,13 @@ impl Decoder {
                 } else {
                     self.table.name(index, self.complete)?
                 };
+                fields_seen = true;
+                if !indexing && name.is_some_and(|n| !wanted(n)) {
+                    skip_string(block, &mut pos)?;
+                    continue;
+                }
                 let value = read_string(block, &mut pos, &mut self.value_buf)?;
                 f(name, Some(value));
-                fields_seen = true;
                 if indexing {
                     let entry = Entry::new(name, value);
                     self.insert(entry);
@@ -338,6 +357,22 @@ fn read_int(block: &[u8], pos: &mut usize, n: u8) -> Result<usize, HpackError> {
 /// Reads a §5.2 string literal: borrowed from `block` when raw, decoded into
 /// `buf` when Huffman-coded.
 #[inline]
+/// Steps over a string literal without decoding it.
+fn skip_string(block: &[u8], pos: &mut usize) -> Result<(), HpackError> {
+    if block.get(*pos).is_none() {
+        return Err(HpackError::Truncated);
+    }
+    let len = read_int(block, pos, 7)?;
+    if len > MAX_STRING_LEN {
+        return Err(HpackError::StringTooLong { len });
+    }
+    if block.len() < *pos + len {
+        return Err(HpackError::Truncated);
+    }
+    *pos += len;
+    Ok(())
+}
+
 fn read_string<'a>(
     block: &'a [u8],
     pos: &mut usize,

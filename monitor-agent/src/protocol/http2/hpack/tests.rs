@@ -995,3 +995,30 @@ proptest! {
         check_partial(&mut d, &story[skip + 1..])?;
     }
 }
+
+/// Unwanted literals that are not indexed are stepped over: not decoded, not reported,
+/// and their (here broken) Huffman coding is not checked.
+#[test]
+fn unwanted_literals_are_skipped_undecoded() {
+    // `date: <Huffman with bad padding>` without indexing, then `:status 200` (index 8).
+    let block = [0x00, 0x04, b'd', b'a', b't', b'e', 0x81, 0x00, 0x88];
+    let mut seen = Vec::new();
+    let mut d = Decoder::new();
+    d.decode_wanted(&block, &|n| n.starts_with(b":"), &mut |n, v| {
+        seen.push((n.map(<[u8]>::to_vec), v.map(<[u8]>::to_vec)));
+    })
+    .unwrap();
+    assert_eq!(seen, vec![(Some(b":status".to_vec()), Some(b"200".to_vec()))]);
+    assert!(d.is_exact());
+    // Wanted, the same field is decoded and its bad padding is an error.
+    let mut d = Decoder::new();
+    assert_eq!(
+        d.decode_wanted(&block, &|_| true, &mut |_, _| {}),
+        Err(HpackError::HuffmanPadding)
+    );
+    // A field added to the table is always decoded, wanted or not.
+    let indexed = [0x40, 0x01, b'x', 0x01, b'y'];
+    let mut d = Decoder::new();
+    d.decode_wanted(&indexed, &|_| false, &mut |_, _| {}).unwrap();
+    assert_eq!(d.table_len(), 1);
+}
