@@ -162,7 +162,6 @@ const PEERS: &[(&str, &str)] = &[
     ("go", "golang-go"),
     ("prometheus", "prometheus"),
     ("h2load", "nghttp2-client"),
-    ("nghttpd", "nghttp2-server"),
 ];
 
 fn test_peers() -> Result<()> {
