@@ -137,16 +137,14 @@ impl Node {
     }
 
     fn child(&mut self, seg: &str) -> &mut Node {
-        // Looked up before inserting: the common case (a known segment) allocates nothing.
-        if !self.children.contains_key(seg) {
+        // One lookup; the key is allocated only when the segment is new.
+        let literals = &mut self.literals;
+        self.children.entry_ref(seg).or_insert_with(|| {
             if !is_placeholder(seg) {
-                self.literals += 1;
+                *literals += 1;
             }
-            self.children.insert(seg.to_string(), Node::default());
-        }
-        self.children
-            .get_mut(seg)
-            .expect("present or just inserted")
+            Node::default()
+        })
     }
 
     /// Folds every literal child into the `{param}` child.
@@ -199,10 +197,7 @@ impl Cardinality {
         if self.limit == 0 {
             return route.to_string();
         }
-        if !self.services.contains_key(service) {
-            self.services.insert(service.to_string(), Node::default());
-        }
-        let mut node = self.services.get_mut(service).expect("inserted above");
+        let mut node = self.services.entry_ref(service).or_default();
         let mut out: Vec<&str> = Vec::new();
         for seg in route.split('/') {
             let mut seg = if node.variable && !is_placeholder(seg) {

@@ -6,7 +6,7 @@
 //! until a header block with `:method` or `:status` goes by, and HPACK state is per
 //! direction either way.
 
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 use super::{
     fields::{Fields, Value},

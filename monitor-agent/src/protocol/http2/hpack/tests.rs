@@ -1008,7 +1008,10 @@ fn unwanted_literals_are_skipped_undecoded() {
         seen.push((n.map(<[u8]>::to_vec), v.map(<[u8]>::to_vec)));
     })
     .unwrap();
-    assert_eq!(seen, vec![(Some(b":status".to_vec()), Some(b"200".to_vec()))]);
+    assert_eq!(
+        seen,
+        vec![(Some(b":status".to_vec()), Some(b"200".to_vec()))]
+    );
     assert!(d.is_exact());
     // Wanted, the same field is decoded and its bad padding is an error.
     let mut d = Decoder::new();
@@ -1019,6 +1022,7 @@ fn unwanted_literals_are_skipped_undecoded() {
     // A field added to the table is always decoded, wanted or not.
     let indexed = [0x40, 0x01, b'x', 0x01, b'y'];
     let mut d = Decoder::new();
-    d.decode_wanted(&indexed, &|_| false, &mut |_, _| {}).unwrap();
+    d.decode_wanted(&indexed, &|_| false, &mut |_, _| {})
+        .unwrap();
     assert_eq!(d.table_len(), 1);
 }
