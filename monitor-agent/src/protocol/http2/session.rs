@@ -66,6 +66,25 @@ struct Block {
     ts_ns: u64,
     /// When its last frame (END_HEADERS) was seen.
     end_ns: u64,
+    /// Part of the block was lost: its remaining CONTINUATION frames are passed over, not
+    /// decoded and not counted as errors.
+    lost: bool,
+}
+
+impl Block {
+    /// What is left of a block whose frame was lost before END_HEADERS.
+    fn lost(stream: u32, kind: u8) -> Block {
+        Block {
+            stream,
+            kind,
+            end_stream: false,
+            fragment: Vec::new(),
+            wire_bytes: 0,
+            ts_ns: 0,
+            end_ns: 0,
+            lost: true,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -290,8 +309,12 @@ impl Cx<'_> {
                 // Header blocks may have gone by: the table no longer matches.
                 decoder.lose_track();
                 *block = None;
-                if self.sent_by_client() != Some(true) {
-                    for s in self.streams.values_mut() {
+                // Whatever the lost bytes carried for open streams is missing from them.
+                let from_client = self.sent_by_client();
+                for s in self.streams.values_mut() {
+                    if from_client == Some(true) {
+                        s.request_lossy = true;
+                    } else {
                         s.lossy = true;
                     }
                 }
@@ -308,6 +331,9 @@ impl Cx<'_> {
         };
         if matches!(head.kind, HEADERS | CONTINUATION | PUSH_PROMISE) {
             self.block_lost(head.stream, kind, decoder, block);
+            if !head.has(FLAG_END_HEADERS) {
+                *block = Some(Block::lost(head.stream, kind));
+            }
         }
     }
 
@@ -363,6 +389,7 @@ impl Cx<'_> {
                     wire_bytes: wire,
                     ts_ns,
                     end_ns: ts_ns,
+                    lost: false,
                 };
                 if head.has(FLAG_END_HEADERS) {
                     self.header_block(b, fragment, decoder);
@@ -378,9 +405,18 @@ impl Cx<'_> {
                     self.stats.parse_errors += 1;
                     return;
                 };
+                if b.lost {
+                    if !head.has(FLAG_END_HEADERS) {
+                        *block = Some(b);
+                    }
+                    return;
+                }
                 if b.fragment.len() + payload.len() > MAX_BLOCK {
                     self.stats.parse_errors += 1;
                     self.block_lost(b.stream, b.kind, decoder, block);
+                    if !head.has(FLAG_END_HEADERS) {
+                        *block = Some(Block::lost(b.stream, b.kind));
+                    }
                     return;
                 }
                 b.fragment.extend_from_slice(payload);

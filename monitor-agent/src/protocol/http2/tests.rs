@@ -2859,3 +2859,47 @@ fn cut_write_realigns_on_the_frames_that_end_it() {
     assert!(c.take().is_empty());
     assert_eq!(c.stats().resyncs, 0);
 }
+
+/// A header block cut by a gap is loss, not garbage: its CONTINUATION frames are passed
+/// over without parse errors, and the stream's call is dropped, not guessed.
+#[test]
+fn continuations_of_a_lost_block_are_loss_not_errors() {
+    let mut c = Conn::open();
+    c.cl(&headers(1, ES, &get("/one")), 10);
+    // The response block starts in a HEADERS without END_HEADERS, partly lost to a gap.
+    let block = Hp::new().idx(8).lit("x-long", &"v".repeat(40)).0;
+    let (first, rest) = block.split_at(10);
+    let start = frame(HEADERS, 0, 1, first);
+    c.sv(&start[..12], 20).sv_gap((start.len() - 12) as u64, 21);
+    c.sv(&frame(CONTINUATION, 0, 1, &rest[..5]), 22);
+    c.sv(&frame(CONTINUATION, EH, 1, &rest[5..]), 23);
+    c.sv(&data(1, ES, b"ok"), 24);
+    assert!(c.take().is_empty(), "the call lost its status");
+    let stats = c.stats();
+    assert_eq!(stats.parse_errors, 0, "{stats:?}");
+    assert_eq!(stats.dropped_requests, 1, "{stats:?}");
+    // The next call decodes (static and literal fields only).
+    c.cl(&headers(3, ES, &get("/three")), 30);
+    c.sv(&headers(3, ES, &status(204).0), 31);
+    let out = c.take();
+    assert_eq!(out.len(), 1);
+    assert_eq!((out[0].target.as_str(), out[0].status), ("/three", 204));
+}
+
+/// Bytes lost from the client's side while a request body was on its way mark that
+/// request truncated.
+#[test]
+fn client_side_loss_marks_open_requests_truncated() {
+    let mut c = Conn::open();
+    c.cl(&headers(1, 0, &post("/upload", "application/json")), 10);
+    let body = data(1, 0, &[b'x'; 100]);
+    c.cl(&body[..20], 11);
+    // The rest of this DATA frame and the header of the next are gone.
+    c.cl_gap(200, 12);
+    c.sv(&headers(1, 0, &status(200).0), 20)
+        .sv(&data(1, ES, b"done"), 21);
+    let out = c.take();
+    assert_eq!(out.len(), 1, "{out:#?}");
+    assert!(out[0].request_truncated, "{:#?}", out[0]);
+    assert!(!out[0].response_truncated, "{:#?}", out[0]);
+}
