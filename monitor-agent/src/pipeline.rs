@@ -18,6 +18,7 @@ use crate::{
     enforcement::Enforcement,
     inventory::{pairing::Pairing, Inventory},
     metrics::{traffic::TrafficRecorder, Metrics},
+    protocol::exchange::Protocol,
     record::CallRecord,
     redact::route_of,
     violations::Violations,
@@ -74,21 +75,12 @@ pub fn spawn(
                         return;
                     };
                     for mut rec in batch.drain(..) {
-                        if !rec.complete() {
-                            // Joined an HTTP/2 connection mid-life and could not decode
-                            // its method, path or status: shown, never filed or judged.
-                            p.metrics.incomplete_calls.inc();
-                            if let Some(out) = &p.output {
-                                if out.send(rec.clone()).is_err() {
-                                    p.metrics.records_dropped.inc();
-                                }
-                            }
-                            incomplete.push(rec);
-                            continue;
-                        }
+                        // A call whose method, path or status could not be decoded (an
+                        // HTTP/2 connection joined mid-life) is shown, never filed or judged.
+                        let complete = rec.complete();
                         // gRPC methods are a declared, finite set: their paths are routes
                         // as they are, never templated or merged.
-                        if rec.protocol != "grpc" {
+                        if complete && rec.protocol != Protocol::Grpc.as_str() {
                             let routed = inv.route(
                                 rec.server.service.as_deref().unwrap_or(""),
                                 &rec.method,
@@ -104,7 +96,12 @@ pub fn spawn(
                                 p.metrics.records_dropped.inc();
                             }
                         }
-                        pairing.push(rec, now, &mut counted);
+                        if complete {
+                            pairing.push(rec, now, &mut counted);
+                        } else {
+                            p.metrics.incomplete_calls.inc();
+                            incomplete.push(rec);
+                        }
                     }
                     if closed || stop.load(Ordering::Relaxed) {
                         pairing.flush(&mut counted);

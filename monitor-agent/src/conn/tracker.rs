@@ -144,11 +144,29 @@ fn role_from(what: Sniff, wrote: bool) -> Option<Role> {
     }
 }
 
+/// The HTTP/2 session's index for a kernel direction (also the index of `Conn::expected`).
 fn h2_dir(direction: u8) -> usize {
     if direction == DIR_EGRESS {
         http2::EGRESS
     } else {
         http2::INGRESS
+    }
+}
+
+/// The direction requests travel in, seen from a process with `role`.
+fn client_dir(role: Role) -> usize {
+    match role {
+        Role::Client => http2::EGRESS,
+        Role::Server => http2::INGRESS,
+    }
+}
+
+/// The observed process's role when requests travel in direction `client`.
+fn role_of(client: usize) -> Role {
+    if client == http2::EGRESS {
+        Role::Client
+    } else {
+        Role::Server
     }
 }
 
@@ -256,7 +274,7 @@ impl ConnTracker {
         });
         conn.tls |= h.flags & FLAG_TLS != 0;
         conn.last_seen_ns = h.ts_ns;
-        let dir = if h.direction == DIR_EGRESS { 0 } else { 1 };
+        let dir = h2_dir(h.direction);
         if h.kind == KIND_DATA {
             if let Parser::Undecided { segments } = &mut conn.parser {
                 *segments += 1;
@@ -281,24 +299,17 @@ impl ConnTracker {
         match &mut conn.parser {
             Parser::Undecided { .. } | Parser::Other => return,
             Parser::Http2(s) => {
-                let d = h2_dir(h.direction);
                 if gap > 0 {
-                    s.on_gap(d, gap, h.ts_ns, &mut exchanges);
+                    s.on_gap(dir, gap, h.ts_ns, &mut exchanges);
                 }
                 if !data.is_empty() {
-                    s.on_data(d, data, h.ts_ns, &mut exchanges);
+                    s.on_data(dir, data, h.ts_ns, &mut exchanges);
                 }
                 if missing > 0 {
-                    s.on_gap(d, missing, h.ts_ns, &mut exchanges);
+                    s.on_gap(dir, missing, h.ts_ns, &mut exchanges);
                 }
                 if conn.role.is_none() {
-                    conn.role = s.client_direction().map(|c| {
-                        if c == http2::EGRESS {
-                            Role::Client
-                        } else {
-                            Role::Server
-                        }
-                    });
+                    conn.role = s.client_direction().map(role_of);
                 }
             }
             Parser::Http1(s) => {
@@ -344,10 +355,7 @@ fn decide(conn: &mut Conn, direction: u8, offset: u64, data: &[u8], segments: u8
         }
         (Sniff::Http2Frame, Some(role)) => {
             Parser::Http2(Box::new(http2::Session::new(http2::Start::Fresh {
-                client: match role {
-                    Role::Client => http2::EGRESS,
-                    Role::Server => http2::INGRESS,
-                },
+                client: client_dir(role),
             })))
         }
         (Sniff::Http1Request | Sniff::Http1Response, _) => {
@@ -356,10 +364,7 @@ fn decide(conn: &mut Conn, direction: u8, offset: u64, data: &[u8], segments: u8
         // Frames in mid-stream: a connection that was open before us.
         (Sniff::Http2Frame, None) => {
             Parser::Http2(Box::new(http2::Session::new(http2::Start::Attached {
-                client: conn.role.map(|r| match r {
-                    Role::Client => http2::EGRESS,
-                    Role::Server => http2::INGRESS,
-                }),
+                client: conn.role.map(client_dir),
             })))
         }
         // The kernel only sends a socket's bytes once they looked like HTTP, so an
@@ -391,11 +396,9 @@ fn switch_protocol(
         return;
     };
     let x = exchanges.remove(i);
-    let client = match role {
-        Role::Client => http2::EGRESS,
-        Role::Server => http2::INGRESS,
-    };
-    let mut h2 = http2::Session::new(http2::Start::Upgraded { client });
+    let mut h2 = http2::Session::new(http2::Start::Upgraded {
+        client: client_dir(role),
+    });
     h2.upgraded_request(&x);
     if !rest.is_empty() {
         h2.on_data(h2_dir(direction), &rest, ts_ns, exchanges);

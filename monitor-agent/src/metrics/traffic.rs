@@ -25,6 +25,7 @@ use prometheus_client::{
 
 use crate::{
     inventory::SpecStatus,
+    protocol::exchange::Protocol,
     record::{CallRecord, Role},
 };
 
@@ -347,8 +348,12 @@ impl TrafficRecorder {
                 http_route: route.to_string(),
                 http_response_status_code: c.status.to_string(),
                 network_protocol_name: "http".to_string(),
-                network_protocol_version: if c.protocol == "http/1.1" { "1.1" } else { "2" }
-                    .to_string(),
+                network_protocol_version: if c.protocol == Protocol::Http1.as_str() {
+                    "1.1"
+                } else {
+                    "2"
+                }
+                .to_string(),
                 rpc_grpc_status_code: key.grpc.map(|g| g.to_string()).unwrap_or_default(),
             };
             let h = Handles {

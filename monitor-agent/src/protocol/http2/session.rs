@@ -473,6 +473,8 @@ impl Cx<'_> {
         let decoded = decoder.decode_wanted(fragment, &Fields::wants, &mut |n, v| fields.add(n, v));
         if decoded.is_err() {
             self.stats.parse_errors += 1;
+            // The rest of the block could have held any field.
+            fields.hidden = true;
         }
         fields.settle();
         if b.kind == PUSH_PROMISE {
@@ -489,10 +491,6 @@ impl Cx<'_> {
             } else {
                 return;
             }
-        }
-        if decoded.is_err() {
-            fields.hidden = true;
-            fields.settle();
         }
         if self.sent_by_client() == Some(true) {
             self.request_headers(b, fields);
