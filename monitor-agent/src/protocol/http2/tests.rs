@@ -2,7 +2,7 @@
 //! exact calls and counters that come out; property tests for arbitrary segmentation,
 //! capture gaps, mid-connection attach and hostile input.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 
 use proptest::prelude::*;
 
@@ -11,6 +11,7 @@ use super::frame::{
     GOAWAY, HEADERS, PING, PREFACE, PRIORITY, PUSH_PROMISE, RST_STREAM, SETTINGS,
     SETTINGS_HEADER_TABLE_SIZE, SETTINGS_MAX_FRAME_SIZE, WINDOW_UPDATE,
 };
+use super::hpack::tests::{enc_int, enc_str, Encoder, Mode};
 use super::{grpc_names, Session, Start, EGRESS, INGRESS};
 use crate::protocol::exchange::{Exchange, Grpc, Protocol, StreamError, Unknown};
 use crate::protocol::http1::SessionStats;
@@ -115,28 +116,6 @@ fn len(b: &[u8]) -> u64 {
 // HPACK, encoded by hand (RFC 7541)
 // ---------------------------------------------------------------------------
 
-/// Section 5.1 integer with an `n`-bit prefix.
-fn int(out: &mut Vec<u8>, n: u32, flags: u8, v: usize) {
-    let max = (1usize << n) - 1;
-    if v < max {
-        out.push(flags | v as u8);
-        return;
-    }
-    out.push(flags | max as u8);
-    let mut rest = v - max;
-    while rest >= 128 {
-        out.push(0x80 | (rest & 0x7f) as u8);
-        rest >>= 7;
-    }
-    out.push(rest as u8);
-}
-
-/// Section 5.2 string literal, not Huffman-coded.
-fn string(out: &mut Vec<u8>, s: &[u8]) {
-    int(out, 7, 0, s.len());
-    out.extend_from_slice(s);
-}
-
 /// A header block built field by field.
 #[derive(Clone, Debug, Default)]
 struct Hp(Vec<u8>);
@@ -148,50 +127,50 @@ impl Hp {
 
     /// Indexed field (6.1): static 1..=61, dynamic from 62.
     fn idx(mut self, i: usize) -> Hp {
-        int(&mut self.0, 7, 0x80, i);
+        enc_int(&mut self.0, 7, 0x80, i);
         self
     }
 
     /// Literal with incremental indexing and a literal name (6.2.1).
     fn inc(mut self, name: &str, value: &str) -> Hp {
         self.0.push(0x40);
-        string(&mut self.0, name.as_bytes());
-        string(&mut self.0, value.as_bytes());
+        enc_str(&mut self.0, name.as_bytes(), false);
+        enc_str(&mut self.0, value.as_bytes(), false);
         self
     }
 
     /// Literal with incremental indexing and an indexed name (6.2.1).
     fn inc_idx(mut self, name: usize, value: &str) -> Hp {
-        int(&mut self.0, 6, 0x40, name);
-        string(&mut self.0, value.as_bytes());
+        enc_int(&mut self.0, 6, 0x40, name);
+        enc_str(&mut self.0, value.as_bytes(), false);
         self
     }
 
     /// Literal without indexing and a literal name (6.2.2).
     fn lit(mut self, name: &str, value: &str) -> Hp {
         self.0.push(0);
-        string(&mut self.0, name.as_bytes());
-        string(&mut self.0, value.as_bytes());
+        enc_str(&mut self.0, name.as_bytes(), false);
+        enc_str(&mut self.0, value.as_bytes(), false);
         self
     }
 
     /// Literal without indexing and an indexed name (6.2.2).
     fn lit_idx(mut self, name: usize, value: &str) -> Hp {
-        int(&mut self.0, 4, 0, name);
-        string(&mut self.0, value.as_bytes());
+        enc_int(&mut self.0, 4, 0, name);
+        enc_str(&mut self.0, value.as_bytes(), false);
         self
     }
 
     /// Literal never indexed and an indexed name (6.2.3).
     fn never_idx(mut self, name: usize, value: &str) -> Hp {
-        int(&mut self.0, 4, 0x10, name);
-        string(&mut self.0, value.as_bytes());
+        enc_int(&mut self.0, 4, 0x10, name);
+        enc_str(&mut self.0, value.as_bytes(), false);
         self
     }
 
     /// Dynamic table size update (6.3).
     fn size(mut self, n: usize) -> Hp {
-        int(&mut self.0, 5, 0x20, n);
+        enc_int(&mut self.0, 5, 0x20, n);
         self
     }
 
@@ -2169,172 +2148,24 @@ proptest! {
 // Generated conversations with a real HPACK encoder
 // ---------------------------------------------------------------------------
 
-const STATIC: [(&str, &str); 61] = [
-    (":authority", ""),
-    (":method", "GET"),
-    (":method", "POST"),
-    (":path", "/"),
-    (":path", "/index.html"),
-    (":scheme", "http"),
-    (":scheme", "https"),
-    (":status", "200"),
-    (":status", "204"),
-    (":status", "206"),
-    (":status", "304"),
-    (":status", "400"),
-    (":status", "404"),
-    (":status", "500"),
-    ("accept-charset", ""),
-    ("accept-encoding", "gzip, deflate"),
-    ("accept-language", ""),
-    ("accept-ranges", ""),
-    ("accept", ""),
-    ("access-control-allow-origin", ""),
-    ("age", ""),
-    ("allow", ""),
-    ("authorization", ""),
-    ("cache-control", ""),
-    ("content-disposition", ""),
-    ("content-encoding", ""),
-    ("content-language", ""),
-    ("content-length", ""),
-    ("content-location", ""),
-    ("content-range", ""),
-    ("content-type", ""),
-    ("cookie", ""),
-    ("date", ""),
-    ("etag", ""),
-    ("expect", ""),
-    ("expires", ""),
-    ("from", ""),
-    ("host", ""),
-    ("if-match", ""),
-    ("if-modified-since", ""),
-    ("if-none-match", ""),
-    ("if-range", ""),
-    ("if-unmodified-since", ""),
-    ("last-modified", ""),
-    ("link", ""),
-    ("location", ""),
-    ("max-forwards", ""),
-    ("proxy-authenticate", ""),
-    ("proxy-authorization", ""),
-    ("range", ""),
-    ("referer", ""),
-    ("refresh", ""),
-    ("retry-after", ""),
-    ("server", ""),
-    ("set-cookie", ""),
-    ("strict-transport-security", ""),
-    ("transfer-encoding", ""),
-    ("user-agent", ""),
-    ("vary", ""),
-    ("via", ""),
-    ("www-authenticate", ""),
+const MODES: [Mode; 4] = [
+    Mode::Best,
+    Mode::WithIndexing,
+    Mode::WithoutIndexing,
+    Mode::NeverIndexed,
 ];
 
-#[derive(Clone, Copy, Debug)]
-enum Rep {
-    /// Indexed when the whole field is in a table, else a literal with indexing.
-    Indexed,
-    Incremental,
-    Without,
-    Never,
-}
-
-const REPS: [Rep; 4] = [Rep::Indexed, Rep::Incremental, Rep::Without, Rep::Never];
-
-/// An HPACK encoder with a dynamic table (RFC 7541 sections 2.3, 4 and 6).
-#[derive(Debug)]
-struct Enc {
-    table: VecDeque<(String, String)>,
-    size: usize,
-    max: usize,
-}
-
-impl Enc {
-    fn new() -> Enc {
-        Enc {
-            table: VecDeque::new(),
-            size: 0,
-            max: 4096,
+/// Table size updates at the start of a block, by `choice`.
+fn maybe_update(enc: &mut Encoder, out: &mut Vec<u8>, choice: u8) {
+    match choice {
+        1 => enc.size_update(out, 256),
+        2 => {
+            enc.size_update(out, 0);
+            enc.size_update(out, 4096);
         }
-    }
-
-    /// (index of the whole field, index of the first entry with this name).
-    fn lookup(&self, name: &str, value: &str) -> (Option<usize>, Option<usize>) {
-        let all = STATIC
-            .iter()
-            .copied()
-            .chain(self.table.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-        let mut name_at = None;
-        for (i, (n, v)) in all.enumerate() {
-            if n == name {
-                if v == value {
-                    return (Some(i + 1), Some(i + 1));
-                }
-                name_at.get_or_insert(i + 1);
-            }
-        }
-        (None, name_at)
-    }
-
-    fn evict(&mut self, room: usize) {
-        while self.size + room > self.max {
-            let Some((n, v)) = self.table.pop_back() else {
-                break;
-            };
-            self.size -= n.len() + v.len() + 32;
-        }
-    }
-
-    fn size_update(&mut self, out: &mut Vec<u8>, max: usize) {
-        self.max = max;
-        self.evict(0);
-        int(out, 5, 0x20, max);
-    }
-
-    fn field(&mut self, out: &mut Vec<u8>, name: &str, value: &str, rep: Rep) {
-        let (full, name_at) = self.lookup(name, value);
-        if let (Rep::Indexed, Some(i)) = (rep, full) {
-            int(out, 7, 0x80, i);
-            return;
-        }
-        let (prefix, flags) = match rep {
-            Rep::Indexed | Rep::Incremental => (6, 0x40),
-            Rep::Without => (4, 0),
-            Rep::Never => (4, 0x10),
-        };
-        int(out, prefix, flags, name_at.unwrap_or(0));
-        if name_at.is_none() {
-            string(out, name.as_bytes());
-        }
-        string(out, value.as_bytes());
-        if flags == 0x40 {
-            let size = name.len() + value.len() + 32;
-            if size > self.max {
-                self.table.clear();
-                self.size = 0;
-            } else {
-                self.evict(size);
-                self.table.push_front((name.into(), value.into()));
-                self.size += size;
-            }
-        }
-    }
-
-    /// Table size updates at the start of a block, by `choice`.
-    fn maybe_update(&mut self, out: &mut Vec<u8>, choice: u8) {
-        match choice {
-            1 => self.size_update(out, 256),
-            2 => {
-                self.size_update(out, 0);
-                self.size_update(out, 4096);
-            }
-            3 => self.size_update(out, 4096),
-            4 => self.size_update(out, 100),
-            _ => {}
-        }
+        3 => enc.size_update(out, 4096),
+        4 => enc.size_update(out, 100),
+        _ => {}
     }
 }
 
@@ -2358,9 +2189,9 @@ struct Spec {
     status: usize,
     /// Small, so values repeat and get indexed.
     tag: u8,
-    /// How each of the ten fields is represented (index into `REPS`).
+    /// How each of the ten fields is represented (index into `MODES`).
     reps: Vec<u8>,
-    /// Table size update choice (`Enc::maybe_update`).
+    /// Table size update choice (`maybe_update`).
     update: u8,
     req_frames: usize,
     resp_frames: usize,
@@ -2451,7 +2282,7 @@ fn block_frames(stream: u32, flags: u8, block: &[u8], parts: usize) -> Vec<Vec<u
 }
 
 fn conversation(specs: &[Spec]) -> Conv {
-    let (mut client, mut server) = (Enc::new(), Enc::new());
+    let (mut client, mut server) = (Encoder::new(), Encoder::new());
     let mut frames: Vec<(usize, Vec<u8>)> = vec![
         (0, cat(&[PREFACE, &settings(&[])])),
         (1, cat(&[&settings(&[]), &settings_ack()])),
@@ -2471,7 +2302,7 @@ fn conversation(specs: &[Spec]) -> Conv {
         };
         let tag = format!("t{}", s.tag);
         let mut block = Vec::new();
-        client.maybe_update(&mut block, s.update);
+        maybe_update(&mut client, &mut block, s.update);
         let fields = [
             (":method", t.method),
             (":scheme", "https"),
@@ -2481,7 +2312,13 @@ fn conversation(specs: &[Spec]) -> Conv {
             ("x-tag", tag.as_str()),
         ];
         for (k, (n, v)) in fields.into_iter().enumerate() {
-            client.field(&mut block, n, v, REPS[s.reps[k] as usize]);
+            client.field(
+                &mut block,
+                n.as_bytes(),
+                v.as_bytes(),
+                MODES[s.reps[k] as usize],
+                false,
+            );
         }
         let end = if s.req_body == 0 { ES } else { 0 };
         first_frames.push(frames.len());
@@ -2495,7 +2332,7 @@ fn conversation(specs: &[Spec]) -> Conv {
 
         let mut resp = Vec::new();
         let mut block = Vec::new();
-        server.maybe_update(&mut block, (s.update + s.tag) % 10);
+        maybe_update(&mut server, &mut block, (s.update + s.tag) % 10);
         let code = t.status.to_string();
         let ct = if s.tag % 2 == 0 {
             "text/plain"
@@ -2509,7 +2346,13 @@ fn conversation(specs: &[Spec]) -> Conv {
             ("x-tag", tag.as_str()),
         ];
         for (k, (n, v)) in fields.into_iter().enumerate() {
-            server.field(&mut block, n, v, REPS[s.reps[6 + k] as usize]);
+            server.field(
+                &mut block,
+                n.as_bytes(),
+                v.as_bytes(),
+                MODES[s.reps[6 + k] as usize],
+                false,
+            );
         }
         for f in block_frames(id, 0, &block, s.resp_frames) {
             resp.push((1, f));
@@ -2523,7 +2366,13 @@ fn conversation(specs: &[Spec]) -> Conv {
         if s.trailers {
             resp.push((1, data(id, 0, &body)));
             let mut block = Vec::new();
-            server.field(&mut block, "x-trailer", &tag, REPS[s.reps[9] as usize]);
+            server.field(
+                &mut block,
+                b"x-trailer",
+                tag.as_bytes(),
+                MODES[s.reps[9] as usize],
+                false,
+            );
             resp.push((1, headers(id, ES, &block)));
         } else {
             resp.push((1, data(id, ES, &body)));

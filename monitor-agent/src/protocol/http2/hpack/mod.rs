@@ -67,7 +67,7 @@ mod huffman;
 mod table;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use table::{DynTable, Entry, ENTRY_OVERHEAD};
 

@@ -68,7 +68,7 @@ fn table(d: &Decoder) -> Vec<String> {
 // A tiny encoder, written from the RFC, to produce test input.
 // ---------------------------------------------------------------------------
 
-fn huff_encode(s: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn huff_encode(s: &[u8], out: &mut Vec<u8>) {
     let mut acc: u64 = 0;
     let mut bits = 0u32;
     for &b in s {
@@ -86,7 +86,7 @@ fn huff_encode(s: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-fn enc_int(out: &mut Vec<u8>, prefix_bits: u32, flags: u8, value: usize) {
+pub(crate) fn enc_int(out: &mut Vec<u8>, prefix_bits: u32, flags: u8, value: usize) {
     let max = (1usize << prefix_bits) - 1;
     if value < max {
         out.push(flags | value as u8);
@@ -101,7 +101,7 @@ fn enc_int(out: &mut Vec<u8>, prefix_bits: u32, flags: u8, value: usize) {
     out.push(rest as u8);
 }
 
-fn enc_str(out: &mut Vec<u8>, s: &[u8], huffman: bool) {
+pub(crate) fn enc_str(out: &mut Vec<u8>, s: &[u8], huffman: bool) {
     if huffman {
         let mut h = Vec::new();
         huff_encode(s, &mut h);
@@ -115,7 +115,7 @@ fn enc_str(out: &mut Vec<u8>, s: &[u8], huffman: bool) {
 
 /// How the test encoder represents a field.
 #[derive(Clone, Copy, Debug)]
-enum Mode {
+pub(crate) enum Mode {
     /// Indexed if the whole field is in a table, else a literal with indexing.
     Best,
     WithIndexing,
@@ -123,15 +123,17 @@ enum Mode {
     NeverIndexed,
 }
 
+/// An HPACK encoder with a dynamic table (RFC 7541 sections 2.3, 4 and 6), for tests here
+/// and in the HTTP/2 session's tests.
 #[derive(Default)]
-struct Encoder {
+pub(crate) struct Encoder {
     table: VecDeque<(Vec<u8>, Vec<u8>)>,
     size: usize,
     max: usize,
 }
 
 impl Encoder {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Encoder {
             max: 4096,
             ..Default::default()
@@ -145,7 +147,7 @@ impl Encoder {
         }
     }
 
-    fn size_update(&mut self, out: &mut Vec<u8>, max: usize) {
+    pub(crate) fn size_update(&mut self, out: &mut Vec<u8>, max: usize) {
         enc_int(out, 5, 0x20, max);
         self.max = max;
         self.evict(max);
@@ -182,7 +184,14 @@ impl Encoder {
         (full, by_name)
     }
 
-    fn field(&mut self, out: &mut Vec<u8>, name: &[u8], value: &[u8], mode: Mode, huff: bool) {
+    pub(crate) fn field(
+        &mut self,
+        out: &mut Vec<u8>,
+        name: &[u8],
+        value: &[u8],
+        mode: Mode,
+        huff: bool,
+    ) {
         let (full, by_name) = self.find(name, value);
         let (flags, prefix) = match mode {
             Mode::Best => {
