@@ -16,7 +16,10 @@
 //! message Count { int32 i = 1; }
 //! ```
 
-use std::{convert::Infallible, io::Write, process::ExitCode, time::Duration};
+#[path = "../peer_main.rs"]
+mod peer_main;
+
+use std::{convert::Infallible, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
 use futures_util::stream;
@@ -109,18 +112,7 @@ struct ClientArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("grpcpeer: building the tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let res = rt.block_on(async {
+    peer_main::run("grpcpeer", async {
         match cli.cmd {
             Cmd::Server { port } => server(port).await,
             Cmd::Client(args) => match tokio::time::timeout(CLIENT_TIMEOUT, client(args)).await {
@@ -128,21 +120,7 @@ fn main() -> ExitCode {
                 Err(_) => Err(format!("timed out after {} s", CLIENT_TIMEOUT.as_secs())),
             },
         }
-    });
-    rt.shutdown_timeout(Duration::from_millis(100));
-    match res {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("grpcpeer: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+    })
 }
 
 // ---------------------------------------------------------------- server
@@ -236,7 +214,7 @@ async fn server(port: u16) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| format!("binding 127.0.0.1:{port}: {e}"))?;
-    say("ready");
+    peer_main::say("ready");
     Server::builder()
         .serve_with_incoming(GreeterServer, TcpIncoming::from(listener))
         .await
@@ -368,6 +346,6 @@ async fn client(args: ClientArgs) -> Result<(), String> {
             }))
             .collect::<Vec<_>>(),
     });
-    say(&json.to_string());
+    peer_main::say(&json.to_string());
     Ok(())
 }

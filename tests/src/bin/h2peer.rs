@@ -5,9 +5,11 @@
 //! `h2peer client --port P --count N --concurrency C [...]` issues N requests
 //! on ONE connection and prints one JSON line with the results.
 
+#[path = "../peer_main.rs"]
+mod peer_main;
+
 use std::{
     future::poll_fn,
-    io::Write,
     process::ExitCode,
     sync::{
         atomic::{AtomicUsize, Ordering},
@@ -95,38 +97,12 @@ struct ClientArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("h2peer: building the tokio runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let res = rt.block_on(async {
+    peer_main::run("h2peer", async {
         match cli.cmd {
             Cmd::Server { port, delay_ms } => server(port, Duration::from_millis(delay_ms)).await,
             Cmd::Client(args) => client(args).await,
         }
-    });
-    // Don't wait for a blocked stdin reader or lingering connection tasks.
-    rt.shutdown_timeout(Duration::from_millis(100));
-    match res {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("h2peer: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn say(line: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
+    })
 }
 
 // ---------------------------------------------------------------- sending
@@ -204,7 +180,7 @@ async fn server(port: u16, delay: Duration) -> Result<(), String> {
     let listener = TcpListener::bind(("127.0.0.1", port))
         .await
         .map_err(|e| format!("binding 127.0.0.1:{port}: {e}"))?;
-    say("ready");
+    peer_main::say("ready");
     let stats = Arc::new(InFlight {
         now: AtomicUsize::new(0),
         max: AtomicUsize::new(0),
@@ -534,7 +510,7 @@ async fn client(args: ClientArgs) -> Result<(), String> {
     let mut work = started.elapsed();
 
     if args.pause_after.is_some() {
-        say("paused");
+        peer_main::say("paused");
         wait_for_line(Duration::from_secs(args.pause_timeout_secs)).await?;
         let resumed = Instant::now();
         let left = budget.saturating_sub(work);
@@ -580,6 +556,6 @@ async fn client(args: ClientArgs) -> Result<(), String> {
             }))
             .collect::<Vec<_>>(),
     });
-    say(&json.to_string());
+    peer_main::say(&json.to_string());
     Ok(())
 }
