@@ -399,7 +399,7 @@ fn switch_protocol(
     let mut h2 = http2::Session::new(http2::Start::Upgraded {
         client: client_dir(role),
     });
-    h2.upgraded_request(&x);
+    h2.upgraded_request(x);
     if !rest.is_empty() {
         h2.on_data(h2_dir(direction), &rest, ts_ns, exchanges);
     }

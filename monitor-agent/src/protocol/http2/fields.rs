@@ -149,11 +149,12 @@ impl Fields {
     }
 }
 
+/// `:status` is exactly three digits (RFC 9113 8.3.2).
 fn parse_status(v: &[u8]) -> Option<u16> {
-    if v.len() != 3 || !v.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(v).ok()?.parse().ok()
+    (v.len() == 3)
+        .then(|| parse_u32(v))
+        .flatten()
+        .map(|n| n as u16)
 }
 
 fn parse_u32(v: &[u8]) -> Option<u32> {

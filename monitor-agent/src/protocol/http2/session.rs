@@ -161,15 +161,15 @@ impl Session {
     }
 
     /// Seeds stream 1 with the HTTP/1.1 request that asked for the upgrade (RFC 7540 3.2).
-    pub fn upgraded_request(&mut self, x: &Exchange) {
+    pub fn upgraded_request(&mut self, x: Exchange) {
         self.streams.insert(
             1,
             Stream {
-                method: Value::Known(x.method.clone()),
-                path: Value::Known(x.target.clone()),
-                authority: x.host.clone().map_or(Value::Absent, Value::Known),
-                auth: x.auth.clone(),
-                request_content_type: x.request_content_type.clone(),
+                method: Value::Known(x.method),
+                path: Value::Known(x.target),
+                authority: x.host.map_or(Value::Absent, Value::Known),
+                auth: x.auth,
+                request_content_type: x.request_content_type,
                 request_start_ns: x.request_start_ns,
                 request_end_ns: x.request_end_ns,
                 request_bytes: x.request_bytes,

@@ -1068,7 +1068,7 @@ fn lost_push_promise_does_not_lose_the_associated_call() {
 #[test]
 fn h2c_upgrade_reports_the_upgraded_request_as_stream_1() {
     let mut s = Session::new(Start::Upgraded { client: EGRESS });
-    s.upgraded_request(&Exchange {
+    s.upgraded_request(Exchange {
         method: "GET".into(),
         target: "/up".into(),
         host: Some("example.com".into()),
@@ -2636,7 +2636,7 @@ proptest! {
         };
         let mut s = Session::new(start);
         if let Start::Upgraded { .. } = start {
-            s.upgraded_request(&Exchange {
+            s.upgraded_request(Exchange {
                 method: "GET".into(),
                 target: "/up".into(),
                 request_start_ns: 1,
