@@ -15,8 +15,8 @@ use thiserror::Error;
 use crate::{
     cli::{parse_ring_mb, RunArgs},
     identity::ServiceRule,
-    inventory::shape::RoutePattern,
     output::OutputFormat,
+    route::RouteTemplate,
     spec::registry::SpecSource,
 };
 
@@ -69,7 +69,7 @@ pub struct ConfigFile {
     #[serde(default)]
     pub services: Vec<ServiceRule>,
     #[serde(default)]
-    pub route_patterns: Vec<RoutePattern>,
+    pub route_patterns: Vec<RouteTemplate>,
     #[serde(default)]
     pub specs: BTreeMap<String, PathBuf>,
 }
@@ -175,7 +175,7 @@ pub struct Settings {
     /// Where Kubernetes names come from, if anywhere.
     pub kubernetes: Option<crate::identity::kubernetes::KubeConfig>,
     pub services: Vec<ServiceRule>,
-    pub route_patterns: Vec<RoutePattern>,
+    pub route_patterns: Vec<RouteTemplate>,
     pub specs: Vec<SpecSource>,
 }
 

@@ -19,6 +19,7 @@ pub mod protocol;
 pub mod recent;
 pub mod record;
 pub mod redact;
+pub mod route;
 pub mod run;
 pub mod spec;
 pub mod store;

@@ -18,9 +18,8 @@ use crate::{
     enforcement::Enforcement,
     inventory::{pairing::Pairing, Inventory},
     metrics::{traffic::TrafficRecorder, Metrics},
-    protocol::exchange::Protocol,
     record::CallRecord,
-    redact::route_of,
+    route::RouteKind,
     violations::Violations,
 };
 
@@ -78,19 +77,12 @@ pub fn spawn(
                         // A call whose method, path or status could not be decoded (an
                         // HTTP/2 connection joined mid-life) is shown, never filed or judged.
                         let complete = rec.complete();
-                        // gRPC methods are a declared, finite set: their paths are routes
-                        // as they are, never templated or merged.
-                        if complete && rec.protocol != Protocol::Grpc.as_str() {
-                            let routed = inv.route(
-                                rec.server.service.as_deref().unwrap_or(""),
-                                &rec.method,
-                                route_of(&rec.path),
-                                &rec.route,
-                            );
-                            if routed.route != rec.route {
-                                rec.route = routed.route;
-                            }
-                        }
+                        rec.route = inv.route(
+                            rec.server.service.as_deref().unwrap_or(""),
+                            &rec.method,
+                            &rec.path,
+                            RouteKind::of(rec.protocol, complete),
+                        );
                         if let Some(out) = &p.output {
                             if out.send(rec.clone()).is_err() {
                                 p.metrics.records_dropped.inc();

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::protocol::{
     credentials::Auth,
-    exchange::{Grpc, StreamError},
+    exchange::{Grpc, Protocol, StreamError},
 };
 
 /// One side of a call. `pid`/`comm` are known only for the side whose process was observed.
@@ -78,13 +78,14 @@ pub struct CallRecord {
     /// When the request's first byte was seen; written as RFC 3339 with microseconds.
     #[serde(serialize_with = "rfc3339")]
     pub ts: SystemTime,
-    pub protocol: &'static str,
+    pub protocol: Protocol,
     pub tls: bool,
     pub role: Role,
     pub method: String,
     /// Request target as sent, secret-looking query values redacted.
     pub path: String,
-    /// The path without its query, identifier-like segments templated (`/users/{id}`).
+    /// The path without its query, templated (`/users/{id}`): decided once per call by
+    /// the pipeline's [`crate::route::Router`]; empty until then.
     pub route: String,
     pub status: u16,
     /// First request byte to last response byte at the observed socket.
@@ -154,7 +155,7 @@ impl CallRecord {
             "{} {:<6} {} {} {} {} {}us {}:{} -> {}:{} req={}B resp={}B",
             humantime::format_rfc3339_micros(self.ts),
             self.role.as_str(),
-            self.protocol,
+            self.protocol.as_str(),
             self.method,
             self.path,
             self.status,
@@ -203,11 +204,11 @@ impl CallRecord {
     pub fn sample(role: Role, client: Peer, server: Peer, method: &str, path: &str) -> CallRecord {
         CallRecord {
             ts: SystemTime::UNIX_EPOCH,
-            protocol: "http/1.1",
+            protocol: Protocol::Http1,
             tls: false,
             role,
             method: method.into(),
-            route: crate::redact::route_of(path).into(),
+            route: crate::route::path_of(path).into(),
             path: path.into(),
             status: 200,
             duration_us: 100,

@@ -94,12 +94,6 @@ impl Redactor {
     }
 }
 
-/// The path of a request target without its query string or fragment.
-pub fn route_of(target: &str) -> &str {
-    let end = target.find(['?', '#']).unwrap_or(target.len());
-    &target[..end]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,7 +115,5 @@ mod tests {
         assert_eq!(r.target("/a/b?x=1"), "/a/b?x=1");
         assert_eq!(r.target("/plain"), "/plain");
         assert_eq!(r.target("/t?token="), "/t?token=");
-        assert_eq!(route_of("/a/b?x=1"), "/a/b");
-        assert_eq!(route_of("*"), "*");
     }
 }

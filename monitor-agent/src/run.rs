@@ -22,7 +22,7 @@ use crate::{
     conn::{shard, ConnTracker, TrackerConfig},
     enforcement::Enforcement,
     identity::{kubernetes, Identity, KubeIndex},
-    inventory::{shape::Patterns, Inventory, InventoryConfig},
+    inventory::{Inventory, InventoryConfig},
     metrics::{traffic::TrafficRecorder, Metrics},
     output::{self, OutputFormat},
     pipeline::{self, Pipeline},
@@ -53,7 +53,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         "cannot open the inventory database (choose another place with --data-dir)".to_string()
     })?;
     let mut inventory = Inventory::new(InventoryConfig {
-        patterns: Patterns::new(args.route_patterns.clone()),
+        patterns: args.route_patterns.clone(),
         cardinality_limit: args.route_cardinality,
         max_endpoints: args.max_endpoints,
     });

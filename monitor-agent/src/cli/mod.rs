@@ -18,8 +18,7 @@ pub use spec_check::spec_check;
 pub use violations::violations;
 
 use crate::{
-    identity::ServiceRule, inventory::shape::RoutePattern, output::OutputFormat,
-    spec::registry::SpecSource,
+    identity::ServiceRule, output::OutputFormat, route::RouteTemplate, spec::registry::SpecSource,
 };
 
 #[derive(Debug, Parser)]
@@ -253,7 +252,7 @@ pub struct RunArgs {
 
     /// A route template that wins over automatic templating, e.g. /users/{id}. Repeatable.
     #[arg(long = "route-pattern", value_name = "PATTERN")]
-    pub route_patterns: Vec<RoutePattern>,
+    pub route_patterns: Vec<RouteTemplate>,
 
     /// A service's declared API: SERVICE=PATH to an OpenAPI 3.0/3.1 or Swagger 2.0 file
     /// (JSON or YAML) or a directory of them. Repeatable; reloaded on change and on SIGHUP.

@@ -17,7 +17,6 @@ use crate::{
     capture::event::Event,
     clock::Clock,
     identity::{same_node, Identity, LocalProcess, Workload},
-    inventory::template::template,
     metrics::{CallLabels, Metrics, ProtocolLabels, ReasonLabels},
     protocol::{
         exchange::{Exchange, Protocol},
@@ -25,7 +24,7 @@ use crate::{
         http2,
     },
     record::{CallRecord, Peer, Role},
-    redact::{route_of, Redactor},
+    redact::Redactor,
 };
 
 #[derive(Clone, Debug)]
@@ -450,16 +449,11 @@ impl Recorder {
             let path = self.redactor.target(&x.target);
             out.push(CallRecord {
                 ts: self.clock.wall(x.request_start_ns),
-                protocol: x.protocol.as_str(),
+                protocol: x.protocol,
                 tls: conn.tls,
                 role,
                 method: x.method,
-                // A gRPC path names a declared method, never an identifier.
-                route: if x.protocol == Protocol::Grpc {
-                    route_of(&path).to_owned()
-                } else {
-                    template(route_of(&path))
-                },
+                route: String::new(),
                 path,
                 status: x.status,
                 duration_us: x.response_end_ns.saturating_sub(x.request_start_ns) / 1000,

@@ -7,11 +7,12 @@ use hashbrown::{Equivalent, HashMap as FastMap, HashSet as FastSet};
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    shape::{apply_merge, Cardinality, Merge, Patterns},
-    stats::{EndpointStats, Observation},
+use super::stats::{EndpointStats, Observation};
+use crate::{
+    record::CallRecord,
+    route::{apply_merge, Merge, RouteKind, RouteTemplate, Router},
+    spec::ServiceSpec,
 };
-use crate::{record::CallRecord, spec::ServiceSpec};
 
 /// How an observed endpoint relates to its service's declared spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -94,7 +95,7 @@ pub struct Endpoint {
 
 #[derive(Clone, Debug)]
 pub struct InventoryConfig {
-    pub patterns: Patterns,
+    pub patterns: Vec<RouteTemplate>,
     /// Distinct literal values under one route prefix beyond which the position becomes a
     /// parameter; 0 disables merging.
     pub cardinality_limit: usize,
@@ -105,7 +106,7 @@ pub struct InventoryConfig {
 impl Default for InventoryConfig {
     fn default() -> Self {
         InventoryConfig {
-            patterns: Patterns::default(),
+            patterns: Vec::new(),
             cardinality_limit: 50,
             max_endpoints: 50_000,
         }
@@ -114,9 +115,7 @@ impl Default for InventoryConfig {
 
 pub struct Inventory {
     endpoints: FastMap<EndpointKey, Endpoint>,
-    specs: HashMap<String, Arc<ServiceSpec>>,
-    patterns: Patterns,
-    cardinality: Cardinality,
+    router: Router,
     max_endpoints: usize,
     /// Changed since the store last took them.
     dirty: FastSet<EndpointKey>,
@@ -124,13 +123,6 @@ pub struct Inventory {
     removed: FastSet<EndpointKey>,
     /// Calls not recorded because `max_endpoints` was reached.
     pub overflow: u64,
-}
-
-/// The route a call is filed under and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Routed {
-    pub route: String,
-    pub merges: Vec<Merge>,
 }
 
 fn is_declared_method(m: &str) -> bool {
@@ -144,9 +136,7 @@ impl Inventory {
     pub fn new(cfg: InventoryConfig) -> Inventory {
         Inventory {
             endpoints: FastMap::new(),
-            specs: HashMap::new(),
-            patterns: cfg.patterns,
-            cardinality: Cardinality::new(cfg.cardinality_limit),
+            router: Router::new(cfg.patterns, cfg.cardinality_limit),
             max_endpoints: cfg.max_endpoints,
             dirty: FastSet::new(),
             removed: FastSet::new(),
@@ -154,54 +144,18 @@ impl Inventory {
         }
     }
 
-    /// The route of a request to `service`: a declared path template when the spec has
-    /// one for the path (whatever the method), else an operator pattern, else the
-    /// built-in templating (`heuristic`) with merged positions applied.
-    pub fn route(&mut self, service: &str, method: &str, path: &str, heuristic: &str) -> Routed {
-        if let Some(route) = self.declared_route(service, method, path) {
-            return Routed {
-                route,
-                merges: Vec::new(),
-            };
-        }
-        if let Some(p) = self.patterns.find(path) {
-            return Routed {
-                route: p.to_string(),
-                merges: Vec::new(),
-            };
-        }
-        let mut merges = Vec::new();
-        let route = self.cardinality.shape(service, heuristic, &mut merges);
-        for m in &merges {
+    /// The route of a request to `service` (see [`Router::route`]); endpoints already
+    /// filed under a position that just became a parameter are re-filed.
+    pub fn route(&mut self, service: &str, method: &str, target: &str, kind: RouteKind) -> String {
+        let routed = self.router.route(service, method, target, kind);
+        for m in &routed.merges {
             self.apply(m);
         }
-        Routed { route, merges }
-    }
-
-    fn declared_route(&self, service: &str, method: &str, path: &str) -> Option<String> {
-        let spec = self.specs.get(service)?;
-        if let Some(op) = spec.match_op(method, path) {
-            return Some(op.route.clone());
-        }
-        // An undeclared method on a declared path is still filed under the declared path.
-        let mut tried = Vec::new();
-        for op in &spec.ops {
-            if tried.contains(&op.method.as_str()) {
-                continue;
-            }
-            tried.push(op.method.as_str());
-            if let Some(op) = spec.match_op(&op.method, path) {
-                return Some(op.route.clone());
-            }
-        }
-        None
+        routed.route
     }
 
     fn classify(&self, service: &str, method: &str, route: &str) -> (SpecStatus, Option<String>) {
-        let Some(spec) = self.specs.get(service) else {
-            return (SpecStatus::Shadow, None);
-        };
-        let op = spec.match_op(method, route);
+        let op = self.router.declared_op(service, method, route);
         (SpecStatus::of(op), op.and_then(|o| o.operation_id.clone()))
     }
 
@@ -301,14 +255,13 @@ impl Inventory {
     /// Puts new specs in force: endpoints are re-filed under declared templates and
     /// re-classified.
     pub fn set_specs(&mut self, specs: HashMap<String, Arc<ServiceSpec>>) {
-        self.specs = specs;
+        self.router.set_specs(specs);
         let keys: Vec<EndpointKey> = self.endpoints.keys().cloned().collect();
         for k in keys {
-            if let Some(route) = self.declared_route(&k.service, &k.method, &k.route) {
-                if route != k.route {
-                    self.rekey(k, route);
-                    continue;
-                }
+            let declared = self.router.declared_route(&k.service, &k.method, &k.route);
+            if let Some(route) = declared.filter(|r| *r != k.route).map(str::to_owned) {
+                self.rekey(k, route);
+                continue;
             }
             let (status, op) = self.classify(&k.service, &k.method, &k.route);
             if let Some(e) = self.endpoints.get_mut(&k) {
@@ -322,7 +275,7 @@ impl Inventory {
     }
 
     pub fn specs(&self) -> &HashMap<String, Arc<ServiceSpec>> {
-        &self.specs
+        self.router.specs()
     }
 
     pub fn endpoints(&self) -> impl Iterator<Item = (&EndpointKey, &Endpoint)> {
@@ -340,7 +293,7 @@ impl Inventory {
     /// Declared operations never observed, per service with a spec.
     pub fn unused(&self) -> Vec<(String, crate::spec::DeclaredOp)> {
         let mut out = Vec::new();
-        for (service, spec) in &self.specs {
+        for (service, spec) in self.router.specs() {
             for op in &spec.ops {
                 let key = EndpointKey {
                     service: service.clone(),
@@ -383,12 +336,11 @@ impl Inventory {
 
     /// Adds endpoints restored from the store.
     pub fn restore(&mut self, key: EndpointKey, stats: EndpointStats) {
-        let mut merges = Vec::new();
-        // Teach the merging what was merged before the restart.
-        let route = self
-            .cardinality
-            .shape(&key.service, &key.route, &mut merges);
-        let key = EndpointKey { route, ..key };
+        let routed = self.router.relearn(&key.service, &key.route);
+        let key = EndpointKey {
+            route: routed.route,
+            ..key
+        };
         let (spec_status, operation_id) = self.classify(&key.service, &key.method, &key.route);
         match self.endpoints.get_mut(&key) {
             Some(e) => e.stats.merge(&stats),
@@ -403,7 +355,7 @@ impl Inventory {
                 );
             }
         }
-        for m in &merges {
+        for m in &routed.merges {
             self.apply(m);
         }
     }

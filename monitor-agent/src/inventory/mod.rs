@@ -4,9 +4,7 @@
 pub mod book;
 pub mod openapi;
 pub mod pairing;
-pub mod shape;
 pub mod stats;
-pub mod template;
 pub mod view;
 
 pub use book::{EndpointKey, Inventory, InventoryConfig, SpecStatus};

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Map, Value};
 
-use super::{shape::is_placeholder, view::EndpointView};
+use super::view::EndpointView;
+use crate::route::{Grammar, Part, Seg};
 
 /// OpenAPI's method keys; other methods (WebDAV...) cannot be expressed.
 fn method_key(m: &str) -> Option<&'static str> {
@@ -38,14 +39,7 @@ fn param_schema(placeholder: &str) -> Value {
 /// as OpenAPI requires, and its path parameters (name, original placeholder).
 fn path_and_params(route: &str) -> (String, Vec<(String, String)>) {
     let mut params: Vec<(String, String)> = Vec::new();
-    let mut out = String::with_capacity(route.len() + 8);
-    let mut rest = route;
-    while let Some(open) = rest.find('{') {
-        let Some(close) = rest[open..].find('}') else {
-            break;
-        };
-        out.push_str(&rest[..open]);
-        let orig = &rest[open + 1..open + close];
+    let path = rewrite_params(route, |orig| {
         let base: String = orig
             .chars()
             .map(|c| {
@@ -67,23 +61,39 @@ fn path_and_params(route: &str) -> (String, Vec<(String, String)>) {
             n += 1;
             name = format!("{base}_{n}");
         }
-        out.push('{');
-        out.push_str(&name);
-        out.push('}');
-        params.push((name, orig.to_string()));
-        rest = &rest[open + close + 1..];
-    }
-    out.push_str(rest);
-    (out, params)
+        params.push((name.clone(), orig.to_string()));
+        format!("{{{name}}}")
+    });
+    (path, params)
 }
 
 /// Paths equal up to parameter names are one path in OpenAPI.
 fn shape_key(route: &str) -> String {
-    route
-        .split('/')
-        .map(|s| if is_placeholder(s) { "{}" } else { s })
-        .collect::<Vec<_>>()
-        .join("/")
+    rewrite_params(route, |_| "{}".to_owned())
+}
+
+/// The route with each parameter, as the route grammar reads it, replaced; everything
+/// else (a trailing slash included: OpenAPI tells `/a/` from `/a`) kept as it is.
+fn rewrite_params(route: &str, mut param: impl FnMut(&str) -> String) -> String {
+    let mut out = String::with_capacity(route.len() + 8);
+    for (i, seg) in route.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        match Seg::parse(seg, Grammar::Declared) {
+            Ok(Seg::Param(name)) => out.push_str(&param(&name)),
+            Ok(Seg::Mixed(parts)) => {
+                for part in parts.iter() {
+                    match part {
+                        Part::Literal(l) => out.push_str(l),
+                        Part::Param(name) => out.push_str(&param(name)),
+                    }
+                }
+            }
+            _ => out.push_str(seg),
+        }
+    }
+    out
 }
 
 /// An OpenAPI `content` map (schema unknown) from observed media types.

@@ -334,7 +334,7 @@ impl TrafficRecorder {
             method: method_label(&c.method),
             route,
             status: c.status,
-            protocol: c.protocol,
+            protocol: c.protocol.as_str(),
             grpc: c.grpc.as_ref().and_then(|g| g.status),
         };
         if !self.cache.contains_key(&key) {
@@ -348,7 +348,7 @@ impl TrafficRecorder {
                 http_route: route.to_string(),
                 http_response_status_code: c.status.to_string(),
                 network_protocol_name: "http".to_string(),
-                network_protocol_version: if c.protocol == Protocol::Http1.as_str() {
+                network_protocol_version: if c.protocol == Protocol::Http1 {
                     "1.1"
                 } else {
                     "2"
@@ -369,7 +369,7 @@ impl TrafficRecorder {
                     method: key.method.to_string(),
                     route: route.to_string(),
                     status: c.status,
-                    protocol: c.protocol,
+                    protocol: c.protocol.as_str(),
                     grpc: key.grpc,
                 },
                 h,

@@ -9,13 +9,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    pattern::{strip_query, RoutePattern},
-    schema::{AllowRule, DefaultAction, EndpointRule, Method, NonEmpty, Policy, Require},
-};
+use super::schema::{AllowRule, DefaultAction, EndpointRule, Method, NonEmpty, Policy, Require};
 use crate::{
     protocol::credentials::{Auth, AuthKind},
     record::CallRecord,
+    route::{path_of, RoutePattern},
 };
 
 /// What evaluation needs from a call; borrowed so the agent can judge every call without
@@ -200,7 +198,7 @@ impl Policy {
                 format!(
                     "no allow rule from {client} to {server} allows {} {}",
                     call.method,
-                    strip_query(call.path)
+                    path_of(call.path)
                 ),
                 rule_names(&method),
             );
@@ -428,7 +426,7 @@ endpoints:
             server_service: server,
             method,
             path,
-            route: strip_query(path),
+            route: path_of(path),
             auth: &NONE,
             jwt: None,
             at: UNIX_EPOCH + Duration::from_secs(NOW),

@@ -30,8 +30,9 @@ use std::{
     collections::BTreeSet, fmt, fmt::Write as _, net::IpAddr, net::SocketAddr, str::FromStr,
 };
 
+use crate::route::{Part, RoutePattern, Seg};
+
 use super::{
-    pattern::{RoutePattern, Segment},
     schema::{AllowRule, DefaultAction, Method, NonEmpty, Policy, ServiceName},
     yaml::{flow, scalar},
 };
@@ -555,8 +556,16 @@ pub(super) fn path_regex(p: &RoutePattern) -> String {
     for seg in p.segments() {
         s.push('/');
         match seg {
-            Segment::One => s.push_str("[^/?]+"),
-            Segment::Literal(l) => s.push_str(&regex_escape(l)),
+            Seg::Param(_) => s.push_str(PARAM_REGEX),
+            Seg::Literal(l) => s.push_str(&regex_escape(l)),
+            Seg::Mixed(parts) => {
+                for p in parts.iter() {
+                    match p {
+                        Part::Param(_) => s.push_str(PARAM_REGEX),
+                        Part::Literal(l) => s.push_str(&regex_escape(l)),
+                    }
+                }
+            }
         }
     }
     if p.has_rest() {
@@ -573,6 +582,9 @@ pub(super) fn path_regex(p: &RoutePattern) -> String {
     s.push('$');
     s
 }
+
+/// One parameter's value: a non-empty piece of one segment.
+const PARAM_REGEX: &str = "[^/?]+";
 
 fn regex_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -598,8 +610,8 @@ pub(super) fn istio_paths(routes: &[RoutePattern]) -> Vec<String> {
             .segments()
             .iter()
             .map_while(|s| match s {
-                Segment::Literal(l) => Some(l.as_str()),
-                Segment::One => None,
+                Seg::Literal(l) => Some(&**l),
+                Seg::Param(_) | Seg::Mixed(_) => None,
             })
             .collect();
         let prefix = format!("/{}", literals.join("/"));

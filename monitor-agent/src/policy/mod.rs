@@ -71,7 +71,6 @@
 
 mod eval;
 mod export;
-mod pattern;
 mod schema;
 mod suggest;
 mod yaml;
@@ -79,9 +78,9 @@ mod yaml;
 #[cfg(test)]
 mod tests;
 
+pub use crate::route::RoutePattern;
 pub use eval::{CallFacts, JwtClaims, Reason, Violation};
 pub use export::{export, ExportFormat, CILIUM_HTTP_PORT, SERVICE_LABEL};
-pub use pattern::{strip_query, RoutePattern};
 pub use schema::{
     AllowRule, ClaimValue, DefaultAction, EndpointRule, Method, NonEmpty, Policy, PolicyError,
     Require, Scope, ServiceName,

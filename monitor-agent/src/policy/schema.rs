@@ -7,6 +7,7 @@
 //! or more lines off. A policy that loads is therefore valid as a whole, and evaluation
 //! never has to second-guess it.
 
+use crate::route::RoutePattern;
 use std::{fmt, fmt::Write as _, marker::PhantomData, ops::Deref, path::Path, str::FromStr};
 
 use serde::{
@@ -15,10 +16,7 @@ use serde::{
 };
 use thiserror::Error;
 
-use super::{
-    pattern::RoutePattern,
-    yaml::{flow, scalar},
-};
+use super::yaml::{flow, scalar};
 
 #[derive(Debug, Error)]
 pub enum PolicyError {
@@ -404,10 +402,10 @@ fn write_require(s: &mut String, r: &Require) {
 fn validated<'de, D, T>(d: D, expecting: &'static str) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
-    T: FromStr<Err = String>,
+    T: FromStr<Err: fmt::Display>,
 {
     struct Text<T>(&'static str, PhantomData<T>);
-    impl<T: FromStr<Err = String>> Visitor<'_> for Text<T> {
+    impl<T: FromStr<Err: fmt::Display>> Visitor<'_> for Text<T> {
         type Value = T;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
             f.write_str(self.0)

@@ -13,14 +13,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use super::{
-    pattern::{is_placeholder, RoutePattern},
-    schema::{
-        AllowRule, ClaimValue, DefaultAction, EndpointRule, Method, NonEmpty, Policy, Require,
-        ServiceName,
-    },
+use super::schema::{
+    AllowRule, ClaimValue, DefaultAction, EndpointRule, Method, NonEmpty, Policy, Require,
+    ServiceName,
 };
-use crate::inventory::{stats::OTHER, view::EndpointView};
+use crate::{
+    inventory::{stats::OTHER, view::EndpointView},
+    route::{segment_count, RoutePattern},
+};
 
 const JWT_ISSUER: &str = "jwt iss=";
 
@@ -157,16 +157,6 @@ fn requirements(seen: &[Seen<'_>]) -> Vec<EndpointRule> {
     out
 }
 
-fn segment_count(route: &str) -> usize {
-    let r = route.strip_prefix('/').unwrap_or(route);
-    let r = r.strip_suffix('/').unwrap_or(r);
-    if r.is_empty() {
-        0
-    } else {
-        r.split('/').count()
-    }
-}
-
 /// What every call a requirement would apply to had in common: calls to other endpoints
 /// its pattern also covers (`/users/{id}` covers `/users/me`) count too, so a
 /// requirement never flags observed traffic.
@@ -212,25 +202,16 @@ fn service_name(name: &str, what: &str, warnings: &mut Vec<String>) -> Option<Se
     }
 }
 
-/// The route as a pattern; segments the pattern syntax cannot say literally (`{id}.json`,
-/// a literal `*`) become `*`, which is broader and said so.
+/// The route as a pattern; segments the pattern syntax cannot say literally (a literal
+/// `*`, stray braces) become `*`, which is broader and said so.
 fn pattern_of(route: &str, what: &str, warnings: &mut Vec<String>) -> Option<RoutePattern> {
-    let special = |seg: &str| !is_placeholder(seg) && seg.contains(['{', '}', '*']);
-    if !route.split('/').any(special) {
-        if let Ok(p) = route.parse() {
-            return Some(p);
-        }
-    }
-    let broadened: Vec<&str> = route
-        .split('/')
-        .map(|seg| if special(seg) { "*" } else { seg })
-        .collect();
-    let broadened = broadened.join("/");
-    match broadened.parse::<RoutePattern>() {
-        Ok(p) => {
-            warnings.push(format!(
-                "{what}: allowed as {broadened}, broader than the route, which a pattern cannot spell"
-            ));
+    match RoutePattern::covering(route) {
+        Ok((p, broader)) => {
+            if broader {
+                warnings.push(format!(
+                    "{what}: allowed as {p}, broader than the route, which a pattern cannot spell"
+                ));
+            }
             Some(p)
         }
         Err(e) => {
@@ -421,6 +402,7 @@ mod tests {
     #[test]
     fn what_cannot_be_written_is_warned_about() {
         let views = [
+            // A mixed segment is spelled as it is; a literal `*` cannot be.
             view(
                 "s",
                 "GET",
@@ -428,6 +410,7 @@ mod tests {
                 &[("c", 1)],
                 &[("none", 1)],
             ),
+            view("s", "GET", "/files/v*2", &[("c", 1)], &[("none", 1)]),
             view("s", "OPTIONS", "*", &[("c", 1)], &[("none", 1)]),
             view("s", "GET", "/x", &[("c", 1), (OTHER, 7)], &[("none", 8)]),
             view("*", "GET", "/y", &[("c", 1)], &[("none", 1)]),
@@ -437,7 +420,7 @@ mod tests {
         let (p, warnings) = suggest(&views);
         let joined = warnings.join("\n");
         for needle in [
-            "/files/{name}.json: allowed as /files/*",
+            "/files/v*2: allowed as /files/*",
             "OPTIONS *: route \"*\" must start with /",
             "7 calls from callers beyond",
             "service name \"*\" cannot be written",
@@ -454,6 +437,7 @@ mod tests {
             .iter()
             .map(|r| r.as_str())
             .collect();
-        assert_eq!(routes, ["/files/*", "/x"]);
+        assert!(!joined.contains("{name}.json"), "{joined}");
+        assert_eq!(routes, ["/files/*", "/files/{name}.json", "/x"]);
     }
 }

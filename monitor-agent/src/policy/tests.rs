@@ -12,12 +12,12 @@ use super::*;
 use crate::{
     inventory::{
         stats::OTHER,
-        template::template,
         view::{endpoints, Filter},
         Inventory, InventoryConfig,
     },
     protocol::credentials::{Auth, AuthKind},
     record::{CallRecord, Peer, Role},
+    route::RouteKind,
 };
 
 const T0: u64 = 1_800_000_000;
@@ -40,8 +40,7 @@ impl Traffic {
 
     /// Files one call the way the pipeline does and keeps it for the replay.
     fn call(&mut self, client: Option<&str>, server: &str, method: &str, path: &str, auth: Auth) {
-        let bare = crate::redact::route_of(path);
-        let routed = self.inv.route(server, method, bare, &template(bare));
+        let route = self.inv.route(server, method, path, RouteKind::Complete);
         let c: SocketAddr = "10.0.0.2:40000".parse().unwrap();
         let s: SocketAddr = "10.0.0.3:8080".parse().unwrap();
         let mut client_peer = Peer::remote(c);
@@ -58,7 +57,7 @@ impl Traffic {
         });
         let rec = CallRecord {
             ts,
-            route: routed.route,
+            route,
             auth,
             ..CallRecord::sample(Role::Server, client_peer, server_peer, method, path)
         };

@@ -1,14 +1,17 @@
 //! What every protocol parser hands the connection tracker: one request paired with its
 //! response, whatever the wire format was.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The application protocol a call was carried in, as written in call records and labels.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Protocol {
     #[default]
+    #[serde(rename = "http/1.1")]
     Http1,
+    #[serde(rename = "http/2")]
     Http2,
+    #[serde(rename = "grpc")]
     Grpc,
 }
 

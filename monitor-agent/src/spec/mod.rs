@@ -10,7 +10,6 @@
 //! path item); a path item that refers to another file declares nothing.
 
 mod load;
-mod matcher;
 mod openapi;
 pub mod registry;
 mod servers;
@@ -18,6 +17,8 @@ mod servers;
 mod tests;
 
 use std::collections::HashSet;
+
+use crate::route::{Input, RoutePattern, Trie};
 use std::path::{Path, PathBuf};
 
 /// One declared operation.
@@ -41,7 +42,7 @@ pub struct ServiceSpec {
     /// Each (method, route) once; the first declaration wins, in file-name then document order.
     pub ops: Vec<DeclaredOp>,
     /// Built from `ops` at load time; editing `ops` afterwards does not re-index.
-    index: matcher::Index,
+    index: MethodIndex,
 }
 
 /// Why a spec could not be loaded. Each message is one line and starts with the file.
@@ -100,20 +101,72 @@ impl ServiceSpec {
     /// The declared operation matching a request path (no query string) or an observed route
     /// template, for this method. The most specific template wins: at the first segment where
     /// candidates differ, a literal beats `{id}.json`-style beats a bare `{param}`.
+    ///
+    /// A `{x}` segment in `path` stands for unknown values and matches only a declared
+    /// parameter: an observed route and a request path are looked up alike.
     pub fn match_op(&self, method: &str, path: &str) -> Option<&DeclaredOp> {
         self.index.find(method, path).and_then(|i| self.ops.get(i))
+    }
+
+    /// The most specific operation of any method declared for `path`, methods in
+    /// declaration order.
+    pub fn match_any_method(&self, path: &str) -> Option<&DeclaredOp> {
+        self.index
+            .methods
+            .iter()
+            .find_map(|(_, trie)| trie.find(path, Input::Route))
+            .and_then(|i| self.ops.get(i))
     }
 
     fn new(service: &str, sources: Vec<PathBuf>, mut ops: Vec<DeclaredOp>) -> ServiceSpec {
         let mut seen = HashSet::new();
         ops.retain(|op| seen.insert((op.method.clone(), op.route.clone())));
-        let index = matcher::Index::build(&ops);
+        let index = MethodIndex::build(&ops);
         ServiceSpec {
             service: service.to_owned(),
             sources,
             ops,
             index,
         }
+    }
+}
+
+/// One template trie per method. Few entries (one per HTTP method), so a scan beats hashing
+/// and needs no upper-casing.
+#[derive(Clone, Debug, Default)]
+struct MethodIndex {
+    methods: Vec<(String, Trie)>,
+}
+
+impl MethodIndex {
+    fn build(ops: &[DeclaredOp]) -> MethodIndex {
+        let mut index = MethodIndex::default();
+        for (i, op) in ops.iter().enumerate() {
+            let pos = match index
+                .methods
+                .iter()
+                .position(|(m, _)| m.eq_ignore_ascii_case(&op.method))
+            {
+                Some(pos) => pos,
+                None => {
+                    let method = op.method.to_ascii_uppercase();
+                    index.methods.push((method, Trie::default()));
+                    index.methods.len() - 1
+                }
+            };
+            index.methods[pos]
+                .1
+                .insert(&RoutePattern::declared(&op.route), i);
+        }
+        index
+    }
+
+    fn find(&self, method: &str, path: &str) -> Option<usize> {
+        let (_, trie) = self
+            .methods
+            .iter()
+            .find(|(m, _)| m.eq_ignore_ascii_case(method))?;
+        trie.find(path, Input::Route)
     }
 }
 

@@ -8,8 +8,9 @@ use std::{
 
 use super::*;
 use crate::{
-    inventory::{shape::RoutePattern, template::template, view},
+    inventory::view,
     record::{Peer, Role},
+    route::{RouteKind, RouteTemplate},
     spec::ServiceSpec,
 };
 
@@ -31,8 +32,7 @@ paths:
 "#;
 
 fn call(inv: &mut Inventory, service: &str, method: &str, path: &str, status: u16) -> CallRecord {
-    let bare = crate::redact::route_of(path);
-    let routed = inv.route(service, method, bare, &template(bare));
+    let route = inv.route(service, method, path, RouteKind::Complete);
     let s: SocketAddr = "127.0.0.1:8080".parse().unwrap();
     let c: SocketAddr = "127.0.0.1:40000".parse().unwrap();
     let mut server = Peer::local(s, 1, Arc::from("python3"));
@@ -41,7 +41,7 @@ fn call(inv: &mut Inventory, service: &str, method: &str, path: &str, status: u1
     client.service = Some(Arc::from("curl"));
     let rec = CallRecord {
         ts: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
-        route: routed.route,
+        route,
         status,
         duration_us: 250,
         request_bytes: 10,
@@ -165,7 +165,7 @@ fn a_spec_loaded_later_refiles_endpoints() {
 #[test]
 fn operator_patterns_win_over_heuristics() {
     let mut inv = Inventory::new(InventoryConfig {
-        patterns: Patterns::new(vec!["/files/{name}".parse::<RoutePattern>().unwrap()]),
+        patterns: vec!["/files/{name}".parse::<RouteTemplate>().unwrap()],
         ..Default::default()
     });
     call(&mut inv, "f", "GET", "/files/readme", 200);

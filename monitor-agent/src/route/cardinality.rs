@@ -1,170 +1,26 @@
-//! Route shaping beyond the built-in rules: operator patterns, and cardinality merging for
-//! path positions that turn out to be parameters (user names, slugs, file names) which no
-//! syntax rule can recognise.
-
-use std::{fmt, str::FromStr};
+//! Cardinality merging: a path position that takes more distinct literal values under one
+//! prefix than any set of resource names would (user names, slugs, file names, which no
+//! syntax rule can recognise) becomes a `{param}`.
+//!
+//! An empty segment (`/users/`, `/a//b`) is never a value: it stays as it is and does not
+//! count, as a parameter never matches an empty segment anywhere else.
+//!
+//! The learned tree lives in one arena: nodes refer to children by index, so neither
+//! merging nor dropping a tree recurses, however deep the paths that built it.
 
 use hashbrown::HashMap;
 
-use thiserror::Error;
+use super::segment::{is_placeholder, PARAM};
 
-/// What a merged position becomes.
-pub const PARAM: &str = "{param}";
-
-/// A placeholder segment, whether from the built-in rules, a pattern, a spec or merging.
-pub fn is_placeholder(seg: &str) -> bool {
-    seg.len() >= 2 && seg.starts_with('{') && seg.ends_with('}')
-}
-
-#[derive(Debug, Error, PartialEq, Eq)]
-#[error("route pattern {pattern:?}: {reason}")]
-pub struct PatternError {
-    pattern: String,
-    reason: &'static str,
-}
-
-/// An operator's `--route-pattern`, e.g. `/users/{id}/repos/{repo}`.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(try_from = "String")]
-pub struct RoutePattern {
-    raw: String,
-    /// `None` for a parameter position.
-    segments: Vec<Option<String>>,
-}
-
-impl FromStr for RoutePattern {
-    type Err = PatternError;
-    fn from_str(s: &str) -> Result<Self, PatternError> {
-        let err = |reason| PatternError {
-            pattern: s.to_string(),
-            reason,
-        };
-        if !s.starts_with('/') {
-            return Err(err("must start with /"));
-        }
-        if s.contains(['?', '#', ' ']) {
-            return Err(err("must be a path: no query, fragment or spaces"));
-        }
-        let mut segments = Vec::new();
-        for seg in s.split('/') {
-            if is_placeholder(seg) {
-                if seg[1..seg.len() - 1].contains(['{', '}']) {
-                    return Err(err("unbalanced braces"));
-                }
-                segments.push(None);
-            } else if seg.contains(['{', '}']) {
-                return Err(err("a parameter must be a whole segment, like /users/{id}"));
-            } else {
-                segments.push(Some(seg.to_string()));
-            }
-        }
-        Ok(RoutePattern {
-            raw: s.to_string(),
-            segments,
-        })
-    }
-}
-
-impl TryFrom<String> for RoutePattern {
-    type Error = PatternError;
-    fn try_from(s: String) -> Result<Self, PatternError> {
-        s.parse()
-    }
-}
-
-impl fmt::Display for RoutePattern {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.raw)
-    }
-}
-
-impl RoutePattern {
-    pub fn as_str(&self) -> &str {
-        &self.raw
-    }
-
-    /// Whether a request path (or a route whose placeholders sit where the pattern has
-    /// parameters) fits the pattern.
-    fn matches(&self, path: &str) -> bool {
-        let mut n = 0;
-        for (i, seg) in path.split('/').enumerate() {
-            match self.segments.get(i) {
-                None => return false,
-                Some(Some(lit)) if lit != seg => return false,
-                Some(None) if seg.is_empty() => return false,
-                _ => {}
-            }
-            n += 1;
-        }
-        n == self.segments.len()
-    }
-
-    /// Literal segments from the left decide which of two matching patterns is more
-    /// specific: `/users/me` beats `/users/{id}`.
-    fn specificity(&self) -> Vec<bool> {
-        self.segments.iter().map(Option::is_some).collect()
-    }
-}
-
-/// Patterns, most specific first so the first match wins.
-#[derive(Clone, Debug, Default)]
-pub struct Patterns(Vec<RoutePattern>);
-
-impl Patterns {
-    pub fn new(mut patterns: Vec<RoutePattern>) -> Patterns {
-        patterns.sort_by_key(|p| std::cmp::Reverse(p.specificity()));
-        Patterns(patterns)
-    }
-
-    pub fn find(&self, path: &str) -> Option<&str> {
-        self.0.iter().find(|p| p.matches(path)).map(|p| p.as_str())
-    }
-}
+type NodeId = u32;
 
 #[derive(Default)]
 struct Node {
-    children: HashMap<String, Node>,
+    children: HashMap<Box<str>, NodeId>,
+    /// Distinct literal (non-placeholder) children.
     literals: usize,
+    /// Every value at this position is a parameter.
     variable: bool,
-}
-
-impl Node {
-    fn absorb(&mut self, other: Node) {
-        self.variable |= other.variable;
-        for (k, child) in other.children {
-            self.child(&k).absorb(child);
-        }
-    }
-
-    fn child(&mut self, seg: &str) -> &mut Node {
-        // One lookup; the key is allocated only when the segment is new.
-        let literals = &mut self.literals;
-        self.children.entry_ref(seg).or_insert_with(|| {
-            if !is_placeholder(seg) {
-                *literals += 1;
-            }
-            Node::default()
-        })
-    }
-
-    /// Folds every literal child into the `{param}` child.
-    fn collapse(&mut self) {
-        self.variable = true;
-        let literals: Vec<String> = self
-            .children
-            .keys()
-            .filter(|k| !is_placeholder(k))
-            .cloned()
-            .collect();
-        let mut merged = self.children.remove(PARAM).unwrap_or_default();
-        for k in literals {
-            if let Some(n) = self.children.remove(&k) {
-                merged.absorb(n);
-            }
-        }
-        self.literals = 0;
-        self.children.insert(PARAM.to_string(), merged);
-    }
 }
 
 /// A path position that just became a parameter: every endpoint of `service` whose route
@@ -178,7 +34,10 @@ pub struct Merge {
 /// Learns, per service, how many distinct literal values each route position takes.
 pub struct Cardinality {
     limit: usize,
-    services: HashMap<String, Node>,
+    services: HashMap<String, NodeId>,
+    nodes: Vec<Node>,
+    /// Nodes emptied by a merge, reused before the arena grows.
+    free: Vec<NodeId>,
 }
 
 impl Cardinality {
@@ -188,6 +47,8 @@ impl Cardinality {
         Cardinality {
             limit,
             services: HashMap::new(),
+            nodes: Vec::new(),
+            free: Vec::new(),
         }
     }
 
@@ -197,10 +58,18 @@ impl Cardinality {
         if self.limit == 0 {
             return route.to_string();
         }
-        let mut node = self.services.entry_ref(service).or_default();
+        let mut at = match self.services.get(service) {
+            Some(&id) => id,
+            None => {
+                let id = self.alloc();
+                self.services.insert(service.to_owned(), id);
+                id
+            }
+        };
         let mut out: Vec<&str> = Vec::new();
         for seg in route.split('/') {
-            let mut seg = if node.variable && !is_placeholder(seg) {
+            let node = &mut self.nodes[at as usize];
+            let mut seg = if node.variable && is_value(seg) {
                 PARAM
             } else {
                 seg
@@ -209,9 +78,9 @@ impl Cardinality {
                 // A merged position restored from the store stays merged.
                 node.variable = true;
             }
-            node.child(seg);
-            if node.literals > self.limit {
-                node.collapse();
+            let mut next = self.child(at, seg);
+            if self.nodes[at as usize].literals > self.limit {
+                next = self.collapse(at);
                 merges.push(Merge {
                     service: service.to_string(),
                     prefix: out.iter().map(|s| s.to_string()).collect(),
@@ -219,17 +88,79 @@ impl Cardinality {
                 seg = PARAM;
             }
             out.push(seg);
-            node = node.children.get_mut(seg).expect("created by child()");
+            at = next;
         }
         out.join("/")
     }
+
+    fn alloc(&mut self) -> NodeId {
+        if let Some(id) = self.free.pop() {
+            return id;
+        }
+        self.nodes.push(Node::default());
+        NodeId::try_from(self.nodes.len() - 1).unwrap_or(NodeId::MAX)
+    }
+
+    fn child(&mut self, at: NodeId, seg: &str) -> NodeId {
+        if let Some(&id) = self.nodes[at as usize].children.get(seg) {
+            return id;
+        }
+        let id = self.alloc();
+        let node = &mut self.nodes[at as usize];
+        node.children.insert(seg.into(), id);
+        node.literals += usize::from(is_value(seg));
+        id
+    }
+
+    /// Folds every literal child of `at` into its `{param}` child, which it returns.
+    fn collapse(&mut self, at: NodeId) -> NodeId {
+        let node = &mut self.nodes[at as usize];
+        node.variable = true;
+        let literals: Vec<NodeId> = node
+            .children
+            .extract_if(|k, _| is_value(k))
+            .map(|(_, id)| id)
+            .collect();
+        node.literals = 0;
+        let merged = self.child(at, PARAM);
+        for id in literals {
+            self.absorb(merged, id);
+        }
+        merged
+    }
+
+    /// Moves the subtree at `src` into the one at `dst`, with a worklist rather than
+    /// recursion, and frees the emptied nodes.
+    fn absorb(&mut self, dst: NodeId, src: NodeId) {
+        let mut work = vec![(dst, src)];
+        while let Some((dst, src)) = work.pop() {
+            let node = std::mem::take(&mut self.nodes[src as usize]);
+            self.nodes[dst as usize].variable |= node.variable;
+            for (k, child) in node.children {
+                let target = &mut self.nodes[dst as usize];
+                match target.children.get(&k) {
+                    Some(&d) => work.push((d, child)),
+                    None => {
+                        target.literals += usize::from(is_value(&k));
+                        target.children.insert(k, child);
+                    }
+                }
+            }
+            self.free.push(src);
+        }
+    }
+}
+
+/// A literal that may be one value of a parameter: not a placeholder, not empty.
+fn is_value(seg: &str) -> bool {
+    !seg.is_empty() && !is_placeholder(seg)
 }
 
 /// Applies a merge to one route: `Some(new route)` when the route is affected.
 pub fn apply_merge(route: &str, prefix: &[String]) -> Option<String> {
     let mut segs: Vec<&str> = route.split('/').collect();
     let at = prefix.len();
-    if segs.len() <= at || is_placeholder(segs[at]) {
+    if segs.len() <= at || !is_value(segs[at]) {
         return None;
     }
     if segs[..at].iter().zip(prefix).any(|(a, b)| a != b) {
@@ -242,26 +173,7 @@ pub fn apply_merge(route: &str, prefix: &[String]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::inventory::template::template;
-
-    #[test]
-    fn patterns_parse_and_win_by_specificity() {
-        let p = Patterns::new(
-            ["/users/{id}", "/users/me", "/files/{path}/raw"]
-                .iter()
-                .map(|s| s.parse().unwrap())
-                .collect(),
-        );
-        assert_eq!(p.find("/users/me"), Some("/users/me"));
-        assert_eq!(p.find("/users/alice"), Some("/users/{id}"));
-        assert_eq!(p.find("/users/{id}"), Some("/users/{id}"));
-        assert_eq!(p.find("/users/alice/x"), None);
-        assert_eq!(p.find("/users/"), None);
-        assert_eq!(p.find("/files/a.txt/raw"), Some("/files/{path}/raw"));
-        for bad in ["users/{id}", "/u/{id", "/u/x{id}", "/u?x=1", "/u/{{a}}"] {
-            assert!(bad.parse::<RoutePattern>().is_err(), "{bad}");
-        }
-    }
+    use crate::route::heuristics::template;
 
     fn learn(c: &mut Cardinality, paths: &[String]) -> (Vec<String>, Vec<Merge>) {
         let mut merges = Vec::new();
@@ -345,7 +257,7 @@ mod realistic {
     use std::collections::BTreeSet;
 
     use super::*;
-    use crate::inventory::template::template;
+    use crate::route::heuristics::template;
 
     fn routes(paths: &[String]) -> BTreeSet<String> {
         let mut c = Cardinality::new(50);
@@ -479,5 +391,46 @@ mod realistic {
         // feed.xml arrived after the merge: it is one more value of the position.
         assert!(!got.contains("/blog/feed.xml"), "{got:?}");
         assert_eq!(got.len(), 7, "{got:?}");
+    }
+}
+
+#[cfg(test)]
+mod deep {
+    use super::*;
+
+    /// Paths thousands of segments deep build, merge and drop without recursing.
+    #[test]
+    fn deep_paths_merge_and_drop_without_recursion() {
+        let mut c = Cardinality::new(3);
+        let mut merges = Vec::new();
+        for i in 0..10 {
+            let route = format!("/u{i}{}", "/".repeat(20_000));
+            assert_eq!(
+                c.shape("s", &route, &mut merges).len() >= route.len() - 4,
+                true
+            );
+        }
+        assert_eq!(merges.len(), 1, "{merges:?}");
+        assert_eq!(merges[0].prefix, [""]);
+        drop(c);
+    }
+
+    /// An empty segment is never a parameter's value, even at a merged position.
+    #[test]
+    fn empty_segments_stay_empty() {
+        let mut c = Cardinality::new(2);
+        let mut merges = Vec::new();
+        for r in ["/a", "/b", "/c", "/d/x"] {
+            c.shape("s", r, &mut merges);
+        }
+        assert_eq!(merges.len(), 1);
+        assert_eq!(c.shape("s", "/", &mut merges), "/");
+        assert_eq!(c.shape("s", "/e/", &mut merges), "/{param}/");
+        assert_eq!(c.shape("s", "//", &mut merges), "//");
+        assert_eq!(apply_merge("/", &merges[0].prefix), None);
+        assert_eq!(
+            apply_merge("/x/", &merges[0].prefix).as_deref(),
+            Some("/{param}/")
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Built-in route templating: path segments that are identifiers, not names, become
+//! Built-in route templating (the heuristics): path segments that are identifiers, not names, become
 //! placeholders, so `/users/42/orders/7f9c...` and `/users/43/orders/...` are one route.
 //!
 //! The rules only fire on segments that cannot reasonably be a resource name: numbers,
