@@ -72,6 +72,7 @@ fn run(args: Vec<String>) -> Result<()> {
 
 fn test(args: Vec<String>) -> Result<()> {
     setup::all(true)?;
+    lint()?;
     util::cargo(&["build", "--release", "--package", "monitor-agent"])?;
     let bin = util::workspace_root().join("target/release/monitor-agent");
     std::env::set_var("MONITOR_AGENT_BIN", &bin);
@@ -89,4 +90,31 @@ fn test(args: Vec<String>) -> Result<()> {
     e2e.extend(&extra);
     e2e.extend(["--", "--test-threads=1"]);
     util::cargo(&e2e)
+}
+
+/// Formatting and clippy (with the workspace lints, warnings denied) before any test, so CI
+/// refuses what a reviewer would. The eBPF crate is all `cfg(target_arch = "bpf")`, so it
+/// is linted a second time for its own target, with the nightly toolchain that builds it.
+fn lint() -> Result<()> {
+    util::cargo(&["fmt", "--all", "--", "--check"])?;
+    util::cargo(&[
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "monitor-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    let ebpf = util::workspace_root().join("monitor-ebpf");
+    util::run(
+        std::process::Command::new("rustup")
+            .args(["run", "nightly", "cargo", "clippy", "--release"])
+            .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+            .args(["--", "-D", "warnings"])
+            .current_dir(&ebpf)
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO"),
+    )
 }
