@@ -14,8 +14,8 @@ fn now_ns(clock: libc::clockid_t) -> i128 {
         tv_nsec: 0,
     };
     // SAFETY: valid pointer to a local timespec.
-    unsafe { libc::clock_gettime(clock, &mut ts) };
-    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+    unsafe { libc::clock_gettime(clock, &raw mut ts) };
+    i128::from(ts.tv_sec) * 1_000_000_000 + i128::from(ts.tv_nsec)
 }
 
 impl Clock {
@@ -32,7 +32,7 @@ impl Clock {
     }
 
     pub fn wall(&self, mono_ns: u64) -> SystemTime {
-        let ns = (mono_ns as i128 + self.realtime_minus_mono_ns).max(0) as u128;
+        let ns = (i128::from(mono_ns) + self.realtime_minus_mono_ns).max(0) as u128;
         UNIX_EPOCH + Duration::from_nanos(ns as u64)
     }
 }

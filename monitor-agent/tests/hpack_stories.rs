@@ -126,7 +126,7 @@ fn decode(d: &mut Decoder, case: &Case) -> Result<Vec<Field>, String> {
     }
     let mut fields = Vec::with_capacity(case.headers.len());
     d.decode(&case.wire, &mut |n, v| {
-        fields.push((n.map(<[u8]>::to_vec), v.map(<[u8]>::to_vec)))
+        fields.push((n.map(<[u8]>::to_vec), v.map(<[u8]>::to_vec)));
     })
     .map_err(|e| e.to_string())?;
     Ok(fields)
@@ -267,7 +267,7 @@ fn stories_decode_from_the_middle_never_wrong() {
 
 /// Rough decode throughput over every story block (run with `--ignored`).
 #[test]
-#[ignore]
+#[ignore = "a measurement, not a check: run with --ignored"]
 fn throughput() {
     let stories = load_stories();
     let blocks: usize = stories.iter().map(|s| s.cases.len()).sum();

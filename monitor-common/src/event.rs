@@ -69,6 +69,10 @@ pub struct EventHeader {
     pub local_port: u16,
     /// Remote port, host byte order.
     pub remote_port: u16,
+    #[allow(
+        clippy::pub_underscore_fields,
+        reason = "explicit padding of a kernel ABI struct"
+    )]
     pub _pad1: u16,
     /// Local address: IPv4 in the first 4 bytes, or IPv6.
     pub local_addr: [u8; 16],
@@ -76,7 +80,7 @@ pub struct EventHeader {
     pub comm: [u8; 16],
 }
 
-pub const HEADER_SIZE: usize = core::mem::size_of::<EventHeader>();
+pub const HEADER_SIZE: usize = size_of::<EventHeader>();
 
 /// The per-CPU scratch record: a header followed by the largest payload. Kept in a per-CPU
 /// array because the eBPF stack (512 bytes) cannot hold it.
@@ -139,6 +143,10 @@ pub struct SyscallArgs {
     pub syscall_nr: u32,
     pub shape: u8,
     pub direction: u8,
+    #[allow(
+        clippy::pub_underscore_fields,
+        reason = "explicit padding of a kernel ABI struct"
+    )]
     pub _pad: [u8; 6],
 }
 

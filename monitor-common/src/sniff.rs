@@ -2,6 +2,10 @@
 //!
 //! Runs in the kernel on every unclassified socket segment, so it only compares fixed
 //! prefixes: no loops over method tables, no allocation.
+#![allow(
+    clippy::inline_always,
+    reason = "the eBPF side must inline these: a BPF-to-BPF call costs verifier budget"
+)]
 
 /// What the first bytes of a segment look like.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -85,7 +89,7 @@ const H2_WINDOW_UPDATE: u8 = 8;
 /// CONTINUATION never start a write on their own, so they are not accepted here.
 #[inline(always)]
 pub fn http2_frame(b: &[u8; SNIFF_LEN]) -> bool {
-    let len = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+    let len = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
     let kind = b[3];
     let flags = b[4];
     // The reserved bit must be zero.

@@ -13,7 +13,7 @@ use crate::{
 
 /// Starts tracking `sock` afresh, replacing whatever a previous user of that address left.
 #[inline(always)]
-pub fn track(sock: u64, role: u8) {
+pub(crate) fn track(sock: u64, role: u8) {
     let mut state = ConnState {
         conn_id: unsafe { bpf_ktime_get_ns() },
         egress_offset: 0,
@@ -30,23 +30,23 @@ pub fn track(sock: u64, role: u8) {
         remote_addr: [0; 16],
     };
     fill_addresses(sock, &mut state);
-    let _ = CONNS.insert(&sock, &state, 0);
+    let _ = CONNS.insert(sock, state, 0);
 }
 
 /// State of `sock`, created on first sight (connections that predate the agent).
 #[inline(always)]
-pub fn state_of(sock: u64) -> Option<*mut ConnState> {
-    if let Some(p) = CONNS.get_ptr_mut(&sock) {
+pub(crate) fn state_of(sock: u64) -> Option<*mut ConnState> {
+    if let Some(p) = CONNS.get_ptr_mut(sock) {
         return Some(p);
     }
     track(sock, ROLE_UNKNOWN);
-    CONNS.get_ptr_mut(&sock)
+    CONNS.get_ptr_mut(sock)
 }
 
 /// True when the connection is (or just became) one whose bytes are captured. `first` is
 /// the user address of the first bytes of this syscall's data, `n` how many there are.
 #[inline(always)]
-pub fn classify(st: *mut ConnState, first: u64, n: u64) -> bool {
+pub(crate) fn classify(st: *mut ConnState, first: u64, n: u64) -> bool {
     // SAFETY: map value pointer from a lookup in this invocation.
     let st = unsafe { &mut *st };
     match st.proto {
@@ -64,8 +64,7 @@ pub fn classify(st: *mut ConnState, first: u64, n: u64) -> bool {
         return false;
     }
     // SAFETY: reads at most SNIFF_LEN bytes into a stack array of that size.
-    let rc =
-        unsafe { bpf_probe_read_user(b.as_mut_ptr() as *mut _, len as u32, first as *const _) };
+    let rc = unsafe { bpf_probe_read_user(b.as_mut_ptr().cast(), len as u32, first as *const _) };
     if rc != 0 {
         count(counter::READ_ERRORS, 1);
         return false;
@@ -94,7 +93,7 @@ pub fn classify(st: *mut ConnState, first: u64, n: u64) -> bool {
 
 /// Reserves `n` bytes of one direction's stream and returns the offset of the first.
 #[inline(always)]
-pub fn advance(st: &mut ConnState, direction: u8, n: u64) -> u64 {
+pub(crate) fn advance(st: &mut ConnState, direction: u8, n: u64) -> u64 {
     if direction == DIR_EGRESS {
         let o = st.egress_offset;
         st.egress_offset += n;

@@ -33,7 +33,7 @@ fn arg(ctx: &TracePointContext, n: usize) -> u64 {
 
 /// Remembers the arguments of a syscall on a TCP socket that may carry HTTP.
 #[inline(always)]
-pub fn stash(
+pub(crate) fn stash(
     ctx: &TracePointContext,
     fd: i32,
     buf: u64,
@@ -47,7 +47,7 @@ pub fn stash(
     }
     let Some(sock) = tcp_sock(fd) else { return };
     // SAFETY: read-only peek at the classification.
-    if let Some(st) = unsafe { CONNS.get(&sock) } {
+    if let Some(st) = unsafe { CONNS.get(sock) } {
         if shape != SHAPE_CONNECT {
             match st.proto {
                 PROTO_OTHER => return,
@@ -69,7 +69,7 @@ pub fn stash(
         direction,
         _pad: [0; 6],
     };
-    if ARGS.insert(&id, &args, 0).is_err() {
+    if ARGS.insert(id, args, 0).is_err() {
         count(counter::ARGS_LOST, 1);
         warn!(
             ctx,
@@ -80,11 +80,11 @@ pub fn stash(
 
 /// Takes back the arguments stashed by this thread's syscall entry.
 #[inline(always)]
-pub fn take_args() -> Option<SyscallArgs> {
+pub(crate) fn take_args() -> Option<SyscallArgs> {
     let id = bpf_get_current_pid_tgid();
     // SAFETY: copied out before removal.
-    let args = unsafe { *ARGS.get(&id)? };
-    let _ = ARGS.remove(&id);
+    let args = unsafe { *ARGS.get(id)? };
+    let _ = ARGS.remove(id);
     Some(args)
 }
 
@@ -178,7 +178,7 @@ fn try_exit_data(ctx: &TracePointContext) -> Option<()> {
 
 /// Shared exit handler of every data syscall; attached to each `sys_exit_*` of the family.
 #[tracepoint]
-pub fn sys_exit_data(ctx: TracePointContext) -> u32 {
+pub(crate) fn sys_exit_data(ctx: TracePointContext) -> u32 {
     let _ = try_exit_data(&ctx);
     0
 }
@@ -204,7 +204,7 @@ fn stash_data(ctx: &TracePointContext, shape: u8, direction: u8, peek_flags: Opt
 macro_rules! data_entry {
     ($name:ident, $shape:expr, $direction:expr, $peek_flags:expr) => {
         #[tracepoint]
-        pub fn $name(ctx: TracePointContext) -> u32 {
+        pub(crate) fn $name(ctx: TracePointContext) -> u32 {
             stash_data(&ctx, $shape, $direction, $peek_flags);
             0
         }

@@ -15,7 +15,7 @@ use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 use crate::maps::{count, ConnState, EVENTS, SCRATCH};
 
 /// Identity of the connection and direction every record of one syscall shares.
-pub struct Origin<'a> {
+pub(crate) struct Origin<'a> {
     pub sock: u64,
     pub conn: &'a ConnState,
     pub fd: i32,
@@ -27,7 +27,7 @@ pub struct Origin<'a> {
 /// Fills the header fields common to all records of one syscall and returns the scratch
 /// buffer; the caller then sends one or more segments from it.
 #[inline(always)]
-pub fn start(origin: &Origin) -> Option<*mut EventBuffer> {
+pub(crate) fn start(origin: &Origin) -> Option<*mut EventBuffer> {
     let buf = SCRATCH.get_ptr_mut(0)?;
     // SAFETY: the per-CPU slot belongs to this program invocation.
     let h = unsafe { &mut (*buf).header };
@@ -61,22 +61,24 @@ fn submit(buf: *mut EventBuffer, len: usize) {
     // timeout and poll returns at once while data is waiting, so it drains continuously
     // under load and sleeps at most one timeout when idle.
     if EVENTS
-        .output::<[u8]>(bytes, BPF_RB_NO_WAKEUP as u64)
+        .output::<[u8]>(bytes, u64::from(BPF_RB_NO_WAKEUP))
         .is_ok()
     {
         count(counter::EVENTS, 1);
         count(counter::BYTES, len as u64);
     } else {
         count(counter::DROPS, 1);
-        count(counter::DROPPED_BYTES, unsafe { (*buf).header.orig_len }
-            as u64);
+        count(
+            counter::DROPPED_BYTES,
+            u64::from(unsafe { (*buf).header.orig_len }),
+        );
     }
 }
 
 /// Sends `n` bytes at user address `src`. A segment longer than `MAX_DATA` is sent as its
 /// head and its last `TAIL_DATA` bytes; the stream offsets tell userspace what lies between.
 #[inline(always)]
-pub fn send_data(buf: *mut EventBuffer, src: u64, n: u64, offset: u64) {
+pub(crate) fn send_data(buf: *mut EventBuffer, src: u64, n: u64, offset: u64) {
     if n as usize > MAX_DATA {
         count(counter::TRUNCATIONS, 1);
         count(counter::TRUNCATED_BYTES, n - (MAX_DATA + TAIL_DATA) as u64);
@@ -106,7 +108,13 @@ fn send_bytes(buf: *mut EventBuffer, src: u64, len: usize, offset: u64) {
 /// Sends `len` (at most `MAX_DATA`) bytes already copied into kernel memory at `src`, which
 /// stand for the first bytes of `total` bytes of the stream.
 #[inline(always)]
-pub fn send_copied(buf: *mut EventBuffer, src: *const u8, len: usize, total: u64, offset: u64) {
+pub(crate) fn send_copied(
+    buf: *mut EventBuffer,
+    src: *const u8,
+    len: usize,
+    total: u64,
+    offset: u64,
+) {
     send_record(buf, Source::Kernel, src as u64, len, total, offset);
 }
 
@@ -126,7 +134,7 @@ fn send_record(
         h.kind = KIND_DATA;
         h.stream_offset = offset;
         h.orig_len = total as u32;
-        let dst = (*buf).data.as_mut_ptr() as *mut _;
+        let dst = (*buf).data.as_mut_ptr().cast();
         let rc = match source {
             Source::User => bpf_probe_read_user(dst, len as u32, src as *const _),
             Source::Kernel => bpf_probe_read_kernel(dst, len as u32, src as *const _),
@@ -142,7 +150,7 @@ fn send_record(
 
 /// Reports `n` bytes that moved without being captured.
 #[inline(always)]
-pub fn send_gap(buf: *mut EventBuffer, n: u64, offset: u64) {
+pub(crate) fn send_gap(buf: *mut EventBuffer, n: u64, offset: u64) {
     // SAFETY: scratch record owned by this invocation.
     unsafe {
         let h = &mut (*buf).header;
@@ -160,7 +168,7 @@ const EXE_MAX: usize = 256;
 #[inline(always)]
 /// `filename` points at the exec tracepoint's (kernel) copy of the path that was executed:
 /// reported so the agent knows what a process is even when it exits before /proc can be read.
-pub fn send_exec(filename: *const u8) {
+pub(crate) fn send_exec(filename: *const u8) {
     let Some(buf) = SCRATCH.get_ptr_mut(0) else {
         return;
     };
@@ -193,7 +201,7 @@ pub fn send_exec(filename: *const u8) {
 }
 
 #[inline(always)]
-pub fn send_close(buf: *mut EventBuffer) {
+pub(crate) fn send_close(buf: *mut EventBuffer) {
     // SAFETY: scratch record owned by this invocation.
     unsafe {
         let h = &mut (*buf).header;

@@ -30,7 +30,7 @@ const NETFD_SYSFD: u64 = 16;
 
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct GoroutineKey {
+pub(crate) struct GoroutineKey {
     pub tgid: u32,
     pub _pad: u32,
     pub g: u64,
@@ -38,7 +38,7 @@ pub struct GoroutineKey {
 
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct GoCall {
+pub(crate) struct GoCall {
     pub conn: u64,
     pub buf: u64,
     pub direction: u8,
@@ -82,7 +82,7 @@ fn enter(ctx: &ProbeContext, direction: u8) {
         direction,
         _pad: [0; 7],
     };
-    let _ = GO_CALLS.insert(&key(ctx), &call, 0);
+    let _ = GO_CALLS.insert(key(ctx), call, 0);
 }
 
 #[inline(always)]
@@ -94,8 +94,8 @@ fn user_u64(addr: u64) -> Option<u64> {
 fn try_ret(ctx: &ProbeContext) -> Option<()> {
     let k = key(ctx);
     // SAFETY: copied out before removal.
-    let call = unsafe { *GO_CALLS.get(&k)? };
-    let _ = GO_CALLS.remove(&k);
+    let call = unsafe { *GO_CALLS.get(k)? };
+    let _ = GO_CALLS.remove(k);
     let n = regs(ctx).rax as i64;
     if n <= 0 {
         return None;
@@ -120,13 +120,13 @@ fn emit_at(conn: u64, direction: u8, buf: u64, n: u64) -> Option<()> {
 }
 
 #[uprobe]
-pub fn go_tls_write(ctx: ProbeContext) -> u32 {
+pub(crate) fn go_tls_write(ctx: ProbeContext) -> u32 {
     enter(&ctx, DIR_EGRESS);
     0
 }
 
 #[uprobe]
-pub fn go_tls_read(ctx: ProbeContext) -> u32 {
+pub(crate) fn go_tls_read(ctx: ProbeContext) -> u32 {
     enter(&ctx, DIR_INGRESS);
     0
 }
@@ -134,7 +134,7 @@ pub fn go_tls_read(ctx: ProbeContext) -> u32 {
 /// At every RET of `Read` (and of `Write`, where it finds no state: writes are reported at
 /// entry).
 #[uprobe]
-pub fn go_tls_ret(ctx: ProbeContext) -> u32 {
+pub(crate) fn go_tls_ret(ctx: ProbeContext) -> u32 {
     let _ = try_ret(&ctx);
     0
 }

@@ -21,13 +21,13 @@ fn arg(ctx: &TracePointContext, n: usize) -> u64 {
 }
 
 #[tracepoint]
-pub fn sys_enter_connect(ctx: TracePointContext) -> u32 {
+pub(crate) fn sys_enter_connect(ctx: TracePointContext) -> u32 {
     stash(&ctx, arg(&ctx, 0) as i32, 0, 0, SHAPE_CONNECT, DIR_EGRESS);
     0
 }
 
 #[tracepoint]
-pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
+pub(crate) fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     let Some(args) = take_args() else { return 0 };
     let ret = arg(&ctx, 0) as i64;
     if args.shape == SHAPE_CONNECT && (ret == 0 || ret == -EINPROGRESS) {
@@ -38,7 +38,7 @@ pub fn sys_exit_connect(ctx: TracePointContext) -> u32 {
 
 /// Attached to both `sys_exit_accept` and `sys_exit_accept4`.
 #[tracepoint]
-pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
+pub(crate) fn sys_exit_accept(ctx: TracePointContext) -> u32 {
     if is_agent(bpf_get_current_pid_tgid()) {
         return 0;
     }
@@ -52,17 +52,17 @@ pub fn sys_exit_accept(ctx: TracePointContext) -> u32 {
 }
 
 #[tracepoint]
-pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
+pub(crate) fn sys_enter_close(ctx: TracePointContext) -> u32 {
     if is_agent(bpf_get_current_pid_tgid()) {
         return 0;
     }
     let fd = arg(&ctx, 0) as i32;
     let Some(sock) = tcp_sock(fd) else { return 0 };
     // SAFETY: copied out before removal.
-    let Some(st) = (unsafe { CONNS.get(&sock) }).copied() else {
+    let Some(st) = (unsafe { CONNS.get(sock) }).copied() else {
         return 0;
     };
-    let _ = CONNS.remove(&sock);
+    let _ = CONNS.remove(sock);
     if st.proto == PROTO_HTTP || st.proto == PROTO_TLS {
         let origin = Origin {
             sock,
@@ -80,12 +80,16 @@ pub fn sys_enter_close(ctx: TracePointContext) -> u32 {
 
 /// A process replaced its image: the agent checks its libraries for OpenSSL.
 #[tracepoint]
-pub fn sched_process_exec(ctx: TracePointContext) -> u32 {
+pub(crate) fn sched_process_exec(ctx: TracePointContext) -> u32 {
     if !is_agent(bpf_get_current_pid_tgid()) {
         // `filename` is a __data_loc field at offset 8 (stable since the tracepoint was
         // added): the low 16 bits are the string's offset in the record.
         // SAFETY: reading the tracepoint record at a fixed offset.
         let loc = unsafe { ctx.read_at::<u32>(8) }.unwrap_or(0);
+        #[allow(
+            clippy::verbose_bit_mask,
+            reason = "BPF has no count-trailing-zeros instruction; a mask is one AND"
+        )]
         let name = if loc & 0xffff == 0 {
             core::ptr::null()
         } else {

@@ -3,6 +3,10 @@
 //! everything userspace can do, userspace does.
 #![cfg_attr(target_arch = "bpf", no_std)]
 #![cfg_attr(target_arch = "bpf", no_main)]
+#![allow(
+    clippy::inline_always,
+    reason = "BPF-to-BPF calls cost verifier budget and stack: helpers are inlined on purpose"
+)]
 
 #[cfg(target_arch = "bpf")]
 mod conn;

@@ -9,42 +9,42 @@ use monitor_common::{counter, EventBuffer, KernelOffsets, SyscallArgs};
 
 /// Offsets of kernel members, filled from BTF by the agent.
 #[no_mangle]
-pub static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets::UNSET);
+pub(crate) static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets::UNSET);
 
 /// The agent's own process id: its API and metrics traffic is never captured.
 #[no_mangle]
-pub static AGENT_TGID: Global<u32> = Global::new(0);
+pub(crate) static AGENT_TGID: Global<u32> = Global::new(0);
 
 /// Captured events for userspace. Resized by the agent (`--ring-buffer-mb`).
 #[map]
-pub static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 
 /// One event under construction per CPU (too large for the stack).
 #[map]
-pub static SCRATCH: PerCpuArray<EventBuffer> = PerCpuArray::with_max_entries(1, 0);
+pub(crate) static SCRATCH: PerCpuArray<EventBuffer> = PerCpuArray::with_max_entries(1, 0);
 
 /// Per-CPU health counters; indexes in `monitor_common::counter`.
 #[map]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
+pub(crate) static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(counter::COUNT, 0);
 
 /// Protocol classification of the connection: not decided yet.
-pub const PROTO_UNKNOWN: u8 = 0;
+pub(crate) const PROTO_UNKNOWN: u8 = 0;
 /// Looked like HTTP: its bytes are captured.
-pub const PROTO_HTTP: u8 = 1;
+pub(crate) const PROTO_HTTP: u8 = 1;
 /// Not HTTP: skipped at syscall entry from now on.
-pub const PROTO_OTHER: u8 = 2;
+pub(crate) const PROTO_OTHER: u8 = 2;
 /// TLS: the ciphertext is skipped; the plaintext comes from the library probes (`tls.rs`),
 /// and syscalls made inside a TLS call tie the `SSL*` to this socket.
-pub const PROTO_TLS: u8 = 3;
+pub(crate) const PROTO_TLS: u8 = 3;
 
 /// After this many segments that start with nothing recognisable, a connection is given up.
 /// More than one because a connection that predates the agent may be seen mid-message.
-pub const SNIFF_ATTEMPTS: u8 = 4;
+pub(crate) const SNIFF_ATTEMPTS: u8 = 4;
 
 /// What the kernel remembers about a TCP socket it has looked at.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct ConnState {
+pub(crate) struct ConnState {
     pub conn_id: u64,
     /// Next stream offset of bytes written by the observed process.
     pub egress_offset: u64,
@@ -66,15 +66,15 @@ pub struct ConnState {
 /// Keyed by the `struct sock` address. LRU so that sockets whose close we never saw (process
 /// killed) age out instead of filling the map.
 #[map]
-pub static CONNS: LruHashMap<u64, ConnState> = LruHashMap::with_max_entries(65536, 0);
+pub(crate) static CONNS: LruHashMap<u64, ConnState> = LruHashMap::with_max_entries(65536, 0);
 
 /// Keyed by pid_tgid (one syscall in flight per thread). LRU because a thread killed inside
 /// a syscall never reaches its exit, and its entry would otherwise stay forever.
 #[map]
-pub static ARGS: LruHashMap<u64, SyscallArgs> = LruHashMap::with_max_entries(16384, 0);
+pub(crate) static ARGS: LruHashMap<u64, SyscallArgs> = LruHashMap::with_max_entries(16384, 0);
 
 #[inline(always)]
-pub fn count(index: u32, n: u64) {
+pub(crate) fn count(index: u32, n: u64) {
     if let Some(p) = COUNTERS.get_ptr_mut(index) {
         // SAFETY: per-CPU slot, no concurrent writer on this CPU while the program runs.
         unsafe { *p += n };
@@ -82,6 +82,6 @@ pub fn count(index: u32, n: u64) {
 }
 
 #[inline(always)]
-pub fn is_agent(pid_tgid: u64) -> bool {
+pub(crate) fn is_agent(pid_tgid: u64) -> bool {
     (pid_tgid >> 32) as u32 == AGENT_TGID.load()
 }

@@ -9,20 +9,20 @@ use monitor_common::{KernelOffsets, AF_INET, AF_INET6};
 
 use crate::maps::{ConnState, OFFSETS};
 
-const S_IFMT: u16 = 0o170000;
-const S_IFSOCK: u16 = 0o140000;
+const S_IFMT: u16 = 0o170_000;
+const S_IFSOCK: u16 = 0o140_000;
 const SOCK_STREAM: u16 = 1;
 const IPPROTO_TCP: u16 = 6;
 
 #[inline(always)]
 fn read<T>(base: u64, off: u32) -> Option<T> {
     // SAFETY: bpf_probe_read_kernel tolerates bad addresses and reports an error.
-    unsafe { bpf_probe_read_kernel((base + off as u64) as *const T).ok() }
+    unsafe { bpf_probe_read_kernel((base + u64::from(off)) as *const T).ok() }
 }
 
 /// The `struct sock` of `fd` in the current process when it is an IPv4/IPv6 TCP socket.
 #[inline(always)]
-pub fn tcp_sock(fd: i32) -> Option<u64> {
+pub(crate) fn tcp_sock(fd: i32) -> Option<u64> {
     let o: KernelOffsets = OFFSETS.load();
     if o.valid == 0 || fd < 0 {
         return None;
@@ -63,7 +63,7 @@ pub fn tcp_sock(fd: i32) -> Option<u64> {
 
 /// Fills family, ports and addresses of `sk` into the connection state.
 #[inline(always)]
-pub fn fill_addresses(sk: u64, h: &mut ConnState) {
+pub(crate) fn fill_addresses(sk: u64, h: &mut ConnState) {
     let o: KernelOffsets = OFFSETS.load();
     let family: u16 = read(sk, o.sk_family).unwrap_or(0);
     h.family = family;

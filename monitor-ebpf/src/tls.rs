@@ -23,7 +23,7 @@ use crate::{
 /// An SSL read or write in progress on one thread.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct TlsCall {
+pub(crate) struct TlsCall {
     pub ssl: u64,
     pub buf: u64,
     /// `size_t *` receiving the byte count (the `_ex` functions), or 0.
@@ -35,7 +35,7 @@ pub struct TlsCall {
 /// `SSL*` values are addresses in one process.
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct SslKey {
+pub(crate) struct SslKey {
     pub tgid: u32,
     pub _pad: u32,
     pub ssl: u64,
@@ -51,7 +51,7 @@ static SSL_SOCKS: LruHashMap<SslKey, u64> = LruHashMap::with_max_entries(65536, 
 /// The TLS socket a thread last read from, and when (ns).
 #[repr(C)]
 #[derive(Clone, Copy)]
-pub struct RecentRead {
+pub(crate) struct RecentRead {
     pub sock: u64,
     pub ts_ns: u64,
 }
@@ -70,25 +70,25 @@ fn note_tls_read(sock: u64) {
         sock,
         ts_ns: unsafe { bpf_ktime_get_ns() },
     };
-    let _ = RECENT_TLS_READS.insert(&id, &r, 0);
+    let _ = RECENT_TLS_READS.insert(id, r, 0);
 }
 
 #[inline(always)]
 fn bind_recent_read(key: &SslKey) -> Option<u64> {
     let id = bpf_get_current_pid_tgid();
     // SAFETY: read-only lookup, value copied.
-    let r = unsafe { *RECENT_TLS_READS.get(&id)? };
+    let r = unsafe { *RECENT_TLS_READS.get(id)? };
     if unsafe { bpf_ktime_get_ns() }.saturating_sub(r.ts_ns) > RECENT_READ_NS {
         return None;
     }
-    let _ = SSL_SOCKS.insert(key, &r.sock, 0);
+    let _ = SSL_SOCKS.insert(key, r.sock, 0);
     Some(r.sock)
 }
 
 /// Called by the syscall hooks for every syscall on a TLS socket (whose ciphertext is
 /// never captured): what it tells about which `SSL*` uses `sock`.
 #[inline(always)]
-pub fn on_tls_syscall(sock: u64, direction: u8) {
+pub(crate) fn on_tls_syscall(sock: u64, direction: u8) {
     bind_ssl(sock);
     if direction == DIR_INGRESS {
         note_tls_read(sock);
@@ -103,7 +103,7 @@ pub fn on_tls_syscall(sock: u64, direction: u8) {
 fn bind_ssl(sock: u64) {
     let id = bpf_get_current_pid_tgid();
     // SAFETY: read-only lookup, value copied.
-    let Some(call) = (unsafe { TLS_CALLS.get(&id) }).copied() else {
+    let Some(call) = (unsafe { TLS_CALLS.get(id) }).copied() else {
         return;
     };
     let key = SslKey {
@@ -111,7 +111,7 @@ fn bind_ssl(sock: u64) {
         _pad: 0,
         ssl: call.ssl,
     };
-    let _ = SSL_SOCKS.insert(&key, &sock, 0);
+    let _ = SSL_SOCKS.insert(key, sock, 0);
 }
 
 #[inline(always)]
@@ -131,22 +131,22 @@ fn enter(ctx: &ProbeContext, direction: u8, ex: bool) {
         direction,
         _pad: [0; 7],
     };
-    let _ = TLS_CALLS.insert(&id, &call, 0);
+    let _ = TLS_CALLS.insert(id, call, 0);
 }
 
 #[inline(always)]
 fn leave(ctx: &RetProbeContext) -> Option<()> {
     let id = bpf_get_current_pid_tgid();
     // SAFETY: copied out before removal.
-    let call = unsafe { *TLS_CALLS.get(&id)? };
-    let _ = TLS_CALLS.remove(&id);
+    let call = unsafe { *TLS_CALLS.get(id)? };
+    let _ = TLS_CALLS.remove(id);
     let key = SslKey {
         tgid: (id >> 32) as u32,
         _pad: 0,
         ssl: call.ssl,
     };
     // SAFETY: read-only lookup, value copied.
-    let mut sock = (unsafe { SSL_SOCKS.get(&key) }).copied();
+    let mut sock = (unsafe { SSL_SOCKS.get(key) }).copied();
     if sock.is_none() && call.direction == DIR_INGRESS {
         // Memory BIOs (Node.js): OpenSSL made no syscall. The ciphertext this SSL_read
         // consumed was read from a socket by this thread just before; bind to it even when
@@ -185,7 +185,7 @@ fn leave(ctx: &RetProbeContext) -> Option<()> {
 
 /// Reports `n` plaintext bytes at user address `buf` on `sock`'s stream.
 #[inline(always)]
-pub fn emit_plaintext(sock: u64, direction: u8, buf: u64, n: u64) -> Option<()> {
+pub(crate) fn emit_plaintext(sock: u64, direction: u8, buf: u64, n: u64) -> Option<()> {
     let (scratch, offset) = plaintext_record(sock, direction, n)?;
     send_data(scratch, buf, n, offset);
     Some(())
@@ -212,7 +212,7 @@ fn plaintext_record(sock: u64, direction: u8, n: u64) -> Option<(*mut EventBuffe
 
 /// An SSL_write whose socket was not known when it returned, with a copy of its first bytes.
 #[repr(C)]
-pub struct PendingWrite {
+pub(crate) struct PendingWrite {
     pub key: SslKey,
     /// Bytes the call wrote.
     pub len: u64,
@@ -246,12 +246,12 @@ fn stash_pending_write(id: u64, key: SslKey, buf: u64, n: u64) {
         (*p).len = n;
         (*p).ts_ns = bpf_ktime_get_ns();
         let rc = generated::bpf_probe_read_user(
-            (*p).data.as_mut_ptr() as *mut _,
+            (*p).data.as_mut_ptr().cast(),
             copy as u32,
             buf as *const _,
         );
         (*p).copied = if rc == 0 { copy as u32 } else { 0 };
-        let _ = PENDING_WRITES.insert(&id, &*p, 0);
+        let _ = PENDING_WRITES.insert(id, &*p, 0);
     }
 }
 
@@ -261,18 +261,18 @@ fn stash_pending_write(id: u64, key: SslKey, buf: u64, n: u64) {
 #[inline(always)]
 fn take_pending_write(sock: u64) {
     let id = bpf_get_current_pid_tgid();
-    let Some(p) = PENDING_WRITES.get_ptr(&id) else {
+    let Some(p) = PENDING_WRITES.get_ptr(id) else {
         return;
     };
     // SAFETY: map value pointer from this invocation; removed only after its last use.
     let p = unsafe { &*p };
     if unsafe { bpf_ktime_get_ns() }.saturating_sub(p.ts_ns) <= RECENT_READ_NS {
-        let _ = SSL_SOCKS.insert(&p.key, &sock, 0);
+        let _ = SSL_SOCKS.insert(p.key, sock, 0);
         let _ = emit_copied(sock, p);
     } else {
         count(counter::TLS_UNMAPPED, 1);
     }
-    let _ = PENDING_WRITES.remove(&id);
+    let _ = PENDING_WRITES.remove(id);
 }
 
 #[inline(always)]
@@ -283,45 +283,45 @@ fn emit_copied(sock: u64, p: &PendingWrite) -> Option<()> {
 }
 
 #[uprobe]
-pub fn ssl_write(ctx: ProbeContext) -> u32 {
+pub(crate) fn ssl_write(ctx: ProbeContext) -> u32 {
     enter(&ctx, DIR_EGRESS, false);
     0
 }
 
 #[uprobe]
-pub fn ssl_write_ex(ctx: ProbeContext) -> u32 {
+pub(crate) fn ssl_write_ex(ctx: ProbeContext) -> u32 {
     enter(&ctx, DIR_EGRESS, true);
     0
 }
 
 #[uprobe]
-pub fn ssl_read(ctx: ProbeContext) -> u32 {
+pub(crate) fn ssl_read(ctx: ProbeContext) -> u32 {
     enter(&ctx, DIR_INGRESS, false);
     0
 }
 
 #[uprobe]
-pub fn ssl_read_ex(ctx: ProbeContext) -> u32 {
+pub(crate) fn ssl_read_ex(ctx: ProbeContext) -> u32 {
     enter(&ctx, DIR_INGRESS, true);
     0
 }
 
 /// Return of all four functions: the entry recorded which one it was.
 #[uretprobe]
-pub fn ssl_return(ctx: RetProbeContext) -> u32 {
+pub(crate) fn ssl_return(ctx: RetProbeContext) -> u32 {
     let _ = leave(&ctx);
     0
 }
 
 /// `SSL_free`: the `SSL*` may be reused for another connection.
 #[uprobe]
-pub fn ssl_free(ctx: ProbeContext) -> u32 {
+pub(crate) fn ssl_free(ctx: ProbeContext) -> u32 {
     let id = bpf_get_current_pid_tgid();
     let key = SslKey {
         tgid: (id >> 32) as u32,
         _pad: 0,
         ssl: ctx.arg::<u64>(0).unwrap_or(0),
     };
-    let _ = SSL_SOCKS.remove(&key);
+    let _ = SSL_SOCKS.remove(key);
     0
 }

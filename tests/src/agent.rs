@@ -300,5 +300,5 @@ impl RecordExt for Value {
 
 /// Is `r` a record of a call served on `port`?
 pub fn served_on(r: &Value, port: u16) -> bool {
-    r.pointer("/server/port").and_then(Value::as_u64) == Some(port as u64)
+    r.pointer("/server/port").and_then(Value::as_u64) == Some(u64::from(port))
 }

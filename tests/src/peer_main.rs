@@ -5,7 +5,7 @@
 use std::{future::Future, io::Write, process::ExitCode, time::Duration};
 
 /// Runs `work` on a two-thread runtime. An error is printed as `name: error` and exits 1.
-pub fn run(name: &str, work: impl Future<Output = Result<(), String>>) -> ExitCode {
+pub(crate) fn run(name: &str, work: impl Future<Output = Result<(), String>>) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -30,7 +30,7 @@ pub fn run(name: &str, work: impl Future<Output = Result<(), String>>) -> ExitCo
 }
 
 /// One line on stdout, flushed at once: tests read it as it comes.
-pub fn say(line: &str) {
+pub(crate) fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();

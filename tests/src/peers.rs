@@ -169,9 +169,7 @@ http {{
 
     /// Lines in the access log: the requests nginx actually served.
     pub fn served(&self) -> usize {
-        std::fs::read_to_string(self.dir.0.join("access.log"))
-            .map(|s| s.lines().count())
-            .unwrap_or(0)
+        std::fs::read_to_string(self.dir.0.join("access.log")).map_or(0, |s| s.lines().count())
     }
 }
 

@@ -69,6 +69,7 @@ fn find<'a>(docs: &'a [(String, Value)], kind: &str, name: &str) -> &'a Value {
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn kubernetes_manifests_are_complete_and_consistent() {
     let docs = documents();
     for (file, d) in &docs {

@@ -238,7 +238,8 @@ fn plain_tcp_echo_is_not_a_call() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok 20");
     std::thread::sleep(Duration::from_millis(800));
     let recs = agent.records(|r| {
-        served_on(r, port) || r.pointer("/client/port").and_then(Value::as_u64) == Some(port as u64)
+        served_on(r, port)
+            || r.pointer("/client/port").and_then(Value::as_u64) == Some(u64::from(port))
     });
     assert!(
         recs.is_empty(),

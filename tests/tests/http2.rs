@@ -175,7 +175,7 @@ fn h2load(url: &str, n: u32) -> u64 {
         .find_map(|part| part.trim().strip_suffix(" succeeded"))
         .and_then(|n| n.trim().parse().ok())
         .unwrap_or_else(|| panic!("no succeeded count in {line}"));
-    assert_eq!(succeeded, n as u64, "h2load: {text}");
+    assert_eq!(succeeded, u64::from(n), "h2load: {text}");
     succeeded
 }
 
@@ -214,12 +214,12 @@ fn nginx_over_h2c_and_tls_with_curl_and_h2load() {
     }
 
     // Load: every request h2load completed is exactly one call on each side.
-    const N: u32 = 20_000;
+    let n: u32 = 20_000;
     for (url, port) in [
         (format!("http://127.0.0.1:{}/load", plain.port), plain.port),
         (format!("https://127.0.0.1:{}/load", tls.port), tls.port),
     ] {
-        let done = h2load(&url, N);
+        let done = h2load(&url, n);
         let deadline = Instant::now() + WAIT;
         let count = |role: &str| {
             agent
@@ -242,7 +242,7 @@ fn nginx_over_h2c_and_tls_with_curl_and_h2load() {
     }
     assert_eq!(
         nginx_served(&plain) + nginx_served(&tls),
-        2 + 2 * N as usize
+        2 + 2 * n as usize
     );
     assert_eq!(
         agent.metric("monitor_ringbuf_drops_total"),

@@ -46,9 +46,10 @@ fn find<'a>(eps: &'a [Value], method: &str, route: &str) -> &'a Value {
 
 /// `openapi-spec-validator`, installed into target/pyenv by `cargo xtask setup --peers`.
 fn validator() -> PathBuf {
-    let p = std::env::var_os("MONITOR_OPENAPI_VALIDATOR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/pyenv/bin/openapi-spec-validator"));
+    let p = std::env::var_os("MONITOR_OPENAPI_VALIDATOR").map_or_else(
+        || workspace_root().join("target/pyenv/bin/openapi-spec-validator"),
+        PathBuf::from,
+    );
     assert!(
         p.exists(),
         "{} is missing: run `cargo xtask setup --peers` (it installs openapi-spec-validator from PyPI)",
@@ -58,6 +59,7 @@ fn validator() -> PathBuf {
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn declared_shadow_zombie_and_unused_are_exact() {
     let port = free_port();
     let _server = api_server(port);
@@ -336,6 +338,7 @@ fn inventory_survives_kill_9() {
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn bad_spec_query_and_token_get_clear_errors() {
     let dir = TempDir::new("badspec");
     let spec = dir.0.join("users.yaml");
@@ -534,7 +537,7 @@ fn calls_follow_streams_new_calls() {
     let port = free_port();
     let _server = api_server(port);
     let agent = Agent::start_with(&["--service", &format!("users=port:{port}")]);
-    let mut follower = std::process::Command::new(agent_bin())
+    let mut follower = Command::new(agent_bin())
         .args(["calls", "--follow", "--service", "users", "--server"])
         .arg(format!("http://{}", agent.api))
         .stdout(std::process::Stdio::piped())

@@ -38,6 +38,7 @@ openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 1 -
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn containers_are_named_by_workload_and_addresses_by_service() {
     let dir = TempDir::new("kube");
     let container = format!("c0de{:060x}", u64::from(std::process::id()));
@@ -45,7 +46,7 @@ fn containers_are_named_by_workload_and_addresses_by_service() {
     let fixtures = dir.0.join("api");
     std::fs::create_dir_all(&fixtures).unwrap();
     let write = |name: &str, v: serde_json::Value| {
-        std::fs::write(fixtures.join(name), v.to_string()).unwrap()
+        std::fs::write(fixtures.join(name), v.to_string()).unwrap();
     };
     write(
         "pods.json",

@@ -215,6 +215,7 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn each_kind_of_unauthorized_call_is_one_violation() {
     let mesh = Mesh::start();
     let dir = TempDir::new("policy");

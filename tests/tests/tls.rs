@@ -147,7 +147,7 @@ fn tls_server_started_after_the_agent_with_its_own_libssl() {
     .expect("the system's libssl.so.3");
     std::fs::copy(system, libdir.0.join("libssl.so.3")).expect("copy libssl");
     let port = free_port();
-    let _nginx = Nginx::start_with(
+    let nginx = Nginx::start_with(
         port,
         NginxOptions {
             tls: true,
@@ -156,7 +156,7 @@ fn tls_server_started_after_the_agent_with_its_own_libssl() {
         },
     );
     let maps =
-        std::fs::read_to_string(format!("/proc/{}/maps", _nginx.proc.pid())).unwrap_or_default();
+        std::fs::read_to_string(format!("/proc/{}/maps", nginx.proc.pid())).unwrap_or_default();
     assert!(
         maps.contains(&*libdir.0.to_string_lossy()),
         "nginx did not load the copied libssl"

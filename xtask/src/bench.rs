@@ -16,7 +16,7 @@ use clap::Args;
 use crate::{setup, util};
 
 #[derive(Args)]
-pub struct BenchArgs {
+pub(crate) struct BenchArgs {
     /// Seconds of load per measurement.
     #[arg(long, default_value_t = 10)]
     duration: u64,
@@ -71,7 +71,7 @@ struct AgentRound {
     truncations: f64,
 }
 
-pub fn run(args: BenchArgs) -> Result<()> {
+pub(crate) fn run(args: BenchArgs) -> Result<()> {
     if !util::is_root() {
         bail!("the benchmark loads eBPF programs: run it as root");
     }
@@ -390,8 +390,7 @@ fn scrape(port: u16) -> String {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return String::new();
     };
-    use std::io::Write;
-    let _ = write!(s, "GET /metrics HTTP/1.0\r\n\r\n");
+    let _ = std::io::Write::write_all(&mut s, b"GET /metrics HTTP/1.0\r\n\r\n");
     let mut body = String::new();
     let _ = s.read_to_string(&mut body);
     body

@@ -13,7 +13,7 @@ use crate::util::{self, have, is_root, output};
 const BPF_LINKER_VERSION: &str = "0.13.0";
 const LLVM_FEATURE: &str = "llvm-22";
 
-pub fn all(peers: bool) -> Result<()> {
+pub(crate) fn all(peers: bool) -> Result<()> {
     build_tools()?;
     kernel()?;
     if peers {
@@ -23,7 +23,7 @@ pub fn all(peers: bool) -> Result<()> {
 }
 
 /// What compiling the eBPF programs needs, without looking at the kernel.
-pub fn build_tools() -> Result<()> {
+pub(crate) fn build_tools() -> Result<()> {
     nightly_rust_src()?;
     bpf_linker()
 }
@@ -54,8 +54,7 @@ fn nightly_rust_src() -> Result<()> {
     let added = Command::new("rustup")
         .args(["component", "add", "rust-src", "--toolchain", "nightly"])
         .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
+        .is_ok_and(|s| s.success());
     if added && core.exists() {
         return Ok(());
     }
@@ -85,8 +84,7 @@ fn bpf_linker() -> Result<()> {
     let installed = Command::new("bpf-linker")
         .arg("--version")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION))
-        .unwrap_or(false);
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(BPF_LINKER_VERSION));
     if installed {
         return Ok(());
     }
@@ -95,7 +93,7 @@ fn bpf_linker() -> Result<()> {
     let link = lib.join("libLLVM.so");
     if !link.exists() {
         let target = std::fs::read_dir(&lib)?
-            .filter_map(|e| e.ok())
+            .filter_map(std::result::Result::ok)
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .find(|n| n.starts_with("libLLVM.so.") && n.contains("nightly"))
             .context("the nightly toolchain ships no libLLVM.so.*: bpf-linker cannot be built against it")?;
@@ -232,8 +230,7 @@ fn apt_install(missing: &[&str]) -> Result<()> {
             .args(missing)
             .env("DEBIAN_FRONTEND", "noninteractive")
             .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
+            .is_ok_and(|s| s.success())
     };
     if !install() {
         util::run(Command::new("apt-get").arg("update"))?;

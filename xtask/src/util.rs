@@ -7,7 +7,7 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-pub fn workspace_root() -> PathBuf {
+pub(crate) fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -15,7 +15,7 @@ pub fn workspace_root() -> PathBuf {
 }
 
 /// Runs cargo (the same one that runs xtask) in the workspace root.
-pub fn cargo(args: &[&str]) -> Result<()> {
+pub(crate) fn cargo(args: &[&str]) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(&cargo)
         .args(args)
@@ -29,7 +29,7 @@ pub fn cargo(args: &[&str]) -> Result<()> {
 }
 
 /// Runs a command to completion, failing with its name if it fails.
-pub fn run(cmd: &mut Command) -> Result<()> {
+pub(crate) fn run(cmd: &mut Command) -> Result<()> {
     let status = cmd.status().with_context(|| format!("starting {cmd:?}"))?;
     if !status.success() {
         bail!("{cmd:?} failed ({status})");
@@ -38,7 +38,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 }
 
 /// Output of a command that must succeed.
-pub fn output(cmd: &mut Command) -> Result<String> {
+pub(crate) fn output(cmd: &mut Command) -> Result<String> {
     let out = cmd.output().with_context(|| format!("starting {cmd:?}"))?;
     if !out.status.success() {
         bail!(
@@ -50,22 +50,19 @@ pub fn output(cmd: &mut Command) -> Result<String> {
 }
 
 /// Replaces this process with `bin args` (so signals reach the agent directly).
-pub fn exec(bin: &Path, args: &[String]) -> Result<()> {
+pub(crate) fn exec(bin: &Path, args: &[String]) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let err = Command::new(bin).args(args).exec();
     Err(err).with_context(|| format!("executing {}", bin.display()))
 }
 
-pub fn have(program: &str) -> bool {
+pub(crate) fn have(program: &str) -> bool {
     Command::new("sh")
         .args(["-c", &format!("command -v {program} >/dev/null 2>&1")])
         .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
+        .is_ok_and(|s| s.success())
 }
 
-pub fn is_root() -> bool {
-    output(Command::new("id").arg("-u"))
-        .map(|s| s.trim() == "0")
-        .unwrap_or(false)
+pub(crate) fn is_root() -> bool {
+    output(Command::new("id").arg("-u")).is_ok_and(|s| s.trim() == "0")
 }

@@ -145,8 +145,8 @@ fn parse_limit(s: Option<&str>, cap: usize) -> Result<usize, ApiError> {
 
 fn parse_follow(s: Option<&str>) -> Result<bool, ApiError> {
     match s {
-        None | Some("false") | Some("0") => Ok(false),
-        Some("true") | Some("1") => Ok(true),
+        None | Some("false" | "0") => Ok(false),
+        Some("true" | "1") => Ok(true),
         Some(s) => Err(ApiError::bad_request(format!(
             "follow={s:?} must be true or false"
         ))),

@@ -58,6 +58,7 @@ struct Type {
     name: u32,
     kind: u32,
     /// Size for ints, structs, unions, enums; referenced type for modifiers and pointers.
+    #[allow(clippy::struct_field_names, reason = "BTF's own name for the field")]
     size_or_type: u32,
     members: Vec<Member>,
     /// Element type and count for arrays.
@@ -183,7 +184,7 @@ impl Btf {
                         KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG
                     ) =>
                 {
-                    id = t.size_or_type
+                    id = t.size_or_type;
                 }
                 _ => break,
             }

@@ -37,11 +37,7 @@ impl CounterReader {
         let Ok(map) = self.map.lock() else {
             return KernelCounters::default();
         };
-        let sum = |i: u32| -> u64 {
-            map.get(&i, 0)
-                .map(|v| v.iter().copied().sum::<u64>())
-                .unwrap_or(0)
-        };
+        let sum = |i: u32| -> u64 { map.get(&i, 0).map_or(0, |v| v.iter().copied().sum::<u64>()) };
         KernelCounters {
             events: sum(counter::EVENTS),
             bytes: sum(counter::BYTES),

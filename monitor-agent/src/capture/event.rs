@@ -27,7 +27,7 @@ impl Event {
         }
         // SAFETY: EventHeader is plain old data and `raw` holds at least its size.
         let header: EventHeader =
-            unsafe { std::ptr::read_unaligned(raw.as_ptr() as *const EventHeader) };
+            unsafe { std::ptr::read_unaligned(raw.as_ptr().cast::<EventHeader>()) };
         let payload = &raw[HEADER_SIZE..];
         if header.len as usize > payload.len() {
             return Err(DecodeError::Length {
@@ -114,7 +114,7 @@ mod tests {
             remote_addr: [0; 16],
             comm: [0; 16],
         };
-        unsafe { std::ptr::write_unaligned(raw.as_mut_ptr() as *mut EventHeader, h) };
+        unsafe { std::ptr::write_unaligned(raw.as_mut_ptr().cast::<EventHeader>(), h) };
         assert!(matches!(
             Event::decode(&raw),
             Err(DecodeError::Length { claimed: 9, .. })

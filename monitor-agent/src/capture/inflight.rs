@@ -94,7 +94,7 @@ mod tests {
             (a.fd, a.buf, a.count, a.shape),
             (5, 0x7f00_dead_beef, 0x2000, SHAPE_FLAT)
         );
-        assert_eq!(a.syscall_nr as i64, libc::SYS_recvfrom);
+        assert_eq!(i64::from(a.syscall_nr), libc::SYS_recvfrom);
         let peek = format!("{} 0x5 0x7f00 0x10 0x2 0x0 0x0 0x1 0x2", libc::SYS_recvfrom);
         assert!(parse_syscall_line(&peek).is_none());
         let poll = format!("{} 0x5 0x1 0x2 0x0 0x0 0x0 0x1 0x2", libc::SYS_epoll_wait);

@@ -183,7 +183,7 @@ impl Capture {
     /// owns it rather than dropping it.
     pub fn spawn_kernel_log(
         &mut self,
-        stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+        stop: Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<Option<std::thread::JoinHandle<()>>> {
         use std::os::fd::AsRawFd;
         let Some(mut logger) = self.logger.take() else {
@@ -200,7 +200,7 @@ impl Capture {
                         revents: 0,
                     };
                     // SAFETY: one valid pollfd.
-                    unsafe { libc::poll(&mut pfd, 1, 500) };
+                    unsafe { libc::poll(&raw mut pfd, 1, 500) };
                     logger.flush();
                 }
             })?;

@@ -81,7 +81,7 @@ fn raise_memlock() {
         rlim_max: libc::RLIM_INFINITY,
     };
     // SAFETY: valid pointer to a local struct.
-    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rlim) };
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &raw const rlim) };
     if rc != 0 {
         log::debug!("could not raise RLIMIT_MEMLOCK");
     }

@@ -60,7 +60,7 @@ pub fn spawn(
                     revents: 0,
                 };
                 // SAFETY: one valid pollfd.
-                unsafe { libc::poll(&mut pfd, 1, POLL_MS) };
+                unsafe { libc::poll(&raw mut pfd, 1, POLL_MS) };
                 let mut batch = 0;
                 while let Some(item) = ring.next() {
                     batch += 1;

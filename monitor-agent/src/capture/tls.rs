@@ -217,12 +217,11 @@ impl TlsAttacher {
         // Named for the log only when something is attached (most executables are neither).
         let shown = || {
             std::fs::read_link(&exe)
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|_| exe.display().to_string())
+                .map_or_else(|_| exe.display().to_string(), |p| p.display().to_string())
         };
         match inspect(&exe) {
             Executable::OpenSsl => {
-                self.consider(&exe, &shown(), &format!("executable of pid {pid}"))
+                self.consider(&exe, &shown(), &format!("executable of pid {pid}"));
             }
             Executable::GoTls(functions) => {
                 self.seen.insert((meta.dev(), meta.ino()));

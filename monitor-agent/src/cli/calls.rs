@@ -41,8 +41,7 @@ fn text(c: &Value) -> String {
     let who = |p: &Value| {
         p["service"]
             .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("{}:{}", s(&p["ip"]), p["port"]))
+            .map_or_else(|| format!("{}:{}", s(&p["ip"]), p["port"]), str::to_string)
     };
     format!(
         "{} {} -> {} {} {} {} {}us{}",

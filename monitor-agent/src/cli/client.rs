@@ -10,19 +10,19 @@ use super::ServerArgs;
 /// Inventories of large clusters are big, but not this big.
 const MAX_BODY: u64 = 512 << 20;
 
-pub struct Client {
+pub(super) struct Client {
     base: String,
     token: Option<String>,
     agent: ureq::Agent,
 }
 
 impl Client {
-    pub fn new(s: &ServerArgs, streaming: bool) -> Client {
+    pub(super) fn new(s: &ServerArgs, streaming: bool) -> Client {
         let mut cfg = ureq::Agent::config_builder().http_status_as_error(false);
-        if !streaming {
-            cfg = cfg.timeout_global(Some(Duration::from_secs(30)));
-        } else {
+        if streaming {
             cfg = cfg.timeout_connect(Some(Duration::from_secs(10)));
+        } else {
+            cfg = cfg.timeout_global(Some(Duration::from_secs(30)));
         }
         Client {
             base: s.server.trim_end_matches('/').to_string(),
@@ -60,7 +60,7 @@ impl Client {
         Ok(resp)
     }
 
-    pub fn get_json<T: DeserializeOwned>(&self, path_and_query: &str) -> Result<T> {
+    pub(super) fn get_json<T: DeserializeOwned>(&self, path_and_query: &str) -> Result<T> {
         let mut resp = self.call(path_and_query)?;
         let body = resp
             .body_mut()
@@ -72,14 +72,14 @@ impl Client {
     }
 
     /// The body as a byte stream, for endpoints that stream JSON Lines.
-    pub fn stream(&self, path_and_query: &str) -> Result<impl Read> {
+    pub(super) fn stream(&self, path_and_query: &str) -> Result<impl Read> {
         Ok(self.call(path_and_query)?.into_body().into_reader())
     }
 }
 
 /// Prints each JSON line the agent streams from `path_and_query`, as it is (`json`) or
 /// through `show`, until the agent closes the stream or stdout is closed (`| head`).
-pub fn print_stream(
+pub(super) fn print_stream(
     client: &Client,
     path_and_query: &str,
     json: bool,
@@ -99,7 +99,7 @@ pub fn print_stream(
         } else {
             show(&serde_json::from_str(&line).context("the agent sent a line that is not JSON")?)
         };
-        if writeln!(out, "{shown}").and_then(|_| out.flush()).is_err() {
+        if writeln!(out, "{shown}").and_then(|()| out.flush()).is_err() {
             return Ok(());
         }
     }
@@ -107,7 +107,7 @@ pub fn print_stream(
 }
 
 /// `?a=b&c=d` from the parameters that are set.
-pub fn query(params: &[(&str, Option<String>)]) -> String {
+pub(super) fn query(params: &[(&str, Option<String>)]) -> String {
     let set: Vec<(&str, &str)> = params
         .iter()
         .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)))

@@ -51,9 +51,9 @@ impl Conn {
 
     fn header(&mut self, kind: u8, direction: u8, len: u32, orig_len: u32) -> EventHeader {
         self.ts += 1_000;
-        let d = if direction == DIR_EGRESS { 0 } else { 1 };
+        let d = usize::from(direction != DIR_EGRESS);
         let offset = self.offsets[d];
-        self.offsets[d] += orig_len as u64;
+        self.offsets[d] += u64::from(orig_len);
         let mut comm = [0u8; 16];
         comm[..4].copy_from_slice(b"test");
         EventHeader {

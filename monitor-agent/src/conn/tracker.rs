@@ -286,13 +286,13 @@ impl ConnTracker {
             Some(expected) if h.stream_offset > expected => h.stream_offset - expected,
             _ => 0,
         };
-        conn.expected[dir] = Some(h.stream_offset + h.orig_len as u64);
+        conn.expected[dir] = Some(h.stream_offset + u64::from(h.orig_len));
         // Bytes of this event that were not captured: all of a gap record, or the part of
         // a data record the kernel cut.
         let missing = if h.kind == KIND_DATA {
-            (h.orig_len - h.len.min(h.orig_len)) as u64
+            u64::from(h.orig_len - h.len.min(h.orig_len))
         } else {
-            h.orig_len as u64
+            u64::from(h.orig_len)
         };
         let data: &[u8] = if h.kind == KIND_DATA { &ev.data } else { &[] };
         match &mut conn.parser {
@@ -435,10 +435,10 @@ impl Recorder {
         for x in exchanges {
             let mut observed = Peer::local(conn.local, conn.pid, conn.comm.clone());
             observed.service = Some(mine.clone());
-            observed.kubernetes = my_pod.clone();
+            observed.kubernetes.clone_from(&my_pod);
             let mut other = Peer::remote(conn.remote);
             other.service = Some(theirs.clone());
-            other.kubernetes = their_pod.clone();
+            other.kubernetes.clone_from(&their_pod);
             let (client, server) = match role {
                 Role::Client => (observed, other),
                 Role::Server => (other, observed),

@@ -62,6 +62,7 @@ impl Identity {
     }
 
     /// Names containers by their Kubernetes workload and cluster addresses by their Service.
+    #[must_use]
     pub fn with_kubernetes(mut self, index: Arc<RwLock<KubeIndex>>) -> Identity {
         self.kube = Some(index);
         self

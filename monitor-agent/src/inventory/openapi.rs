@@ -83,7 +83,7 @@ fn rewrite_params(route: &str, mut param: impl FnMut(&str) -> String) -> String 
         match Seg::parse(seg, Grammar::Declared) {
             Ok(Seg::Param(name)) => out.push_str(&param(&name)),
             Ok(Seg::Mixed(parts)) => {
-                for part in parts.iter() {
+                for part in &parts {
                     match part {
                         Part::Literal(l) => out.push_str(l),
                         Part::Param(name) => out.push_str(&param(name)),

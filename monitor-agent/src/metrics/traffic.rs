@@ -44,7 +44,17 @@ const DURATION_BUCKETS: &[f64] = &[
 ];
 /// Bytes: powers of four from 64 B to 16 MiB.
 const SIZE_BUCKETS: &[f64] = &[
-    0.0, 64.0, 256.0, 1024.0, 4096.0, 16384.0, 65536.0, 262144.0, 1048576.0, 4194304.0, 16777216.0,
+    0.0,
+    64.0,
+    256.0,
+    1024.0,
+    4096.0,
+    16384.0,
+    65536.0,
+    262_144.0,
+    1_048_576.0,
+    4_194_304.0,
+    16_777_216.0,
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -189,7 +199,7 @@ impl Hash for SeriesKey {
             protocol: self.protocol,
             grpc: self.grpc,
         }
-        .hash(h)
+        .hash(h);
     }
 }
 

@@ -119,6 +119,10 @@ pub struct Violation {
     pub rule: Option<String>,
 }
 
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "returned as the verdict of a check"
+)]
 fn violation(reason: Reason, detail: String, rule: Option<String>) -> Option<Violation> {
     Some(Violation {
         reason,
@@ -207,6 +211,10 @@ impl Policy {
     }
 }
 
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "a violation's optional rule field"
+)]
 fn rule_names(rules: &[(usize, &AllowRule)]) -> Option<String> {
     let names: Vec<String> = rules.iter().map(|(i, _)| format!("allow[{i}]")).collect();
     Some(names.join(", "))
@@ -247,7 +255,7 @@ fn check_require(r: &Require, rule: &str, call: &CallFacts<'_>) -> Option<Violat
     let jwt = (auth.kind == AuthKind::Jwt).then_some(call.jwt);
     let not_jwt = || format!("the call carried {}, not a JWT", auth.label());
     if let Some(issuers) = &r.issuers {
-        let list = join(issuers.iter().map(|i| i.as_str()));
+        let list = join(issuers.iter().map(super::schema::ClaimValue::as_str));
         let issuer = jwt
             .flatten()
             .and_then(|c| c.issuer.as_deref())
@@ -272,7 +280,7 @@ fn check_require(r: &Require, rule: &str, call: &CallFacts<'_>) -> Option<Violat
         }
     }
     if let Some(audiences) = &r.audiences {
-        let list = join(audiences.iter().map(|a| a.as_str()));
+        let list = join(audiences.iter().map(super::schema::ClaimValue::as_str));
         let found = jwt.flatten().map(|c| &c.audiences);
         if !found.is_some_and(|f| audiences.iter().any(|a| f.iter().any(|x| x == a.as_str()))) {
             let had = match (jwt, found) {
@@ -293,7 +301,7 @@ fn check_require(r: &Require, rule: &str, call: &CallFacts<'_>) -> Option<Violat
         let found = jwt.flatten().map(|c| &c.scopes);
         let missing: Vec<&str> = scopes
             .iter()
-            .map(|s| s.as_str())
+            .map(super::schema::Scope::as_str)
             .filter(|s| !found.is_some_and(|f| f.iter().any(|x| x == s)))
             .collect();
         if !missing.is_empty() {
@@ -331,7 +339,7 @@ fn check_require(r: &Require, rule: &str, call: &CallFacts<'_>) -> Option<Violat
 /// `exp < at`, in microseconds: a call at the very second of `exp` is still in time, one
 /// a moment later is not, and times before 1970 need no special case.
 fn expired(exp: i64, at: SystemTime) -> bool {
-    (exp as i128) * 1_000_000 < unix_us(at)
+    i128::from(exp) * 1_000_000 < unix_us(at)
 }
 
 fn unix_us(t: SystemTime) -> i128 {
@@ -412,8 +420,8 @@ endpoints:
         JwtClaims {
             issuer: Some(iss.to_owned()),
             subject: Some("user-1".to_owned()),
-            audiences: aud.iter().map(|s| s.to_string()).collect(),
-            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            audiences: aud.iter().map(ToString::to_string).collect(),
+            scopes: scopes.iter().map(ToString::to_string).collect(),
             expires_at: exp,
         }
     }

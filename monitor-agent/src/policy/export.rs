@@ -559,7 +559,7 @@ pub(super) fn path_regex(p: &RoutePattern) -> String {
             Seg::Param(_) => s.push_str(PARAM_REGEX),
             Seg::Literal(l) => s.push_str(&regex_escape(l)),
             Seg::Mixed(parts) => {
-                for p in parts.iter() {
+                for p in parts {
                     match p {
                         Part::Param(_) => s.push_str(PARAM_REGEX),
                         Part::Literal(l) => s.push_str(&regex_escape(l)),

@@ -172,6 +172,7 @@ impl<T> NonEmpty<T> {
         (!items.is_empty()).then_some(NonEmpty(items))
     }
 
+    #[must_use]
     pub fn with(mut self, item: T) -> NonEmpty<T> {
         self.0.push(item);
         self
@@ -513,8 +514,11 @@ mod tests {
             .skip_while(|l| *l != "```yaml")
             .skip(1)
             .take_while(|l| *l != "```")
-            .map(|l| format!("{l}\n"))
-            .collect();
+            .fold(String::new(), |mut doc, l| {
+                doc.push_str(l);
+                doc.push('\n');
+                doc
+            });
         assert_eq!(
             Policy::parse("mod.rs", &doc).unwrap(),
             Policy::parse("full.yaml", FULL).unwrap()

@@ -435,7 +435,7 @@ mod tests {
             .as_ref()
             .unwrap()
             .iter()
-            .map(|r| r.as_str())
+            .map(RoutePattern::as_str)
             .collect();
         assert!(!joined.contains("{name}.json"), "{joined}");
         assert_eq!(routes, ["/files/*", "/files/{name}.json", "/x"]);

@@ -58,13 +58,12 @@ impl Cardinality {
         if self.limit == 0 {
             return route.to_string();
         }
-        let mut at = match self.services.get(service) {
-            Some(&id) => id,
-            None => {
-                let id = self.alloc();
-                self.services.insert(service.to_owned(), id);
-                id
-            }
+        let mut at = if let Some(&id) = self.services.get(service) {
+            id
+        } else {
+            let id = self.alloc();
+            self.services.insert(service.to_owned(), id);
+            id
         };
         let mut out: Vec<&str> = Vec::new();
         for seg in route.split('/') {
@@ -83,7 +82,7 @@ impl Cardinality {
                 next = self.collapse(at);
                 merges.push(Merge {
                     service: service.to_string(),
-                    prefix: out.iter().map(|s| s.to_string()).collect(),
+                    prefix: out.iter().map(ToString::to_string).collect(),
                 });
                 seg = PARAM;
             }
@@ -138,12 +137,11 @@ impl Cardinality {
             self.nodes[dst as usize].variable |= node.variable;
             for (k, child) in node.children {
                 let target = &mut self.nodes[dst as usize];
-                match target.children.get(&k) {
-                    Some(&d) => work.push((d, child)),
-                    None => {
-                        target.literals += usize::from(is_value(&k));
-                        target.children.insert(k, child);
-                    }
+                if let Some(&d) = target.children.get(&k) {
+                    work.push((d, child));
+                } else {
+                    target.literals += usize::from(is_value(&k));
+                    target.children.insert(k, child);
                 }
             }
             self.free.push(src);
@@ -268,7 +266,7 @@ mod realistic {
             .collect();
         // Routes filed before a merge are re-filed, as the inventory does.
         for m in &merges {
-            for r in seen.iter_mut() {
+            for r in &mut seen {
                 if let Some(new) = apply_merge(r, &m.prefix) {
                     *r = new;
                 }
@@ -278,7 +276,7 @@ mod realistic {
     }
 
     fn set(xs: &[&str]) -> BTreeSet<String> {
-        xs.iter().map(|s| s.to_string()).collect()
+        xs.iter().map(ToString::to_string).collect()
     }
 
     #[test]
@@ -332,7 +330,7 @@ mod realistic {
         for i in 0..30u32 {
             let order = format!(
                 "{:08x}-4f89-11d3-9a0c-{:012x}",
-                i.wrapping_mul(2654435761),
+                i.wrapping_mul(2_654_435_761),
                 i
             );
             paths.push(format!("/v1/orders/{order}"));
@@ -405,10 +403,7 @@ mod deep {
         let mut merges = Vec::new();
         for i in 0..10 {
             let route = format!("/u{i}{}", "/".repeat(20_000));
-            assert_eq!(
-                c.shape("s", &route, &mut merges).len() >= route.len() - 4,
-                true
-            );
+            assert!(c.shape("s", &route, &mut merges).len() >= route.len() - 4);
         }
         assert_eq!(merges.len(), 1, "{merges:?}");
         assert_eq!(merges[0].prefix, [""]);

@@ -178,7 +178,7 @@ impl RoutePattern {
                 Seg::Literal(l) => key.push_str(l),
                 Seg::Param(_) => key.push_str("{}"),
                 Seg::Mixed(parts) => {
-                    for p in parts.iter() {
+                    for p in parts {
                         match p {
                             Part::Literal(l) => key.push_str(l),
                             Part::Param(_) => key.push_str("{}"),

@@ -39,11 +39,21 @@ fn fits(by: By, template: &str, path: &str, input: Input) -> Option<bool> {
 const P: Input = Input::Path;
 const R: Input = Input::Route;
 
+/// Who reads it, template, path, read as, whether it matches (`None`: refused), why.
+type Row = (
+    By,
+    &'static str,
+    &'static str,
+    Input,
+    Option<bool>,
+    &'static str,
+);
+
 #[test]
 fn the_route_table() {
     use By::*;
     #[rustfmt::skip]
-    let table: &[(By, &str, &str, Input, Option<bool>, &str)] = &[
+    let table: &[Row] = &[
         // Query strings and fragments never count (the spec matcher used to keep fragments).
         (Spec, "/search", "/search?q=1", P, Some(true), "query ignored"),
         (Spec, "/search", "/search#top", P, Some(true), "fragment ignored"),

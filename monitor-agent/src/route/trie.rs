@@ -60,23 +60,26 @@ impl Trie {
         let next = NodeId::try_from(self.nodes.len()).unwrap_or(NodeId::MAX);
         let node = &mut self.nodes[at as usize];
         let (id, new) = match seg {
-            Seg::Literal(l) => match node.literal.get(l) {
-                Some(&id) => (id, false),
-                None => {
+            Seg::Literal(l) => {
+                if let Some(&id) = node.literal.get(l) {
+                    (id, false)
+                } else {
                     node.literal.insert(l.clone(), next);
                     (next, true)
                 }
-            },
-            Seg::Param(_) => match node.param {
-                Some(id) => (id, false),
-                None => {
+            }
+            Seg::Param(_) => {
+                if let Some(id) = node.param {
+                    (id, false)
+                } else {
                     node.param = Some(next);
                     (next, true)
                 }
-            },
-            Seg::Mixed(_) => match node.mixed.iter().find(|(s, _)| s == seg) {
-                Some(&(_, id)) => (id, false),
-                None => {
+            }
+            Seg::Mixed(_) => {
+                if let Some(&(_, id)) = node.mixed.iter().find(|(s, _)| s == seg) {
+                    (id, false)
+                } else {
                     let len = seg.literal_len();
                     let pos = node
                         .mixed
@@ -86,7 +89,7 @@ impl Trie {
                     node.mixed.insert(pos, (seg.clone(), next));
                     (next, true)
                 }
-            },
+            }
         };
         if new {
             self.nodes.push(Node::default());

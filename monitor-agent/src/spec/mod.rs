@@ -142,17 +142,16 @@ impl MethodIndex {
     fn build(ops: &[DeclaredOp]) -> MethodIndex {
         let mut index = MethodIndex::default();
         for (i, op) in ops.iter().enumerate() {
-            let pos = match index
+            let pos = if let Some(pos) = index
                 .methods
                 .iter()
                 .position(|(m, _)| m.eq_ignore_ascii_case(&op.method))
             {
-                Some(pos) => pos,
-                None => {
-                    let method = op.method.to_ascii_uppercase();
-                    index.methods.push((method, Trie::default()));
-                    index.methods.len() - 1
-                }
+                pos
+            } else {
+                let method = op.method.to_ascii_uppercase();
+                index.methods.push((method, Trie::default()));
+                index.methods.len() - 1
             };
             index.methods[pos]
                 .1

@@ -19,6 +19,7 @@
 #[path = "../peer_main.rs"]
 mod peer_main;
 
+use std::fmt::Write as _;
 use std::{convert::Infallible, process::ExitCode, time::Duration};
 
 use clap::{Parser, Subcommand};
@@ -244,7 +245,7 @@ fn chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut cur = e.source();
     while let Some(s) = cur {
-        text.push_str(&format!(": {s}"));
+        let _ = write!(text, ": {s}");
         cur = s.source();
     }
     text

@@ -40,7 +40,7 @@ fn call(inv: &mut Inventory, service: &str, method: &str, path: &str, status: u1
     let mut client = Peer::remote(c);
     client.service = Some(Arc::from("curl"));
     let rec = CallRecord {
-        ts: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        ts: UNIX_EPOCH + Duration::from_hours(500_000),
         route,
         status,
         duration_us: 250,
@@ -219,7 +219,7 @@ fn endpoint_count_is_bounded() {
 #[test]
 fn restored_endpoints_keep_their_merges() {
     let mut inv = Inventory::new(InventoryConfig::default());
-    let stats = crate::inventory::stats::EndpointStats {
+    let stats = EndpointStats {
         calls: 5,
         ..Default::default()
     };

@@ -90,7 +90,7 @@ fn grpc_calls_carry_their_status_code() {
     let f = TrafficFamilies::register(&mut reg, 10);
     let mut t = TrafficRecorder::new(f, 10);
     let mut c = call(Role::Server, "/demo.Greeter/SayHello", "POST", false);
-    c.protocol = crate::protocol::exchange::Protocol::Grpc;
+    c.protocol = Protocol::Grpc;
     c.grpc = Some(crate::protocol::exchange::Grpc {
         service: "demo.Greeter".into(),
         method: "SayHello".into(),

@@ -79,9 +79,8 @@ fn parse_request(buf: &[u8]) -> Parsed {
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
         return Parsed::Invalid;
     };
-    let framing = match Framing::from_headers(req.headers, true) {
-        Some(f) => f,
-        None => return Parsed::Invalid,
+    let Some(framing) = Framing::from_headers(req.headers, true) else {
+        return Parsed::Invalid;
     };
     let body = if let Some(chunked) = framing.chunked {
         // RFC 9112 6.3: a request whose last coding is not chunked cannot be
@@ -122,9 +121,8 @@ fn parse_response(buf: &[u8]) -> Parsed {
     let Some(status) = res.code else {
         return Parsed::Invalid;
     };
-    let framing = match Framing::from_headers(res.headers, false) {
-        Some(f) => f,
-        None => return Parsed::Invalid,
+    let Some(framing) = Framing::from_headers(res.headers, false) else {
+        return Parsed::Invalid;
     };
     let body = if (100..200).contains(&status) || status == 204 || status == 304 {
         BodyLen::None

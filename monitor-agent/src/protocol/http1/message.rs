@@ -259,18 +259,15 @@ impl Framer {
             *input = rest;
         }
         self.dirty = false;
-        match resync::find_start(self.side, self.buf.bytes()) {
-            Some(p) => {
-                self.buf.drain(p);
-                self.state = State::Idle;
-                self.dirty = true;
-                Step::Emit(Event::Resynced)
-            }
-            None => {
-                let excess = self.buf.len().saturating_sub(TAIL_KEEP);
-                self.buf.drain(excess);
-                Step::Again
-            }
+        if let Some(p) = resync::find_start(self.side, self.buf.bytes()) {
+            self.buf.drain(p);
+            self.state = State::Idle;
+            self.dirty = true;
+            Step::Emit(Event::Resynced)
+        } else {
+            let excess = self.buf.len().saturating_sub(TAIL_KEEP);
+            self.buf.drain(excess);
+            Step::Again
         }
     }
 

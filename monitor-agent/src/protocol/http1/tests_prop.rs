@@ -146,7 +146,7 @@ const FRAGMENTS: &[&[u8]] = &[
 fn bytes() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..80),
-        proptest::sample::select(FRAGMENTS).prop_map(|f| f.to_vec()),
+        proptest::sample::select(FRAGMENTS).prop_map(<[u8]>::to_vec),
     ]
 }
 

@@ -8,7 +8,7 @@ use crate::protocol::{
 /// A header value that may be missing, or present but undecodable because it refers to a
 /// header table entry this agent never saw.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum Value<T> {
+pub(super) enum Value<T> {
     #[default]
     Absent,
     Known(T),
@@ -16,14 +16,14 @@ pub enum Value<T> {
 }
 
 impl<T> Value<T> {
-    pub fn known(&self) -> Option<&T> {
+    pub(super) fn known(&self) -> Option<&T> {
         match self {
             Value::Known(v) => Some(v),
             _ => None,
         }
     }
 
-    pub fn into_known(self) -> Option<T> {
+    pub(super) fn into_known(self) -> Option<T> {
         match self {
             Value::Known(v) => Some(v),
             _ => None,
@@ -49,7 +49,7 @@ impl<T> Value<T> {
 
 /// The fields of one header block the agent reports on.
 #[derive(Debug, Default)]
-pub struct Fields {
+pub(super) struct Fields {
     pub method: Value<String>,
     pub path: Value<String>,
     pub authority: Value<String>,
@@ -74,7 +74,7 @@ fn text(v: &[u8]) -> String {
 impl Fields {
     /// Whether a header's value matters to a call record: pseudo-headers, media types,
     /// gRPC status, the host and credentials. Others need not even be decoded.
-    pub fn wants(name: &[u8]) -> bool {
+    pub(super) fn wants(name: &[u8]) -> bool {
         name.first() == Some(&b':')
             || matches!(
                 name,
@@ -84,7 +84,7 @@ impl Fields {
     }
 
     /// One decoded field; `None` parts refer to header table entries never seen.
-    pub fn add(&mut self, name: Option<&[u8]>, value: Option<&[u8]>) {
+    pub(super) fn add(&mut self, name: Option<&[u8]>, value: Option<&[u8]>) {
         let Some(name) = name else {
             self.hidden = true;
             return;
@@ -134,7 +134,7 @@ impl Fields {
     }
 
     /// Marks as unknown whatever a hidden field could have been.
-    pub fn settle(&mut self) {
+    pub(super) fn settle(&mut self) {
         if self.hidden {
             self.method.maybe_hidden();
             self.path.maybe_hidden();
@@ -144,7 +144,7 @@ impl Fields {
         }
     }
 
-    pub fn take_auth(&mut self) -> Auth {
+    pub(super) fn take_auth(&mut self) -> Auth {
         std::mem::take(&mut self.auth).finish()
     }
 }

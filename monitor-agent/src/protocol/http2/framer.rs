@@ -72,7 +72,7 @@ pub(super) struct Framer {
 
 impl Framer {
     /// A direction seen from its first octet; `preface` for the client's side.
-    pub fn at_start(preface: bool) -> Framer {
+    pub(super) fn at_start(preface: bool) -> Framer {
         Framer::with(if preface {
             State::Preface { matched: 0 }
         } else {
@@ -81,7 +81,7 @@ impl Framer {
     }
 
     /// A direction joined at an unknown point.
-    pub fn unaligned() -> Framer {
+    pub(super) fn unaligned() -> Framer {
         Framer::with(State::Unaligned)
     }
 
@@ -94,16 +94,16 @@ impl Framer {
         }
     }
 
-    pub fn set_max_len(&mut self, n: u32) {
+    pub(super) fn set_max_len(&mut self, n: u32) {
         self.max_len = n.clamp(DEFAULT_MAX_FRAME_LEN, super::frame::MAX_FRAME_LEN);
     }
 
-    pub fn buffered(&self) -> usize {
+    pub(super) fn buffered(&self) -> usize {
         self.keep.capacity()
     }
 
     /// One captured segment of this direction, in stream order.
-    pub fn feed(&mut self, mut input: &[u8], ts_ns: u64, f: &mut dyn FnMut(Event<'_>)) {
+    pub(super) fn feed(&mut self, mut input: &[u8], ts_ns: u64, f: &mut dyn FnMut(Event<'_>)) {
         if matches!(self.state, State::Unaligned) {
             // The preface only ever starts a connection: frames follow it.
             if let Some(rest) = input.strip_prefix(PREFACE.as_slice()) {
@@ -199,7 +199,7 @@ impl Framer {
     }
 
     /// `len` octets of this direction were not captured here.
-    pub fn gap(&mut self, len: u64, ts_ns: u64, f: &mut dyn FnMut(Event<'_>)) {
+    pub(super) fn gap(&mut self, len: u64, ts_ns: u64, f: &mut dyn FnMut(Event<'_>)) {
         if len == 0 {
             return;
         }
@@ -208,9 +208,13 @@ impl Framer {
             State::Preface { .. } | State::Header { .. } => self.lose(false, f),
             State::Keep { head } => {
                 let head = *head;
-                let rest = head.len as u64 - self.keep.len() as u64;
+                let rest = u64::from(head.len) - self.keep.len() as u64;
                 self.keep.clear();
                 f(Event::Lost { head });
+                #[allow(
+                    clippy::comparison_chain,
+                    reason = "three states, each with its own shape"
+                )]
                 if len < rest {
                     self.state = State::Skip {
                         head,
@@ -232,7 +236,7 @@ impl Framer {
             } => {
                 pad.get_or_insert(0);
                 *lost = true;
-                if len <= *remaining as u64 {
+                if len <= u64::from(*remaining) {
                     *remaining -= len as u32;
                     if *remaining == 0 {
                         self.finish_skip(ts_ns, f);
@@ -307,7 +311,7 @@ impl Framer {
             self.state = State::Header { have: 0 };
             if head.kind == DATA && head.well_formed(self.max_len) {
                 let padding = if head.has(FLAG_PADDED) {
-                    1 + pad.unwrap_or(0) as u32
+                    1 + u32::from(pad.unwrap_or(0))
                 } else {
                     0
                 };

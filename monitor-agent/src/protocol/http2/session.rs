@@ -365,7 +365,7 @@ impl Cx<'_> {
         decoder: &mut Decoder,
         block: &mut Option<Block>,
     ) {
-        let wire = HEADER_LEN as u64 + head.len as u64;
+        let wire = HEADER_LEN as u64 + u64::from(head.len);
         if let Some(b) = block {
             if head.kind != CONTINUATION || head.stream != b.stream {
                 // RFC 9113 6.10: nothing may come between a block's frames.
@@ -457,7 +457,7 @@ impl Cx<'_> {
                     match id {
                         // What this side accepts bounds what the other side sends.
                         frame::SETTINGS_HEADER_TABLE_SIZE => {
-                            self.other.decoder.set_max_allowed(v as usize)
+                            self.other.decoder.set_max_allowed(v as usize);
                         }
                         frame::SETTINGS_MAX_FRAME_SIZE => self.other.framer.set_max_len(v),
                         _ => {}
@@ -470,8 +470,8 @@ impl Cx<'_> {
 
     fn header_block(&mut self, b: Block, fragment: &[u8], decoder: &mut Decoder) {
         let mut fields = Fields::default();
-        let decoded = decoder.decode_wanted(fragment, &Fields::wants, &mut |n, v| fields.add(n, v));
-        if decoded.is_err() {
+        let outcome = decoder.decode_wanted(fragment, &Fields::wants, &mut |n, v| fields.add(n, v));
+        if outcome.is_err() {
             self.stats.parse_errors += 1;
             // The rest of the block could have held any field.
             fields.hidden = true;
@@ -576,11 +576,11 @@ impl Cx<'_> {
         let Some(s) = self.streams.get_mut(&head.stream) else {
             return;
         };
-        let wire = HEADER_LEN as u64 + head.len as u64;
+        let wire = HEADER_LEN as u64 + u64::from(head.len);
         if from_client {
             s.request_lossy |= lost;
             s.request_bytes += wire;
-            s.request_body_bytes += body as u64;
+            s.request_body_bytes += u64::from(body);
             s.request_end_ns = ts_ns;
         } else {
             if s.response_start_ns == 0 {
@@ -588,7 +588,7 @@ impl Cx<'_> {
             }
             s.lossy |= lost;
             s.response_bytes += wire;
-            s.response_body_bytes += body as u64;
+            s.response_body_bytes += u64::from(body);
             if head.has(FLAG_END_STREAM) {
                 self.complete(head.stream, ts_ns, None);
             }

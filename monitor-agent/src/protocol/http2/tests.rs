@@ -1653,7 +1653,7 @@ fn oversized_frame_is_a_parse_error_and_skipped() {
     c.cl(&headers(1, ES, &get("/big")), 10);
     c.sv(&headers(1, 0, &status(200).0), 20);
     // 20000 octets: nobody allowed more than 16384.
-    let big = data(1, ES, &[0; 20_000]);
+    let big = data(1, ES, &vec![0; 20_000]);
     c.sv(&big[..1000], 21).sv(&big[1000..], 22);
     assert_eq!(c.stats().parse_errors, 1);
     assert!(c.out.is_empty(), "a malformed frame ends nothing");
@@ -1694,13 +1694,13 @@ fn settings_max_frame_size_allows_larger_frames_one_way() {
     c.sv(&settings(&[]), 2);
     c.cl(&headers(1, ES, &get("/down")), 10);
     c.sv(&headers(1, 0, &status(200).0), 11);
-    c.sv(&data(1, ES, &[0; 40_000]), 12);
+    c.sv(&data(1, ES, &vec![0; 40_000]), 12);
     let out = c.take();
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].response_body_bytes, 40_000);
     assert_eq!(c.stats(), SessionStats::default());
     c.cl(&headers(3, 0, &post("/up", "a/b")), 20);
-    c.cl(&data(3, ES, &[0; 20_000]), 21);
+    c.cl(&data(3, ES, &vec![0; 20_000]), 21);
     assert_eq!(c.stats().parse_errors, 1);
 }
 
@@ -2182,6 +2182,10 @@ const STATUSES: [u16; 6] = [200, 204, 404, 500, 302, 201];
 
 /// One generated stream.
 #[derive(Clone, Debug)]
+#[allow(
+    clippy::struct_excessive_bools,
+    reason = "one generated test case's switches"
+)]
 struct Spec {
     post: bool,
     path: usize,
@@ -2281,6 +2285,7 @@ fn block_frames(stream: u32, flags: u8, block: &[u8], parts: usize) -> Vec<Vec<u
         .collect()
 }
 
+#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn conversation(specs: &[Spec]) -> Conv {
     let (mut client, mut server) = (Encoder::new(), Encoder::new());
     let mut frames: Vec<(usize, Vec<u8>)> = vec![

@@ -12,6 +12,10 @@
 //! (all ones) and shorter than 8 bits; a decoded EOS is an error. Both are
 //! properties of the state machine: "ends on an accepting state" and "never
 //! stepped through the EOS leaf".
+#![allow(
+    clippy::unreadable_literal,
+    reason = "the code table is RFC 7541 Appendix B's, written as the RFC writes it"
+)]
 
 use super::HpackError;
 

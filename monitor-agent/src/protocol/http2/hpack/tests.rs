@@ -23,7 +23,7 @@ fn hex(s: &str) -> Vec<u8> {
 fn run(d: &mut Decoder, block: &[u8]) -> (Vec<Field>, Result<(), HpackError>) {
     let mut out = Vec::new();
     let r = d.decode(block, &mut |n, v| {
-        out.push((n.map(<[u8]>::to_vec), v.map(<[u8]>::to_vec)))
+        out.push((n.map(<[u8]>::to_vec), v.map(<[u8]>::to_vec)));
     });
     (out, r)
 }
@@ -205,12 +205,11 @@ impl Encoder {
             Mode::WithoutIndexing => (0x00, 4),
             Mode::NeverIndexed => (0x10, 4),
         };
-        match by_name {
-            Some(i) => enc_int(out, prefix, flags, i),
-            None => {
-                enc_int(out, prefix, flags, 0);
-                enc_str(out, name, huff);
-            }
+        if let Some(i) = by_name {
+            enc_int(out, prefix, flags, i);
+        } else {
+            enc_int(out, prefix, flags, 0);
+            enc_str(out, name, huff);
         }
         enc_str(out, value, huff);
         if flags == 0x40 {
@@ -624,6 +623,10 @@ fn encode_block(enc: &mut Encoder, update: Option<usize>, headers: Headers, mode
     out
 }
 
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "compared with decoded optional values"
+)]
 fn s(v: &str) -> Option<Vec<u8>> {
     Some(v.as_bytes().to_vec())
 }
