@@ -7,6 +7,7 @@ use std::{
     time::SystemTime,
 };
 
+use monitor_common::{ConnRole, Direction};
 use serde::Serialize;
 
 use crate::protocol::{
@@ -65,6 +66,31 @@ pub enum Role {
 }
 
 impl Role {
+    /// The observed process's role as the kernel saw the connection set up, if it did.
+    pub fn from_kernel(role: ConnRole) -> Option<Role> {
+        match role {
+            ConnRole::Client => Some(Role::Client),
+            ConnRole::Server => Some(Role::Server),
+            ConnRole::Unknown => None,
+        }
+    }
+
+    /// The direction requests travel in, seen from a process with this role.
+    pub fn requests_direction(self) -> Direction {
+        match self {
+            Role::Client => Direction::Egress,
+            Role::Server => Direction::Ingress,
+        }
+    }
+
+    /// The observed process's role when requests travel in `dir`.
+    pub fn of_requests_direction(dir: Direction) -> Role {
+        match dir {
+            Direction::Egress => Role::Client,
+            Direction::Ingress => Role::Server,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Client => "client",

@@ -11,29 +11,103 @@ pub const MAX_IOV: usize = 8;
 /// of a message (a chunked body's last chunk) is usually at the end of a write.
 pub const TAIL_DATA: usize = 512;
 
-/// The event carries `len` captured bytes of one direction of a connection.
-pub const KIND_DATA: u8 = 1;
-/// `orig_len` bytes of one direction moved without being captured (for example `sendfile`).
-pub const KIND_GAP: u8 = 2;
-/// The observed process closed the socket.
-pub const KIND_CLOSE: u8 = 3;
-/// A process called exec (`pid` is set): its libraries may need TLS probes.
-pub const KIND_EXEC: u8 = 4;
+/// What a ring-buffer record says happened. Written into [`EventHeader::kind`] as its
+/// `u8`; read back once, by [`EventKind::from_u8`].
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    /// The record carries `len` captured bytes of one direction of a connection.
+    Data = 1,
+    /// `orig_len` bytes of one direction moved without being captured (`sendfile`, say).
+    Gap = 2,
+    /// The observed process closed the socket.
+    Close = 3,
+    /// A process called exec (`pid` is set): its libraries may need TLS probes.
+    Exec = 4,
+}
+
+impl EventKind {
+    pub const fn from_u8(v: u8) -> Option<EventKind> {
+        match v {
+            1 => Some(EventKind::Data),
+            2 => Some(EventKind::Gap),
+            3 => Some(EventKind::Close),
+            4 => Some(EventKind::Exec),
+            _ => None,
+        }
+    }
+}
 
 /// The payload is TLS plaintext, captured at the library boundary.
 pub const FLAG_TLS: u8 = 1;
 
-/// Bytes written by the observed process.
-pub const DIR_EGRESS: u8 = 1;
-/// Bytes read by the observed process.
-pub const DIR_INGRESS: u8 = 2;
+/// Which way the observed process moved the bytes.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// Written by the observed process.
+    Egress = 1,
+    /// Read by the observed process.
+    Ingress = 2,
+}
 
-/// Which end of the connection the observed process is, when the kernel saw it being set up.
-pub const ROLE_UNKNOWN: u8 = 0;
-/// The process called `connect`.
-pub const ROLE_CLIENT: u8 = 1;
-/// The process obtained the socket from `accept`/`accept4`.
-pub const ROLE_SERVER: u8 = 2;
+impl Direction {
+    pub const fn from_u8(v: u8) -> Option<Direction> {
+        match v {
+            1 => Some(Direction::Egress),
+            2 => Some(Direction::Ingress),
+            _ => None,
+        }
+    }
+
+    /// 0 for egress, 1 for ingress: the index of per-direction state.
+    pub const fn index(self) -> usize {
+        match self {
+            Direction::Egress => 0,
+            Direction::Ingress => 1,
+        }
+    }
+
+    /// The inverse of [`Direction::index`]; any other index is ingress.
+    pub const fn from_index(i: usize) -> Direction {
+        if i == 0 {
+            Direction::Egress
+        } else {
+            Direction::Ingress
+        }
+    }
+
+    #[must_use]
+    pub const fn reverse(self) -> Direction {
+        match self {
+            Direction::Egress => Direction::Ingress,
+            Direction::Ingress => Direction::Egress,
+        }
+    }
+}
+
+/// Which end of the connection the observed process is, when the kernel saw it being set
+/// up (`Unknown` for connections older than the agent).
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnRole {
+    Unknown = 0,
+    /// The process called `connect`.
+    Client = 1,
+    /// The process obtained the socket from `accept`/`accept4`.
+    Server = 2,
+}
+
+impl ConnRole {
+    /// Any value the kernel did not write is `Unknown`.
+    pub const fn from_u8(v: u8) -> ConnRole {
+        match v {
+            1 => ConnRole::Client,
+            2 => ConnRole::Server,
+            _ => ConnRole::Unknown,
+        }
+    }
+}
 
 pub const AF_INET: u16 = 2;
 pub const AF_INET6: u16 = 10;
@@ -59,8 +133,11 @@ pub struct EventHeader {
     pub len: u32,
     /// Bytes the syscall moved for this segment; `orig_len - len` were not captured.
     pub orig_len: u32,
+    /// An [`EventKind`].
     pub kind: u8,
+    /// A [`Direction`].
     pub direction: u8,
+    /// A [`ConnRole`].
     pub role: u8,
     /// `FLAG_*` bits.
     pub flags: u8,
@@ -142,6 +219,7 @@ pub struct SyscallArgs {
     /// (the entry and exit of one thread's syscall always pair).
     pub syscall_nr: u32,
     pub shape: u8,
+    /// A [`Direction`].
     pub direction: u8,
     #[allow(
         clippy::pub_underscore_fields,

@@ -2,7 +2,7 @@
 
 use aya_ebpf::helpers::{bpf_ktime_get_ns, generated::bpf_probe_read_user};
 use monitor_common::sniff::SNIFF_LEN;
-use monitor_common::{counter, sniff, Sniff, DIR_EGRESS, ROLE_UNKNOWN};
+use monitor_common::{counter, sniff, ConnRole, Direction, Sniff};
 
 use crate::{
     maps::{
@@ -13,7 +13,7 @@ use crate::{
 
 /// Starts tracking `sock` afresh, replacing whatever a previous user of that address left.
 #[inline(always)]
-pub(crate) fn track(sock: u64, role: u8) {
+pub(crate) fn track(sock: u64, role: ConnRole) {
     let mut state = ConnState {
         conn_id: unsafe { bpf_ktime_get_ns() },
         egress_offset: 0,
@@ -39,7 +39,7 @@ pub(crate) fn state_of(sock: u64) -> Option<*mut ConnState> {
     if let Some(p) = CONNS.get_ptr_mut(sock) {
         return Some(p);
     }
-    track(sock, ROLE_UNKNOWN);
+    track(sock, ConnRole::Unknown);
     CONNS.get_ptr_mut(sock)
 }
 
@@ -93,8 +93,8 @@ pub(crate) fn classify(st: *mut ConnState, first: u64, n: u64) -> bool {
 
 /// Reserves `n` bytes of one direction's stream and returns the offset of the first.
 #[inline(always)]
-pub(crate) fn advance(st: &mut ConnState, direction: u8, n: u64) -> u64 {
-    if direction == DIR_EGRESS {
+pub(crate) fn advance(st: &mut ConnState, direction: Direction, n: u64) -> u64 {
+    if direction == Direction::Egress {
         let o = st.egress_offset;
         st.egress_offset += n;
         o

@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use monitor_common::{
-    counter, SyscallArgs, DIR_EGRESS, DIR_INGRESS, MAX_IOV, SHAPE_CONNECT, SHAPE_FLAT, SHAPE_IOVEC,
+    counter, Direction, SyscallArgs, MAX_IOV, SHAPE_CONNECT, SHAPE_FLAT, SHAPE_IOVEC,
     SHAPE_MSGHDR, SHAPE_SENDFILE,
 };
 
@@ -39,7 +39,7 @@ pub(crate) fn stash(
     buf: u64,
     count_or_len: u64,
     shape: u8,
-    direction: u8,
+    direction: Direction,
 ) {
     let id = bpf_get_current_pid_tgid();
     if is_agent(id) {
@@ -66,7 +66,7 @@ pub(crate) fn stash(
         fd,
         syscall_nr: 0,
         shape,
-        direction,
+        direction: direction as u8,
         _pad: [0; 6],
     };
     if ARGS.insert(id, args, 0).is_err() {
@@ -110,6 +110,7 @@ fn try_exit_data(ctx: &TracePointContext) -> Option<()> {
     if args.sock == 0 {
         args.sock = tcp_sock(args.fd)?;
     }
+    let direction = Direction::from_u8(args.direction)?;
     let n = ret as u64;
     // Resolve the iovec array for vectored calls; flat buffers are one segment.
     let (iov, iovcnt) = match args.shape {
@@ -132,18 +133,18 @@ fn try_exit_data(ctx: &TracePointContext) -> Option<()> {
         // The syscall that revealed a TLS handshake counts like any later one on it.
         // SAFETY: map value pointer from this invocation.
         if unsafe { (*st).proto } == PROTO_TLS {
-            on_tls_syscall(args.sock, args.direction);
+            on_tls_syscall(args.sock, direction);
         }
         return None;
     }
     // SAFETY: map value pointer from this invocation.
     let st = unsafe { &mut *st };
-    let offset = advance(st, args.direction, n);
+    let offset = advance(st, direction, n);
     let origin = Origin {
         sock: args.sock,
         conn: st,
         fd: args.fd,
-        direction: args.direction,
+        direction: Some(direction),
         flags: 0,
     };
     let buf = start(&origin)?;
@@ -186,7 +187,12 @@ pub(crate) fn sys_exit_data(ctx: TracePointContext) -> u32 {
 /// Stashes a data syscall's `(fd, buffer, count)`; `peek_flags` names the flags argument
 /// of receive calls, whose `MSG_PEEK` leaves the bytes to be read (and captured) again.
 #[inline(always)]
-fn stash_data(ctx: &TracePointContext, shape: u8, direction: u8, peek_flags: Option<usize>) {
+fn stash_data(
+    ctx: &TracePointContext,
+    shape: u8,
+    direction: Direction,
+    peek_flags: Option<usize>,
+) {
     if let Some(i) = peek_flags {
         if arg(ctx, i) & MSG_PEEK != 0 {
             return;
@@ -211,12 +217,12 @@ macro_rules! data_entry {
     };
 }
 
-data_entry!(sys_enter_read, SHAPE_FLAT, DIR_INGRESS, None);
-data_entry!(sys_enter_recvfrom, SHAPE_FLAT, DIR_INGRESS, Some(3));
-data_entry!(sys_enter_readv, SHAPE_IOVEC, DIR_INGRESS, None);
-data_entry!(sys_enter_recvmsg, SHAPE_MSGHDR, DIR_INGRESS, Some(2));
-data_entry!(sys_enter_write, SHAPE_FLAT, DIR_EGRESS, None);
-data_entry!(sys_enter_sendto, SHAPE_FLAT, DIR_EGRESS, None);
-data_entry!(sys_enter_writev, SHAPE_IOVEC, DIR_EGRESS, None);
-data_entry!(sys_enter_sendmsg, SHAPE_MSGHDR, DIR_EGRESS, None);
-data_entry!(sys_enter_sendfile64, SHAPE_SENDFILE, DIR_EGRESS, None);
+data_entry!(sys_enter_read, SHAPE_FLAT, Direction::Ingress, None);
+data_entry!(sys_enter_recvfrom, SHAPE_FLAT, Direction::Ingress, Some(3));
+data_entry!(sys_enter_readv, SHAPE_IOVEC, Direction::Ingress, None);
+data_entry!(sys_enter_recvmsg, SHAPE_MSGHDR, Direction::Ingress, Some(2));
+data_entry!(sys_enter_write, SHAPE_FLAT, Direction::Egress, None);
+data_entry!(sys_enter_sendto, SHAPE_FLAT, Direction::Egress, None);
+data_entry!(sys_enter_writev, SHAPE_IOVEC, Direction::Egress, None);
+data_entry!(sys_enter_sendmsg, SHAPE_MSGHDR, Direction::Egress, None);
+data_entry!(sys_enter_sendfile64, SHAPE_SENDFILE, Direction::Egress, None);

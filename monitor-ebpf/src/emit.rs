@@ -6,7 +6,7 @@ use aya_ebpf::helpers::{
     generated::{bpf_probe_read_kernel, bpf_probe_read_user},
 };
 use monitor_common::{
-    counter, EventBuffer, HEADER_SIZE, KIND_CLOSE, KIND_DATA, KIND_EXEC, KIND_GAP, MAX_DATA,
+    counter, Direction, EventBuffer, EventKind, HEADER_SIZE, MAX_DATA,
     TAIL_DATA,
 };
 
@@ -19,7 +19,8 @@ pub(crate) struct Origin<'a> {
     pub sock: u64,
     pub conn: &'a ConnState,
     pub fd: i32,
-    pub direction: u8,
+    /// `None` for records of no direction (a close).
+    pub direction: Option<Direction>,
     /// `FLAG_*` bits, e.g. TLS plaintext.
     pub flags: u8,
 }
@@ -39,8 +40,8 @@ pub(crate) fn start(origin: &Origin) -> Option<*mut EventBuffer> {
     h.pid = (id >> 32) as u32;
     h.tid = id as u32;
     h.fd = origin.fd;
-    h.role = c.role;
-    h.direction = origin.direction;
+    h.role = c.role as u8;
+    h.direction = origin.direction.map_or(0, |d| d as u8);
     h.flags = origin.flags;
     h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     h.family = c.family;
@@ -131,7 +132,7 @@ fn send_record(
     // SAFETY: scratch record owned by this invocation; `len` bounded above.
     unsafe {
         let h = &mut (*buf).header;
-        h.kind = KIND_DATA;
+        h.kind = EventKind::Data as u8;
         h.stream_offset = offset;
         h.orig_len = total as u32;
         let dst = (*buf).data.as_mut_ptr().cast();
@@ -154,7 +155,7 @@ pub(crate) fn send_gap(buf: *mut EventBuffer, n: u64, offset: u64) {
     // SAFETY: scratch record owned by this invocation.
     unsafe {
         let h = &mut (*buf).header;
-        h.kind = KIND_GAP;
+        h.kind = EventKind::Gap as u8;
         h.stream_offset = offset;
         h.orig_len = n as u32;
         h.len = 0;
@@ -177,7 +178,7 @@ pub(crate) fn send_exec(filename: *const u8) {
     unsafe {
         let h = &mut (*buf).header;
         h.ts_ns = bpf_ktime_get_ns();
-        h.kind = KIND_EXEC;
+        h.kind = EventKind::Exec as u8;
         h.pid = (id >> 32) as u32;
         h.tid = id as u32;
         h.sock = 0;
@@ -205,7 +206,7 @@ pub(crate) fn send_close(buf: *mut EventBuffer) {
     // SAFETY: scratch record owned by this invocation.
     unsafe {
         let h = &mut (*buf).header;
-        h.kind = KIND_CLOSE;
+        h.kind = EventKind::Close as u8;
         h.stream_offset = 0;
         h.orig_len = 0;
         h.len = 0;

@@ -14,7 +14,7 @@ use aya_ebpf::{
     maps::LruHashMap,
     programs::ProbeContext,
 };
-use monitor_common::{counter, DIR_EGRESS, DIR_INGRESS};
+use monitor_common::{counter, Direction};
 
 use crate::{
     maps::{count, is_agent},
@@ -41,7 +41,7 @@ pub(crate) struct GoroutineKey {
 pub(crate) struct GoCall {
     pub conn: u64,
     pub buf: u64,
-    pub direction: u8,
+    pub direction: Direction,
     pub _pad: [u8; 7],
 }
 
@@ -64,16 +64,16 @@ fn key(ctx: &ProbeContext) -> GoroutineKey {
 }
 
 #[inline(always)]
-fn enter(ctx: &ProbeContext, direction: u8) {
+fn enter(ctx: &ProbeContext, direction: Direction) {
     if is_agent(bpf_get_current_pid_tgid()) {
         return;
     }
     let r = regs(ctx);
-    if direction == DIR_EGRESS {
+    if direction == Direction::Egress {
         // `(*Conn).Write` writes all of `b` or fails. Reporting at entry keeps the request
         // ahead of its response: another goroutine may read the answer before this one
         // reaches its RET.
-        let _ = emit_at(r.rax, DIR_EGRESS, r.rbx, r.rcx);
+        let _ = emit_at(r.rax, Direction::Egress, r.rbx, r.rcx);
         return;
     }
     let call = GoCall {
@@ -105,7 +105,7 @@ fn try_ret(ctx: &ProbeContext) -> Option<()> {
 
 /// Reports `n` plaintext bytes at `buf` on the socket under the `*tls.Conn` `conn`.
 #[inline(always)]
-fn emit_at(conn: u64, direction: u8, buf: u64, n: u64) -> Option<()> {
+fn emit_at(conn: u64, direction: Direction, buf: u64, n: u64) -> Option<()> {
     if n == 0 || n > i64::MAX as u64 {
         return None;
     }
@@ -121,13 +121,13 @@ fn emit_at(conn: u64, direction: u8, buf: u64, n: u64) -> Option<()> {
 
 #[uprobe]
 pub(crate) fn go_tls_write(ctx: ProbeContext) -> u32 {
-    enter(&ctx, DIR_EGRESS);
+    enter(&ctx, Direction::Egress);
     0
 }
 
 #[uprobe]
 pub(crate) fn go_tls_read(ctx: ProbeContext) -> u32 {
-    enter(&ctx, DIR_INGRESS);
+    enter(&ctx, Direction::Ingress);
     0
 }
 

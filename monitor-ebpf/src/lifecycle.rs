@@ -3,7 +3,7 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext, EbpfContext,
 };
-use monitor_common::{DIR_EGRESS, FLAG_TLS, ROLE_CLIENT, ROLE_SERVER, SHAPE_CONNECT};
+use monitor_common::{ConnRole, Direction, FLAG_TLS, SHAPE_CONNECT};
 
 use crate::{
     conn::track,
@@ -22,7 +22,7 @@ fn arg(ctx: &TracePointContext, n: usize) -> u64 {
 
 #[tracepoint]
 pub(crate) fn sys_enter_connect(ctx: TracePointContext) -> u32 {
-    stash(&ctx, arg(&ctx, 0) as i32, 0, 0, SHAPE_CONNECT, DIR_EGRESS);
+    stash(&ctx, arg(&ctx, 0) as i32, 0, 0, SHAPE_CONNECT, Direction::Egress);
     0
 }
 
@@ -31,7 +31,7 @@ pub(crate) fn sys_exit_connect(ctx: TracePointContext) -> u32 {
     let Some(args) = take_args() else { return 0 };
     let ret = arg(&ctx, 0) as i64;
     if args.shape == SHAPE_CONNECT && (ret == 0 || ret == -EINPROGRESS) {
-        track(args.sock, ROLE_CLIENT);
+        track(args.sock, ConnRole::Client);
     }
     0
 }
@@ -45,7 +45,7 @@ pub(crate) fn sys_exit_accept(ctx: TracePointContext) -> u32 {
     let fd = arg(&ctx, 0) as i64;
     if fd >= 0 {
         if let Some(sock) = tcp_sock(fd as i32) {
-            track(sock, ROLE_SERVER);
+            track(sock, ConnRole::Server);
         }
     }
     0
@@ -68,7 +68,7 @@ pub(crate) fn sys_enter_close(ctx: TracePointContext) -> u32 {
             sock,
             conn: &st,
             fd,
-            direction: 0,
+            direction: None,
             flags: if st.proto == PROTO_TLS { FLAG_TLS } else { 0 },
         };
         if let Some(buf) = start(&origin) {

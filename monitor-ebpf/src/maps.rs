@@ -5,7 +5,7 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray, RingBuf},
     Global,
 };
-use monitor_common::{counter, EventBuffer, KernelOffsets, SyscallArgs};
+use monitor_common::{counter, ConnRole, EventBuffer, KernelOffsets, SyscallArgs};
 
 /// Offsets of kernel members, filled from BTF by the agent.
 #[no_mangle]
@@ -51,7 +51,7 @@ pub(crate) struct ConnState {
     /// Next stream offset of bytes read by the observed process.
     pub ingress_offset: u64,
     pub proto: u8,
-    pub role: u8,
+    pub role: ConnRole,
     pub sniff_misses: u8,
     pub _pad: u8,
     /// The 4-tuple, read from the socket once when tracking starts instead of per event.

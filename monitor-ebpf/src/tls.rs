@@ -12,7 +12,7 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray},
     programs::{ProbeContext, RetProbeContext},
 };
-use monitor_common::{counter, EventBuffer, DIR_EGRESS, DIR_INGRESS, FLAG_TLS, MAX_DATA};
+use monitor_common::{counter, Direction, EventBuffer, FLAG_TLS, MAX_DATA};
 
 use crate::{
     conn::{advance, state_of},
@@ -28,7 +28,7 @@ pub(crate) struct TlsCall {
     pub buf: u64,
     /// `size_t *` receiving the byte count (the `_ex` functions), or 0.
     pub out_len: u64,
-    pub direction: u8,
+    pub direction: Direction,
     pub _pad: [u8; 7],
 }
 
@@ -88,9 +88,9 @@ fn bind_recent_read(key: &SslKey) -> Option<u64> {
 /// Called by the syscall hooks for every syscall on a TLS socket (whose ciphertext is
 /// never captured): what it tells about which `SSL*` uses `sock`.
 #[inline(always)]
-pub(crate) fn on_tls_syscall(sock: u64, direction: u8) {
+pub(crate) fn on_tls_syscall(sock: u64, direction: Direction) {
     bind_ssl(sock);
-    if direction == DIR_INGRESS {
+    if direction == Direction::Ingress {
         note_tls_read(sock);
     } else {
         take_pending_write(sock);
@@ -115,7 +115,7 @@ fn bind_ssl(sock: u64) {
 }
 
 #[inline(always)]
-fn enter(ctx: &ProbeContext, direction: u8, ex: bool) {
+fn enter(ctx: &ProbeContext, direction: Direction, ex: bool) {
     let id = bpf_get_current_pid_tgid();
     if is_agent(id) {
         return;
@@ -147,7 +147,7 @@ fn leave(ctx: &RetProbeContext) -> Option<()> {
     };
     // SAFETY: read-only lookup, value copied.
     let mut sock = (unsafe { SSL_SOCKS.get(key) }).copied();
-    if sock.is_none() && call.direction == DIR_INGRESS {
+    if sock.is_none() && call.direction == Direction::Ingress {
         // Memory BIOs (Node.js): OpenSSL made no syscall. The ciphertext this SSL_read
         // consumed was read from a socket by this thread just before; bind to it even when
         // the read produced no plaintext yet (handshake), so later writes are tied too.
@@ -170,7 +170,7 @@ fn leave(ctx: &RetProbeContext) -> Option<()> {
         return None;
     }
     let Some(sock) = sock else {
-        if call.direction == DIR_EGRESS {
+        if call.direction == Direction::Egress {
             // Memory BIOs: the ciphertext goes out in a write syscall right after, on this
             // thread; that syscall ties the `SSL*` and reports these bytes (`take_pending_write`).
             // The buffer may be reused as soon as SSL_write returns: copy the bytes now.
@@ -185,7 +185,7 @@ fn leave(ctx: &RetProbeContext) -> Option<()> {
 
 /// Reports `n` plaintext bytes at user address `buf` on `sock`'s stream.
 #[inline(always)]
-pub(crate) fn emit_plaintext(sock: u64, direction: u8, buf: u64, n: u64) -> Option<()> {
+pub(crate) fn emit_plaintext(sock: u64, direction: Direction, buf: u64, n: u64) -> Option<()> {
     let (scratch, offset) = plaintext_record(sock, direction, n)?;
     send_data(scratch, buf, n, offset);
     Some(())
@@ -194,7 +194,7 @@ pub(crate) fn emit_plaintext(sock: u64, direction: u8, buf: u64, n: u64) -> Opti
 /// Reserves `n` bytes of `sock`'s plaintext stream (marking the socket TLS) and starts a
 /// TLS-flagged record for them; returns the scratch record and the stream offset.
 #[inline(always)]
-fn plaintext_record(sock: u64, direction: u8, n: u64) -> Option<(*mut EventBuffer, u64)> {
+fn plaintext_record(sock: u64, direction: Direction, n: u64) -> Option<(*mut EventBuffer, u64)> {
     let st = state_of(sock)?;
     // SAFETY: map value pointer from this invocation.
     let st = unsafe { &mut *st };
@@ -204,7 +204,7 @@ fn plaintext_record(sock: u64, direction: u8, n: u64) -> Option<(*mut EventBuffe
         sock,
         conn: st,
         fd: -1,
-        direction,
+        direction: Some(direction),
         flags: FLAG_TLS,
     };
     Some((start(&origin)?, offset))
@@ -277,32 +277,32 @@ fn take_pending_write(sock: u64) {
 
 #[inline(always)]
 fn emit_copied(sock: u64, p: &PendingWrite) -> Option<()> {
-    let (scratch, offset) = plaintext_record(sock, DIR_EGRESS, p.len)?;
+    let (scratch, offset) = plaintext_record(sock, Direction::Egress, p.len)?;
     send_copied(scratch, p.data.as_ptr(), p.copied as usize, p.len, offset);
     Some(())
 }
 
 #[uprobe]
 pub(crate) fn ssl_write(ctx: ProbeContext) -> u32 {
-    enter(&ctx, DIR_EGRESS, false);
+    enter(&ctx, Direction::Egress, false);
     0
 }
 
 #[uprobe]
 pub(crate) fn ssl_write_ex(ctx: ProbeContext) -> u32 {
-    enter(&ctx, DIR_EGRESS, true);
+    enter(&ctx, Direction::Egress, true);
     0
 }
 
 #[uprobe]
 pub(crate) fn ssl_read(ctx: ProbeContext) -> u32 {
-    enter(&ctx, DIR_INGRESS, false);
+    enter(&ctx, Direction::Ingress, false);
     0
 }
 
 #[uprobe]
 pub(crate) fn ssl_read_ex(ctx: ProbeContext) -> u32 {
-    enter(&ctx, DIR_INGRESS, true);
+    enter(&ctx, Direction::Ingress, true);
     0
 }
 

@@ -3,7 +3,11 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use monitor_agent::protocol::http2::{Session, Start, EGRESS, INGRESS};
+use monitor_agent::protocol::{
+    http2::{Session, Start},
+    session::ProtocolSession,
+};
+use monitor_agent::protocol::session::Direction::{Egress as EGRESS, Ingress as INGRESS};
 
 fuzz_target!(|input: &[u8]| {
     let Some((&mode, mut rest)) = input.split_first() else {
@@ -22,12 +26,12 @@ fuzz_target!(|input: &[u8]| {
         let dir = if op & 1 == 0 { EGRESS } else { INGRESS };
         let n = (*len as usize).min(tail.len());
         match op >> 1 & 3 {
-            0..=2 => s.on_data(dir, &tail[..n], ts, &mut out),
-            _ => s.on_gap(dir, u64::from(*len) * 31, ts, &mut out),
+            0..=2 => s.data(dir, &tail[..n], ts, &mut out),
+            _ => s.gap(dir, u64::from(*len) * 31, ts, &mut out),
         }
         // Kept frames and header blocks are capped at 256 KiB each, per direction.
         assert!(s.buffered_bytes() <= 4 << 20, "{}", s.buffered_bytes());
         rest = &tail[n..];
     }
-    s.on_close();
+    s.close(ts, &mut out);
 });

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use monitor_common::{EventHeader, AF_INET6, HEADER_SIZE};
+use monitor_common::{ConnRole, Direction, EventHeader, EventKind, AF_INET6, HEADER_SIZE};
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -11,12 +11,21 @@ pub enum DecodeError {
     Short(usize),
     #[error("record claims {claimed} payload bytes but carries {actual}")]
     Length { claimed: u32, actual: usize },
+    #[error("record of unknown kind {0}")]
+    Kind(u8),
+    #[error("{kind:?} record of unknown direction {direction}")]
+    Direction { kind: EventKind, direction: u8 },
 }
 
-/// One captured record with its payload copied out of the ring buffer.
+/// One captured record with its payload copied out of the ring buffer, and the kernel's
+/// `u8` codes decoded once, here.
 #[derive(Clone, Debug)]
 pub struct Event {
     pub header: EventHeader,
+    pub kind: EventKind,
+    /// Which way the bytes moved; `None` for records of no direction (close, exec).
+    pub direction: Option<Direction>,
+    pub role: ConnRole,
     pub data: Vec<u8>,
 }
 
@@ -35,9 +44,27 @@ impl Event {
                 actual: payload.len(),
             });
         }
+        Event::new(header, payload[..header.len as usize].to_vec())
+    }
+
+    /// An event from a header and its payload, the header's codes checked.
+    pub fn new(header: EventHeader, data: Vec<u8>) -> Result<Event, DecodeError> {
+        let kind = EventKind::from_u8(header.kind).ok_or(DecodeError::Kind(header.kind))?;
+        let direction = match kind {
+            EventKind::Data | EventKind::Gap => Some(Direction::from_u8(header.direction).ok_or(
+                DecodeError::Direction {
+                    kind,
+                    direction: header.direction,
+                },
+            )?),
+            EventKind::Close | EventKind::Exec => None,
+        };
         Ok(Event {
             header,
-            data: payload[..header.len as usize].to_vec(),
+            kind,
+            direction,
+            role: ConnRole::from_u8(header.role),
+            data,
         })
     }
 

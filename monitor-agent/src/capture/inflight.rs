@@ -8,7 +8,7 @@
 //! the meantime is not confused with it.
 
 use aya::maps::{HashMap, MapData};
-use monitor_common::{SyscallArgs, DIR_INGRESS, SHAPE_FLAT, SHAPE_IOVEC, SHAPE_MSGHDR};
+use monitor_common::{Direction, SyscallArgs, SHAPE_FLAT, SHAPE_IOVEC, SHAPE_MSGHDR};
 
 const MSG_PEEK: u64 = 2;
 
@@ -34,7 +34,7 @@ pub fn parse_syscall_line(line: &str) -> Option<SyscallArgs> {
         fd: i32::try_from(fd).ok()?,
         syscall_nr: nr as u32,
         shape,
-        direction: DIR_INGRESS,
+        direction: Direction::Ingress as u8,
         _pad: [0; 6],
     })
 }

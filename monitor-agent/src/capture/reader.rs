@@ -13,7 +13,7 @@ use std::{
 };
 
 use aya::maps::{MapData, RingBuf};
-use monitor_common::KIND_EXEC;
+use monitor_common::EventKind;
 use ringbuf::{traits::Producer, HeapProd};
 
 use super::event::Event;
@@ -65,7 +65,7 @@ pub fn spawn(
                 while let Some(item) = ring.next() {
                     batch += 1;
                     match Event::decode(&item) {
-                        Ok(event) if event.header.kind == KIND_EXEC => {
+                        Ok(event) if event.kind == EventKind::Exec => {
                             // Now, while the process most likely still exists.
                             identity.on_exec(event.header.pid, &event.data);
                             let _ = execs.send(event.header.pid);

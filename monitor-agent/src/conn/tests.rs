@@ -1,9 +1,6 @@
 //! Connection tracking from synthetic kernel events: roles, offsets, gaps, close, capacity.
 
-use monitor_common::{
-    EventHeader, AF_INET, DIR_EGRESS, DIR_INGRESS, FLAG_TLS, KIND_CLOSE, KIND_DATA, ROLE_CLIENT,
-    ROLE_SERVER, ROLE_UNKNOWN,
-};
+use monitor_common::{ConnRole, Direction, EventHeader, EventKind, AF_INET, FLAG_TLS};
 
 use super::{ConnTracker, TrackerConfig};
 use crate::{
@@ -34,13 +31,13 @@ fn tracker(max_connections: usize) -> (ConnTracker, Metrics) {
 
 struct Conn {
     sock: u64,
-    role: u8,
+    role: ConnRole,
     offsets: [u64; 2],
     ts: u64,
 }
 
 impl Conn {
-    fn new(sock: u64, role: u8) -> Conn {
+    fn new(sock: u64, role: ConnRole) -> Conn {
         Conn {
             sock,
             role,
@@ -49,9 +46,15 @@ impl Conn {
         }
     }
 
-    fn header(&mut self, kind: u8, direction: u8, len: u32, orig_len: u32) -> EventHeader {
+    fn header(
+        &mut self,
+        kind: EventKind,
+        direction: Option<Direction>,
+        len: u32,
+        orig_len: u32,
+    ) -> EventHeader {
         self.ts += 1_000;
-        let d = usize::from(direction != DIR_EGRESS);
+        let d = usize::from(direction != Some(Direction::Egress));
         let offset = self.offsets[d];
         self.offsets[d] += u64::from(orig_len);
         let mut comm = [0u8; 16];
@@ -66,9 +69,9 @@ impl Conn {
             fd: 3,
             len,
             orig_len,
-            kind,
-            direction,
-            role: self.role,
+            kind: kind as u8,
+            direction: direction.map_or(0, |d| d as u8),
+            role: self.role as u8,
             flags: 0,
             family: AF_INET,
             local_port: 40000,
@@ -80,31 +83,27 @@ impl Conn {
         }
     }
 
-    fn data(&mut self, direction: u8, bytes: &[u8]) -> Event {
+    fn data(&mut self, direction: Direction, bytes: &[u8]) -> Event {
         let n = bytes.len() as u32;
-        Event {
-            header: self.header(KIND_DATA, direction, n, n),
-            data: bytes.to_vec(),
-        }
+        let header = self.header(EventKind::Data, Some(direction), n, n);
+        Event::new(header, bytes.to_vec()).unwrap()
     }
 
     /// Plaintext from the TLS library probes.
-    fn tls_data(&mut self, direction: u8, bytes: &[u8]) -> Event {
+    fn tls_data(&mut self, direction: Direction, bytes: &[u8]) -> Event {
         let mut e = self.data(direction, bytes);
         e.header.flags = FLAG_TLS;
         e
     }
 
     /// Bytes the kernel moved but userspace never received (ring buffer full).
-    fn lost(&mut self, direction: u8, n: u32) {
-        self.header(KIND_DATA, direction, n, n);
+    fn lost(&mut self, direction: Direction, n: u32) {
+        self.header(EventKind::Data, Some(direction), n, n);
     }
 
     fn close(&mut self) -> Event {
-        Event {
-            header: self.header(KIND_CLOSE, 0, 0, 0),
-            data: vec![],
-        }
+        let header = self.header(EventKind::Close, None, 0, 0);
+        Event::new(header, vec![]).unwrap()
     }
 }
 
@@ -122,10 +121,10 @@ const RESP: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
 #[test]
 fn client_role_call_names_both_ends() {
     let (mut t, _m) = tracker(16);
-    let mut c = Conn::new(1, ROLE_CLIENT);
+    let mut c = Conn::new(1, ConnRole::Client);
     let recs = feed(
         &mut t,
-        &[c.data(DIR_EGRESS, REQ), c.data(DIR_INGRESS, RESP)],
+        &[c.data(Direction::Egress, REQ), c.data(Direction::Ingress, RESP)],
     );
     assert_eq!(recs.len(), 1);
     let r = &recs[0];
@@ -153,10 +152,10 @@ fn client_role_call_names_both_ends() {
 #[test]
 fn role_of_a_connection_older_than_the_agent_is_inferred() {
     let (mut t, _m) = tracker(16);
-    let mut c = Conn::new(2, ROLE_UNKNOWN);
+    let mut c = Conn::new(2, ConnRole::Unknown);
     let recs = feed(
         &mut t,
-        &[c.data(DIR_INGRESS, REQ), c.data(DIR_EGRESS, RESP)],
+        &[c.data(Direction::Ingress, REQ), c.data(Direction::Egress, RESP)],
     );
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].role, Role::Server);
@@ -167,11 +166,11 @@ fn role_of_a_connection_older_than_the_agent_is_inferred() {
 #[test]
 fn bytes_lost_inside_a_body_still_make_the_call() {
     let (mut t, _m) = tracker(16);
-    let mut c = Conn::new(3, ROLE_SERVER);
+    let mut c = Conn::new(3, ConnRole::Server);
     let head = b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n";
-    let mut ev = vec![c.data(DIR_INGRESS, REQ), c.data(DIR_EGRESS, head)];
-    c.lost(DIR_EGRESS, 9000);
-    ev.push(c.data(DIR_EGRESS, &[b'x'; 1000]));
+    let mut ev = vec![c.data(Direction::Ingress, REQ), c.data(Direction::Egress, head)];
+    c.lost(Direction::Egress, 9000);
+    ev.push(c.data(Direction::Egress, &[b'x'; 1000]));
     let recs = feed(&mut t, &ev);
     assert_eq!(recs.len(), 1);
     assert!(recs[0].truncated);
@@ -181,12 +180,12 @@ fn bytes_lost_inside_a_body_still_make_the_call() {
 #[test]
 fn a_lost_request_never_becomes_a_call() {
     let (mut t, m) = tracker(16);
-    let mut c = Conn::new(4, ROLE_SERVER);
-    c.lost(DIR_INGRESS, REQ.len() as u32);
-    let mut ev = vec![c.data(DIR_EGRESS, RESP)];
+    let mut c = Conn::new(4, ConnRole::Server);
+    c.lost(Direction::Ingress, REQ.len() as u32);
+    let mut ev = vec![c.data(Direction::Egress, RESP)];
     // The next exchange on the connection is intact and must be reported.
-    ev.push(c.data(DIR_INGRESS, b"GET /next HTTP/1.1\r\n\r\n"));
-    ev.push(c.data(DIR_EGRESS, RESP));
+    ev.push(c.data(Direction::Ingress, b"GET /next HTTP/1.1\r\n\r\n"));
+    ev.push(c.data(Direction::Egress, RESP));
     let recs = feed(&mut t, &ev);
     let paths: Vec<&str> = recs.iter().map(|r| r.path.as_str()).collect();
     assert_eq!(paths, ["/next"]);
@@ -198,10 +197,10 @@ fn a_lost_request_never_becomes_a_call() {
 #[test]
 fn close_ends_a_response_delimited_by_close() {
     let (mut t, _m) = tracker(16);
-    let mut c = Conn::new(5, ROLE_CLIENT);
+    let mut c = Conn::new(5, ConnRole::Client);
     let ev = [
-        c.data(DIR_EGRESS, b"GET /stream HTTP/1.0\r\n\r\n"),
-        c.data(DIR_INGRESS, b"HTTP/1.0 200 OK\r\n\r\nbody until close"),
+        c.data(Direction::Egress, b"GET /stream HTTP/1.0\r\n\r\n"),
+        c.data(Direction::Ingress, b"HTTP/1.0 200 OK\r\n\r\nbody until close"),
     ];
     assert!(feed(&mut t, &ev).is_empty(), "not complete before close");
     let recs = feed(&mut t, &[c.close()]);
@@ -214,8 +213,8 @@ fn close_ends_a_response_delimited_by_close() {
 fn tracked_connections_stay_under_the_cap() {
     let (mut t, m) = tracker(8);
     for sock in 0..100 {
-        let mut c = Conn::new(100 + sock, ROLE_CLIENT);
-        feed(&mut t, &[c.data(DIR_EGRESS, REQ)]);
+        let mut c = Conn::new(100 + sock, ConnRole::Client);
+        feed(&mut t, &[c.data(Direction::Egress, REQ)]);
         assert!(t.tracked() <= 8);
     }
     assert!(m
@@ -226,11 +225,11 @@ fn tracked_connections_stay_under_the_cap() {
 #[test]
 fn garbage_on_an_http_connection_is_counted_not_reported() {
     let (mut t, m) = tracker(16);
-    let mut c = Conn::new(6, ROLE_SERVER);
+    let mut c = Conn::new(6, ConnRole::Server);
     let ev = [
-        c.data(DIR_INGRESS, REQ),
-        c.data(DIR_EGRESS, RESP),
-        c.data(DIR_INGRESS, b"\x00\x01\x02 definitely not http\r\n\r\n"),
+        c.data(Direction::Ingress, REQ),
+        c.data(Direction::Egress, RESP),
+        c.data(Direction::Ingress, b"\x00\x01\x02 definitely not http\r\n\r\n"),
     ];
     let recs = feed(&mut t, &ev);
     assert_eq!(recs.len(), 1);
@@ -245,10 +244,10 @@ fn garbage_on_an_http_connection_is_counted_not_reported() {
 #[test]
 fn tls_plaintext_is_marked_in_record_and_metrics() {
     let (mut t, m) = tracker(16);
-    let mut c = Conn::new(9, ROLE_SERVER);
+    let mut c = Conn::new(9, ConnRole::Server);
     let recs = feed(
         &mut t,
-        &[c.tls_data(DIR_INGRESS, REQ), c.tls_data(DIR_EGRESS, RESP)],
+        &[c.tls_data(Direction::Ingress, REQ), c.tls_data(Direction::Egress, RESP)],
     );
     assert_eq!(recs.len(), 1);
     assert!(recs[0].tls);
@@ -257,10 +256,10 @@ fn tls_plaintext_is_marked_in_record_and_metrics() {
         text.contains("monitor_calls_total{protocol=\"http/1.1\",role=\"server\",tls=\"true\"} 1"),
         "{text}"
     );
-    let mut plain = Conn::new(10, ROLE_SERVER);
+    let mut plain = Conn::new(10, ConnRole::Server);
     let recs = feed(
         &mut t,
-        &[plain.data(DIR_INGRESS, REQ), plain.data(DIR_EGRESS, RESP)],
+        &[plain.data(Direction::Ingress, REQ), plain.data(Direction::Egress, RESP)],
     );
     assert!(!recs[0].tls);
 }

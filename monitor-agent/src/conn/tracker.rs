@@ -7,10 +7,7 @@
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
-use monitor_common::{
-    sniff, sniff::SNIFF_LEN, Sniff, DIR_EGRESS, FLAG_TLS, KIND_CLOSE, KIND_DATA, KIND_GAP,
-    ROLE_CLIENT, ROLE_SERVER,
-};
+use monitor_common::{Direction, EventKind, FLAG_TLS};
 use prometheus_client::metrics::counter::Counter;
 
 use crate::{
@@ -19,9 +16,9 @@ use crate::{
     identity::{same_node, Identity, LocalProcess, Workload},
     metrics::{CallLabels, Metrics, ProtocolLabels, ReasonLabels},
     protocol::{
+        detect::{after_switch, detect, Detected, Seen},
         exchange::{Exchange, Protocol},
-        http1::{Limits, Session, SessionStats, Side},
-        http2,
+        session::{ProtocolSession, SessionStats},
     },
     record::{CallRecord, Peer, Role},
     redact::Redactor,
@@ -46,18 +43,11 @@ type Names = (
 /// Which parser a connection's bytes go to.
 enum Parser {
     /// No bytes yet that say which protocol this is.
-    Undecided {
-        segments: u8,
-    },
-    Http1(Box<Session>),
-    Http2(Box<http2::Session>),
+    Undecided { segments: u8 },
+    Active(Box<dyn ProtocolSession>),
     /// Not HTTP, or switched to a protocol we do not follow (WebSocket...).
     Other,
 }
-
-/// Plaintext segments from a TLS library that may pass before giving up on a connection
-/// that does not look like HTTP.
-const UNDECIDED_SEGMENTS: u8 = 4;
 
 struct Conn {
     role: Option<Role>,
@@ -115,57 +105,6 @@ fn protocol_index(p: Protocol) -> usize {
         Protocol::Http1 => 0,
         Protocol::Http2 => 1,
         Protocol::Grpc => 2,
-    }
-}
-
-fn side_of(role: Role, direction: u8) -> Side {
-    match (role, direction == DIR_EGRESS) {
-        (Role::Client, true) | (Role::Server, false) => Side::Request,
-        _ => Side::Response,
-    }
-}
-
-fn sniff_segment(data: &[u8]) -> Sniff {
-    let mut b = [0u8; SNIFF_LEN];
-    let n = data.len().min(SNIFF_LEN);
-    b[..n].copy_from_slice(&data[..n]);
-    sniff(&b, n)
-}
-
-/// The role of the observed process when it `wrote` bytes that sniff as `what`.
-fn role_from(what: Sniff, wrote: bool) -> Option<Role> {
-    match what {
-        Sniff::Http1Request | Sniff::Http2Preface => {
-            Some(if wrote { Role::Client } else { Role::Server })
-        }
-        Sniff::Http1Response => Some(if wrote { Role::Server } else { Role::Client }),
-        _ => None,
-    }
-}
-
-/// The HTTP/2 session's index for a kernel direction (also the index of `Conn::expected`).
-fn h2_dir(direction: u8) -> usize {
-    if direction == DIR_EGRESS {
-        http2::EGRESS
-    } else {
-        http2::INGRESS
-    }
-}
-
-/// The direction requests travel in, seen from a process with `role`.
-fn client_dir(role: Role) -> usize {
-    match role {
-        Role::Client => http2::EGRESS,
-        Role::Server => http2::INGRESS,
-    }
-}
-
-/// The observed process's role when requests travel in direction `client`.
-fn role_of(client: usize) -> Role {
-    if client == http2::EGRESS {
-        Role::Client
-    } else {
-        Role::Server
     }
 }
 
@@ -234,176 +173,130 @@ impl ConnTracker {
     /// Feeds one event; completed calls are appended to `out`.
     pub fn handle(&mut self, ev: &Event, out: &mut Vec<CallRecord>) {
         let key = ev.conn_key();
-        let h = &ev.header;
-        if h.kind == KIND_CLOSE {
-            if let Some(mut conn) = self.conns.remove(&key) {
-                let mut exchanges = Vec::new();
-                match &mut conn.parser {
-                    Parser::Http1(s) => s.on_close(h.ts_ns, &mut exchanges),
-                    Parser::Http2(s) => s.on_close(),
-                    _ => {}
-                }
-                self.out.finish(&mut conn, exchanges, out);
-                self.out.report(&mut conn);
+        let dir = match (ev.kind, ev.direction) {
+            (EventKind::Close, _) => {
+                self.close(key, ev.header.ts_ns, out);
+                return;
             }
-            return;
-        }
-        if h.kind != KIND_DATA && h.kind != KIND_GAP {
-            return;
-        }
+            (EventKind::Data | EventKind::Gap, Some(dir)) => dir,
+            _ => return,
+        };
         if !self.conns.contains_key(&key) && self.conns.len() >= self.cfg.max_connections {
             self.evict_for_capacity();
         }
-        let conn = self.conns.entry(key).or_insert_with(|| Conn {
-            role: match h.role {
-                ROLE_CLIENT => Some(Role::Client),
-                ROLE_SERVER => Some(Role::Server),
-                _ => None,
-            },
+        let conn = self.conns.entry(key).or_insert_with(|| Conn::new(ev));
+        let h = &ev.header;
+        conn.tls |= h.flags & FLAG_TLS != 0;
+        conn.last_seen_ns = h.ts_ns;
+        let data: &[u8] = if ev.kind == EventKind::Data {
+            &ev.data
+        } else {
+            &[]
+        };
+        if ev.kind == EventKind::Data {
+            conn.decide(data, dir, h.stream_offset);
+        }
+        // Bytes lost before this event (an offset jump), and bytes of this event that
+        // were not captured: all of a gap record, or the part of a data record the
+        // kernel cut.
+        let expected = &mut conn.expected[dir.index()];
+        let before = expected.map_or(0, |e| h.stream_offset.saturating_sub(e));
+        *expected = Some(h.stream_offset + u64::from(h.orig_len));
+        let missing = u64::from(h.orig_len - h.len.min(h.orig_len));
+        let mut exchanges = Vec::new();
+        if conn.feed(dir, h.ts_ns, before, data, missing, &mut exchanges) {
+            self.out.finish(conn, exchanges, out);
+            self.out.report(conn);
+        }
+    }
+
+    fn close(&mut self, key: (u64, u64), ts_ns: u64, out: &mut Vec<CallRecord>) {
+        if let Some(mut conn) = self.conns.remove(&key) {
+            let mut exchanges = Vec::new();
+            if let Parser::Active(s) = &mut conn.parser {
+                s.close(ts_ns, &mut exchanges);
+            }
+            self.out.finish(&mut conn, exchanges, out);
+            self.out.report(&mut conn);
+        }
+    }
+}
+
+impl Conn {
+    fn new(ev: &Event) -> Conn {
+        Conn {
+            role: Role::from_kernel(ev.role),
             parser: Parser::Undecided { segments: 0 },
             expected: [None, None],
-            last_seen_ns: h.ts_ns,
+            last_seen_ns: ev.header.ts_ns,
             local: ev.local(),
             remote: ev.remote(),
-            pid: h.pid,
+            pid: ev.header.pid,
             comm: ev.comm().into(),
             reported: SessionStats::default(),
             tls: false,
             services: None,
+        }
+    }
+
+    /// Picks the parser from the first captured bytes of a connection.
+    fn decide(&mut self, data: &[u8], dir: Direction, offset: u64) {
+        let Parser::Undecided { segments } = &mut self.parser else {
+            return;
+        };
+        *segments += 1;
+        let (detected, role) = detect(&Seen {
+            data,
+            dir,
+            role: self.role,
+            from_start: offset == 0,
+            tls: self.tls,
+            segments: *segments,
         });
-        conn.tls |= h.flags & FLAG_TLS != 0;
-        conn.last_seen_ns = h.ts_ns;
-        let dir = h2_dir(h.direction);
-        if h.kind == KIND_DATA {
-            if let Parser::Undecided { segments } = &mut conn.parser {
-                *segments += 1;
-                let segments = *segments;
-                decide(conn, h.direction, h.stream_offset, &ev.data, segments);
-            }
+        self.role = role;
+        match detected {
+            Detected::Session(s) => self.parser = Parser::Active(s),
+            Detected::Other => self.parser = Parser::Other,
+            Detected::Undecided => {}
         }
-        let mut exchanges = Vec::new();
-        let gap = match conn.expected[dir] {
-            Some(expected) if h.stream_offset > expected => h.stream_offset - expected,
-            _ => 0,
-        };
-        conn.expected[dir] = Some(h.stream_offset + u64::from(h.orig_len));
-        // Bytes of this event that were not captured: all of a gap record, or the part of
-        // a data record the kernel cut.
-        let missing = if h.kind == KIND_DATA {
-            u64::from(h.orig_len - h.len.min(h.orig_len))
-        } else {
-            u64::from(h.orig_len)
-        };
-        let data: &[u8] = if h.kind == KIND_DATA { &ev.data } else { &[] };
-        match &mut conn.parser {
-            Parser::Undecided { .. } | Parser::Other => return,
-            Parser::Http2(s) => {
-                if gap > 0 {
-                    s.on_gap(dir, gap, h.ts_ns, &mut exchanges);
-                }
-                if !data.is_empty() {
-                    s.on_data(dir, data, h.ts_ns, &mut exchanges);
-                }
-                if missing > 0 {
-                    s.on_gap(dir, missing, h.ts_ns, &mut exchanges);
-                }
-                if conn.role.is_none() {
-                    conn.role = s.client_direction().map(role_of);
-                }
-            }
-            Parser::Http1(s) => {
-                let Some(role) = conn.role else {
-                    return;
-                };
-                let side = side_of(role, h.direction);
-                if gap > 0 {
-                    s.on_gap(side, gap, h.ts_ns, &mut exchanges);
-                }
-                if !data.is_empty() {
-                    s.on_data(side, data, h.ts_ns, &mut exchanges);
-                }
-                if missing > 0 && !s.upgraded() {
-                    s.on_gap(side, missing, h.ts_ns, &mut exchanges);
-                }
-                if s.upgraded() {
-                    switch_protocol(conn, role, h.direction, h.ts_ns, &mut exchanges);
-                }
-            }
-        }
-        self.out.finish(conn, exchanges, out);
-        self.out.report(conn);
     }
-}
 
-/// Picks the parser from the first captured bytes of a connection.
-fn decide(conn: &mut Conn, direction: u8, offset: u64, data: &[u8], segments: u8) {
-    let what = sniff_segment(data);
-    let wrote = direction == DIR_EGRESS;
-    // The kernel saw the connect or accept, and these are the first bytes of the stream:
-    // the connection is seen from its start, whichever side speaks first (an HTTP/2
-    // server may send its SETTINGS before it reads the client's preface).
-    let from_start = conn.role.filter(|_| offset == 0);
-    if conn.role.is_none() {
-        conn.role = role_from(what, wrote);
+    /// Hands one event's bytes and losses to the session; false when no session has them.
+    fn feed(
+        &mut self,
+        dir: Direction,
+        ts_ns: u64,
+        before: u64,
+        data: &[u8],
+        missing: u64,
+        out: &mut Vec<Exchange>,
+    ) -> bool {
+        let Parser::Active(s) = &mut self.parser else {
+            return false;
+        };
+        if before > 0 {
+            s.gap(dir, before, ts_ns, out);
+        }
+        if !data.is_empty() {
+            s.data(dir, data, ts_ns, out);
+        }
+        match after_switch(s.as_mut(), dir, ts_ns, out) {
+            None => {}
+            Some(next) => {
+                self.reported = SessionStats::default();
+                self.parser = next.map_or(Parser::Other, Parser::Active);
+            }
+        }
+        if let Parser::Active(s) = &mut self.parser {
+            if missing > 0 {
+                s.gap(dir, missing, ts_ns, out);
+            }
+            if self.role.is_none() {
+                self.role = s.requests_direction().map(Role::of_requests_direction);
+            }
+        }
+        true
     }
-    conn.parser = match (what, from_start) {
-        (Sniff::Http2Preface, _) => {
-            Parser::Http2(Box::new(http2::Session::new(http2::Start::Fresh {
-                client: h2_dir(direction),
-            })))
-        }
-        (Sniff::Http2Frame, Some(role)) => {
-            Parser::Http2(Box::new(http2::Session::new(http2::Start::Fresh {
-                client: client_dir(role),
-            })))
-        }
-        (Sniff::Http1Request | Sniff::Http1Response, _) => {
-            Parser::Http1(Box::new(Session::new(Limits::default())))
-        }
-        // Frames in mid-stream: a connection that was open before us.
-        (Sniff::Http2Frame, None) => {
-            Parser::Http2(Box::new(http2::Session::new(http2::Start::Attached {
-                client: conn.role.map(client_dir),
-            })))
-        }
-        // The kernel only sends a socket's bytes once they looked like HTTP, so an
-        // unrecognised segment here is HTTP/1 joined mid-message (its parser resyncs).
-        // TLS plaintext is not sniffed in the kernel: give it a few segments.
-        _ if !conn.tls && conn.role.is_some() => {
-            Parser::Http1(Box::new(Session::new(Limits::default())))
-        }
-        _ if segments >= UNDECIDED_SEGMENTS => Parser::Other,
-        _ => Parser::Undecided { segments },
-    };
-}
-
-/// After a `101 Switching Protocols`: an `Upgrade: h2c` request continues as stream 1 of
-/// an HTTP/2 connection; anything else is a protocol we do not follow.
-fn switch_protocol(
-    conn: &mut Conn,
-    role: Role,
-    direction: u8,
-    ts_ns: u64,
-    exchanges: &mut Vec<Exchange>,
-) {
-    let Parser::Http1(s) = &mut conn.parser else {
-        return;
-    };
-    let rest = s.take_after_upgrade();
-    let Some(i) = exchanges.iter().position(|x| x.upgrade_h2c) else {
-        conn.parser = Parser::Other;
-        return;
-    };
-    let x = exchanges.remove(i);
-    let mut h2 = http2::Session::new(http2::Start::Upgraded {
-        client: client_dir(role),
-    });
-    h2.upgraded_request(x);
-    if !rest.is_empty() {
-        h2.on_data(h2_dir(direction), &rest, ts_ns, exchanges);
-    }
-    conn.parser = Parser::Http2(Box::new(h2));
-    conn.reported = SessionStats::default();
 }
 
 impl Recorder {
@@ -479,11 +372,11 @@ impl Recorder {
 
     /// Adds what a session counted since last time to the exported counters.
     fn report(&self, conn: &mut Conn) {
-        let (now, h) = match &conn.parser {
-            Parser::Http1(s) => (s.stats(), &self.h.parsers[0]),
-            Parser::Http2(s) => (s.stats(), &self.h.parsers[1]),
-            _ => return,
+        let Parser::Active(s) = &conn.parser else {
+            return;
         };
+        let now = s.stats();
+        let h = &self.h.parsers[usize::from(s.protocol() != Protocol::Http1)];
         let was = &conn.reported;
         h.parse_errors
             .inc_by(now.parse_errors.saturating_sub(was.parse_errors));
@@ -514,8 +407,7 @@ impl ConnTracker {
         self.conns
             .values()
             .map(|c| match &c.parser {
-                Parser::Http1(s) => s.buffered_bytes(),
-                Parser::Http2(s) => s.buffered_bytes(),
+                Parser::Active(s) => s.buffered_bytes(),
                 _ => 0,
             })
             .sum()

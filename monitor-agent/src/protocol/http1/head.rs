@@ -1,6 +1,7 @@
 //! Turns a buffered header block into the few facts the reassembler needs.
 //! Everything is copied out immediately so no borrow of the buffer survives.
 
+use crate::protocol::media::media_type;
 use super::types::Side;
 use crate::protocol::credentials::{Auth, AuthSniffer};
 
@@ -189,14 +190,14 @@ impl Framing {
                 f.length = Some(n);
             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 let last = h.value.rsplit(|&b| b == b',').next().unwrap_or(&[]);
-                f.chunked = Some(trim(last).eq_ignore_ascii_case(b"chunked"));
+                f.chunked = Some(<[u8]>::trim_ascii(last).eq_ignore_ascii_case(b"chunked"));
             } else if h.name.eq_ignore_ascii_case("host") && f.host.is_none() {
-                f.host = Some(String::from_utf8_lossy(trim(h.value)).into_owned());
+                f.host = Some(String::from_utf8_lossy(<[u8]>::trim_ascii(h.value)).into_owned());
             } else if h.name.eq_ignore_ascii_case("upgrade") {
                 f.upgrade_h2c |= h
                     .value
                     .split(|&b| b == b',')
-                    .any(|p| trim(p).eq_ignore_ascii_case(b"h2c"));
+                    .any(|p| <[u8]>::trim_ascii(p).eq_ignore_ascii_case(b"h2c"));
             } else if h.name.eq_ignore_ascii_case("content-type") && f.content_type.is_none() {
                 f.content_type = media_type(h.value);
             }
@@ -208,16 +209,8 @@ impl Framing {
 
 /// The media type without parameters (`application/json; charset=utf-8` →
 /// `application/json`), lower-cased and bounded, so it can be counted per endpoint.
-pub(crate) fn media_type(v: &[u8]) -> Option<String> {
-    let essence = trim(v.split(|&b| b == b';').next().unwrap_or(&[]));
-    if essence.is_empty() || essence.len() > 100 || !essence.iter().all(u8::is_ascii_graphic) {
-        return None;
-    }
-    Some(String::from_utf8_lossy(essence).to_ascii_lowercase())
-}
-
 fn parse_length(v: &[u8]) -> Option<u64> {
-    let v = trim(v);
+    let v = <[u8]>::trim_ascii(v);
     if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -226,14 +219,3 @@ fn parse_length(v: &[u8]) -> Option<u64> {
     })
 }
 
-fn trim(v: &[u8]) -> &[u8] {
-    let start = v
-        .iter()
-        .position(|b| !b.is_ascii_whitespace())
-        .unwrap_or(v.len());
-    let end = v
-        .iter()
-        .rposition(|b| !b.is_ascii_whitespace())
-        .map_or(start, |e| e + 1);
-    v.get(start..end).unwrap_or(&[])
-}

@@ -19,6 +19,5 @@ mod tests;
 #[cfg(test)]
 mod tests_prop;
 
-pub(crate) use head::media_type;
 pub use session::Session;
-pub use types::{Exchange, Limits, SessionStats, Side};
+pub use types::{Exchange, Limits, Side};

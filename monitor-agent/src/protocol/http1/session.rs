@@ -12,7 +12,13 @@
 use super::head::{BodyLen, Head, RequestHead, ResponseHead};
 use super::message::{Acc, Event, Framer};
 use super::pending::{Assign, Pending, PendingRequest, ResponseInfo};
-use super::types::{Exchange, Limits, SessionStats, Side};
+use monitor_common::Direction;
+
+use super::types::{Exchange, Limits, Side};
+use crate::protocol::{
+    exchange::Protocol,
+    session::{ProtocolSession, SessionStats, Switch, Upgrade},
+};
 
 /// Reassembles one TCP connection's HTTP/1.x traffic.
 #[derive(Debug)]
@@ -30,6 +36,8 @@ pub struct Session {
     /// Response-side bytes that followed the `101 Switching Protocols` head: the first
     /// bytes of the new protocol.
     after_upgrade: Vec<u8>,
+    /// The kernel direction requests travel in.
+    requests: Direction,
 }
 
 #[derive(Debug)]
@@ -54,6 +62,23 @@ impl Session {
             stats: SessionStats::default(),
             upgraded: false,
             after_upgrade: Vec::new(),
+            requests: Direction::Egress,
+        }
+    }
+
+    /// The session of a connection whose requests travel in `dir` (the observed process
+    /// writes them when it is the client).
+    #[must_use]
+    pub fn with_requests(mut self, dir: Direction) -> Self {
+        self.requests = dir;
+        self
+    }
+
+    fn side(&self, dir: Direction) -> Side {
+        if dir == self.requests {
+            Side::Request
+        } else {
+            Side::Response
         }
     }
 
@@ -75,7 +100,7 @@ impl Session {
     }
 
     /// The response bytes that followed a protocol switch in the same segment.
-    pub fn take_after_upgrade(&mut self) -> Vec<u8> {
+    fn take_after_upgrade(&mut self) -> Vec<u8> {
         std::mem::take(&mut self.after_upgrade)
     }
 
@@ -110,19 +135,10 @@ impl Session {
         }
     }
 
-    pub fn stats(&self) -> &SessionStats {
-        &self.stats
-    }
-
     /// True after a 101 Switching Protocols (or a successful CONNECT 2xx):
     /// later bytes are not HTTP/1 and are ignored.
     pub fn upgraded(&self) -> bool {
         self.upgraded
-    }
-
-    /// Bytes currently buffered (for memory accounting by the caller).
-    pub fn buffered_bytes(&self) -> usize {
-        self.req.buffered() + self.resp.buffered()
     }
 
     fn framer(&mut self, side: Side) -> &mut Framer {
@@ -334,5 +350,50 @@ fn exchange(r: PendingRequest, info: ResponseInfo) -> Exchange {
         response_content_type: info.content_type,
         upgrade_h2c: r.upgrade_h2c && info.status == 101,
         ..Default::default()
+    }
+}
+
+impl ProtocolSession for Session {
+    fn protocol(&self) -> Protocol {
+        Protocol::Http1
+    }
+
+    fn data(&mut self, dir: Direction, bytes: &[u8], ts_ns: u64, out: &mut Vec<Exchange>) {
+        self.on_data(self.side(dir), bytes, ts_ns, out);
+    }
+
+    fn gap(&mut self, dir: Direction, len: u64, ts_ns: u64, out: &mut Vec<Exchange>) {
+        self.on_gap(self.side(dir), len, ts_ns, out);
+    }
+
+    fn close(&mut self, ts_ns: u64, out: &mut Vec<Exchange>) {
+        self.on_close(ts_ns, out);
+    }
+
+    fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        self.req.buffered() + self.resp.buffered()
+    }
+
+    fn requests_direction(&self) -> Option<Direction> {
+        Some(self.requests)
+    }
+
+    fn switch(&mut self, out: &mut Vec<Exchange>) -> Switch {
+        if !self.upgraded {
+            return Switch::Stay;
+        }
+        let after = self.take_after_upgrade();
+        match out.iter().position(|x| x.upgrade_h2c) {
+            Some(i) => Switch::H2c(Box::new(Upgrade {
+                request: out.remove(i),
+                after,
+                requests: self.requests,
+            })),
+            None => Switch::Unfollowed,
+        }
     }
 }

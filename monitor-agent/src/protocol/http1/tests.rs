@@ -1,6 +1,7 @@
 //! Fixture-driven tests of the public `Session` behaviour.
 
-use super::{Exchange, Limits, Session, SessionStats, Side};
+use super::{Exchange, Limits, Session, Side};
+use crate::protocol::session::{ProtocolSession as _, SessionStats};
 
 const REQ_GET: &[u8] = b"GET /a?x=1 HTTP/1.1\r\nHost:  example.com \r\n\r\n";
 const RESP_OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";

@@ -1,7 +1,8 @@
 //! Property tests: split-invariance of a realistic transcript, and memory
 //! bounds / panic freedom on hostile input.
 
-use super::{Exchange, Limits, Session, SessionStats, Side};
+use super::{Exchange, Limits, Session, Side};
+use crate::protocol::session::{ProtocolSession as _, SessionStats};
 use proptest::prelude::*;
 
 enum Ev {

@@ -27,13 +27,3 @@ impl Default for Limits {
 }
 
 pub use crate::protocol::exchange::Exchange;
-
-/// Counters describing how much of the connection could not be understood.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SessionStats {
-    pub parse_errors: u64,
-    pub resyncs: u64,
-    pub unmatched_responses: u64,
-    pub dropped_requests: u64,
-    pub gaps: u64,
-}

@@ -2,7 +2,7 @@
 
 use crate::protocol::{
     credentials::{Auth, AuthSniffer},
-    http1::media_type,
+    media::media_type,
 };
 
 /// A header value that may be missing, or present but undecodable because it refers to a

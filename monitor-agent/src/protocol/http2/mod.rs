@@ -10,4 +10,4 @@ mod session;
 #[cfg(test)]
 mod tests;
 
-pub use session::{grpc_names, Session, Start, EGRESS, INGRESS};
+pub use session::{grpc_names, Session, Start};

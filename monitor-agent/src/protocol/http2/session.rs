@@ -18,16 +18,14 @@ use super::{
     framer::{Event, Framer},
     hpack::Decoder,
 };
+use monitor_common::Direction;
+
 use crate::protocol::{
     credentials::Auth,
     exchange::{Exchange, Grpc, Protocol, StreamError, Unknown},
-    http1::SessionStats,
+    session::{ProtocolSession, SessionStats},
 };
 
-/// Index of the direction the observed process wrote.
-pub const EGRESS: usize = 0;
-/// Index of the direction the observed process read.
-pub const INGRESS: usize = 1;
 
 /// Most header block octets collected across CONTINUATION frames.
 const MAX_BLOCK: usize = 256 * 1024;
@@ -38,17 +36,17 @@ const MAX_STREAMS: usize = 4096;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Start {
     /// From its first octet; `client` is the direction that sends the preface.
-    Fresh { client: usize },
+    Fresh { client: Direction },
     /// After an `Upgrade: h2c` exchange: the client's preface is still to come, and the
     /// upgraded request is stream 1.
-    Upgraded { client: usize },
+    Upgraded { client: Direction },
     /// Mid-life: frame boundaries and header tables are unknown; which direction is the
     /// client's is known when the kernel saw the connection being set up.
-    Attached { client: Option<usize> },
+    Attached { client: Option<Direction> },
 }
 
 #[derive(Debug)]
-struct Direction {
+struct Half {
     framer: Framer,
     decoder: Decoder,
     /// A header block waiting for its CONTINUATION frames.
@@ -115,16 +113,16 @@ struct Stream {
 
 #[derive(Debug)]
 pub struct Session {
-    dirs: [Direction; 2],
+    dirs: [Half; 2],
     /// Which direction carries requests, once known.
-    client: Option<usize>,
+    client: Option<Direction>,
     streams: HashMap<u32, Stream>,
     stats: SessionStats,
 }
 
 impl Session {
     pub fn new(start: Start) -> Session {
-        let dir = |framer: Framer, exact: bool| Direction {
+        let dir = |framer: Framer, exact: bool| Half {
             framer,
             decoder: if exact {
                 Decoder::new()
@@ -138,8 +136,8 @@ impl Session {
             // with its SETTINGS.
             Start::Fresh { client } | Start::Upgraded { client } => {
                 let dirs = [
-                    dir(Framer::at_start(client == EGRESS), true),
-                    dir(Framer::at_start(client == INGRESS), true),
+                    dir(Framer::at_start(client == Direction::Egress), true),
+                    dir(Framer::at_start(client == Direction::Ingress), true),
                 ];
                 Session {
                     dirs,
@@ -181,16 +179,7 @@ impl Session {
         );
     }
 
-    /// Which direction carries requests, once known.
-    pub fn client_direction(&self) -> Option<usize> {
-        self.client
-    }
-
-    pub fn stats(&self) -> &SessionStats {
-        &self.stats
-    }
-
-    pub fn buffered_bytes(&self) -> usize {
+    fn buffered(&self) -> usize {
         self.dirs
             .iter()
             .map(|d| d.framer.buffered() + d.block.as_ref().map_or(0, |b| b.fragment.capacity()))
@@ -202,21 +191,11 @@ impl Session {
         self.dirs.iter().all(|d| d.decoder.is_exact())
     }
 
-    /// One captured segment written in direction `dir`.
-    pub fn on_data(&mut self, dir: usize, data: &[u8], ts_ns: u64, out: &mut Vec<Exchange>) {
-        self.drive(dir, out, |framer, sink| framer.feed(data, ts_ns, sink));
-    }
-
-    /// `len` octets written in direction `dir` were not captured.
-    pub fn on_gap(&mut self, dir: usize, len: u64, ts_ns: u64, out: &mut Vec<Exchange>) {
-        self.stats.gaps += 1;
-        self.drive(dir, out, |framer, sink| framer.gap(len, ts_ns, sink));
-    }
 
     /// Runs one step of direction `dir`'s framer with its events applied to the session.
     fn drive(
         &mut self,
-        dir: usize,
+        dir: Direction,
         out: &mut Vec<Exchange>,
         step: impl FnOnce(&mut Framer, &mut dyn FnMut(Event<'_>)),
     ) {
@@ -235,7 +214,7 @@ impl Session {
             out,
             other,
         };
-        let Direction {
+        let Half {
             framer,
             decoder,
             block,
@@ -243,16 +222,11 @@ impl Session {
         step(framer, &mut |ev| cx.event(ev, decoder, block));
     }
 
-    /// The connection closed: streams still waiting for their response end are dropped.
-    pub fn on_close(&mut self) {
-        self.stats.dropped_requests += self.streams.len() as u64;
-        self.streams.clear();
-    }
 }
 
-fn split(dirs: &mut [Direction; 2], dir: usize) -> (&mut Direction, &mut Direction) {
+fn split(dirs: &mut [Half; 2], dir: Direction) -> (&mut Half, &mut Half) {
     let (a, b) = dirs.split_at_mut(1);
-    if dir == EGRESS {
+    if dir == Direction::Egress {
         (&mut a[0], &mut b[0])
     } else {
         (&mut b[0], &mut a[0])
@@ -261,12 +235,12 @@ fn split(dirs: &mut [Direction; 2], dir: usize) -> (&mut Direction, &mut Directi
 
 /// Everything a frame of one direction may touch besides that direction's own state.
 struct Cx<'a> {
-    dir: usize,
-    client: &'a mut Option<usize>,
+    dir: Direction,
+    client: &'a mut Option<Direction>,
     streams: &'a mut HashMap<u32, Stream>,
     stats: &'a mut SessionStats,
     out: &'a mut Vec<Exchange>,
-    other: &'a mut Direction,
+    other: &'a mut Half,
 }
 
 impl Cx<'_> {
@@ -487,7 +461,7 @@ impl Cx<'_> {
             if fields.method.known().is_some() || fields.path.known().is_some() {
                 *self.client = Some(self.dir);
             } else if fields.status.known().is_some() {
-                *self.client = Some(1 - self.dir);
+                *self.client = Some(self.dir.reverse());
             } else {
                 return;
             }
@@ -693,5 +667,38 @@ fn exchange(s: Stream, end_ns: u64, error: Option<StreamError>) -> Exchange {
         grpc,
         stream_error: error,
         upgrade_h2c: false,
+    }
+}
+
+impl ProtocolSession for Session {
+    fn protocol(&self) -> Protocol {
+        Protocol::Http2
+    }
+
+    fn data(&mut self, dir: Direction, bytes: &[u8], ts_ns: u64, out: &mut Vec<Exchange>) {
+        self.drive(dir, out, |framer, sink| framer.feed(bytes, ts_ns, sink));
+    }
+
+    fn gap(&mut self, dir: Direction, len: u64, ts_ns: u64, out: &mut Vec<Exchange>) {
+        self.stats.gaps += 1;
+        self.drive(dir, out, |framer, sink| framer.gap(len, ts_ns, sink));
+    }
+
+    /// Streams still waiting for their response end are dropped.
+    fn close(&mut self, _ts_ns: u64, _out: &mut Vec<Exchange>) {
+        self.stats.dropped_requests += self.streams.len() as u64;
+        self.streams.clear();
+    }
+
+    fn stats(&self) -> &SessionStats {
+        &self.stats
+    }
+
+    fn buffered_bytes(&self) -> usize {
+        self.buffered()
+    }
+
+    fn requests_direction(&self) -> Option<Direction> {
+        self.client
     }
 }

@@ -12,9 +12,11 @@ use super::frame::{
     SETTINGS_HEADER_TABLE_SIZE, SETTINGS_MAX_FRAME_SIZE, WINDOW_UPDATE,
 };
 use super::hpack::tests::{enc_int, enc_str, Encoder, Mode};
-use super::{grpc_names, Session, Start, EGRESS, INGRESS};
+use monitor_common::Direction::{self, Egress as EGRESS, Ingress as INGRESS};
+
+use super::{grpc_names, Session, Start};
 use crate::protocol::exchange::{Exchange, Grpc, Protocol, StreamError, Unknown};
-use crate::protocol::http1::SessionStats;
+use crate::protocol::session::{ProtocolSession as _, SessionStats};
 
 const ES: u8 = FLAG_END_STREAM;
 const EH: u8 = FLAG_END_HEADERS;
@@ -261,23 +263,23 @@ impl Conn {
 
     /// Bytes the client wrote.
     fn cl(&mut self, b: &[u8], ts: u64) -> &mut Conn {
-        self.sess.on_data(self.client, b, ts, &mut self.out);
+        self.sess.data(self.client, b, ts, &mut self.out);
         self
     }
 
     /// Bytes the server wrote.
     fn sv(&mut self, b: &[u8], ts: u64) -> &mut Conn {
-        self.sess.on_data(1 - self.client, b, ts, &mut self.out);
+        self.sess.data(1 - self.client, b, ts, &mut self.out);
         self
     }
 
     fn cl_gap(&mut self, n: u64, ts: u64) -> &mut Conn {
-        self.sess.on_gap(self.client, n, ts, &mut self.out);
+        self.sess.gap(self.client, n, ts, &mut self.out);
         self
     }
 
     fn sv_gap(&mut self, n: u64, ts: u64) -> &mut Conn {
-        self.sess.on_gap(1 - self.client, n, ts, &mut self.out);
+        self.sess.gap(1 - self.client, n, ts, &mut self.out);
         self
     }
 
@@ -293,8 +295,8 @@ impl Conn {
 /// One captured event of a transcript.
 #[derive(Clone, Debug)]
 enum Ev {
-    Data(usize, Vec<u8>, u64),
-    Gap(usize, u64, u64),
+    Data(Direction, Vec<u8>, u64),
+    Gap(Direction, u64, u64),
 }
 
 /// Feeds a transcript, cutting every segment of direction `d` into pieces of the sizes
@@ -308,17 +310,17 @@ fn run_session(start: Start, evs: &[Ev], cuts: [&[usize]; 2]) -> (Vec<Exchange>,
             Ev::Data(dir, b, ts) => {
                 let mut rest = &b[..];
                 while !rest.is_empty() {
-                    let n = cut[*dir]
+                    let n = cut[dir.index()]
                         .next()
                         .copied()
                         .unwrap_or(usize::MAX)
                         .clamp(1, rest.len());
                     let (piece, tail) = rest.split_at(n);
-                    s.on_data(*dir, piece, *ts, &mut out);
+                    s.data(*dir, piece, *ts, &mut out);
                     rest = tail;
                 }
             }
-            Ev::Gap(dir, n, ts) => s.on_gap(*dir, *n, *ts, &mut out),
+            Ev::Gap(dir, n, ts) => s.gap(*dir, *n, *ts, &mut out),
         }
     }
     (out, s)
@@ -385,7 +387,7 @@ fn fresh_get_200_with_body() {
     assert_eq!(out, vec![want]);
     assert_eq!(out[0].response_end_ns - out[0].request_start_ns, 30);
     assert_eq!(*s.stats(), SessionStats::default());
-    assert_eq!(s.client_direction(), Some(EGRESS));
+    assert_eq!(s.requests_direction(), Some(EGRESS));
     assert!(s.exact());
     assert_eq!(s.buffered_bytes(), 0, "nothing kept between frames");
 }
@@ -407,7 +409,7 @@ fn fresh_capture_on_the_server_side() {
     let start = Start::Fresh { client: INGRESS };
     let (out, s) = run_session(start, &evs, [&[], &[]]);
     assert_eq!(out, vec![want]);
-    assert_eq!(s.client_direction(), Some(INGRESS));
+    assert_eq!(s.requests_direction(), Some(INGRESS));
     assert_eq!(*s.stats(), SessionStats::default());
 }
 
@@ -492,7 +494,7 @@ fn one_hundred_fifty_interleaved_streams() {
     assert_eq!(out, want);
     assert_eq!(c.stats(), SessionStats::default());
     assert!(c.sess.exact());
-    c.sess.on_close();
+    c.sess.close(0, &mut Vec::new());
     assert_eq!(c.stats(), SessionStats::default(), "nothing left open");
 }
 
@@ -1081,16 +1083,16 @@ fn h2c_upgrade_reports_the_upgraded_request_as_stream_1() {
         ..Exchange::default()
     });
     let mut out = Vec::new();
-    s.on_data(EGRESS, &cat(&[PREFACE, &settings(&[])]), 6, &mut out);
+    s.data(EGRESS, &cat(&[PREFACE, &settings(&[])]), 6, &mut out);
     let head = headers(1, 0, &status(200).0);
     let body = data(1, ES, b"upgraded");
-    s.on_data(
+    s.data(
         INGRESS,
         &cat(&[&settings(&[]), &settings_ack(), &head]),
         7,
         &mut out,
     );
-    s.on_data(INGRESS, &body, 8, &mut out);
+    s.data(INGRESS, &body, 8, &mut out);
     assert_eq!(
         out,
         vec![Exchange {
@@ -1106,8 +1108,8 @@ fn h2c_upgrade_reports_the_upgraded_request_as_stream_1() {
     );
     // Later streams are ordinary.
     out.clear();
-    s.on_data(EGRESS, &headers(3, ES, &get("/next")), 9, &mut out);
-    s.on_data(INGRESS, &headers(3, ES, &status(204).0), 10, &mut out);
+    s.data(EGRESS, &headers(3, ES, &get("/next")), 9, &mut out);
+    s.data(INGRESS, &headers(3, ES, &status(204).0), 10, &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!((out[0].target.as_str(), out[0].status), ("/next", 204));
     assert_eq!(*s.stats(), SessionStats::default());
@@ -1260,7 +1262,7 @@ fn gaps_give_the_same_calls_however_the_rest_is_split() {
     let mut tail = run_session(FRESH, &evs[..10], [&[], &[]]).1;
     let mut more = Vec::new();
     for b in headers(7, ES, &status(204).0) {
-        tail.on_data(s, &[b], 34, &mut more);
+        tail.data(s, &[b], 34, &mut more);
     }
     assert_eq!(out.len(), 2);
     assert!(more.is_empty());
@@ -1353,7 +1355,7 @@ fn gap_of_exactly_one_frame_loses_alignment() {
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].target, "/three");
     assert!(out[0].response_truncated);
-    c.sess.on_close();
+    c.sess.close(0, &mut Vec::new());
     assert_eq!(
         c.stats(),
         SessionStats {
@@ -1420,7 +1422,7 @@ fn gap_across_a_frame_boundary_realigns_on_a_later_segment() {
         }
     );
     // Stream 1 never ended.
-    c.sess.on_close();
+    c.sess.close(0, &mut Vec::new());
     assert_eq!(c.stats().dropped_requests, 1);
 }
 
@@ -1457,18 +1459,18 @@ fn lost_request_header_block_makes_its_response_unmatched() {
 #[test]
 fn attached_session_reports_unknown_instead_of_guessing() {
     let mut c = Conn::new(Start::Attached { client: None }, EGRESS);
-    assert_eq!(c.sess.client_direction(), None);
+    assert_eq!(c.sess.requests_direction(), None);
     // The capture starts inside frames: ignored.
     c.cl(&[b'a'; 20], 1);
     c.cl(&headers(99, ES, &get("/mid"))[4..], 2);
     c.sv(&data(99, ES, &[b'q'; 50])[7..], 3);
     assert_eq!(c.stats(), SessionStats::default());
-    assert_eq!(c.sess.client_direction(), None);
+    assert_eq!(c.sess.requests_direction(), None);
 
     // :path and :authority refer to entries added before the capture started.
     let req1 = headers(101, ES, &Hp::new().idx(2).idx(7).idx(62).idx(63).0);
     c.cl(&req1, 10);
-    assert_eq!(c.sess.client_direction(), Some(EGRESS));
+    assert_eq!(c.sess.requests_direction(), Some(EGRESS));
     let resp1 = headers(101, ES, &status(200).0);
     c.sv(&resp1, 11);
     // A new literal path, added to the table, is exact...
@@ -1551,12 +1553,12 @@ fn attached_session_learns_the_client_from_a_status() {
     // The observed process is the server: its responses go EGRESS.
     let mut c = Conn::new(Start::Attached { client: None }, INGRESS);
     c.sv(&headers(7, ES, &status(200).0), 1);
-    assert_eq!(c.sess.client_direction(), Some(INGRESS));
+    assert_eq!(c.sess.requests_direction(), Some(INGRESS));
     assert_eq!(c.stats().unmatched_responses, 1);
     // Blocks that name nothing decide nothing: a fresh attached session ignores them.
     let mut other = Conn::new(Start::Attached { client: None }, EGRESS);
     other.cl(&headers(1, ES, &Hp::new().idx(62).idx(63).0), 1);
-    assert_eq!(other.sess.client_direction(), None);
+    assert_eq!(other.sess.requests_direction(), None);
     // Requests and responses now pair up.
     c.cl(&headers(9, ES, &get("/after")), 2);
     c.sv(&headers(9, ES, &status(304).0), 3);
@@ -1567,7 +1569,7 @@ fn attached_session_learns_the_client_from_a_status() {
 }
 
 #[test]
-fn attached_session_with_a_known_client_direction() {
+fn attached_session_with_a_known_requests_direction() {
     // The kernel saw the connection set up: the observed process is the server.
     let mut c = Conn::new(
         Start::Attached {
@@ -1575,7 +1577,7 @@ fn attached_session_with_a_known_client_direction() {
         },
         INGRESS,
     );
-    assert_eq!(c.sess.client_direction(), Some(INGRESS));
+    assert_eq!(c.sess.requests_direction(), Some(INGRESS));
     // Data and resets before any request was seen go nowhere.
     c.sv(&cat(&[&data(1, ES, b"late"), &rst(1, 8)]), 1);
     // A request whose fields are all unseen table entries is still a call, with its
@@ -1978,7 +1980,7 @@ fn stream_table_is_capped_and_close_drops_the_rest() {
     c.sv(&headers(3, ES, &status(200).0), 12);
     assert_eq!(c.take().len(), 1);
     assert_eq!(c.stats().unmatched_responses, 1);
-    c.sess.on_close();
+    c.sess.close(0, &mut Vec::new());
     assert_eq!(c.stats().dropped_requests, 1 + 4095);
 }
 
@@ -2435,9 +2437,9 @@ fn capture(start: Start, conv: &Conv, plan: &Capture) -> (Vec<Exchange>, Session
                 .clamp(1, rest.len());
             let (piece, tail) = rest.split_at(n);
             if gaps.next().copied().unwrap_or(false) {
-                s.on_gap(dir, n as u64, ts, &mut out);
+                s.gap(dir, n as u64, ts, &mut out);
             } else {
-                s.on_data(dir, piece, ts, &mut out);
+                s.data(dir, piece, ts, &mut out);
             }
             rest = tail;
         }
@@ -2536,7 +2538,7 @@ proptest! {
         let plan = Capture { cuts: [c0, c1], skip, gaps };
         let (out, mut s) = capture(start, &conv, &plan);
         check_never_wrong(&conv, &out)?;
-        s.on_close();
+        s.close(0, &mut Vec::new());
         let st = s.stats();
         prop_assert!(out.len() as u64 + st.dropped_requests <= specs.len() as u64 + st.unmatched_responses);
     }
@@ -2653,14 +2655,14 @@ proptest! {
         for (i, op) in ops.into_iter().enumerate() {
             let ts = i as u64 + 1;
             match op {
-                Op::Data(d, b) => s.on_data(usize::from(d), &b, ts, &mut out),
-                Op::Gap(d, n) => s.on_gap(usize::from(d), n, ts, &mut out),
+                Op::Data(d, b) => s.data(usize::from(d), &b, ts, &mut out),
+                Op::Gap(d, n) => s.gap(usize::from(d), n, ts, &mut out),
             }
             prop_assert!(s.buffered_bytes() <= BUFFER_BOUND, "{}", s.buffered_bytes());
         }
-        s.on_close();
+        s.close(0, &mut Vec::new());
         let _ = s.exact();
-        let _ = s.client_direction();
+        let _ = s.requests_direction();
         for e in &out {
             prop_assert!(e.request_start_ns <= e.request_end_ns, "{:?}", e);
             prop_assert!(e.response_start_ns <= e.response_end_ns, "{:?}", e);
