@@ -8,8 +8,8 @@ use aya_ebpf::{
 };
 use aya_log_ebpf::warn;
 use monitor_common::{
-    counter, Direction, SyscallArgs, MAX_IOV, SHAPE_CONNECT, SHAPE_FLAT, SHAPE_IOVEC,
-    SHAPE_MSGHDR, SHAPE_SENDFILE,
+    counter, Direction, SyscallArgs, MAX_IOV, SHAPE_CONNECT, SHAPE_FLAT, SHAPE_IOVEC, SHAPE_MSGHDR,
+    SHAPE_SENDFILE,
 };
 
 use crate::{
@@ -187,12 +187,7 @@ pub(crate) fn sys_exit_data(ctx: TracePointContext) -> u32 {
 /// Stashes a data syscall's `(fd, buffer, count)`; `peek_flags` names the flags argument
 /// of receive calls, whose `MSG_PEEK` leaves the bytes to be read (and captured) again.
 #[inline(always)]
-fn stash_data(
-    ctx: &TracePointContext,
-    shape: u8,
-    direction: Direction,
-    peek_flags: Option<usize>,
-) {
+fn stash_data(ctx: &TracePointContext, shape: u8, direction: Direction, peek_flags: Option<usize>) {
     if let Some(i) = peek_flags {
         if arg(ctx, i) & MSG_PEEK != 0 {
             return;
@@ -225,4 +220,9 @@ data_entry!(sys_enter_write, SHAPE_FLAT, Direction::Egress, None);
 data_entry!(sys_enter_sendto, SHAPE_FLAT, Direction::Egress, None);
 data_entry!(sys_enter_writev, SHAPE_IOVEC, Direction::Egress, None);
 data_entry!(sys_enter_sendmsg, SHAPE_MSGHDR, Direction::Egress, None);
-data_entry!(sys_enter_sendfile64, SHAPE_SENDFILE, Direction::Egress, None);
+data_entry!(
+    sys_enter_sendfile64,
+    SHAPE_SENDFILE,
+    Direction::Egress,
+    None
+);

@@ -6,8 +6,7 @@ use aya_ebpf::helpers::{
     generated::{bpf_probe_read_kernel, bpf_probe_read_user},
 };
 use monitor_common::{
-    counter, Direction, EventBuffer, EventKind, HEADER_SIZE, MAX_DATA,
-    TAIL_DATA,
+    counter, Direction, EventBuffer, EventKind, HEADER_SIZE, MAX_DATA, TAIL_DATA,
 };
 
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;

@@ -22,7 +22,14 @@ fn arg(ctx: &TracePointContext, n: usize) -> u64 {
 
 #[tracepoint]
 pub(crate) fn sys_enter_connect(ctx: TracePointContext) -> u32 {
-    stash(&ctx, arg(&ctx, 0) as i32, 0, 0, SHAPE_CONNECT, Direction::Egress);
+    stash(
+        &ctx,
+        arg(&ctx, 0) as i32,
+        0,
+        0,
+        SHAPE_CONNECT,
+        Direction::Egress,
+    );
     0
 }
 

@@ -107,6 +107,17 @@ fn lint() -> Result<()> {
         "-D",
         "warnings",
     ])?;
+    // The fuzz targets live outside the workspace (cargo fuzz builds them with nightly);
+    // checking them here keeps them compiling against the parsers they drive.
+    let target = util::workspace_root().join("target");
+    util::cargo(&[
+        "check",
+        "--manifest-path",
+        "monitor-agent/fuzz/Cargo.toml",
+        "--bins",
+        "--target-dir",
+        &target.to_string_lossy(),
+    ])?;
     let ebpf = util::workspace_root().join("monitor-ebpf");
     util::run(
         std::process::Command::new("rustup")

@@ -3,7 +3,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use monitor_agent::protocol::http1::{Limits, Session, Side};
+use monitor_agent::protocol::{
+    http1::{Limits, Session, Side},
+    session::ProtocolSession as _,
+};
 
 fuzz_target!(|input: &[u8]| {
     let limits = Limits::default();

@@ -124,7 +124,10 @@ fn client_role_call_names_both_ends() {
     let mut c = Conn::new(1, ConnRole::Client);
     let recs = feed(
         &mut t,
-        &[c.data(Direction::Egress, REQ), c.data(Direction::Ingress, RESP)],
+        &[
+            c.data(Direction::Egress, REQ),
+            c.data(Direction::Ingress, RESP),
+        ],
     );
     assert_eq!(recs.len(), 1);
     let r = &recs[0];
@@ -155,7 +158,10 @@ fn role_of_a_connection_older_than_the_agent_is_inferred() {
     let mut c = Conn::new(2, ConnRole::Unknown);
     let recs = feed(
         &mut t,
-        &[c.data(Direction::Ingress, REQ), c.data(Direction::Egress, RESP)],
+        &[
+            c.data(Direction::Ingress, REQ),
+            c.data(Direction::Egress, RESP),
+        ],
     );
     assert_eq!(recs.len(), 1);
     assert_eq!(recs[0].role, Role::Server);
@@ -168,7 +174,10 @@ fn bytes_lost_inside_a_body_still_make_the_call() {
     let (mut t, _m) = tracker(16);
     let mut c = Conn::new(3, ConnRole::Server);
     let head = b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n";
-    let mut ev = vec![c.data(Direction::Ingress, REQ), c.data(Direction::Egress, head)];
+    let mut ev = vec![
+        c.data(Direction::Ingress, REQ),
+        c.data(Direction::Egress, head),
+    ];
     c.lost(Direction::Egress, 9000);
     ev.push(c.data(Direction::Egress, &[b'x'; 1000]));
     let recs = feed(&mut t, &ev);
@@ -200,7 +209,10 @@ fn close_ends_a_response_delimited_by_close() {
     let mut c = Conn::new(5, ConnRole::Client);
     let ev = [
         c.data(Direction::Egress, b"GET /stream HTTP/1.0\r\n\r\n"),
-        c.data(Direction::Ingress, b"HTTP/1.0 200 OK\r\n\r\nbody until close"),
+        c.data(
+            Direction::Ingress,
+            b"HTTP/1.0 200 OK\r\n\r\nbody until close",
+        ),
     ];
     assert!(feed(&mut t, &ev).is_empty(), "not complete before close");
     let recs = feed(&mut t, &[c.close()]);
@@ -229,7 +241,10 @@ fn garbage_on_an_http_connection_is_counted_not_reported() {
     let ev = [
         c.data(Direction::Ingress, REQ),
         c.data(Direction::Egress, RESP),
-        c.data(Direction::Ingress, b"\x00\x01\x02 definitely not http\r\n\r\n"),
+        c.data(
+            Direction::Ingress,
+            b"\x00\x01\x02 definitely not http\r\n\r\n",
+        ),
     ];
     let recs = feed(&mut t, &ev);
     assert_eq!(recs.len(), 1);
@@ -247,7 +262,10 @@ fn tls_plaintext_is_marked_in_record_and_metrics() {
     let mut c = Conn::new(9, ConnRole::Server);
     let recs = feed(
         &mut t,
-        &[c.tls_data(Direction::Ingress, REQ), c.tls_data(Direction::Egress, RESP)],
+        &[
+            c.tls_data(Direction::Ingress, REQ),
+            c.tls_data(Direction::Egress, RESP),
+        ],
     );
     assert_eq!(recs.len(), 1);
     assert!(recs[0].tls);
@@ -259,7 +277,10 @@ fn tls_plaintext_is_marked_in_record_and_metrics() {
     let mut plain = Conn::new(10, ConnRole::Server);
     let recs = feed(
         &mut t,
-        &[plain.data(Direction::Ingress, REQ), plain.data(Direction::Egress, RESP)],
+        &[
+            plain.data(Direction::Ingress, REQ),
+            plain.data(Direction::Egress, RESP),
+        ],
     );
     assert!(!recs[0].tls);
 }

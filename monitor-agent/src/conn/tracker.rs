@@ -43,7 +43,9 @@ type Names = (
 /// Which parser a connection's bytes go to.
 enum Parser {
     /// No bytes yet that say which protocol this is.
-    Undecided { segments: u8 },
+    Undecided {
+        segments: u8,
+    },
     Active(Box<dyn ProtocolSession>),
     /// Not HTTP, or switched to a protocol we do not follow (WebSocket...).
     Other,

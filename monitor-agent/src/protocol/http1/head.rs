@@ -1,9 +1,9 @@
 //! Turns a buffered header block into the few facts the reassembler needs.
 //! Everything is copied out immediately so no borrow of the buffer survives.
 
-use crate::protocol::media::media_type;
 use super::types::Side;
 use crate::protocol::credentials::{Auth, AuthSniffer};
+use crate::protocol::media::media_type;
 
 /// More headers than this is treated as garbage rather than grown into.
 const MAX_HEADERS: usize = 64;
@@ -218,4 +218,3 @@ fn parse_length(v: &[u8]) -> Option<u64> {
         acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
     })
 }
-

@@ -26,7 +26,6 @@ use crate::protocol::{
     session::{ProtocolSession, SessionStats},
 };
 
-
 /// Most header block octets collected across CONTINUATION frames.
 const MAX_BLOCK: usize = 256 * 1024;
 /// Most streams tracked at once; beyond it the oldest (lowest id) is dropped and counted.
@@ -191,7 +190,6 @@ impl Session {
         self.dirs.iter().all(|d| d.decoder.is_exact())
     }
 
-
     /// Runs one step of direction `dir`'s framer with its events applied to the session.
     fn drive(
         &mut self,
@@ -221,7 +219,6 @@ impl Session {
         } = mine;
         step(framer, &mut |ev| cx.event(ev, decoder, block));
     }
-
 }
 
 fn split(dirs: &mut [Half; 2], dir: Direction) -> (&mut Half, &mut Half) {

@@ -238,13 +238,13 @@ fn x(method: &str, target: &str, status: u16) -> Exchange {
 struct Conn {
     sess: Session,
     out: Vec<Exchange>,
-    client: usize,
+    client: Direction,
 }
 
 impl Conn {
     /// `client` is the direction requests travel in (for `Attached`, the one the test
     /// writes requests to).
-    fn new(start: Start, client: usize) -> Conn {
+    fn new(start: Start, client: Direction) -> Conn {
         Conn {
             sess: Session::new(start),
             out: Vec::new(),
@@ -269,7 +269,7 @@ impl Conn {
 
     /// Bytes the server wrote.
     fn sv(&mut self, b: &[u8], ts: u64) -> &mut Conn {
-        self.sess.data(1 - self.client, b, ts, &mut self.out);
+        self.sess.data(self.client.reverse(), b, ts, &mut self.out);
         self
     }
 
@@ -279,7 +279,7 @@ impl Conn {
     }
 
     fn sv_gap(&mut self, n: u64, ts: u64) -> &mut Conn {
-        self.sess.gap(1 - self.client, n, ts, &mut self.out);
+        self.sess.gap(self.client.reverse(), n, ts, &mut self.out);
         self
     }
 
@@ -337,8 +337,8 @@ fn run(start: Start, evs: &[Ev], cuts: [&[usize]; 2]) -> (Vec<Exchange>, Session
 
 /// Client preface and SETTINGS, server SETTINGS, `GET /hello` answered 200 with a body;
 /// `client` is the direction the client writes.
-fn hello_transcript(client: usize) -> (Vec<Ev>, Exchange) {
-    let server = 1 - client;
+fn hello_transcript(client: Direction) -> (Vec<Ev>, Exchange) {
+    let server = client.reverse();
     let req = headers(1, ES, &get("/hello"));
     let head = headers(
         1,
@@ -2655,8 +2655,8 @@ proptest! {
         for (i, op) in ops.into_iter().enumerate() {
             let ts = i as u64 + 1;
             match op {
-                Op::Data(d, b) => s.data(usize::from(d), &b, ts, &mut out),
-                Op::Gap(d, n) => s.gap(usize::from(d), n, ts, &mut out),
+                Op::Data(d, b) => s.data(Direction::from_index(usize::from(d)), &b, ts, &mut out),
+                Op::Gap(d, n) => s.gap(Direction::from_index(usize::from(d)), n, ts, &mut out),
             }
             prop_assert!(s.buffered_bytes() <= BUFFER_BOUND, "{}", s.buffered_bytes());
         }
