@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::protocol::{
     credentials::Auth,
-    exchange::{Grpc, Protocol, StreamError},
+    exchange::{Field, Grpc, Protocol, StreamError, Unknown},
 };
 
 /// One side of a call. `pid`/`comm` are known only for the side whose process was observed.
@@ -152,18 +152,17 @@ pub struct CallRecord {
     /// Fields that could not be decoded (`method`, `path`, `host`, `status`,
     /// `grpc_status`): an HTTP/2 connection joined mid-life. Their values above are empty
     /// rather than guessed.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub unknown: Vec<&'static str>,
+    #[serde(skip_serializing_if = "Unknown::is_empty")]
+    pub unknown: Unknown,
 }
 
 impl CallRecord {
     /// Whether the call can be filed under an endpoint and judged by policy: its method,
     /// path and status are all known.
     pub fn complete(&self) -> bool {
-        !self
-            .unknown
-            .iter()
-            .any(|f| matches!(*f, "method" | "path" | "status"))
+        ![Field::Method, Field::Path, Field::Status]
+            .into_iter()
+            .any(|f| self.unknown.contains(f))
     }
 }
 
@@ -209,10 +208,22 @@ impl CallRecord {
             }
         }
         if let Some(e) = &self.stream_error {
-            let _ = write!(s, " {}:{} by {}", e.frame, e.code, e.by);
+            let _ = write!(
+                s,
+                " {}:{} by {}",
+                e.frame.name(),
+                e.code.name(),
+                e.by.name()
+            );
         }
         if !self.unknown.is_empty() {
-            let _ = write!(s, " unknown={}", self.unknown.join(","));
+            s.push_str(" unknown=");
+            for (i, f) in self.unknown.iter().enumerate() {
+                if i > 0 {
+                    s.push(',');
+                }
+                s.push_str(f.name());
+            }
         }
         if self.tls {
             s.push_str(" tls");
@@ -253,7 +264,7 @@ impl CallRecord {
             response_content_type: None,
             grpc: None,
             stream_error: None,
-            unknown: Vec::new(),
+            unknown: Unknown::default(),
         }
     }
 }

@@ -18,22 +18,25 @@ use aya::{
     programs::TracePoint,
     Ebpf, EbpfLoader,
 };
-use monitor_common::KernelOffsets;
+use monitor_common::{
+    names::{global, map, program},
+    KernelOffsets,
+};
 
 /// Every tracepoint program and the `syscalls:` tracepoints it serves. The data exit handler
 /// is shared: the stashed arguments tell it what shape the buffer has.
 const ATTACHMENTS: &[(&str, &[&str])] = &[
-    ("sys_enter_read", &["sys_enter_read"]),
-    ("sys_enter_readv", &["sys_enter_readv"]),
-    ("sys_enter_recvfrom", &["sys_enter_recvfrom"]),
-    ("sys_enter_recvmsg", &["sys_enter_recvmsg"]),
-    ("sys_enter_write", &["sys_enter_write"]),
-    ("sys_enter_writev", &["sys_enter_writev"]),
-    ("sys_enter_sendto", &["sys_enter_sendto"]),
-    ("sys_enter_sendmsg", &["sys_enter_sendmsg"]),
-    ("sys_enter_sendfile64", &["sys_enter_sendfile64"]),
+    (program::SYS_ENTER_READ, &["sys_enter_read"]),
+    (program::SYS_ENTER_READV, &["sys_enter_readv"]),
+    (program::SYS_ENTER_RECVFROM, &["sys_enter_recvfrom"]),
+    (program::SYS_ENTER_RECVMSG, &["sys_enter_recvmsg"]),
+    (program::SYS_ENTER_WRITE, &["sys_enter_write"]),
+    (program::SYS_ENTER_WRITEV, &["sys_enter_writev"]),
+    (program::SYS_ENTER_SENDTO, &["sys_enter_sendto"]),
+    (program::SYS_ENTER_SENDMSG, &["sys_enter_sendmsg"]),
+    (program::SYS_ENTER_SENDFILE64, &["sys_enter_sendfile64"]),
     (
-        "sys_exit_data",
+        program::SYS_EXIT_DATA,
         &[
             "sys_exit_read",
             "sys_exit_readv",
@@ -46,15 +49,21 @@ const ATTACHMENTS: &[(&str, &[&str])] = &[
             "sys_exit_sendfile64",
         ],
     ),
-    ("sys_enter_connect", &["sys_enter_connect"]),
-    ("sys_exit_connect", &["sys_exit_connect"]),
-    ("sys_exit_accept", &["sys_exit_accept", "sys_exit_accept4"]),
-    ("sys_enter_close", &["sys_enter_close"]),
+    (program::SYS_ENTER_CONNECT, &["sys_enter_connect"]),
+    (program::SYS_EXIT_CONNECT, &["sys_exit_connect"]),
+    (
+        program::SYS_EXIT_ACCEPT,
+        &["sys_exit_accept", "sys_exit_accept4"],
+    ),
+    (program::SYS_ENTER_CLOSE, &["sys_enter_close"]),
 ];
 
 /// Tracepoints outside `syscalls:`.
 const OTHER_TRACEPOINTS: &[(&str, &str, &str)] =
-    &[("sched_process_exec", "sched", "sched_process_exec")];
+    &[(program::SCHED_PROCESS_EXEC, "sched", "sched_process_exec")];
+
+/// The eBPF object built by `build.rs`.
+static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
 /// The loaded programs. Dropping it detaches everything.
 pub struct Capture {
@@ -80,13 +89,10 @@ impl Capture {
         let offsets: KernelOffsets = btf::running_kernel_offsets()?;
         let tgid = std::process::id();
         let mut ebpf = EbpfLoader::new()
-            .override_global("OFFSETS", &offsets, true)
-            .override_global("AGENT_TGID", &tgid, true)
-            .map_max_entries("EVENTS", cfg.ring_buffer_bytes)
-            .load(aya::include_bytes_aligned!(concat!(
-                env!("OUT_DIR"),
-                "/monitor"
-            )))
+            .override_global(global::OFFSETS, &offsets, true)
+            .override_global(global::AGENT_TGID, &tgid, true)
+            .map_max_entries(map::EVENTS, cfg.ring_buffer_bytes)
+            .load(OBJECT)
             .context("loading the eBPF programs into the kernel")?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
             Ok(l) => Some(l),
@@ -159,7 +165,7 @@ impl Capture {
 
     fn stash_blocked_reads(&mut self) -> Result<usize> {
         let mut ebpf = self.ebpf()?;
-        let map = ebpf.map_mut("ARGS").context("ARGS map missing")?;
+        let map = ebpf.map_mut(map::ARGS).context("ARGS map missing")?;
         let mut args = aya::maps::HashMap::try_from(map)?;
         Ok(inflight::stash_blocked_reads(&mut args))
     }
@@ -168,7 +174,7 @@ impl Capture {
     pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
         let map = self
             .ebpf()?
-            .take_map("EVENTS")
+            .take_map(map::EVENTS)
             .context("EVENTS map missing")?;
         Ok(RingBuf::try_from(map)?)
     }
@@ -211,8 +217,39 @@ impl Capture {
     pub fn take_counters(&mut self) -> Result<PerCpuArray<MapData, u64>> {
         let map = self
             .ebpf()?
-            .take_map("COUNTERS")
+            .take_map(map::COUNTERS)
             .context("COUNTERS map missing")?;
         Ok(PerCpuArray::try_from(map)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use object::{Object, ObjectSymbol};
+
+    use super::*;
+
+    /// The kernel side defines every map, global and program the loader looks up.
+    #[test]
+    fn the_object_defines_every_name_the_agent_uses() {
+        let elf = object::File::parse(OBJECT).unwrap();
+        let symbols: Vec<&str> = elf.symbols().filter_map(|s| s.name().ok()).collect();
+        let names = [global::OFFSETS, global::AGENT_TGID]
+            .into_iter()
+            .chain([map::EVENTS, map::ARGS, map::COUNTERS])
+            .chain(program::ALL.iter().copied());
+        for name in names {
+            assert!(symbols.contains(&name), "{name} is not in the eBPF object");
+        }
+        let used: Vec<&str> = ATTACHMENTS
+            .iter()
+            .map(|(p, _)| *p)
+            .chain(OTHER_TRACEPOINTS.iter().map(|(p, _, _)| *p))
+            .chain(tls::PROGRAMS.iter().copied())
+            .chain(tls::GO_PROGRAMS.iter().copied())
+            .collect();
+        for p in program::ALL {
+            assert!(used.contains(p), "{p} is defined but never attached");
+        }
     }
 }

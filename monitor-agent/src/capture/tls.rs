@@ -26,32 +26,34 @@ use aya::{
 };
 use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
 
+use monitor_common::names::program;
+
 use super::gotls::{go_tls_functions, GoFunction, WRITE};
 
 /// The Go crypto/tls probes of `monitor-ebpf/src/gotls.rs`.
-pub const GO_PROGRAMS: &[&str] = &["go_tls_write", "go_tls_read", "go_tls_ret"];
+pub const GO_PROGRAMS: &[&str] = &[program::GO_TLS_WRITE, program::GO_TLS_READ, program::GO_TLS_RET];
 
 /// The uprobe programs of `monitor-ebpf/src/tls.rs`.
 pub const PROGRAMS: &[&str] = &[
-    "ssl_write",
-    "ssl_write_ex",
-    "ssl_read",
-    "ssl_read_ex",
-    "ssl_return",
-    "ssl_free",
+    program::SSL_WRITE,
+    program::SSL_WRITE_EX,
+    program::SSL_READ,
+    program::SSL_READ_EX,
+    program::SSL_RETURN,
+    program::SSL_FREE,
 ];
 
 /// (program, OpenSSL function). `ssl_return` is a uretprobe on all four data functions.
 const PROBES: &[(&str, &str)] = &[
-    ("ssl_write", "SSL_write"),
-    ("ssl_write_ex", "SSL_write_ex"),
-    ("ssl_read", "SSL_read"),
-    ("ssl_read_ex", "SSL_read_ex"),
-    ("ssl_return", "SSL_write"),
-    ("ssl_return", "SSL_write_ex"),
-    ("ssl_return", "SSL_read"),
-    ("ssl_return", "SSL_read_ex"),
-    ("ssl_free", "SSL_free"),
+    (program::SSL_WRITE, "SSL_write"),
+    (program::SSL_WRITE_EX, "SSL_write_ex"),
+    (program::SSL_READ, "SSL_read"),
+    (program::SSL_READ_EX, "SSL_read_ex"),
+    (program::SSL_RETURN, "SSL_write"),
+    (program::SSL_RETURN, "SSL_write_ex"),
+    (program::SSL_RETURN, "SSL_read"),
+    (program::SSL_RETURN, "SSL_read_ex"),
+    (program::SSL_FREE, "SSL_free"),
 ];
 
 /// After an exec, the dynamic loader needs a moment to map the libraries: look early (a
@@ -244,12 +246,12 @@ impl TlsAttacher {
         let mut done = 0;
         for f in functions {
             let entry_prog = if f.symbol == WRITE {
-                "go_tls_write"
+                program::GO_TLS_WRITE
             } else {
-                "go_tls_read"
+                program::GO_TLS_READ
             };
             let points = std::iter::once((entry_prog, f.entry))
-                .chain(f.returns.iter().map(|r| ("go_tls_ret", *r)));
+                .chain(f.returns.iter().map(|r| (program::GO_TLS_RET, *r)));
             for (prog, offset) in points {
                 let program: &mut UProbe = ebpf
                     .program_mut(prog)

@@ -367,7 +367,7 @@ impl Recorder {
                 response_content_type: x.response_content_type,
                 grpc: x.grpc,
                 stream_error: x.stream_error,
-                unknown: x.unknown.names(),
+                unknown: x.unknown,
             });
         }
     }

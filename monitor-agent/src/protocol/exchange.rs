@@ -25,39 +25,87 @@ impl Protocol {
     }
 }
 
-/// Request or response fields that could not be decoded: an HTTP/2 connection joined after
-/// it started refers to header table entries the agent never saw. Such a field is reported
-/// as unknown rather than guessed.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[allow(
-    clippy::struct_excessive_bools,
-    reason = "one flag per field; a bit set is issue 12's next step"
-)]
-pub struct Unknown {
-    pub method: bool,
-    pub path: bool,
-    pub authority: bool,
-    pub status: bool,
-    pub grpc_status: bool,
+/// A field of a call that may be impossible to decode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Field {
+    Method,
+    Path,
+    /// `:authority` or `Host`, written `host` in records.
+    Host,
+    Status,
+    GrpcStatus,
 }
 
-impl Unknown {
-    pub fn any(&self) -> bool {
-        self.method || self.path || self.authority || self.status || self.grpc_status
+impl Field {
+    /// Record order.
+    const ALL: [Field; 5] = [
+        Field::Method,
+        Field::Path,
+        Field::Host,
+        Field::Status,
+        Field::GrpcStatus,
+    ];
+
+    /// The name call records use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::Method => "method",
+            Field::Path => "path",
+            Field::Host => "host",
+            Field::Status => "status",
+            Field::GrpcStatus => "grpc_status",
+        }
     }
 
-    /// Names of the unknown fields, in record order.
-    pub fn names(&self) -> Vec<&'static str> {
-        [
-            (self.method, "method"),
-            (self.path, "path"),
-            (self.authority, "host"),
-            (self.status, "status"),
-            (self.grpc_status, "grpc_status"),
-        ]
-        .into_iter()
-        .filter_map(|(u, n)| u.then_some(n))
-        .collect()
+    fn bit(self) -> u8 {
+        1 << self as u8
+    }
+}
+
+/// Request or response fields that could not be decoded: an HTTP/2 connection joined after
+/// it started refers to header table entries the agent never saw. Such a field is reported
+/// as unknown rather than guessed. A set of [`Field`]s, written as the list of their names.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unknown(u8);
+
+impl Unknown {
+    pub fn of(fields: &[Field]) -> Unknown {
+        fields.iter().fold(Unknown(0), |u, &f| u.with(f, true))
+    }
+
+    /// This set, with `field` added when `unknown`.
+    #[must_use]
+    pub fn with(self, field: Field, unknown: bool) -> Unknown {
+        if unknown {
+            Unknown(self.0 | field.bit())
+        } else {
+            self
+        }
+    }
+
+    pub fn contains(self, field: Field) -> bool {
+        self.0 & field.bit() != 0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    /// The fields, in record order.
+    pub fn iter(self) -> impl Iterator<Item = Field> {
+        Field::ALL.into_iter().filter(move |f| self.contains(*f))
+    }
+}
+
+impl std::fmt::Debug for Unknown {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.iter().map(Field::name)).finish()
+    }
+}
+
+impl Serialize for Unknown {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter().map(Field::name))
     }
 }
 
@@ -78,12 +126,79 @@ pub struct Grpc {
 /// GOAWAY. The call is still reported, with this as its explicit outcome.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct StreamError {
-    /// `RST_STREAM` or `GOAWAY`.
-    pub frame: &'static str,
-    /// The HTTP/2 error code's name (`CANCEL`, `REFUSED_STREAM`...).
-    pub code: &'static str,
-    /// Which side sent it: `client` or `server`.
-    pub by: &'static str,
+    pub frame: EndingFrame,
+    pub code: ErrorCode,
+    pub by: Sender,
+}
+
+/// The frame that ended a stream early.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum EndingFrame {
+    #[serde(rename = "RST_STREAM")]
+    RstStream,
+    #[serde(rename = "GOAWAY")]
+    Goaway,
+}
+
+impl EndingFrame {
+    pub fn name(self) -> &'static str {
+        match self {
+            EndingFrame::RstStream => "RST_STREAM",
+            EndingFrame::Goaway => "GOAWAY",
+        }
+    }
+}
+
+/// Which side of the call sent a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sender {
+    Client,
+    Server,
+    /// On a connection joined mid-life, before any frame said which side is which.
+    Unknown,
+}
+
+impl Sender {
+    pub fn name(self) -> &'static str {
+        match self {
+            Sender::Client => "client",
+            Sender::Server => "server",
+            Sender::Unknown => "unknown",
+        }
+    }
+}
+
+/// An HTTP/2 error code (RFC 9113 section 7), written by its name in call records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorCode(pub u32);
+
+impl ErrorCode {
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            0x0 => "NO_ERROR",
+            0x1 => "PROTOCOL_ERROR",
+            0x2 => "INTERNAL_ERROR",
+            0x3 => "FLOW_CONTROL_ERROR",
+            0x4 => "SETTINGS_TIMEOUT",
+            0x5 => "STREAM_CLOSED",
+            0x6 => "FRAME_SIZE_ERROR",
+            0x7 => "REFUSED_STREAM",
+            0x8 => "CANCEL",
+            0x9 => "COMPRESSION_ERROR",
+            0xa => "CONNECT_ERROR",
+            0xb => "ENHANCE_YOUR_CALM",
+            0xc => "INADEQUATE_SECURITY",
+            0xd => "HTTP_1_1_REQUIRED",
+            _ => "UNKNOWN_ERROR",
+        }
+    }
+}
+
+impl Serialize for ErrorCode {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
 }
 
 /// One request paired with its response.
@@ -93,7 +208,6 @@ pub struct Exchange {
     pub method: String,
     /// Exactly as sent (path + query), so callers can decide how to normalise.
     pub target: String,
-    pub version_minor: u8,
     pub host: Option<String>,
     /// Final status; 1xx interim responses are folded into this exchange. Zero when the
     /// stream ended before a response head.

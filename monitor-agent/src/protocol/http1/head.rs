@@ -21,7 +21,6 @@ pub(super) enum BodyLen {
 pub(super) struct RequestHead {
     pub method: String,
     pub target: String,
-    pub version_minor: u8,
     pub host: Option<String>,
     pub body: BodyLen,
     /// Boxed: most requests carry none, and the parser's enums stay small.
@@ -77,7 +76,7 @@ fn parse_request(buf: &[u8]) -> Parsed {
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Invalid,
     };
-    let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
+    let (Some(method), Some(target), Some(_)) = (req.method, req.path, req.version) else {
         return Parsed::Invalid;
     };
     let Some(framing) = Framing::from_headers(req.headers, true) else {
@@ -101,7 +100,6 @@ fn parse_request(buf: &[u8]) -> Parsed {
         Head::Request(RequestHead {
             method: method.to_owned(),
             target: target.to_owned(),
-            version_minor: version,
             host: framing.host,
             body,
             auth: Box::new(framing.auth),

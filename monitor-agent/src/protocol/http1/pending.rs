@@ -29,7 +29,6 @@ pub(super) struct PendingRequest {
     pub id: u64,
     pub method: String,
     pub target: String,
-    pub version_minor: u8,
     pub host: Option<String>,
     pub auth: Box<crate::protocol::credentials::Auth>,
     pub content_type: Option<String>,

@@ -186,7 +186,6 @@ impl Session {
             id,
             method: h.method,
             target: h.target,
-            version_minor: h.version_minor,
             host: h.host,
             auth: h.auth,
             content_type: h.content_type,
@@ -332,7 +331,6 @@ fn exchange(r: PendingRequest, info: ResponseInfo) -> Exchange {
     Exchange {
         method: r.method,
         target: r.target,
-        version_minor: r.version_minor,
         host: r.host,
         status: info.status,
         request_start_ns: r.start_ns,

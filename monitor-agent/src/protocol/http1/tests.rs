@@ -69,7 +69,6 @@ fn simple_exchange_fields() {
         vec![Exchange {
             method: "GET".into(),
             target: "/a?x=1".into(),
-            version_minor: 1,
             host: Some("example.com".into()),
             status: 200,
             request_start_ns: 10,
@@ -463,7 +462,7 @@ fn response_delimited_by_close() {
     t.close(9);
     assert_eq!(t.out.len(), 1);
     let e = &t.out[0];
-    assert_eq!((e.version_minor, e.status, e.response_end_ns), (0, 200, 3));
+    assert_eq!((e.status, e.response_end_ns), (200, 3));
     assert_eq!(e.response_bytes, 42 + 7);
     assert_eq!(t.stats().dropped_requests, 0);
 }
@@ -533,8 +532,8 @@ fn http_1_0_and_connection_close() {
     assert_eq!(t.out.len(), 1);
     let e = &t.out[0];
     assert_eq!(
-        (e.version_minor, e.status, e.host.as_deref()),
-        (0, 404, Some("old"))
+        (e.status, e.host.as_deref()),
+        (404, Some("old"))
     );
     assert_eq!(t.stats(), SessionStats::default());
 }

@@ -11,7 +11,7 @@ use hashbrown::HashMap;
 use super::{
     fields::{Fields, Value},
     frame::{
-        self, block_fragment, error_name, FrameHeader, CONTINUATION, DATA, FLAG_ACK,
+        self, block_fragment, FrameHeader, CONTINUATION, DATA, FLAG_ACK,
         FLAG_END_HEADERS, FLAG_END_STREAM, GOAWAY, HEADERS, HEADER_LEN, PUSH_PROMISE, RST_STREAM,
         SETTINGS,
     },
@@ -22,7 +22,9 @@ use monitor_common::Direction;
 
 use crate::protocol::{
     credentials::Auth,
-    exchange::{Exchange, Grpc, Protocol, StreamError, Unknown},
+    exchange::{
+        EndingFrame, ErrorCode, Exchange, Field, Grpc, Protocol, Sender, StreamError, Unknown,
+    },
     session::{ProtocolSession, SessionStats},
 };
 
@@ -186,6 +188,7 @@ impl Session {
     }
 
     /// Whether both header tables are fully known (calls are exact).
+    #[cfg(test)]
     pub fn exact(&self) -> bool {
         self.dirs.iter().all(|d| d.decoder.is_exact())
     }
@@ -246,11 +249,11 @@ impl Cx<'_> {
         self.client.map(|c| c == self.dir)
     }
 
-    fn by(&self) -> &'static str {
+    fn by(&self) -> Sender {
         match self.sent_by_client() {
-            Some(true) => "client",
-            Some(false) => "server",
-            None => "unknown",
+            Some(true) => Sender::Client,
+            Some(false) => Sender::Server,
+            None => Sender::Unknown,
         }
     }
 
@@ -402,7 +405,7 @@ impl Cx<'_> {
             }
             RST_STREAM => {
                 let code = be32(payload);
-                self.stream_error(head.stream, "RST_STREAM", code, ts_ns);
+                self.stream_error(head.stream, EndingFrame::RstStream, code, ts_ns);
             }
             GOAWAY => {
                 let last = be32(payload) & 0x7fff_ffff;
@@ -417,7 +420,7 @@ impl Cx<'_> {
                         .collect();
                     refused.sort_unstable();
                     for id in refused {
-                        self.stream_error(id, "GOAWAY", code, ts_ns);
+                        self.stream_error(id, EndingFrame::Goaway, code, ts_ns);
                     }
                 }
             }
@@ -566,7 +569,7 @@ impl Cx<'_> {
         }
     }
 
-    fn stream_error(&mut self, stream: u32, frame: &'static str, code: u32, ts_ns: u64) {
+    fn stream_error(&mut self, stream: u32, frame: EndingFrame, code: u32, ts_ns: u64) {
         if !self.streams.contains_key(&stream) {
             return;
         }
@@ -576,7 +579,7 @@ impl Cx<'_> {
             ts_ns,
             Some(StreamError {
                 frame,
-                code: error_name(code),
+                code: ErrorCode(code),
                 by,
             }),
         );
@@ -615,13 +618,15 @@ pub fn grpc_names(path: &str) -> Option<(&str, &str)> {
 fn exchange(s: Stream, end_ns: u64, error: Option<StreamError>) -> Exchange {
     let grpc =
         is_grpc(s.request_content_type.as_deref()) || is_grpc(s.response_content_type.as_deref());
-    let unknown = Unknown {
-        method: s.method == Value::Unknown,
-        path: s.path == Value::Unknown,
-        authority: s.authority == Value::Unknown,
-        status: s.status == Value::Unknown || (!s.responded && error.is_none()),
-        grpc_status: grpc && s.grpc_status == Value::Unknown,
-    };
+    let unknown = Unknown::default()
+        .with(Field::Method, s.method == Value::Unknown)
+        .with(Field::Path, s.path == Value::Unknown)
+        .with(Field::Host, s.authority == Value::Unknown)
+        .with(
+            Field::Status,
+            s.status == Value::Unknown || (!s.responded && error.is_none()),
+        )
+        .with(Field::GrpcStatus, grpc && s.grpc_status == Value::Unknown);
     let path = s.path.into_known().unwrap_or_default();
     let grpc = grpc.then(|| {
         let (service, method) = grpc_names(&path).unwrap_or(("", ""));
@@ -640,7 +645,6 @@ fn exchange(s: Stream, end_ns: u64, error: Option<StreamError>) -> Exchange {
         },
         method: s.method.into_known().unwrap_or_default(),
         target: path,
-        version_minor: 0,
         host: s.authority.into_known(),
         status: s.status.known().copied().unwrap_or(0),
         request_start_ns: s.request_start_ns,

@@ -15,7 +15,9 @@ use super::hpack::tests::{enc_int, enc_str, Encoder, Mode};
 use monitor_common::Direction::{self, Egress as EGRESS, Ingress as INGRESS};
 
 use super::{grpc_names, Session, Start};
-use crate::protocol::exchange::{Exchange, Grpc, Protocol, StreamError, Unknown};
+use crate::protocol::exchange::{
+    EndingFrame, ErrorCode, Exchange, Field, Grpc, Protocol, Sender, StreamError, Unknown,
+};
 use crate::protocol::session::{ProtocolSession as _, SessionStats};
 
 const ES: u8 = FLAG_END_STREAM;
@@ -661,9 +663,9 @@ fn frame_inside_a_continuation_sequence_is_a_parse_error() {
     assert_eq!(
         out[0].stream_error,
         Some(StreamError {
-            frame: "RST_STREAM",
-            code: "REFUSED_STREAM",
-            by: "server"
+            frame: EndingFrame::RstStream,
+            code: ErrorCode(0x7),
+            by: Sender::Server
         })
     );
     assert_eq!(
@@ -895,9 +897,9 @@ fn rst_stream_from_either_side() {
                 response_end_ns: 30,
                 request_bytes: len(&req1),
                 stream_error: Some(StreamError {
-                    frame: "RST_STREAM",
-                    code: "INTERNAL_ERROR",
-                    by: "server",
+                    frame: EndingFrame::RstStream,
+                    code: ErrorCode(0x2),
+                    by: Sender::Server,
                 }),
                 ..x("GET", "/one", 0)
             },
@@ -908,9 +910,9 @@ fn rst_stream_from_either_side() {
                 response_end_ns: 31,
                 request_bytes: len(&req3),
                 stream_error: Some(StreamError {
-                    frame: "RST_STREAM",
-                    code: "CANCEL",
-                    by: "client",
+                    frame: EndingFrame::RstStream,
+                    code: ErrorCode(0x8),
+                    by: Sender::Client,
                 }),
                 ..x("GET", "/three", 0)
             },
@@ -935,9 +937,9 @@ fn rst_stream_from_either_side() {
             response_bytes: len(&head) + len(&body),
             response_body_bytes: 4,
             stream_error: Some(StreamError {
-                frame: "RST_STREAM",
-                code: "UNKNOWN_ERROR",
-                by: "server",
+                frame: EndingFrame::RstStream,
+                code: ErrorCode(0x42),
+                by: Sender::Server,
             }),
             ..x("GET", "/five", 200)
         }]
@@ -956,9 +958,9 @@ fn goaway_refuses_streams_above_last_stream_id() {
     assert!(c.out.is_empty());
     c.sv(&goaway(3, 0), 20);
     let goaway_err = Some(StreamError {
-        frame: "GOAWAY",
-        code: "NO_ERROR",
-        by: "server",
+        frame: EndingFrame::Goaway,
+        code: ErrorCode(0x0),
+        by: Sender::Server,
     });
     let out = c.take();
     assert_eq!(
@@ -1449,7 +1451,7 @@ fn lost_request_header_block_makes_its_response_unmatched() {
         (out[0].method.as_str(), out[0].target.as_str()),
         ("GET", "")
     );
-    assert!(out[0].unknown.path);
+    assert!(out[0].unknown.contains(Field::Path));
 }
 
 // ---------------------------------------------------------------------------
@@ -1503,11 +1505,7 @@ fn attached_session_reports_unknown_instead_of_guessing() {
                 response_end_ns: 11,
                 request_bytes: len(&req1),
                 response_bytes: len(&resp1),
-                unknown: Unknown {
-                    path: true,
-                    authority: true,
-                    ..Unknown::default()
-                },
+                unknown: Unknown::of(&[Field::Path, Field::Host]),
                 ..x("GET", "", 200)
             },
             Exchange {
@@ -1529,11 +1527,7 @@ fn attached_session_reports_unknown_instead_of_guessing() {
                 request_bytes: len(&req3),
                 response_bytes: len(&resp3) + len(&data(105, ES, b"ok")),
                 response_body_bytes: 2,
-                unknown: Unknown {
-                    authority: true,
-                    status: true,
-                    ..Unknown::default()
-                },
+                unknown: Unknown::of(&[Field::Host, Field::Status]),
                 ..x("GET", "/fresh", 0)
             },
         ]
@@ -1595,12 +1589,7 @@ fn attached_session_with_a_known_requests_direction() {
             response_end_ns: 11,
             request_bytes: len(&req),
             response_bytes: len(&resp),
-            unknown: Unknown {
-                method: true,
-                path: true,
-                authority: true,
-                ..Unknown::default()
-            },
+            unknown: Unknown::of(&[Field::Method, Field::Path, Field::Host]),
             ..x("", "", 500)
         }]
     );
@@ -1638,7 +1627,7 @@ fn attached_session_with_larger_frames_than_it_knows_never_misreports() {
     let out = c.take();
     let paths: Vec<_> = out
         .iter()
-        .map(|e| (e.target.as_str(), e.unknown.path))
+        .map(|e| (e.target.as_str(), e.unknown.contains(Field::Path)))
         .collect();
     assert_eq!(paths, vec![("/a", false), ("", true)]);
     let st = c.stats();
@@ -1738,12 +1727,7 @@ fn settings_header_table_size_bounds_the_other_sides_size_updates() {
     );
     assert_eq!(
         out[1].unknown,
-        Unknown {
-            method: true,
-            path: true,
-            authority: true,
-            ..Unknown::default()
-        }
+        Unknown::of(&[Field::Method, Field::Path, Field::Host])
     );
     assert_eq!(c.stats().parse_errors, 1);
 }
@@ -1841,11 +1825,7 @@ fn hpack_garbage_is_a_parse_error_and_literal_calls_still_work() {
     );
     assert_eq!(
         out[0].unknown,
-        Unknown {
-            path: true,
-            authority: true,
-            ..Unknown::default()
-        }
+        Unknown::of(&[Field::Path, Field::Host])
     );
     // A dynamic index beyond an exact (empty) table, and a truncated literal.
     c.cl(&headers(3, ES, &get("/three")), 20);
@@ -2449,10 +2429,10 @@ fn capture(start: Start, conv: &Conv, plan: &Capture) -> (Vec<Exchange>, Session
 
 /// Whether a call agrees with a stream's truth in every field it does not mark unknown.
 fn agrees(e: &Exchange, t: &Truth) -> bool {
-    (e.unknown.method || e.method == t.method)
-        && (e.unknown.path || e.target == t.path)
-        && (e.unknown.authority || e.host.as_deref() == Some(t.authority))
-        && (e.unknown.status || e.status == t.status)
+    (e.unknown.contains(Field::Method) || e.method == t.method)
+        && (e.unknown.contains(Field::Path) || e.target == t.path)
+        && (e.unknown.contains(Field::Host) || e.host.as_deref() == Some(t.authority))
+        && (e.unknown.contains(Field::Status) || e.status == t.status)
         && e.request_start_ns == t.run as u64 + 1
 }
 
@@ -2476,16 +2456,16 @@ fn check_never_wrong(conv: &Conv, out: &[Exchange]) -> Result<(), TestCaseError>
             let t = &conv.truths[i - 1];
             prop_assert!(agrees(e, t), "{:?} {:?}", e, t);
         }
-        if e.unknown.method {
+        if e.unknown.contains(Field::Method) {
             prop_assert_eq!(e.method.as_str(), "");
         }
-        if e.unknown.path {
+        if e.unknown.contains(Field::Path) {
             prop_assert_eq!(e.target.as_str(), "");
         }
-        if e.unknown.authority {
+        if e.unknown.contains(Field::Host) {
             prop_assert_eq!(e.host.as_deref(), None);
         }
-        if e.unknown.status {
+        if e.unknown.contains(Field::Status) {
             prop_assert_eq!(e.status, 0);
         }
         prop_assert!(e.stream_error.is_none());
@@ -2668,16 +2648,16 @@ proptest! {
             prop_assert!(e.response_start_ns <= e.response_end_ns, "{:?}", e);
             prop_assert!(e.request_start_ns <= e.response_end_ns, "{:?}", e);
             prop_assert!(
-                e.status != 0 || e.unknown.status || e.stream_error.is_some(),
+                e.status != 0 || e.unknown.contains(Field::Status) || e.stream_error.is_some(),
                 "status 0 must be explained: {:?}",
                 e
             );
-            if e.unknown.path {
+            if e.unknown.contains(Field::Path) {
                 prop_assert_eq!(e.target.as_str(), "");
             }
             if let Some(g) = &e.grpc {
                 prop_assert_eq!(e.protocol, Protocol::Grpc);
-                prop_assert!(g.status.is_none() || !e.unknown.grpc_status);
+                prop_assert!(g.status.is_none() || !e.unknown.contains(Field::GrpcStatus));
             }
         }
     }
