@@ -31,7 +31,11 @@ use monitor_common::names::program;
 use super::gotls::{go_tls_functions, GoFunction, WRITE};
 
 /// The Go crypto/tls probes of `monitor-ebpf/src/gotls.rs`.
-pub const GO_PROGRAMS: &[&str] = &[program::GO_TLS_WRITE, program::GO_TLS_READ, program::GO_TLS_RET];
+pub const GO_PROGRAMS: &[&str] = &[
+    program::GO_TLS_WRITE,
+    program::GO_TLS_READ,
+    program::GO_TLS_RET,
+];
 
 /// The uprobe programs of `monitor-ebpf/src/tls.rs`.
 pub const PROGRAMS: &[&str] = &[

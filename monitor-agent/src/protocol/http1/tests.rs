@@ -531,10 +531,7 @@ fn http_1_0_and_connection_close() {
     t.close(3);
     assert_eq!(t.out.len(), 1);
     let e = &t.out[0];
-    assert_eq!(
-        (e.status, e.host.as_deref()),
-        (404, Some("old"))
-    );
+    assert_eq!((e.status, e.host.as_deref()), (404, Some("old")));
     assert_eq!(t.stats(), SessionStats::default());
 }
 

@@ -11,9 +11,8 @@ use hashbrown::HashMap;
 use super::{
     fields::{Fields, Value},
     frame::{
-        self, block_fragment, FrameHeader, CONTINUATION, DATA, FLAG_ACK,
-        FLAG_END_HEADERS, FLAG_END_STREAM, GOAWAY, HEADERS, HEADER_LEN, PUSH_PROMISE, RST_STREAM,
-        SETTINGS,
+        self, block_fragment, FrameHeader, CONTINUATION, DATA, FLAG_ACK, FLAG_END_HEADERS,
+        FLAG_END_STREAM, GOAWAY, HEADERS, HEADER_LEN, PUSH_PROMISE, RST_STREAM, SETTINGS,
     },
     framer::{Event, Framer},
     hpack::Decoder,
