@@ -37,6 +37,10 @@ pub(crate) struct BenchArgs {
     /// all when empty.
     #[arg(long, default_value = "")]
     case: String,
+    /// Measure this agent binary instead of building the checkout's (an older build, to
+    /// compare two versions on one machine).
+    #[arg(long, value_name = "PATH")]
+    agent: Option<PathBuf>,
 }
 
 /// Which load generator drives a case, and so which protocol the agent counts.
@@ -76,8 +80,13 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         bail!("the benchmark loads eBPF programs: run it as root");
     }
     setup::all(true)?;
-    util::cargo(&["build", "--release", "--package", "monitor-agent"])?;
-    let bin = util::workspace_root().join("target/release/monitor-agent");
+    let bin = match &args.agent {
+        Some(path) => path.clone(),
+        None => {
+            util::cargo(&["build", "--release", "--package", "monitor-agent"])?;
+            util::workspace_root().join("target/release/monitor-agent")
+        }
+    };
     let dir = std::env::temp_dir().join(format!("monitor-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let ports = [free_port()?, free_port()?, free_port()?, free_port()?];
