@@ -80,12 +80,11 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
         bail!("the benchmark loads eBPF programs: run it as root");
     }
     setup::all(true)?;
-    let bin = match &args.agent {
-        Some(path) => path.clone(),
-        None => {
-            util::cargo(&["build", "--release", "--package", "monitor-agent"])?;
-            util::workspace_root().join("target/release/monitor-agent")
-        }
+    let bin = if let Some(path) = &args.agent {
+        path.clone()
+    } else {
+        util::cargo(&["build", "--release", "--package", "monitor-agent"])?;
+        util::workspace_root().join("target/release/monitor-agent")
     };
     let dir = std::env::temp_dir().join(format!("monitor-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
