@@ -11,8 +11,7 @@ use std::{
 use serde::Serialize;
 
 use crate::{
-    policy::{CallFacts, JwtClaims, Policy},
-    protocol::credentials::AuthKind,
+    policy::{CallFacts, Policy},
     record::CallRecord,
     spec::registry::{fingerprint, Fingerprint},
     violations::ViolationRecord,
@@ -101,15 +100,7 @@ impl Enforcement {
 
     /// The violation a counted call makes, if any.
     pub fn check(policy: &Policy, call: &CallRecord) -> Option<ViolationRecord> {
-        let a = &call.auth;
-        let claims = (a.kind == AuthKind::Jwt).then(|| JwtClaims {
-            issuer: a.issuer.clone(),
-            subject: a.subject.clone(),
-            audiences: a.audiences.clone(),
-            scopes: a.scopes.clone(),
-            expires_at: a.expires_at,
-        });
-        let facts = CallFacts::from_record(call, claims.as_ref());
+        let facts = CallFacts::from_record(call);
         policy
             .evaluate(&facts)
             .map(|v| ViolationRecord::new(call, v))

@@ -21,6 +21,7 @@ pub mod record;
 pub mod redact;
 pub mod route;
 pub mod run;
+pub mod settings;
 pub mod spec;
 pub mod store;
 pub mod violations;

@@ -281,6 +281,15 @@ impl Drop for Agent {
     }
 }
 
+/// How long a test waits for the records its traffic causes: far above the agent's
+/// ~10 ms from last byte to record, short enough that a missing call fails quickly.
+pub const RECORD_WAIT: Duration = Duration::from_secs(10);
+
+/// The records of one observed side (`client` or `server`).
+pub fn by_role<'a>(records: &'a [Value], role: &str) -> Vec<&'a Value> {
+    records.iter().filter(|r| r.s("/role") == role).collect()
+}
+
 /// Helpers to read fields of a call record.
 pub trait RecordExt {
     fn s(&self, pointer: &str) -> &str;

@@ -8,18 +8,13 @@ use std::{
 };
 
 use monitor_tests::{
-    agent::{agent_bin, served_on, RecordExt},
+    agent::{agent_bin, by_role, served_on, RecordExt, RECORD_WAIT},
     free_port,
     peers::{curl, peer_script, run_ok, Nginx, Proc},
     wait_listening, Agent, TempDir,
 };
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(10);
-
-fn by_role<'a>(records: &'a [Value], role: &str) -> Vec<&'a Value> {
-    records.iter().filter(|r| r.s("/role") == role).collect()
-}
 
 /// Exactly one client-role and one server-role record, both describing `method path status`.
 fn assert_one_call_per_role(records: &[Value], method: &str, path: &str, status: u64) {
@@ -93,7 +88,7 @@ fn curl_to_python_http_server_is_one_call_per_role() {
         curl(&[&format!("http://127.0.0.1:{port}/a/b?x=1")]),
         "bee\n"
     );
-    let recs = agent.wait_records(2, WAIT, |r| served_on(r, port));
+    let recs = agent.wait_records(2, RECORD_WAIT, |r| served_on(r, port));
     assert_one_call_per_role(&recs, "GET", "/a/b?x=1", 200);
     let client = by_role(&recs, "client")[0];
     let server = by_role(&recs, "server")[0];
@@ -130,7 +125,7 @@ fn keep_alive_connection_carries_several_requests() {
         .map(|i| format!("http://127.0.0.1:{port}/k{i}"))
         .collect();
     curl(&urls.iter().map(String::as_str).collect::<Vec<_>>());
-    let recs = agent.wait_records(6, WAIT, |r| served_on(r, port));
+    let recs = agent.wait_records(6, RECORD_WAIT, |r| served_on(r, port));
     assert_eq!(nginx.served(), 3);
     for role in ["client", "server"] {
         let got = by_role(&recs, role);
@@ -218,7 +213,7 @@ fn connection_opened_before_agent_is_captured_from_next_request() {
         lines.next().and_then(Result::ok).as_deref(),
         Some("done 200")
     );
-    let recs = agent.wait_records(2, WAIT, |r| served_on(r, port));
+    let recs = agent.wait_records(2, RECORD_WAIT, |r| served_on(r, port));
     assert_one_call_per_role(&recs, "GET", "/after?when=later", 200);
 }
 
@@ -260,7 +255,7 @@ fn ipv6_loopback() {
     let _nginx = Nginx::start(port);
     let agent = Agent::start();
     curl(&["-g", &format!("http://[::1]:{port}/v6?q=1")]);
-    let recs = agent.wait_records(2, WAIT, |r| served_on(r, port));
+    let recs = agent.wait_records(2, RECORD_WAIT, |r| served_on(r, port));
     assert_one_call_per_role(&recs, "GET", "/v6?q=1", 200);
     for r in &recs {
         assert_eq!(r.s("/server/ip"), "::1", "{r}");
@@ -286,7 +281,7 @@ fn post_with_chunked_request_body() {
         &format!("http://127.0.0.1:{port}/upload"),
     ]);
     assert_eq!(reply, "got 10000 bytes\n");
-    let recs = agent.wait_records(2, WAIT, |r| served_on(r, port));
+    let recs = agent.wait_records(2, RECORD_WAIT, |r| served_on(r, port));
     assert_one_call_per_role(&recs, "POST", "/upload", 201);
     for r in &recs {
         assert!(r.n("/request_bytes") > 10_000, "chunked body counted: {r}");
@@ -316,7 +311,7 @@ fn head_204_and_sendfile_body_on_one_connection() {
         &after,
     ]);
     curl(&["-I", &format!("{base}/index.html")]);
-    let recs = agent.wait_records(8, WAIT, |r| served_on(r, port));
+    let recs = agent.wait_records(8, RECORD_WAIT, |r| served_on(r, port));
     for role in ["client", "server"] {
         // Order is defined within a connection; the HEAD came on a second connection.
         let mut got: Vec<(String, u64)> = by_role(&recs, role)
@@ -422,7 +417,7 @@ fn garbage_on_an_http_connection_is_counted_never_a_call() {
     let mut rest = Vec::new();
     let _ = s.read_to_end(&mut rest);
     drop(s);
-    let recs = agent.wait_records(2, WAIT, |r| served_on(r, port));
+    let recs = agent.wait_records(2, RECORD_WAIT, |r| served_on(r, port));
     assert_one_call_per_role(&recs, "GET", "/fine", 200);
     let after = agent
         .metric("monitor_parse_errors_total{protocol=\"http/1.1\"}")

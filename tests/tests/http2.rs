@@ -11,18 +11,15 @@ use std::{
 };
 
 use monitor_tests::{
-    agent::{served_on, RecordExt},
+    agent::{by_role, served_on, RecordExt, RECORD_WAIT},
     free_port,
     peers::{curl, run_ok, Nginx, NginxOptions, Proc},
     wait_listening, workspace_root, Agent,
 };
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(20);
-
-fn by_role<'a>(records: &'a [Value], role: &str) -> Vec<&'a Value> {
-    records.iter().filter(|r| r.s("/role") == role).collect()
-}
+/// Load tests here wait longer than the harness's default.
+const WAIT: Duration = RECORD_WAIT.saturating_mul(2);
 
 /// A peer that prints `ready` once it listens.
 fn ready_server(cmd: &mut Command, what: &str, port: u16) -> Proc {

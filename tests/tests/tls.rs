@@ -7,14 +7,13 @@ use std::{
 };
 
 use monitor_tests::{
-    agent::{served_on, RecordExt},
+    agent::{served_on, RecordExt, RECORD_WAIT},
     free_port,
     peers::{curl, peer_script, run_ok, self_signed_cert, Nginx, NginxOptions, Proc},
     wait_listening, Agent, TempDir,
 };
 use serde_json::Value;
 
-const WAIT: Duration = Duration::from_secs(10);
 
 /// Method, path, status of every record of `role`, in order.
 fn calls(records: &[Value], role: &str) -> Vec<(String, String, u64)> {
@@ -67,7 +66,7 @@ fn curl_to_nginx_over_tls_on_one_connection() {
     let mut args = vec!["-k"];
     args.extend(urls.iter().map(String::as_str));
     curl(&args);
-    let recs = agent.wait_records(6, WAIT, |r| served_on(r, port));
+    let recs = agent.wait_records(6, RECORD_WAIT, |r| served_on(r, port));
     let want = expect(&["/s1", "/s2?q=1", "/s3"], 200);
     assert_eq!(calls(&recs, "client"), want, "client side: {recs:#?}");
     assert_eq!(calls(&recs, "server"), want, "server side: {recs:#?}");
@@ -111,7 +110,7 @@ fn python_urllib_to_python_https_server() {
         "tls_client.py",
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200\n200\n");
-    let recs = agent.wait_records(4, WAIT, |r| served_on(r, port));
+    let recs = agent.wait_records(4, RECORD_WAIT, |r| served_on(r, port));
     let want = expect(&["/py/1", "/py/2"], 200);
     // urllib opens one connection per request, and records of different connections may
     // come out in either order.
@@ -164,7 +163,7 @@ fn tls_server_started_after_the_agent_with_its_own_libssl() {
     // The agent promises to attach within one second of the exec.
     std::thread::sleep(Duration::from_millis(1200));
     curl(&["-k", &format!("https://127.0.0.1:{port}/late")]);
-    let recs = agent.wait_records(2, WAIT, |r| served_on(r, port));
+    let recs = agent.wait_records(2, RECORD_WAIT, |r| served_on(r, port));
     assert_eq!(
         calls(&recs, "server"),
         expect(&["/late"], 200),
@@ -211,7 +210,7 @@ fn node_https_client_and_server() {
         "node_tls.js client",
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200\n200\n");
-    let recs = agent.wait_records(4, WAIT, |r| served_on(r, port));
+    let recs = agent.wait_records(4, RECORD_WAIT, |r| served_on(r, port));
     let want = expect(&["/n/1", "/n/2?x=y"], 200);
     assert_eq!(calls(&recs, "client"), want, "client side: {recs:#?}");
     assert_eq!(calls(&recs, "server"), want, "server side: {recs:#?}");
@@ -272,7 +271,7 @@ fn go_client_and_server(stripped: bool) {
         "gotls client",
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200\n200\n");
-    let recs = agent.wait_records(4, WAIT, |r| served_on(r, port));
+    let recs = agent.wait_records(4, RECORD_WAIT, |r| served_on(r, port));
     let want = expect(&["/go/1", "/go/2?k=v"], 200);
     assert_eq!(
         calls(&recs, "client"),

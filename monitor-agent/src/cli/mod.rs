@@ -17,9 +17,7 @@ pub use policy::{policy_check, policy_suggest};
 pub use spec_check::spec_check;
 pub use violations::violations;
 
-use crate::{
-    identity::ServiceRule, output::OutputFormat, route::RouteTemplate, spec::registry::SpecSource,
-};
+pub use crate::settings::RunArgs;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -202,139 +200,9 @@ pub struct SpecCheckArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct RunArgs {
-    /// How call records are written to stdout [default: text].
-    #[arg(long, value_enum)]
-    pub output: Option<OutputFormat>,
-
-    /// Address of the health, metrics and query endpoint.
-    /// [default: 127.0.0.1:9464]
-    #[arg(long)]
-    pub listen: Option<SocketAddr>,
-
-    /// Bearer token required by the query API; mandatory when --listen is not loopback.
-    #[arg(long, env = "MONITOR_API_TOKEN", hide_env_values = true)]
-    pub api_token: Option<String>,
-
-    /// Size of the kernel → agent ring buffer in MiB (power of two).
-    /// [default: 16]
-    #[arg(long, value_parser = parse_ring_mb)]
-    pub ring_buffer_mb: Option<u32>,
-
-    /// Most connections tracked at once; the longest idle are forgotten beyond it.
-    /// [default: 65536]
-    #[arg(long)]
-    pub max_connections: Option<usize>,
-
-    /// Seconds without traffic after which a connection is forgotten.
-    /// [default: 300]
-    #[arg(long)]
-    pub idle_timeout_secs: Option<u64>,
-
-    /// Have the kernel account time spent in the agent's eBPF programs, exported as
-    /// `monitor_program_run_seconds_total` (adds a few nanoseconds per program run).
-    #[arg(long)]
-    pub kernel_stats: bool,
-
-    /// Parsing threads (default: one per CPU).
-    #[arg(long)]
-    pub workers: Option<usize>,
-
-    /// YAML file with service rules, route patterns and specs (see README).
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
-
-    /// Name a service: NAME=port:N, NAME=comm:PROCESS, NAME=exe:PATH, NAME=cidr:CIDR or
-    /// NAME=cgroup:SUBSTRING. Repeatable; the first matching rule wins.
-    #[arg(long = "service", value_name = "NAME=MATCH")]
-    pub services: Vec<ServiceRule>,
-
-    /// A route template that wins over automatic templating, e.g. /users/{id}. Repeatable.
-    #[arg(long = "route-pattern", value_name = "PATTERN")]
-    pub route_patterns: Vec<RouteTemplate>,
-
-    /// A service's declared API: SERVICE=PATH to an OpenAPI 3.0/3.1 or Swagger 2.0 file
-    /// (JSON or YAML) or a directory of them. Repeatable; reloaded on change and on SIGHUP.
-    #[arg(long = "spec", value_name = "SERVICE=PATH")]
-    pub specs: Vec<SpecSource>,
-
-    /// Where the inventory database lives.
-    /// [default: /var/lib/monitor-agent]
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-
-    /// Seconds between inventory writes to disk (at most this much is lost on a crash).
-    /// [default: 5]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
-    pub flush_interval_secs: Option<u64>,
-
-    /// Recent calls kept for `GET /api/v1/calls`.
-    /// [default: 10000]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
-    pub recent_calls: Option<u64>,
-
-    /// Distinct values one route position may take under the same prefix before it is
-    /// treated as a parameter ({param}); 0 turns this off.
-    /// [default: 50]
-    #[arg(long)]
-    pub route_cardinality: Option<usize>,
-
-    /// Kubernetes API server (https://HOST:PORT) for pod, workload and Service names.
-    /// Default: the in-cluster address when the agent runs in a pod; none otherwise.
-    #[arg(long, value_name = "URL")]
-    pub kubernetes_api: Option<String>,
-
-    /// Bearer token file for --kubernetes-api [default: the pod's service-account token].
-    #[arg(long, value_name = "FILE")]
-    pub kubernetes_token_file: Option<PathBuf>,
-
-    /// CA bundle that signed the API server's certificate [default: the pod's service-account CA].
-    #[arg(long, value_name = "FILE")]
-    pub kubernetes_ca_file: Option<PathBuf>,
-
-    /// This node's name: only its pods are read [env: NODE_NAME].
-    #[arg(long, env = "NODE_NAME")]
-    pub node_name: Option<String>,
-
-    /// Policy file (YAML): which services may call which endpoints, with which
-    /// credentials. Reloaded on change and on SIGHUP.
-    #[arg(long, value_name = "FILE")]
-    pub policy: Option<PathBuf>,
-
-    /// Most endpoints the inventory keeps.
-    /// [default: 50000]
-    #[arg(long)]
-    pub max_endpoints: Option<usize>,
-
-    /// Distinct `http_route` label values per service in the traffic metrics; further
-    /// routes are counted as `_OTHER` (keeps Prometheus cardinality bounded).
-    /// [default: 100]
-    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
-    pub max_metric_routes: Option<u64>,
-}
-
-pub(crate) fn parse_ring_mb(s: &str) -> Result<u32, String> {
-    let v: u32 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number of MiB"))?;
-    if v == 0 || !v.is_power_of_two() || v > 1024 {
-        return Err(format!("{v} must be a power of two between 1 and 1024"));
-    }
-    Ok(v)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ring_size_must_be_power_of_two() {
-        assert_eq!(parse_ring_mb("16"), Ok(16));
-        assert!(parse_ring_mb("12").is_err());
-        assert!(parse_ring_mb("0").is_err());
-        assert!(parse_ring_mb("lots").is_err());
-    }
 
     #[test]
     fn run_defaults() {

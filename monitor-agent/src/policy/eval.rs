@@ -27,9 +27,8 @@ pub struct CallFacts<'a> {
     pub path: &'a str,
     /// The templated route, e.g. `/api/v1/orders/{id}`.
     pub route: &'a str,
+    /// The credential, with its decoded claims when it is a JWT.
     pub auth: &'a Auth,
-    /// Decoded claims when the credential is a JWT.
-    pub jwt: Option<&'a JwtClaims>,
     /// When the call happened, for the expiry check.
     pub at: SystemTime,
 }
@@ -37,7 +36,7 @@ pub struct CallFacts<'a> {
 impl<'a> CallFacts<'a> {
     /// The facts of a record, naming services the way the inventory does (an unnamed
     /// client is `unknown`), so a policy suggested from the inventory fits its calls.
-    pub fn from_record(record: &'a CallRecord, jwt: Option<&'a JwtClaims>) -> CallFacts<'a> {
+    pub fn from_record(record: &'a CallRecord) -> CallFacts<'a> {
         CallFacts {
             client_service: record.client.service.as_deref().unwrap_or("unknown"),
             server_service: record.server.service.as_deref().unwrap_or(""),
@@ -45,24 +44,9 @@ impl<'a> CallFacts<'a> {
             path: &record.path,
             route: &record.route,
             auth: &record.auth,
-            jwt,
             at: record.ts,
         }
     }
-}
-
-/// JWT claims the policy checks. Defined here, next to their only consumer; the
-/// credentials module fills them when it decodes a token.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct JwtClaims {
-    pub issuer: Option<String>,
-    pub subject: Option<String>,
-    /// `aud`, whether the token wrote a string or a list.
-    pub audiences: Vec<String>,
-    /// `scope` split on spaces, or `scp` as a string or a list.
-    pub scopes: Vec<String>,
-    /// `exp`, in Unix seconds.
-    pub expires_at: Option<i64>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -252,14 +236,11 @@ fn check_require(r: &Require, rule: &str, call: &CallFacts<'_>) -> Option<Violat
             "requires credentials; the call carried none".to_owned(),
         );
     }
-    let jwt = (auth.kind == AuthKind::Jwt).then_some(call.jwt);
+    let jwt = (auth.kind == AuthKind::Jwt).then_some(auth);
     let not_jwt = || format!("the call carried {}, not a JWT", auth.label());
     if let Some(issuers) = &r.issuers {
         let list = join(issuers.iter().map(super::schema::ClaimValue::as_str));
-        let issuer = jwt
-            .flatten()
-            .and_then(|c| c.issuer.as_deref())
-            .or(auth.issuer.as_deref());
+        let issuer = jwt.and_then(|c| c.issuer.as_deref());
         match (jwt, issuer) {
             (None, _) => {
                 return fail(
@@ -281,15 +262,12 @@ fn check_require(r: &Require, rule: &str, call: &CallFacts<'_>) -> Option<Violat
     }
     if let Some(audiences) = &r.audiences {
         let list = join(audiences.iter().map(super::schema::ClaimValue::as_str));
-        let found = jwt.flatten().map(|c| &c.audiences);
+        let found = jwt.map(|c| &c.audiences);
         if !found.is_some_and(|f| audiences.iter().any(|a| f.iter().any(|x| x == a.as_str()))) {
-            let had = match (jwt, found) {
-                (None, _) => not_jwt(),
-                (Some(_), None) => "the token's claims are unknown".to_owned(),
-                (Some(_), Some(f)) if f.is_empty() => "the token names no audience".to_owned(),
-                (Some(_), Some(f)) => {
-                    format!("the token is for {}", join(f.iter().map(String::as_str)))
-                }
+            let had = match found {
+                None => not_jwt(),
+                Some(f) if f.is_empty() => "the token names no audience".to_owned(),
+                Some(f) => format!("the token is for {}", join(f.iter().map(String::as_str))),
             };
             return fail(
                 Reason::AudienceNotAllowed,
@@ -298,7 +276,7 @@ fn check_require(r: &Require, rule: &str, call: &CallFacts<'_>) -> Option<Violat
         }
     }
     if let Some(scopes) = &r.scopes {
-        let found = jwt.flatten().map(|c| &c.scopes);
+        let found = jwt.map(|c| &c.scopes);
         let missing: Vec<&str> = scopes
             .iter()
             .map(super::schema::Scope::as_str)
@@ -307,8 +285,7 @@ fn check_require(r: &Require, rule: &str, call: &CallFacts<'_>) -> Option<Violat
         if !missing.is_empty() {
             let had = match jwt {
                 None => format!("; {}", not_jwt()),
-                Some(None) => "; the token's claims are unknown".to_owned(),
-                Some(Some(_)) => String::new(),
+                Some(_) => String::new(),
             };
             return fail(
                 Reason::ScopeMissing,
@@ -320,7 +297,7 @@ fn check_require(r: &Require, rule: &str, call: &CallFacts<'_>) -> Option<Violat
         }
     }
     if r.reject_expired {
-        if let Some(exp) = jwt.flatten().and_then(|c| c.expires_at) {
+        if let Some(exp) = jwt.and_then(|c| c.expires_at) {
             if expired(exp, call.at) {
                 return fail(
                     Reason::TokenExpired,
@@ -416,13 +393,15 @@ endpoints:
         }
     }
 
-    fn claims(iss: &str, aud: &[&str], scopes: &[&str], exp: Option<i64>) -> JwtClaims {
-        JwtClaims {
+    fn claims(iss: &str, aud: &[&str], scopes: &[&str], exp: Option<i64>) -> Auth {
+        Auth {
+            kind: AuthKind::Jwt,
             issuer: Some(iss.to_owned()),
             subject: Some("user-1".to_owned()),
             audiences: aud.iter().map(ToString::to_string).collect(),
             scopes: scopes.iter().map(ToString::to_string).collect(),
             expires_at: exp,
+            ..Auth::default()
         }
     }
 
@@ -436,7 +415,6 @@ endpoints:
             path,
             route: path_of(path),
             auth: &NONE,
-            jwt: None,
             at: UNIX_EPOCH + Duration::from_secs(NOW),
         }
     }
@@ -462,8 +440,7 @@ endpoints:
         for c in [
             call("frontend", "orders", "GET", "/api/v1/orders?page=2"),
             CallFacts {
-                auth: &auth,
-                jwt: Some(&good),
+                auth: &good,
                 ..call("frontend", "orders", "get", "/api/v1/orders/42")
             },
             call("frontend", "orders", "DELETE", "/api/v1/orders/42"),
@@ -618,8 +595,7 @@ endpoints:
         );
         let auth = jwt("https://auth.test");
         let base = CallFacts {
-            auth: &auth,
-            jwt: Some(&good),
+            auth: &good,
             ..call("frontend", "orders", "GET", "/api/v1/orders/7")
         };
         assert_eq!(p.evaluate(&base), None);
@@ -632,7 +608,6 @@ endpoints:
         let v = p
             .evaluate(&CallFacts {
                 auth: &basic,
-                jwt: None,
                 ..base
             })
             .unwrap();
@@ -647,8 +622,7 @@ endpoints:
         let evil = claims("https://evil.test", &[], &[], Some(0));
         let v = p
             .evaluate(&CallFacts {
-                auth: &evil_auth,
-                jwt: Some(&evil),
+                auth: &evil,
                 ..base
             })
             .unwrap();
@@ -660,13 +634,13 @@ endpoints:
         assert!(v.detail.contains("https://evil.test"));
 
         // Without decoded claims the issuer still comes from the record's auth.
-        let v = p.evaluate(&CallFacts { jwt: None, ..base }).unwrap();
+        let v = p.evaluate(&CallFacts { auth: &auth, ..base }).unwrap();
         assert_eq!(v.reason, Reason::AudienceNotAllowed);
 
         let wrong_aud = claims("https://auth.test", &["billing"], &[], Some(0));
         let v = p
             .evaluate(&CallFacts {
-                jwt: Some(&wrong_aud),
+                auth: &wrong_aud,
                 ..base
             })
             .unwrap();
@@ -680,7 +654,7 @@ endpoints:
         let few_scopes = claims("https://auth.test", &["orders"], &["orders:read"], Some(0));
         let v = p
             .evaluate(&CallFacts {
-                jwt: Some(&few_scopes),
+                auth: &few_scopes,
                 ..base
             })
             .unwrap();
@@ -726,8 +700,7 @@ endpoints:
         for (exp, is_expired) in cases {
             let c = claims("i", &[], &[], Some(exp));
             let facts = CallFacts {
-                auth: &auth,
-                jwt: Some(&c),
+                auth: &c,
                 at,
                 ..call("x", "s", "GET", "/")
             };
@@ -750,8 +723,7 @@ endpoints:
         // A sub-second later call is past an expiry at the whole second.
         let c = claims("i", &[], &[], Some(NOW as i64));
         let later = CallFacts {
-            auth: &auth,
-            jwt: Some(&c),
+            auth: &c,
             at: at + Duration::from_millis(1),
             ..call("x", "s", "GET", "/")
         };
@@ -759,8 +731,7 @@ endpoints:
         // Clocks before 1970 and claims past 9999 are judged and written without panicking.
         let c = claims("i", &[], &[], Some(-10));
         let before_1970 = CallFacts {
-            auth: &auth,
-            jwt: Some(&c),
+            auth: &c,
             at: UNIX_EPOCH - Duration::from_secs(5),
             ..call("x", "s", "GET", "/")
         };
@@ -774,7 +745,7 @@ endpoints:
         let far = claims("i", &[], &[], Some(300_000_000_000));
         assert_eq!(
             p.evaluate(&CallFacts {
-                jwt: Some(&far),
+                auth: &far,
                 ..before_1970
             }),
             None
@@ -787,12 +758,12 @@ endpoints:
         let no_exp = claims("i", &[], &[], None);
         assert_eq!(
             p.evaluate(&CallFacts {
-                jwt: Some(&no_exp),
+                auth: &no_exp,
                 ..later
             }),
             None
         );
-        assert_eq!(p.evaluate(&CallFacts { jwt: None, ..later }), None);
+        assert_eq!(p.evaluate(&CallFacts { auth: &auth, ..later }), None);
         // A claim set passed with a non-JWT credential is not the credential's.
         let bearer = Auth {
             kind: AuthKind::Bearer,
@@ -814,8 +785,7 @@ endpoints:
         let auth = jwt("other");
         let c = claims("other", &[], &["x"], None);
         let facts = CallFacts {
-            auth: &auth,
-            jwt: Some(&c),
+            auth: &c,
             ..call("x", "s", "GET", "/a/b")
         };
         let v = p.evaluate(&facts).unwrap();
@@ -827,8 +797,7 @@ endpoints:
         let auth = jwt("i");
         let v = p
             .evaluate(&CallFacts {
-                auth: &auth,
-                jwt: Some(&c),
+                auth: &c,
                 ..facts
             })
             .unwrap();

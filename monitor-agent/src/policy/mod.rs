@@ -79,7 +79,7 @@ mod yaml;
 mod tests;
 
 pub use crate::route::RoutePattern;
-pub use eval::{CallFacts, JwtClaims, Reason, Violation};
+pub use eval::{CallFacts, Reason, Violation};
 pub use export::{export, ExportFormat, CILIUM_HTTP_PORT, SERVICE_LABEL};
 pub use schema::{
     AllowRule, ClaimValue, DefaultAction, EndpointRule, Method, NonEmpty, Policy, PolicyError,

@@ -24,7 +24,7 @@ const T0: u64 = 1_800_000_000;
 
 struct Traffic {
     inv: Inventory,
-    calls: Vec<(CallRecord, Option<JwtClaims>)>,
+    calls: Vec<CallRecord>,
 }
 
 impl Traffic {
@@ -48,13 +48,12 @@ impl Traffic {
         let mut server_peer = Peer::local(s, 1, Arc::from("srv"));
         server_peer.service = Some(Arc::from(server));
         let ts = UNIX_EPOCH + Duration::from_secs(T0 + self.calls.len() as u64);
-        let claims = (auth.kind == AuthKind::Jwt).then(|| JwtClaims {
-            issuer: auth.issuer.clone(),
-            subject: auth.subject.clone(),
-            audiences: vec!["orders".into()],
-            scopes: vec!["orders:read".into()],
-            expires_at: Some(T0 as i64 + 3600),
-        });
+        let mut auth = auth;
+        if auth.kind == AuthKind::Jwt {
+            auth.audiences = vec!["orders".into()];
+            auth.scopes = vec!["orders:read".into()];
+            auth.expires_at = Some(T0 as i64 + 3600);
+        }
         let rec = CallRecord {
             ts,
             route,
@@ -62,7 +61,7 @@ impl Traffic {
             ..CallRecord::sample(Role::Server, client_peer, server_peer, method, path)
         };
         self.inv.observe(&rec);
-        self.calls.push((rec, claims));
+        self.calls.push(rec);
     }
 
     fn suggest(&self) -> (Policy, Vec<String>) {
@@ -72,8 +71,8 @@ impl Traffic {
     fn violations(&self, p: &Policy) -> Vec<(String, Violation)> {
         self.calls
             .iter()
-            .filter_map(|(rec, claims)| {
-                let facts = CallFacts::from_record(rec, claims.as_ref());
+            .filter_map(|rec| {
+                let facts = CallFacts::from_record(rec);
                 p.evaluate(&facts).map(|v| (rec.to_text(), v))
             })
             .collect()
