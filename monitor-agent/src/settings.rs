@@ -22,6 +22,10 @@ use crate::{
 };
 
 /// Why a ring-buffer size is refused: it must be a power of two from 1 to 1024 MiB.
+#[allow(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "every check takes its value by reference, whatever the type"
+)]
 fn ring_mb(v: &u32) -> Result<(), String> {
     if *v == 0 || !v.is_power_of_two() || *v > 1024 {
         return Err(format!("{v} must be a power of two between 1 and 1024"));

@@ -15,7 +15,6 @@ use monitor_tests::{
 };
 use serde_json::Value;
 
-
 /// Exactly one client-role and one server-role record, both describing `method path status`.
 fn assert_one_call_per_role(records: &[Value], method: &str, path: &str, status: u64) {
     for role in ["client", "server"] {

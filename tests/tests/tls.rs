@@ -14,7 +14,6 @@ use monitor_tests::{
 };
 use serde_json::Value;
 
-
 /// Method, path, status of every record of `role`, in order.
 fn calls(records: &[Value], role: &str) -> Vec<(String, String, u64)> {
     records

@@ -7,7 +7,7 @@ mod policy;
 mod spec_check;
 mod violations;
 
-use std::{net::SocketAddr, path::PathBuf};
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 

@@ -430,7 +430,6 @@ endpoints:
             kind: AuthKind::Bearer,
             ..Auth::default()
         };
-        let auth = jwt("https://auth.test");
         let good = claims(
             "https://auth.test",
             &["orders"],
@@ -618,7 +617,6 @@ endpoints:
             v.detail
         );
 
-        let evil_auth = jwt("https://evil.test");
         let evil = claims("https://evil.test", &[], &[], Some(0));
         let v = p
             .evaluate(&CallFacts {
@@ -634,7 +632,12 @@ endpoints:
         assert!(v.detail.contains("https://evil.test"));
 
         // Without decoded claims the issuer still comes from the record's auth.
-        let v = p.evaluate(&CallFacts { auth: &auth, ..base }).unwrap();
+        let v = p
+            .evaluate(&CallFacts {
+                auth: &auth,
+                ..base
+            })
+            .unwrap();
         assert_eq!(v.reason, Reason::AudienceNotAllowed);
 
         let wrong_aud = claims("https://auth.test", &["billing"], &[], Some(0));
@@ -763,7 +766,13 @@ endpoints:
             }),
             None
         );
-        assert_eq!(p.evaluate(&CallFacts { auth: &auth, ..later }), None);
+        assert_eq!(
+            p.evaluate(&CallFacts {
+                auth: &auth,
+                ..later
+            }),
+            None
+        );
         // A claim set passed with a non-JWT credential is not the credential's.
         let bearer = Auth {
             kind: AuthKind::Bearer,
@@ -782,7 +791,6 @@ endpoints:
     fn every_endpoint_rule_applies_in_file_order() {
         let text = "default: allow\nendpoints:\n  - service: s\n    routes: [\"/a/**\"]\n    require: {scopes: [x]}\n  - service: s\n    require: {issuers: [i]}\n";
         let p = policy(text);
-        let auth = jwt("other");
         let c = claims("other", &[], &["x"], None);
         let facts = CallFacts {
             auth: &c,
@@ -794,13 +802,7 @@ endpoints:
             (Reason::IssuerNotAllowed, Some("endpoints[1]"))
         );
         let c = claims("i", &[], &[], None);
-        let auth = jwt("i");
-        let v = p
-            .evaluate(&CallFacts {
-                auth: &c,
-                ..facts
-            })
-            .unwrap();
+        let v = p.evaluate(&CallFacts { auth: &c, ..facts }).unwrap();
         assert_eq!(
             (v.reason, v.rule.as_deref()),
             (Reason::ScopeMissing, Some("endpoints[0]"))
@@ -848,7 +850,7 @@ endpoints:
         client.service = None;
         let mut rec = CallRecord::sample(Role::Server, client, server, "GET", "/a/1?x=2");
         rec.route = "/a/{id}".into();
-        let facts = CallFacts::from_record(&rec, None);
+        let facts = CallFacts::from_record(&rec);
         assert_eq!(facts.client_service, "unknown");
         assert_eq!(facts.server_service, "");
         assert_eq!((facts.path, facts.route), ("/a/1?x=2", "/a/{id}"));
