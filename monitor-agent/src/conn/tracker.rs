@@ -16,7 +16,7 @@ use crate::{
     identity::{same_node, Identity, LocalProcess, Workload},
     metrics::{CallLabels, Metrics, ProtocolLabels, ReasonLabels},
     protocol::{
-        detect::{after_switch, detect, Detected, Seen},
+        detect::{after_switch, detect, Detected, Next, Seen},
         exchange::{Exchange, Protocol},
         session::{ProtocolSession, SessionStats},
     },
@@ -190,21 +190,19 @@ impl ConnTracker {
         let h = &ev.header;
         conn.tls |= h.flags & FLAG_TLS != 0;
         conn.last_seen_ns = h.ts_ns;
-        let data: &[u8] = if ev.kind == EventKind::Data {
-            &ev.data
+        // The captured bytes, and the bytes of this event that were not captured: all of a
+        // gap record, or the part of a data record the kernel cut.
+        let (data, missing): (&[u8], u32) = if ev.kind == EventKind::Data {
+            conn.decide(&ev.data, dir, h.stream_offset);
+            (&ev.data, h.orig_len - h.len.min(h.orig_len))
         } else {
-            &[]
+            (&[], h.orig_len)
         };
-        if ev.kind == EventKind::Data {
-            conn.decide(data, dir, h.stream_offset);
-        }
-        // Bytes lost before this event (an offset jump), and bytes of this event that
-        // were not captured: all of a gap record, or the part of a data record the
-        // kernel cut.
+        // Bytes lost before this event: an offset jump.
         let expected = &mut conn.expected[dir.index()];
         let before = expected.map_or(0, |e| h.stream_offset.saturating_sub(e));
         *expected = Some(h.stream_offset + u64::from(h.orig_len));
-        let missing = u64::from(h.orig_len - h.len.min(h.orig_len));
+        let missing = u64::from(missing);
         let mut exchanges = Vec::new();
         if conn.feed(dir, h.ts_ns, before, data, missing, &mut exchanges) {
             self.out.finish(conn, exchanges, out);
@@ -282,12 +280,15 @@ impl Conn {
         if !data.is_empty() {
             s.data(dir, data, ts_ns, out);
         }
-        match after_switch(s.as_mut(), dir, ts_ns, out) {
-            None => {}
-            Some(next) => {
-                self.reported = SessionStats::default();
-                self.parser = next.map_or(Parser::Other, Parser::Active);
-            }
+        let next = match after_switch(s.as_mut(), dir, ts_ns, out) {
+            Next::Same => None,
+            Next::Session(s) => Some(Parser::Active(s)),
+            Next::Other => Some(Parser::Other),
+        };
+        if let Some(parser) = next {
+            // The new session counts from zero.
+            self.reported = SessionStats::default();
+            self.parser = parser;
         }
         if let Parser::Active(s) = &mut self.parser {
             if missing > 0 {

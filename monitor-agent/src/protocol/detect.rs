@@ -89,17 +89,26 @@ pub fn detect(seen: &Seen<'_>) -> (Detected, Option<Role>) {
     (detected, role)
 }
 
-/// After a segment: the session to go on with, if the connection left its protocol.
-/// `Some(None)` means it left for one we do not follow.
+/// What a connection goes on with after a segment.
+pub enum Next {
+    /// The same session.
+    Same,
+    /// It switched to a protocol we follow, with this session.
+    Session(Box<dyn ProtocolSession>),
+    /// It switched to a protocol we do not follow.
+    Other,
+}
+
+/// After a segment: whether the connection left its protocol, and for what.
 pub fn after_switch(
     session: &mut dyn ProtocolSession,
     dir: Direction,
     ts_ns: u64,
     out: &mut Vec<Exchange>,
-) -> Option<Option<Box<dyn ProtocolSession>>> {
+) -> Next {
     match session.switch(out) {
-        Switch::Stay => None,
-        Switch::Unfollowed => Some(None),
+        Switch::Stay => Next::Same,
+        Switch::Unfollowed => Next::Other,
         // The HTTP/1.1 request becomes stream 1 of an HTTP/2 connection (RFC 7540 3.2).
         Switch::H2c(up) => {
             let mut h2 = http2::Session::new(Start::Upgraded {
@@ -109,7 +118,7 @@ pub fn after_switch(
             if !up.after.is_empty() {
                 h2.data(dir, &up.after, ts_ns, out);
             }
-            Some(Some(Box::new(h2)))
+            Next::Session(Box::new(h2))
         }
     }
 }

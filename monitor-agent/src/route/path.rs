@@ -20,6 +20,20 @@ pub fn segments(path: &str) -> impl Iterator<Item = &str> + Clone {
         .flat_map(|body| body.split('/'))
 }
 
+/// What [`segments`] walks, for a walk that keeps its place as the unsplit rest: `None`
+/// for a path with no segments.
+pub(super) fn segment_body(path: &str) -> Option<&str> {
+    body(path_of(path))
+}
+
+/// The first segment of a [`segment_body`] and the rest after it, if any.
+pub(super) fn split_first(rest: &str) -> (&str, Option<&str>) {
+    match rest.split_once('/') {
+        Some((seg, next)) => (seg, Some(next)),
+        None => (rest, None),
+    }
+}
+
 /// How many segments [`segments`] yields, without collecting them.
 pub fn segment_count(path: &str) -> usize {
     body(path_of(path)).map_or(0, |b| b.bytes().filter(|&c| c == b'/').count() + 1)

@@ -8,7 +8,7 @@
 use hashbrown::HashMap;
 
 use super::{
-    path::segments,
+    path::{segment_body, split_first},
     pattern::{Input, RoutePattern},
     segment::{is_placeholder, Seg},
 };
@@ -100,16 +100,19 @@ impl Trie {
     /// The most specific template matching `path` (query ignored, one trailing slash
     /// folded). With [`Input::Route`], a `{x}` segment matches only parameters and `**`.
     pub fn find(&self, path: &str, input: Input) -> Option<usize> {
-        let segs: Vec<&str> = segments(path).collect();
-        // (node, segments consumed); pushed in reverse order of preference.
-        let mut stack: Vec<(NodeId, usize)> = vec![(0, 0)];
-        while let Some((at, depth)) = stack.pop() {
-            // A `usize::MAX` depth marks a `**` that matched: its template is the answer.
+        let root = &self.nodes[0];
+        if self.nodes.len() == 1 && root.end.is_none() && root.rest.is_none() {
+            return None;
+        }
+        // Pushed in reverse order of preference.
+        let mut stack = vec![Step::Visit(0, segment_body(path))];
+        while let Some(step) = stack.pop() {
+            let (at, rest) = match step {
+                Step::Visit(at, rest) => (at, rest),
+                Step::Remainder(template) => return Some(template),
+            };
             let node = &self.nodes[at as usize];
-            if depth == usize::MAX {
-                return node.rest;
-            }
-            let Some(&seg) = segs.get(depth) else {
+            let Some(rest) = rest else {
                 if node.end.is_some() {
                     return node.end;
                 }
@@ -118,27 +121,34 @@ impl Trie {
                 }
                 continue;
             };
-            if node.rest.is_some() {
-                stack.push((at, usize::MAX));
+            let (seg, next) = split_first(rest);
+            if let Some(template) = node.rest {
+                stack.push(Step::Remainder(template));
             }
-            let placeholder = input == Input::Route && is_placeholder(seg);
             if let Some(p) = node.param.filter(|_| !seg.is_empty()) {
-                stack.push((p, depth + 1));
+                stack.push(Step::Visit(p, next));
             }
-            if placeholder {
+            if input == Input::Route && is_placeholder(seg) {
                 continue;
             }
             for (m, child) in node.mixed.iter().rev() {
                 if m.matches(seg) {
-                    stack.push((*child, depth + 1));
+                    stack.push(Step::Visit(*child, next));
                 }
             }
             if let Some(&l) = node.literal.get(seg) {
-                stack.push((l, depth + 1));
+                stack.push(Step::Visit(l, next));
             }
         }
         None
     }
+}
+
+/// One step of the walk: a node with the path still to match after it (`None` once every
+/// segment is consumed), or a `**` that accepts whatever is left.
+enum Step<'p> {
+    Visit(NodeId, Option<&'p str>),
+    Remainder(usize),
 }
 
 #[cfg(test)]
