@@ -19,6 +19,7 @@ pub mod protocol;
 pub mod recent;
 pub mod record;
 pub mod redact;
+pub mod reload;
 pub mod route;
 pub mod run;
 pub mod settings;

@@ -12,15 +12,20 @@ use std::{
     time::Duration,
 };
 
+use prometheus_client::{
+    metrics::{counter::Counter, gauge::Gauge},
+    registry::Registry,
+};
+
 use crate::{
     calls::RecentCalls,
     clock::Clock,
     enforcement::Enforcement,
     inventory::{pairing::Pairing, Inventory},
-    metrics::{traffic::TrafficRecorder, Metrics},
+    metrics::{register, traffic::TrafficRecorder},
     record::CallRecord,
     route::RouteKind,
-    violations::Violations,
+    violations::{ViolationRecord, Violations},
 };
 
 /// How long a call seen from one side waits for its other side: far longer than the
@@ -29,14 +34,62 @@ const PAIRING_WINDOW_NS: u64 = 2_000_000_000;
 /// Records handled per inventory lock.
 const BATCH: usize = 1024;
 
+/// What the pipeline counts, next to the traffic families it records into.
+#[derive(Clone)]
+pub struct PipelineMetrics {
+    /// Also counted by the shards, when the pipeline cannot take their records.
+    pub records_dropped: Counter,
+    incomplete_calls: Counter,
+    inventory_endpoints: Gauge,
+    calls_paired: Counter,
+}
+
+impl PipelineMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        PipelineMetrics {
+            records_dropped: register(
+                registry,
+                "monitor_records_dropped",
+                "Call records not written because the output could not keep up",
+            ),
+            inventory_endpoints: register(
+                registry,
+                "monitor_inventory_endpoints",
+                "Endpoints in the API inventory",
+            ),
+            calls_paired: register(
+                registry,
+                "monitor_calls_seen_by_both_sides",
+                "Calls observed from both the client and the server process, counted once",
+            ),
+            incomplete_calls: register(
+                registry,
+                "monitor_calls_incomplete",
+                "HTTP/2 calls whose method, path or status referred to header table entries sent before the agent joined the connection: reported as unknown, not filed in the inventory",
+            ),
+        }
+    }
+}
+
 pub struct Pipeline {
     pub inventory: Arc<Mutex<Inventory>>,
     pub recent: Arc<RecentCalls>,
     pub output: Option<SyncSender<CallRecord>>,
-    pub metrics: Arc<Metrics>,
+    pub metrics: PipelineMetrics,
     pub traffic: TrafficRecorder,
     pub enforcement: Arc<Enforcement>,
     pub violations: Arc<Violations>,
+}
+
+/// A batch's calls on their way through, kept between batches to reuse their allocations.
+#[derive(Default)]
+struct Batch {
+    received: Vec<CallRecord>,
+    /// Calls ready to be counted: paired, or waited for long enough.
+    counted: Vec<CallRecord>,
+    /// Calls shown but neither filed nor judged.
+    incomplete: Vec<CallRecord>,
+    flagged: Vec<ViolationRecord>,
 }
 
 pub fn spawn(
@@ -48,79 +101,97 @@ pub fn spawn(
         .name("pipeline".into())
         .spawn(move || {
             let mut pairing = Pairing::new(PAIRING_WINDOW_NS);
-            let mut batch = Vec::with_capacity(BATCH);
-            let mut counted = Vec::new();
-            let mut incomplete = Vec::new();
+            let mut b = Batch::default();
             loop {
-                let mut closed = false;
-                match rx.recv_timeout(Duration::from_millis(100)) {
-                    Ok(r) => {
-                        batch.push(r);
-                        while batch.len() < BATCH {
-                            match rx.try_recv() {
-                                Ok(r) => batch.push(r),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => closed = true,
+                let closed = receive(&rx, &mut b.received);
+                let last = closed || stop.load(Ordering::Relaxed);
+                if !p.file(&mut pairing, &mut b, last) {
+                    return;
                 }
-                let now = Clock::monotonic_now_ns();
-                let policy = p.enforcement.policy();
-                let mut flagged = Vec::new();
-                {
-                    let Ok(mut inv) = p.inventory.lock() else {
-                        return;
-                    };
-                    for mut rec in batch.drain(..) {
-                        // A call whose method, path or status could not be decoded (an
-                        // HTTP/2 connection joined mid-life) is shown, never filed or judged.
-                        let complete = rec.complete();
-                        rec.route = inv.route(
-                            rec.server.service.as_deref().unwrap_or(""),
-                            &rec.method,
-                            &rec.path,
-                            RouteKind::of(rec.protocol, complete),
-                        );
-                        if let Some(out) = &p.output {
-                            if out.send(rec.clone()).is_err() {
-                                p.metrics.records_dropped.inc();
-                            }
-                        }
-                        if complete {
-                            pairing.push(rec, now, &mut counted);
-                        } else {
-                            p.metrics.incomplete_calls.inc();
-                            incomplete.push(rec);
-                        }
-                    }
-                    if closed || stop.load(Ordering::Relaxed) {
-                        pairing.flush(&mut counted);
-                    } else {
-                        pairing.expire(now, &mut counted);
-                    }
-                    for c in &counted {
-                        let status = inv.observe(c);
-                        p.traffic.record(c, status);
-                        if let Some(v) = policy.as_ref().and_then(|pol| Enforcement::check(pol, c))
-                        {
-                            flagged.push(v);
-                        }
-                    }
-                    p.metrics.inventory_endpoints.set(inv.len() as i64);
-                }
-                p.metrics.calls_paired.inc_by(pairing.take_paired());
-                for v in flagged {
-                    p.violations.record(v);
-                }
-                p.recent.push_all(std::mem::take(&mut counted));
-                if !incomplete.is_empty() {
-                    p.recent.push_all(std::mem::take(&mut incomplete));
-                }
+                p.publish(&mut pairing, &mut b);
                 if closed {
                     return;
                 }
             }
         })
+}
+
+/// Waits briefly for a record, then takes what else is queued, up to a batch. True when
+/// every sender is gone.
+fn receive(rx: &Receiver<CallRecord>, batch: &mut Vec<CallRecord>) -> bool {
+    match rx.recv_timeout(Duration::from_millis(100)) {
+        Ok(r) => {
+            batch.push(r);
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(r) => batch.push(r),
+                    Err(_) => break,
+                }
+            }
+            false
+        }
+        Err(RecvTimeoutError::Timeout) => false,
+        Err(RecvTimeoutError::Disconnected) => true,
+    }
+}
+
+impl Pipeline {
+    /// Under one inventory lock: routes the batch, writes it out, pairs it, and files and
+    /// judges the calls that are ready. With `last`, no call waits for its other side any
+    /// more. False when the inventory is gone (its lock poisoned).
+    fn file(&mut self, pairing: &mut Pairing, b: &mut Batch, last: bool) -> bool {
+        let now = Clock::monotonic_now_ns();
+        let policy = self.enforcement.policy();
+        let Ok(mut inv) = self.inventory.lock() else {
+            return false;
+        };
+        for mut rec in b.received.drain(..) {
+            // A call whose method, path or status could not be decoded (an HTTP/2
+            // connection joined mid-life) is shown, never filed or judged.
+            let complete = rec.complete();
+            rec.route = inv.route(
+                rec.server.service.as_deref().unwrap_or(""),
+                &rec.method,
+                &rec.path,
+                RouteKind::of(rec.protocol, complete),
+            );
+            if let Some(out) = &self.output {
+                if out.send(rec.clone()).is_err() {
+                    self.metrics.records_dropped.inc();
+                }
+            }
+            if complete {
+                pairing.push(rec, now, &mut b.counted);
+            } else {
+                self.metrics.incomplete_calls.inc();
+                b.incomplete.push(rec);
+            }
+        }
+        if last {
+            pairing.flush(&mut b.counted);
+        } else {
+            pairing.expire(now, &mut b.counted);
+        }
+        for c in &b.counted {
+            let status = inv.observe(c);
+            self.traffic.record(c, status);
+            if let Some(v) = policy.as_ref().and_then(|pol| Enforcement::check(pol, c)) {
+                b.flagged.push(v);
+            }
+        }
+        self.metrics.inventory_endpoints.set(inv.len() as i64);
+        true
+    }
+
+    /// Outside the lock: violations and recent calls, for the API and the log.
+    fn publish(&self, pairing: &mut Pairing, b: &mut Batch) {
+        self.metrics.calls_paired.inc_by(pairing.take_paired());
+        for v in b.flagged.drain(..) {
+            self.violations.record(v);
+        }
+        self.recent.push_all(std::mem::take(&mut b.counted));
+        if !b.incomplete.is_empty() {
+            self.recent.push_all(std::mem::take(&mut b.incomplete));
+        }
+    }
 }

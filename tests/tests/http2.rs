@@ -301,6 +301,7 @@ fn grpc_server(port: u16) -> Proc {
 }
 
 #[test]
+#[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn grpc_unary_and_server_streaming_with_ok_and_error_statuses() {
     let port = free_port();
     let _server = grpc_server(port);

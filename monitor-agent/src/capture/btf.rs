@@ -78,6 +78,50 @@ fn u32_at(b: &[u8], off: usize) -> Result<u32, BtfError> {
         .ok_or(BtfError::Malformed("truncated"))
 }
 
+/// One type record at the start of `b` and the bytes it takes, its members included.
+fn read_type(b: &[u8]) -> Result<(Type, usize), BtfError> {
+    let info = u32_at(b, 4)?;
+    let vlen = (info & 0xffff) as usize;
+    let kind = (info >> 24) & 0x1f;
+    let kind_flag = info >> 31 == 1;
+    let mut t = Type {
+        name: u32_at(b, 0)?,
+        kind,
+        size_or_type: u32_at(b, 8)?,
+        members: vec![],
+        array: None,
+    };
+    let extra = match kind {
+        KIND_INT | KIND_VAR | KIND_DECL_TAG => 4,
+        KIND_ARRAY => {
+            t.array = Some((u32_at(b, 12)?, u32_at(b, 20)?));
+            12
+        }
+        KIND_STRUCT | KIND_UNION => {
+            for i in 0..vlen {
+                let m = 12 + i * 12;
+                let off = u32_at(b, m + 8)?;
+                let (bit_offset, bitfield) = if kind_flag {
+                    (off & 0xff_ffff, off >> 24 != 0)
+                } else {
+                    (off, false)
+                };
+                t.members.push(Member {
+                    name: u32_at(b, m)?,
+                    ty: u32_at(b, m + 4)?,
+                    bit_offset,
+                    bitfield,
+                });
+            }
+            vlen * 12
+        }
+        KIND_ENUM | KIND_FUNC_PROTO => vlen * 8,
+        KIND_DATASEC | KIND_ENUM64 => vlen * 12,
+        _ => 0,
+    };
+    Ok((t, 12 + extra))
+}
+
 impl Btf {
     pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
         if data.len() < 24 || data[0] != 0x9f || data[1] != 0xeb {
@@ -104,51 +148,9 @@ impl Btf {
         }];
         let mut pos = 0usize;
         while pos < types_bytes.len() {
-            let name = u32_at(types_bytes, pos)?;
-            let info = u32_at(types_bytes, pos + 4)?;
-            let size_or_type = u32_at(types_bytes, pos + 8)?;
-            pos += 12;
-            let vlen = (info & 0xffff) as usize;
-            let kind = (info >> 24) & 0x1f;
-            let kind_flag = info >> 31 == 1;
-            let mut t = Type {
-                name,
-                kind,
-                size_or_type,
-                members: vec![],
-                array: None,
-            };
-            match kind {
-                KIND_INT | KIND_VAR | KIND_DECL_TAG => pos += 4,
-                KIND_ARRAY => {
-                    let elem = u32_at(types_bytes, pos)?;
-                    let nelems = u32_at(types_bytes, pos + 8)?;
-                    t.array = Some((elem, nelems));
-                    pos += 12;
-                }
-                KIND_STRUCT | KIND_UNION => {
-                    for i in 0..vlen {
-                        let m = pos + i * 12;
-                        let off = u32_at(types_bytes, m + 8)?;
-                        let (bit_offset, bitfield) = if kind_flag {
-                            (off & 0xff_ffff, off >> 24 != 0)
-                        } else {
-                            (off, false)
-                        };
-                        t.members.push(Member {
-                            name: u32_at(types_bytes, m)?,
-                            ty: u32_at(types_bytes, m + 4)?,
-                            bit_offset,
-                            bitfield,
-                        });
-                    }
-                    pos += vlen * 12;
-                }
-                KIND_ENUM | KIND_FUNC_PROTO => pos += vlen * 8,
-                KIND_DATASEC | KIND_ENUM64 => pos += vlen * 12,
-                _ => {}
-            }
+            let (t, len) = read_type(&types_bytes[pos..])?;
             types.push(t);
+            pos += len;
         }
         let mut btf = Btf {
             types,

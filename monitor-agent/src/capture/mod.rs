@@ -180,8 +180,11 @@ impl Capture {
     }
 
     /// Attaches the OpenSSL probes to libraries as processes load them.
-    pub fn tls_attacher(&self) -> tls::TlsAttacher {
-        tls::TlsAttacher::new(self.ebpf.clone())
+    pub fn tls_attacher(
+        &self,
+        registry: &mut prometheus_client::registry::Registry,
+    ) -> tls::TlsAttacher {
+        tls::TlsAttacher::new(self.ebpf.clone(), registry)
     }
 
     /// Forwards the kernel side's log records (aya-log) to this process's logger until

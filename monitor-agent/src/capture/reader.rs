@@ -16,8 +16,10 @@ use aya::maps::{MapData, RingBuf};
 use monitor_common::EventKind;
 use ringbuf::{traits::Producer, HeapProd};
 
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
+
 use super::event::Event;
-use crate::{identity::Identity, metrics::Metrics};
+use crate::{identity::Identity, metrics::register};
 
 /// The kernel never wakes the reader (see `emit.rs`); records wait at most this long when
 /// the reader was idle.
@@ -27,6 +29,30 @@ const POLL_MS: i32 = 10;
 pub struct ShardInlet {
     pub queue: HeapProd<Event>,
     pub worker: Thread,
+}
+
+/// What the reader counts: every record it takes off the ring, and the ones it cannot read.
+#[derive(Clone)]
+pub struct ReaderMetrics {
+    received: Counter,
+    undecodable: Counter,
+}
+
+impl ReaderMetrics {
+    pub fn register(registry: &mut Registry) -> Self {
+        ReaderMetrics {
+            received: register(
+                registry,
+                "monitor_events_received",
+                "Ring-buffer records received by userspace",
+            ),
+            undecodable: register(
+                registry,
+                "monitor_events_undecodable",
+                "Ring-buffer records that could not be decoded",
+            ),
+        }
+    }
 }
 
 /// Picks the shard of a connection; stable for the connection's lifetime.
@@ -45,7 +71,7 @@ pub fn spawn(
     mut inlets: Vec<ShardInlet>,
     execs: Sender<u32>,
     identity: Arc<Identity>,
-    metrics: Arc<Metrics>,
+    metrics: ReaderMetrics,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
@@ -71,13 +97,13 @@ pub fn spawn(
                             let _ = execs.send(event.header.pid);
                         }
                         Ok(event) => {
-                            metrics.events_received.inc();
+                            metrics.received.inc();
                             let shard = shard_of(event.conn_key(), inlets.len());
                             push(&mut inlets[shard], event, &stop);
                             woken[shard] = true;
                         }
                         Err(e) => {
-                            metrics.events_undecodable.inc();
+                            metrics.undecodable.inc();
                             log::debug!("undecodable ring-buffer record: {e}");
                         }
                     }

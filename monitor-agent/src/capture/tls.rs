@@ -24,11 +24,15 @@ use aya::{
     programs::{uprobe::UProbeScope, UProbe},
     Ebpf,
 };
-use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
+use prometheus_client::{
+    metrics::{counter::Counter, gauge::Gauge},
+    registry::Registry,
+};
 
 use monitor_common::names::program;
 
 use super::gotls::{go_tls_functions, GoFunction, WRITE};
+use crate::metrics::register;
 
 /// The Go crypto/tls probes of `monitor-ebpf/src/gotls.rs`.
 pub const GO_PROGRAMS: &[&str] = &[
@@ -158,17 +162,25 @@ pub struct TlsAttacher {
     ebpf: Arc<Mutex<Ebpf>>,
     /// (device, inode) of every file already handled, attached or failed.
     seen: HashSet<(u64, u64)>,
-    pub attached: Gauge,
-    pub failures: Counter,
+    attached: Gauge,
+    failures: Counter,
 }
 
 impl TlsAttacher {
-    pub fn new(ebpf: Arc<Mutex<Ebpf>>) -> Self {
+    pub fn new(ebpf: Arc<Mutex<Ebpf>>, registry: &mut Registry) -> Self {
         TlsAttacher {
             ebpf,
             seen: HashSet::new(),
-            attached: Gauge::default(),
-            failures: Counter::default(),
+            attached: register(
+                registry,
+                "monitor_tls_objects_attached",
+                "Distinct OpenSSL libraries the TLS probes are attached to",
+            ),
+            failures: register(
+                registry,
+                "monitor_tls_attach_failures",
+                "OpenSSL libraries the TLS probes could not be attached to (reasons in the log)",
+            ),
         }
     }
 

@@ -12,8 +12,8 @@ use std::{
 
 use ringbuf::{traits::Consumer, HeapCons};
 
-use super::ConnTracker;
-use crate::{capture::event::Event, clock::Clock, metrics::Metrics, record::CallRecord};
+use super::{ConnMetrics, ConnTracker};
+use crate::{capture::event::Event, clock::Clock, record::CallRecord};
 
 /// How often idle connections are swept.
 const SWEEP_EVERY_NS: u64 = 1_000_000_000;
@@ -23,7 +23,7 @@ pub fn spawn(
     mut queue: HeapCons<Event>,
     mut tracker: ConnTracker,
     records: Option<SyncSender<CallRecord>>,
-    metrics: Arc<Metrics>,
+    metrics: ConnMetrics,
     stop: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()

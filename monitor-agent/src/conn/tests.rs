@@ -2,7 +2,9 @@
 
 use monitor_common::{ConnRole, Direction, EventHeader, EventKind, AF_INET, FLAG_TLS};
 
-use super::{ConnTracker, TrackerConfig};
+use prometheus_client::metrics::counter::Counter;
+
+use super::{ConnMetrics, ConnTracker, TrackerConfig};
 use crate::{
     capture::event::Event,
     clock::Clock,
@@ -12,7 +14,8 @@ use crate::{
 };
 
 fn tracker(max_connections: usize) -> (ConnTracker, Metrics) {
-    let m = Metrics::new(0);
+    let mut m = Metrics::new(0);
+    let handles = ConnMetrics::register(m.registry(), Counter::default());
     let cfg = TrackerConfig {
         max_connections,
         idle_timeout_ns: 60_000_000_000,
@@ -23,7 +26,7 @@ fn tracker(max_connections: usize) -> (ConnTracker, Metrics) {
             Clock::new(),
             Redactor::default(),
             std::sync::Arc::new(crate::identity::Identity::new(vec![])),
-            &m,
+            &handles,
         ),
         m,
     )

@@ -8,16 +8,15 @@
 use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use monitor_common::{Direction, EventKind, FLAG_TLS};
-use prometheus_client::metrics::counter::Counter;
 
+use super::metrics::{ConnMetrics, Handles};
 use crate::{
     capture::event::Event,
     clock::Clock,
     identity::{same_node, Identity, LocalProcess, Workload},
-    metrics::{CallLabels, Metrics, ProtocolLabels, ReasonLabels},
     protocol::{
         detect::{after_switch, detect, Detected, Next, Seen},
-        exchange::{Exchange, Protocol},
+        exchange::Exchange,
         session::{ProtocolSession, SessionStats},
     },
     record::{CallRecord, Peer, Role},
@@ -68,24 +67,6 @@ struct Conn {
     services: Option<Names>,
 }
 
-/// Counters resolved once so the hot path does not hash label sets.
-struct Handles {
-    /// Indexed by [protocol][role is server][tls].
-    calls: [[[Counter; 2]; 2]; 3],
-    /// Indexed by [parser is HTTP/2].
-    parsers: [ParserHandles; 2],
-    evicted_idle: Counter,
-    evicted_capacity: Counter,
-}
-
-struct ParserHandles {
-    parse_errors: Counter,
-    resyncs: Counter,
-    unmatched: Counter,
-    dropped_requests: Counter,
-    gaps: Counter,
-}
-
 pub struct ConnTracker {
     conns: HashMap<(u64, u64), Conn>,
     cfg: TrackerConfig,
@@ -100,61 +81,15 @@ struct Recorder {
     h: Handles,
 }
 
-const PROTOCOLS: [Protocol; 3] = [Protocol::Http1, Protocol::Http2, Protocol::Grpc];
-
-fn protocol_index(p: Protocol) -> usize {
-    match p {
-        Protocol::Http1 => 0,
-        Protocol::Http2 => 1,
-        Protocol::Grpc => 2,
-    }
-}
-
 impl ConnTracker {
     pub fn new(
         cfg: TrackerConfig,
         clock: Clock,
         redactor: Redactor,
         identity: Arc<Identity>,
-        m: &Metrics,
+        m: &ConnMetrics,
     ) -> Self {
-        let calls = |p: Protocol, role: &str, tls: bool| {
-            m.calls
-                .get_or_create(&CallLabels {
-                    protocol: p.as_str().into(),
-                    role: role.into(),
-                    tls: tls.to_string(),
-                })
-                .clone()
-        };
-        let parser = |p: Protocol| {
-            let l = ProtocolLabels {
-                protocol: p.as_str().into(),
-            };
-            ParserHandles {
-                parse_errors: m.parse_errors.get_or_create(&l).clone(),
-                resyncs: m.resyncs.get_or_create(&l).clone(),
-                unmatched: m.unmatched_responses.get_or_create(&l).clone(),
-                dropped_requests: m.dropped_requests.get_or_create(&l).clone(),
-                gaps: m.stream_gaps.get_or_create(&l).clone(),
-            }
-        };
-        let reason = |r: &str| {
-            m.connections_evicted
-                .get_or_create(&ReasonLabels { reason: r.into() })
-                .clone()
-        };
-        let h = Handles {
-            calls: PROTOCOLS.map(|p| {
-                [
-                    [calls(p, "client", false), calls(p, "client", true)],
-                    [calls(p, "server", false), calls(p, "server", true)],
-                ]
-            }),
-            parsers: [parser(Protocol::Http1), parser(Protocol::Http2)],
-            evicted_idle: reason("idle"),
-            evicted_capacity: reason("capacity"),
-        };
+        let h = m.handles();
         ConnTracker {
             conns: HashMap::new(),
             cfg,
@@ -339,9 +274,7 @@ impl Recorder {
                 Role::Client => (observed, other),
                 Role::Server => (other, observed),
             };
-            self.h.calls[protocol_index(x.protocol)][usize::from(role == Role::Server)]
-                [usize::from(conn.tls)]
-            .inc();
+            self.h.call(x.protocol, role, conn.tls);
             let path = self.redactor.target(&x.target);
             out.push(CallRecord {
                 ts: self.clock.wall(x.request_start_ns),
@@ -379,18 +312,7 @@ impl Recorder {
             return;
         };
         let now = s.stats();
-        let h = &self.h.parsers[usize::from(s.protocol() != Protocol::Http1)];
-        let was = &conn.reported;
-        h.parse_errors
-            .inc_by(now.parse_errors.saturating_sub(was.parse_errors));
-        h.resyncs.inc_by(now.resyncs.saturating_sub(was.resyncs));
-        h.unmatched.inc_by(
-            now.unmatched_responses
-                .saturating_sub(was.unmatched_responses),
-        );
-        h.dropped_requests
-            .inc_by(now.dropped_requests.saturating_sub(was.dropped_requests));
-        h.gaps.inc_by(now.gaps.saturating_sub(was.gaps));
+        self.h.session(s.protocol(), &conn.reported, now);
         conn.reported = now.clone();
     }
 }

@@ -15,6 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use serde::Serialize;
 use serde_json::Value;
 use thiserror::Error;
@@ -322,11 +323,21 @@ impl Client {
     }
 }
 
+/// Failed reads of the cluster; registered whether or not Kubernetes is configured, so a
+/// dashboard shows 0 rather than nothing.
+pub fn read_errors(registry: &mut Registry) -> Counter {
+    crate::metrics::register(
+        registry,
+        "monitor_kubernetes_errors",
+        "Failed reads of Kubernetes metadata (retried; the last good view is kept)",
+    )
+}
+
 /// Reads the cluster now (so the first calls are named), then every `refresh`.
 pub fn spawn(
     cfg: KubeConfig,
     index: Arc<RwLock<KubeIndex>>,
-    errors: prometheus_client::metrics::counter::Counter,
+    errors: Counter,
     stop: Arc<AtomicBool>,
 ) -> Result<JoinHandle<()>, KubeError> {
     let client = Client::new(cfg.clone())?;

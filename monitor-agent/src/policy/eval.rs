@@ -226,91 +226,107 @@ fn endpoint_matches(e: &EndpointRule, call: &CallFacts<'_>) -> bool {
 /// Requirements in a fixed order: presence, then who issued the token, for whom, with
 /// which rights, and finally whether it was still valid.
 fn check_require(r: &Require, rule: &str, call: &CallFacts<'_>) -> Option<Violation> {
-    let fail = |reason, detail: String| {
-        violation(reason, format!("{rule}: {detail}"), Some(rule.to_owned()))
-    };
     let auth = call.auth;
-    if r.needs_credentials() && auth.kind == AuthKind::None {
-        return fail(
+    let failed = missing_credentials(r, auth)
+        .or_else(|| wrong_issuer(r, auth))
+        .or_else(|| wrong_audience(r, auth))
+        .or_else(|| missing_scopes(r, auth))
+        .or_else(|| expired_token(r, auth, call.at));
+    let (reason, detail) = failed?;
+    violation(reason, format!("{rule}: {detail}"), Some(rule.to_owned()))
+}
+
+/// What a requirement found wrong: the reason, and the detail shown to the operator.
+type Failed = Option<(Reason, String)>;
+
+/// The token's claims, when the call carried a JWT at all.
+fn jwt_of(auth: &Auth) -> Option<&Auth> {
+    (auth.kind == AuthKind::Jwt).then_some(auth)
+}
+
+fn not_jwt(auth: &Auth) -> String {
+    format!("the call carried {}, not a JWT", auth.label())
+}
+
+fn missing_credentials(r: &Require, auth: &Auth) -> Failed {
+    (r.needs_credentials() && auth.kind == AuthKind::None).then(|| {
+        (
             Reason::MissingCredentials,
             "requires credentials; the call carried none".to_owned(),
-        );
+        )
+    })
+}
+
+fn wrong_issuer(r: &Require, auth: &Auth) -> Failed {
+    let issuers = r.issuers.as_ref()?;
+    let list = join(issuers.iter().map(super::schema::ClaimValue::as_str));
+    let had = match jwt_of(auth).map(|c| c.issuer.as_deref()) {
+        None => not_jwt(auth),
+        Some(Some(iss)) if issuers.iter().any(|i| i.as_str() == iss) => return None,
+        Some(found) => format!("the token's issuer is {}", found.unwrap_or("absent")),
+    };
+    Some((
+        Reason::IssuerNotAllowed,
+        format!("requires a JWT issued by {list}; {had}"),
+    ))
+}
+
+fn wrong_audience(r: &Require, auth: &Auth) -> Failed {
+    let audiences = r.audiences.as_ref()?;
+    let list = join(audiences.iter().map(super::schema::ClaimValue::as_str));
+    let found = jwt_of(auth).map(|c| &c.audiences);
+    if found.is_some_and(|f| audiences.iter().any(|a| f.iter().any(|x| x == a.as_str()))) {
+        return None;
     }
-    let jwt = (auth.kind == AuthKind::Jwt).then_some(auth);
-    let not_jwt = || format!("the call carried {}, not a JWT", auth.label());
-    if let Some(issuers) = &r.issuers {
-        let list = join(issuers.iter().map(super::schema::ClaimValue::as_str));
-        let issuer = jwt.and_then(|c| c.issuer.as_deref());
-        match (jwt, issuer) {
-            (None, _) => {
-                return fail(
-                    Reason::IssuerNotAllowed,
-                    format!("requires a JWT issued by {list}; {}", not_jwt()),
-                )
-            }
-            (Some(_), Some(iss)) if issuers.iter().any(|i| i.as_str() == iss) => {}
-            (Some(_), found) => {
-                return fail(
-                    Reason::IssuerNotAllowed,
-                    format!(
-                        "requires a JWT issued by {list}; the token's issuer is {}",
-                        found.unwrap_or("absent")
-                    ),
-                )
-            }
-        }
+    let had = match found {
+        None => not_jwt(auth),
+        Some(f) if f.is_empty() => "the token names no audience".to_owned(),
+        Some(f) => format!("the token is for {}", join(f.iter().map(String::as_str))),
+    };
+    Some((
+        Reason::AudienceNotAllowed,
+        format!("requires a JWT for {list}; {had}"),
+    ))
+}
+
+fn missing_scopes(r: &Require, auth: &Auth) -> Failed {
+    let scopes = r.scopes.as_ref()?;
+    let found = jwt_of(auth).map(|c| &c.scopes);
+    let missing: Vec<&str> = scopes
+        .iter()
+        .map(super::schema::Scope::as_str)
+        .filter(|s| !found.is_some_and(|f| f.iter().any(|x| x == s)))
+        .collect();
+    if missing.is_empty() {
+        return None;
     }
-    if let Some(audiences) = &r.audiences {
-        let list = join(audiences.iter().map(super::schema::ClaimValue::as_str));
-        let found = jwt.map(|c| &c.audiences);
-        if !found.is_some_and(|f| audiences.iter().any(|a| f.iter().any(|x| x == a.as_str()))) {
-            let had = match found {
-                None => not_jwt(),
-                Some(f) if f.is_empty() => "the token names no audience".to_owned(),
-                Some(f) => format!("the token is for {}", join(f.iter().map(String::as_str))),
-            };
-            return fail(
-                Reason::AudienceNotAllowed,
-                format!("requires a JWT for {list}; {had}"),
-            );
-        }
-    }
-    if let Some(scopes) = &r.scopes {
-        let found = jwt.map(|c| &c.scopes);
-        let missing: Vec<&str> = scopes
-            .iter()
-            .map(super::schema::Scope::as_str)
-            .filter(|s| !found.is_some_and(|f| f.iter().any(|x| x == s)))
-            .collect();
-        if !missing.is_empty() {
-            let had = match jwt {
-                None => format!("; {}", not_jwt()),
-                Some(_) => String::new(),
-            };
-            return fail(
-                Reason::ScopeMissing,
-                format!(
-                    "requires scope {} which the token lacks{had}",
-                    join(missing.into_iter())
-                ),
-            );
-        }
-    }
-    if r.reject_expired {
-        if let Some(exp) = jwt.and_then(|c| c.expires_at) {
-            if expired(exp, call.at) {
-                return fail(
-                    Reason::TokenExpired,
-                    format!(
-                        "the JWT expired at {} before the call at {}",
-                        unix_time(exp),
-                        unix_time(unix_us(call.at).div_euclid(1_000_000) as i64)
-                    ),
-                );
-            }
-        }
-    }
-    None
+    let had = match found {
+        None => format!("; {}", not_jwt(auth)),
+        Some(_) => String::new(),
+    };
+    Some((
+        Reason::ScopeMissing,
+        format!(
+            "requires scope {} which the token lacks{had}",
+            join(missing.into_iter())
+        ),
+    ))
+}
+
+fn expired_token(r: &Require, auth: &Auth, at: SystemTime) -> Failed {
+    let exp = jwt_of(auth)
+        .and_then(|c| c.expires_at)
+        .filter(|_| r.reject_expired)?;
+    expired(exp, at).then(|| {
+        (
+            Reason::TokenExpired,
+            format!(
+                "the JWT expired at {} before the call at {}",
+                unix_time(exp),
+                unix_time(unix_us(at).div_euclid(1_000_000) as i64)
+            ),
+        )
+    })
 }
 
 /// `exp < at`, in microseconds: a call at the very second of `exp` is still in time, one
@@ -691,7 +707,6 @@ endpoints:
         let p = policy(
             "default: allow\nendpoints:\n  - service: s\n    require: {credentials: true}\n",
         );
-        let auth = jwt("i");
         let at = UNIX_EPOCH + Duration::from_secs(NOW);
         let cases = [
             (NOW as i64 - 1, true),
@@ -723,6 +738,15 @@ endpoints:
                 );
             }
         }
+    }
+
+    #[test]
+    fn expiry_edge_cases() {
+        let p = policy(
+            "default: allow\nendpoints:\n  - service: s\n    require: {credentials: true}\n",
+        );
+        let auth = jwt("i");
+        let at = UNIX_EPOCH + Duration::from_secs(NOW);
         // A sub-second later call is past an expiry at the whole second.
         let c = claims("i", &[], &[], Some(NOW as i64));
         let later = CallFacts {

@@ -16,6 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use rusqlite::{params, Connection};
 use thiserror::Error;
 
@@ -195,13 +196,23 @@ pub fn restore(store: &Store, inv: &mut Inventory) -> Result<usize, StoreError> 
     Ok(n)
 }
 
+/// Inventory flushes that failed, exported so a full or read-only disk is seen before the
+/// agent restarts without its history.
+pub fn flush_errors(registry: &mut Registry) -> Counter {
+    crate::metrics::register(
+        registry,
+        "monitor_store_errors",
+        "Inventory flushes that could not be written to the database (retried)",
+    )
+}
+
 /// Flushes the inventory's changes every `interval`, and once more when stopped.
 pub fn spawn_flusher(
     mut store: Store,
     inv: Arc<Mutex<Inventory>>,
     interval: Duration,
     stop: Arc<AtomicBool>,
-    errors: prometheus_client::metrics::counter::Counter,
+    errors: Counter,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new().name("store".into()).spawn(move || {
         let mut last = Instant::now();

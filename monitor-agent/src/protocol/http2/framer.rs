@@ -105,18 +105,10 @@ impl Framer {
     /// One captured segment of this direction, in stream order.
     pub(super) fn feed(&mut self, mut input: &[u8], ts_ns: u64, f: &mut dyn FnMut(Event<'_>)) {
         if matches!(self.state, State::Unaligned) {
-            // The preface only ever starts a connection: frames follow it.
-            if let Some(rest) = input.strip_prefix(PREFACE.as_slice()) {
-                input = rest;
-            } else if !starts_with_frames(input, self.max_len) {
-                // The last frames of a write the kernel cut: its tail ends on a frame
-                // boundary, so a chain of whole frames may end exactly where it does.
-                match frames_ending_at_end(input, self.max_len) {
-                    Some(start) => input = &input[start..],
-                    None => return,
-                }
-            }
-            self.state = State::Header { have: 0 };
+            let Some(rest) = self.realign(input) else {
+                return;
+            };
+            input = rest;
             f(Event::Realigned);
         }
         while !input.is_empty() {
@@ -147,36 +139,7 @@ impl Framer {
                 }
                 State::Keep { head } => {
                     let head = *head;
-                    let need = head.len as usize - self.keep.len();
-                    if self.keep.is_empty() && input.len() >= need {
-                        // The whole payload is in this segment: no copy.
-                        let (payload, rest) = input.split_at(need);
-                        input = rest;
-                        self.state = State::Header { have: 0 };
-                        f(Event::Frame {
-                            head,
-                            payload,
-                            ts_ns,
-                        });
-                        continue;
-                    }
-                    let n = need.min(input.len());
-                    self.keep.extend_from_slice(&input[..n]);
-                    input = &input[n..];
-                    if self.keep.len() == head.len as usize {
-                        self.state = State::Header { have: 0 };
-                        let payload = std::mem::take(&mut self.keep);
-                        f(Event::Frame {
-                            head,
-                            payload: &payload,
-                            ts_ns,
-                        });
-                        self.keep = payload;
-                        self.keep.clear();
-                        if self.keep.capacity() > 64 * 1024 {
-                            self.keep = Vec::new();
-                        }
-                    }
+                    input = self.payload(head, input, ts_ns, f);
                 }
                 State::Skip {
                     head,
@@ -196,6 +159,63 @@ impl Framer {
                 }
             }
         }
+    }
+
+    /// Where frames start in a segment of a direction that lost its place, if they do;
+    /// the framer is aligned again from there.
+    fn realign<'a>(&mut self, input: &'a [u8]) -> Option<&'a [u8]> {
+        let rest = if let Some(rest) = input.strip_prefix(PREFACE.as_slice()) {
+            // The preface only ever starts a connection: frames follow it.
+            rest
+        } else if starts_with_frames(input, self.max_len) {
+            input
+        } else {
+            // The last frames of a write the kernel cut: its tail ends on a frame
+            // boundary, so a chain of whole frames may end exactly where it does.
+            &input[frames_ending_at_end(input, self.max_len)?..]
+        };
+        self.state = State::Header { have: 0 };
+        Some(rest)
+    }
+
+    /// Takes the payload of the frame `head` from `input`, handing the frame to `f` once it
+    /// is whole; returns the bytes after what was taken.
+    fn payload<'a>(
+        &mut self,
+        head: FrameHeader,
+        input: &'a [u8],
+        ts_ns: u64,
+        f: &mut dyn FnMut(Event<'_>),
+    ) -> &'a [u8] {
+        let need = head.len as usize - self.keep.len();
+        if self.keep.is_empty() && input.len() >= need {
+            // The whole payload is in this segment: no copy.
+            let (payload, rest) = input.split_at(need);
+            self.state = State::Header { have: 0 };
+            f(Event::Frame {
+                head,
+                payload,
+                ts_ns,
+            });
+            return rest;
+        }
+        let n = need.min(input.len());
+        self.keep.extend_from_slice(&input[..n]);
+        if self.keep.len() == head.len as usize {
+            self.state = State::Header { have: 0 };
+            let payload = std::mem::take(&mut self.keep);
+            f(Event::Frame {
+                head,
+                payload: &payload,
+                ts_ns,
+            });
+            self.keep = payload;
+            self.keep.clear();
+            if self.keep.capacity() > 64 * 1024 {
+                self.keep = Vec::new();
+            }
+        }
+        &input[n..]
     }
 
     /// `len` octets of this direction were not captured here.

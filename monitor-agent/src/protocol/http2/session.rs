@@ -338,7 +338,6 @@ impl Cx<'_> {
         decoder: &mut Decoder,
         block: &mut Option<Block>,
     ) {
-        let wire = HEADER_LEN as u64 + u64::from(head.len);
         if let Some(b) = block {
             if head.kind != CONTINUATION || head.stream != b.stream {
                 // RFC 9113 6.10: nothing may come between a block's frames.
@@ -348,96 +347,120 @@ impl Cx<'_> {
             }
         }
         match head.kind {
-            HEADERS | PUSH_PROMISE => {
-                let Some((fragment, _promised)) = block_fragment(&head, payload) else {
-                    self.stats.parse_errors += 1;
-                    self.block_lost(head.stream, head.kind, decoder, block);
-                    return;
-                };
-                let b = Block {
-                    stream: head.stream,
-                    kind: head.kind,
-                    end_stream: head.kind == HEADERS && head.has(FLAG_END_STREAM),
-                    fragment: Vec::new(),
-                    wire_bytes: wire,
-                    ts_ns,
-                    end_ns: ts_ns,
-                    lost: false,
-                };
-                if head.has(FLAG_END_HEADERS) {
-                    self.header_block(b, fragment, decoder);
-                } else {
-                    let mut b = b;
-                    b.fragment.extend_from_slice(fragment);
-                    *block = Some(b);
-                }
-            }
-            CONTINUATION => {
-                let Some(mut b) = block.take() else {
-                    // A CONTINUATION with nothing to continue.
-                    self.stats.parse_errors += 1;
-                    return;
-                };
-                if b.lost {
-                    if !head.has(FLAG_END_HEADERS) {
-                        *block = Some(b);
-                    }
-                    return;
-                }
-                if b.fragment.len() + payload.len() > MAX_BLOCK {
-                    self.stats.parse_errors += 1;
-                    self.block_lost(b.stream, b.kind, decoder, block);
-                    if !head.has(FLAG_END_HEADERS) {
-                        *block = Some(Block::lost(b.stream, b.kind));
-                    }
-                    return;
-                }
-                b.fragment.extend_from_slice(payload);
-                b.wire_bytes += wire;
-                b.end_ns = ts_ns;
-                if head.has(FLAG_END_HEADERS) {
-                    let fragment = std::mem::take(&mut b.fragment);
-                    self.header_block(b, &fragment, decoder);
-                } else {
-                    *block = Some(b);
-                }
-            }
+            HEADERS | PUSH_PROMISE => self.block_start(head, payload, ts_ns, decoder, block),
+            CONTINUATION => self.continuation(head, payload, ts_ns, decoder, block),
             RST_STREAM => {
                 let code = be32(payload);
                 self.stream_error(head.stream, EndingFrame::RstStream, code, ts_ns);
             }
-            GOAWAY => {
-                let last = be32(payload) & 0x7fff_ffff;
-                let code = be32(&payload[4..]);
-                if self.sent_by_client() == Some(false) {
-                    // Client streams above `last` were never processed.
-                    let mut refused: Vec<u32> = self
-                        .streams
-                        .keys()
-                        .copied()
-                        .filter(|id| *id > last && id % 2 == 1)
-                        .collect();
-                    refused.sort_unstable();
-                    for id in refused {
-                        self.stream_error(id, EndingFrame::Goaway, code, ts_ns);
-                    }
-                }
-            }
-            SETTINGS if !head.has(FLAG_ACK) => {
-                for s in payload.chunks_exact(6) {
-                    let id = u16::from_be_bytes([s[0], s[1]]);
-                    let v = be32(&s[2..]);
-                    match id {
-                        // What this side accepts bounds what the other side sends.
-                        frame::SETTINGS_HEADER_TABLE_SIZE => {
-                            self.other.decoder.set_max_allowed(v as usize);
-                        }
-                        frame::SETTINGS_MAX_FRAME_SIZE => self.other.framer.set_max_len(v),
-                        _ => {}
-                    }
-                }
-            }
+            GOAWAY => self.goaway(payload, ts_ns),
+            SETTINGS if !head.has(FLAG_ACK) => self.settings(payload),
             _ => {}
+        }
+    }
+
+    /// The first frame of a header block: decoded at once when it is also the last.
+    fn block_start(
+        &mut self,
+        head: FrameHeader,
+        payload: &[u8],
+        ts_ns: u64,
+        decoder: &mut Decoder,
+        block: &mut Option<Block>,
+    ) {
+        let Some((fragment, _promised)) = block_fragment(&head, payload) else {
+            self.stats.parse_errors += 1;
+            self.block_lost(head.stream, head.kind, decoder, block);
+            return;
+        };
+        let mut b = Block {
+            stream: head.stream,
+            kind: head.kind,
+            end_stream: head.kind == HEADERS && head.has(FLAG_END_STREAM),
+            fragment: Vec::new(),
+            wire_bytes: HEADER_LEN as u64 + u64::from(head.len),
+            ts_ns,
+            end_ns: ts_ns,
+            lost: false,
+        };
+        if head.has(FLAG_END_HEADERS) {
+            self.header_block(b, fragment, decoder);
+        } else {
+            b.fragment.extend_from_slice(fragment);
+            *block = Some(b);
+        }
+    }
+
+    /// More of the open header block, bounded by `MAX_BLOCK`.
+    fn continuation(
+        &mut self,
+        head: FrameHeader,
+        payload: &[u8],
+        ts_ns: u64,
+        decoder: &mut Decoder,
+        block: &mut Option<Block>,
+    ) {
+        let Some(mut b) = block.take() else {
+            // A CONTINUATION with nothing to continue.
+            self.stats.parse_errors += 1;
+            return;
+        };
+        if b.lost {
+            if !head.has(FLAG_END_HEADERS) {
+                *block = Some(b);
+            }
+            return;
+        }
+        if b.fragment.len() + payload.len() > MAX_BLOCK {
+            self.stats.parse_errors += 1;
+            self.block_lost(b.stream, b.kind, decoder, block);
+            if !head.has(FLAG_END_HEADERS) {
+                *block = Some(Block::lost(b.stream, b.kind));
+            }
+            return;
+        }
+        b.fragment.extend_from_slice(payload);
+        b.wire_bytes += HEADER_LEN as u64 + u64::from(head.len);
+        b.end_ns = ts_ns;
+        if head.has(FLAG_END_HEADERS) {
+            let fragment = std::mem::take(&mut b.fragment);
+            self.header_block(b, &fragment, decoder);
+        } else {
+            *block = Some(b);
+        }
+    }
+
+    /// A server's GOAWAY: client streams above the last one it processed end in error.
+    fn goaway(&mut self, payload: &[u8], ts_ns: u64) {
+        let last = be32(payload) & 0x7fff_ffff;
+        let code = be32(&payload[4..]);
+        if self.sent_by_client() != Some(false) {
+            return;
+        }
+        let mut refused: Vec<u32> = self
+            .streams
+            .keys()
+            .copied()
+            .filter(|id| *id > last && id % 2 == 1)
+            .collect();
+        refused.sort_unstable();
+        for id in refused {
+            self.stream_error(id, EndingFrame::Goaway, code, ts_ns);
+        }
+    }
+
+    /// What this side accepts bounds what the other side sends.
+    fn settings(&mut self, payload: &[u8]) {
+        for s in payload.chunks_exact(6) {
+            let id = u16::from_be_bytes([s[0], s[1]]);
+            let v = be32(&s[2..]);
+            match id {
+                frame::SETTINGS_HEADER_TABLE_SIZE => {
+                    self.other.decoder.set_max_allowed(v as usize);
+                }
+                frame::SETTINGS_MAX_FRAME_SIZE => self.other.framer.set_max_len(v),
+                _ => {}
+            }
         }
     }
 

@@ -1,0 +1,214 @@
+//! Everything `run` makes before its first thread starts. Each step can fail with a clear
+//! error, and a failure here leaves nothing running and nothing attached.
+
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc, Mutex,
+};
+
+use anyhow::{Context, Result};
+use aya::maps::{MapData, RingBuf};
+use prometheus_client::metrics::counter::Counter;
+use tokio::{
+    net::TcpListener,
+    runtime::Runtime,
+    signal::unix::{signal, Signal, SignalKind},
+};
+
+use crate::{
+    api,
+    capture::{
+        self, counters::CounterReader, reader::ReaderMetrics, tls::TlsAttacher, Capture,
+        CaptureConfig,
+    },
+    config::Settings,
+    conn::ConnMetrics,
+    enforcement::Enforcement,
+    identity::kubernetes,
+    inventory::{Inventory, InventoryConfig},
+    metrics::{traffic::TrafficFamilies, Metrics},
+    pipeline::PipelineMetrics,
+    reload::ReloadMetrics,
+    spec::registry::SpecRegistry,
+    store::{self, Store},
+    violations::Violations,
+};
+
+/// What the agent knows and keeps: the policy, the inventory and its database, the specs.
+pub(super) struct State {
+    pub enforcement: Arc<Enforcement>,
+    pub store: Store,
+    pub inventory: Arc<Mutex<Inventory>>,
+    pub specs: Arc<Mutex<SpecRegistry>>,
+    /// Spec files that failed to load at start, counted once the metrics exist.
+    spec_errors: usize,
+}
+
+impl State {
+    fn load(s: &Settings) -> Result<State> {
+        // An invalid policy at start is an error: enforcement must not silently be off.
+        let enforcement = Arc::new(Enforcement::new(s.policy.clone()));
+        if let Some(e) = enforcement.refresh(true) {
+            anyhow::bail!("{e}");
+        }
+        let store = Store::open(&s.data_dir).with_context(|| {
+            "cannot open the inventory database (choose another place with --data-dir)".to_string()
+        })?;
+        let mut inventory = Inventory::new(InventoryConfig {
+            patterns: s.route_patterns.clone(),
+            cardinality_limit: s.route_cardinality,
+            max_endpoints: s.max_endpoints,
+        });
+        let mut specs = SpecRegistry::new(s.specs.clone());
+        let first = specs.refresh(true);
+        if let Some(in_force) = first.changed {
+            inventory.set_specs(in_force);
+        }
+        let restored = store::restore(&store, &mut inventory)?;
+        log::info!(
+            "inventory: {restored} endpoints restored from {}",
+            store.path().display()
+        );
+        Ok(State {
+            enforcement,
+            store,
+            inventory: Arc::new(Mutex::new(inventory)),
+            specs: Arc::new(Mutex::new(specs)),
+            spec_errors: first.errors.len(),
+        })
+    }
+}
+
+/// The API's runtime, its bound socket and the signals that stop or reload the agent.
+pub(super) struct Control {
+    rt: Runtime,
+    term: Signal,
+    int: Signal,
+    /// Raised by SIGHUP; the reloader lowers it.
+    pub hangup: Arc<AtomicBool>,
+    listener: TcpListener,
+}
+
+impl Control {
+    fn new(s: &Settings) -> Result<Control> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .context("starting the async runtime")?;
+        // All handlers are registered before anything is loaded or served: the default
+        // actions of these signals would kill the agent without detaching its programs.
+        let guard = rt.enter();
+        let term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+        let int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+        let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+        let hangup = Arc::new(AtomicBool::new(false));
+        let flag = hangup.clone();
+        rt.spawn(async move {
+            while hup.recv().await.is_some() {
+                flag.store(true, Ordering::Relaxed);
+            }
+        });
+        // Bind first: a busy port should fail before anything is loaded into the kernel.
+        let listener = rt
+            .block_on(TcpListener::bind(s.listen))
+            .with_context(|| format!("cannot listen on {}", s.listen))?;
+        drop(guard);
+        Ok(Control {
+            rt,
+            term,
+            int,
+            hangup,
+            listener,
+        })
+    }
+
+    /// Serves the API until SIGTERM or SIGINT, or until the server fails.
+    pub(super) fn serve(mut self, state: api::ApiState) -> Result<()> {
+        self.rt.block_on(async {
+            let server = axum::serve(self.listener, api::router(state));
+            tokio::select! {
+                r = server => r.context("API server failed"),
+                _ = self.term.recv() => Ok(()),
+                _ = self.int.recv() => Ok(()),
+            }
+        })
+    }
+}
+
+/// Each part's metric handles, registered before the exporter is shared.
+pub(super) struct Handles {
+    pub reader: ReaderMetrics,
+    pub conn: ConnMetrics,
+    pub pipeline: PipelineMetrics,
+    pub traffic: TrafficFamilies,
+    pub reload: ReloadMetrics,
+    pub store_errors: Counter,
+    pub kube_errors: Counter,
+    pub violations: Arc<Violations>,
+}
+
+/// The loaded programs and what reads them.
+pub(super) struct Kernel {
+    pub capture: Capture,
+    pub ring: RingBuf<MapData>,
+    pub tls: TlsAttacher,
+}
+
+pub(super) struct Built {
+    pub state: State,
+    pub control: Control,
+    pub kernel: Kernel,
+    pub metrics: Arc<Metrics>,
+    pub handles: Handles,
+}
+
+pub(super) fn build(s: &Settings) -> Result<Built> {
+    api::check_listen(s.listen, s.api_token.as_deref())?;
+    capture::preflight::check()?;
+    let state = State::load(s)?;
+    let control = Control::new(s)?;
+    let mut capture = Capture::load(&CaptureConfig {
+        ring_buffer_bytes: s.ring_buffer_mb << 20,
+        kernel_stats: s.kernel_stats,
+    })?;
+    let ring = capture.take_events()?;
+    let mut metrics = Metrics::new(capture.attached);
+    let handles = register(&mut metrics, s, &state);
+    metrics.add_inventory(state.inventory.clone());
+    metrics.add_kernel_counters(Arc::new(CounterReader::new(capture.take_counters()?)));
+    metrics.add_program_stats(capture.programs.clone());
+    let mut tls = capture.tls_attacher(metrics.registry());
+    // Before /healthz answers: a client started right after should already be covered.
+    tls.scan_system();
+    tls.scan_all();
+    log::info!(
+        "attached {} tracepoints; listening on {}",
+        capture.attached,
+        s.listen
+    );
+    Ok(Built {
+        state,
+        control,
+        kernel: Kernel { capture, ring, tls },
+        metrics: Arc::new(metrics),
+        handles,
+    })
+}
+
+fn register(metrics: &mut Metrics, s: &Settings, state: &State) -> Handles {
+    let r = metrics.registry();
+    let pipeline = PipelineMetrics::register(r);
+    let reload = ReloadMetrics::register(r);
+    reload.spec_load_errors.inc_by(state.spec_errors as u64);
+    Handles {
+        reader: ReaderMetrics::register(r),
+        conn: ConnMetrics::register(r, pipeline.records_dropped.clone()),
+        traffic: TrafficFamilies::register(r, s.max_metric_routes as usize),
+        store_errors: store::flush_errors(r),
+        kube_errors: kubernetes::read_errors(r),
+        violations: Arc::new(Violations::new(s.recent_calls as usize, r)),
+        pipeline,
+        reload,
+    }
+}

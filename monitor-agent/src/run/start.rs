@@ -1,0 +1,260 @@
+//! Starts the agent's threads, downstream first so nothing is produced before its consumer
+//! exists, and stops them in the order that loses no call.
+
+use std::{
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        mpsc::{self, SyncSender},
+        Arc, RwLock,
+    },
+    thread::{self, JoinHandle},
+    time::Duration,
+};
+
+use anyhow::{Context, Result};
+use prometheus_client::metrics::counter::Counter;
+use ringbuf::{traits::Split, HeapRb};
+
+use super::build::{Built, Control, Kernel};
+use crate::{
+    api::ApiState,
+    calls::RecentCalls,
+    capture::{
+        self,
+        reader::{ReaderMetrics, ShardInlet},
+        Capture,
+    },
+    clock::Clock,
+    config::Settings,
+    conn::{shard, ConnMetrics, ConnTracker, TrackerConfig},
+    identity::{kubernetes, Identity, KubeIndex},
+    metrics::traffic::TrafficRecorder,
+    output::{self, OutputFormat},
+    pipeline::{self, Pipeline},
+    record::CallRecord,
+    redact::Redactor,
+    reload::{self, Reloaded},
+    store,
+};
+
+/// Events buffered between the reader and each shard.
+const SHARD_QUEUE: usize = 1 << 16;
+
+/// Bounded queues of whole records (~0.5 KiB each): deep enough to ride out a burst, small
+/// enough not to dominate the agent's memory. A full queue slows the shards (backpressure)
+/// rather than losing calls.
+const RECORD_QUEUE: usize = 8192;
+
+/// The running threads, in the order they are stopped: the reader first, so nothing new
+/// arrives, then each consumer after its producers, and the store after the pipeline so its
+/// last calls are in the final flush.
+pub(super) struct Parts {
+    stop: Arc<AtomicBool>,
+    shards: Vec<JoinHandle<()>>,
+    pipeline: JoinHandle<()>,
+    output: Option<JoinHandle<()>>,
+    flusher: JoinHandle<()>,
+    reload: JoinHandle<()>,
+    kube: Option<JoinHandle<()>>,
+    kernel: Capturing,
+}
+
+/// The threads that read the kernel side, and the loaded programs themselves.
+struct Capturing {
+    reader: JoinHandle<()>,
+    kernel_log: Option<JoinHandle<()>>,
+    tls: JoinHandle<()>,
+    /// Dropped last: detaches the programs.
+    capture: Capture,
+}
+
+impl Parts {
+    pub(super) fn join(self) {
+        log::info!("stopping: detaching programs");
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.kernel.reader.join();
+        for t in self.shards {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+        let _ = self.pipeline.join();
+        let rest = [
+            Some(self.flusher),
+            Some(self.reload),
+            self.kube,
+            self.kernel.kernel_log,
+        ];
+        for t in self.output.into_iter().chain(rest.into_iter().flatten()) {
+            let _ = t.join();
+        }
+        let _ = self.kernel.tls.join();
+        drop(self.kernel.capture);
+    }
+}
+
+pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)> {
+    let Built {
+        state,
+        control,
+        kernel,
+        metrics,
+        handles: h,
+    } = b;
+    let stop = Arc::new(AtomicBool::new(false));
+    let recent = Arc::new(RecentCalls::new(s.recent_calls as usize));
+    let (out_tx, output) = start_output(s.output)?.unzip();
+    let (records, rx) = mpsc::sync_channel(RECORD_QUEUE);
+    let pipeline = pipeline::spawn(
+        Pipeline {
+            inventory: state.inventory.clone(),
+            recent: recent.clone(),
+            output: out_tx,
+            metrics: h.pipeline.clone(),
+            traffic: TrafficRecorder::new(h.traffic, s.max_metric_routes as usize),
+            enforcement: state.enforcement.clone(),
+            violations: h.violations.clone(),
+        },
+        rx,
+        stop.clone(),
+    )?;
+    let flusher = store::spawn_flusher(
+        state.store,
+        state.inventory.clone(),
+        Duration::from_secs(s.flush_interval_secs),
+        stop.clone(),
+        h.store_errors.clone(),
+    )?;
+    let reload = reload::spawn(
+        Reloaded {
+            specs: state.specs.clone(),
+            enforcement: state.enforcement.clone(),
+            inventory: state.inventory.clone(),
+        },
+        h.reload.clone(),
+        control.hangup.clone(),
+        stop.clone(),
+    )?;
+    let (identity, kube) = start_identity(s, &h.kube_errors, &stop)?;
+    let (inlets, shards) = start_shards(s, &identity, &h.conn, &records, &stop)?;
+    drop(records);
+    let kernel = start_capture(kernel, inlets, identity, h.reader, &stop)?;
+    let api = ApiState {
+        metrics,
+        inventory: state.inventory,
+        recent,
+        specs: state.specs,
+        violations: h.violations,
+        enforcement: state.enforcement,
+        token: s
+            .api_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+            .map(Arc::from),
+    };
+    let parts = Parts {
+        stop,
+        shards,
+        pipeline,
+        output,
+        flusher,
+        reload,
+        kube,
+        kernel,
+    };
+    Ok((control, api, parts))
+}
+
+/// The ring-buffer reader feeding the shards, the TLS attacher following its exec events,
+/// and the kernel side's log.
+fn start_capture(
+    kernel: Kernel,
+    inlets: Vec<ShardInlet>,
+    identity: Arc<Identity>,
+    metrics: ReaderMetrics,
+    stop: &Arc<AtomicBool>,
+) -> Result<Capturing> {
+    let Kernel {
+        mut capture,
+        ring,
+        tls,
+    } = kernel;
+    let (execs, exec_rx) = mpsc::channel();
+    let reader = capture::reader::spawn(ring, inlets, execs, identity, metrics, stop.clone())?;
+    Ok(Capturing {
+        reader,
+        tls: tls.spawn(exec_rx, stop.clone())?,
+        kernel_log: capture.spawn_kernel_log(stop.clone())?,
+        capture,
+    })
+}
+
+/// The stdout writer, if records are written at all.
+fn start_output(format: OutputFormat) -> Result<Option<(SyncSender<CallRecord>, JoinHandle<()>)>> {
+    if format == OutputFormat::None {
+        return Ok(None);
+    }
+    let (tx, rx) = mpsc::sync_channel(RECORD_QUEUE);
+    Ok(Some((tx, output::spawn(format, rx)?)))
+}
+
+/// Service rules, and pod names from the API server when Kubernetes is configured.
+fn start_identity(
+    s: &Settings,
+    errors: &Counter,
+    stop: &Arc<AtomicBool>,
+) -> Result<(Arc<Identity>, Option<JoinHandle<()>>)> {
+    let identity = Identity::new(s.services.clone());
+    let Some(cfg) = &s.kubernetes else {
+        return Ok((Arc::new(identity), None));
+    };
+    let index = Arc::new(RwLock::new(KubeIndex::default()));
+    let t = kubernetes::spawn(cfg.clone(), index.clone(), errors.clone(), stop.clone())
+        .context("Kubernetes metadata is configured but unusable")?;
+    Ok((Arc::new(identity.with_kubernetes(index)), Some(t)))
+}
+
+/// One shard per worker, each with its own connection table and inlet queue.
+fn start_shards(
+    s: &Settings,
+    identity: &Arc<Identity>,
+    metrics: &ConnMetrics,
+    records: &SyncSender<CallRecord>,
+    stop: &Arc<AtomicBool>,
+) -> Result<(Vec<ShardInlet>, Vec<JoinHandle<()>>)> {
+    let workers = s
+        .workers
+        .unwrap_or_else(|| thread::available_parallelism().map_or(1, std::num::NonZero::get))
+        .max(1);
+    let clock = Clock::new();
+    let redactor = Redactor::default();
+    let cfg = TrackerConfig {
+        max_connections: (s.max_connections / workers).max(16),
+        idle_timeout_ns: s.idle_timeout_secs.saturating_mul(1_000_000_000),
+    };
+    let mut inlets = Vec::new();
+    let mut threads = Vec::new();
+    for i in 0..workers {
+        let (prod, cons) = HeapRb::new(SHARD_QUEUE).split();
+        let tracker = ConnTracker::new(
+            cfg.clone(),
+            clock,
+            redactor.clone(),
+            identity.clone(),
+            metrics,
+        );
+        let handle = shard::spawn(
+            i,
+            cons,
+            tracker,
+            Some(records.clone()),
+            metrics.clone(),
+            stop.clone(),
+        )?;
+        inlets.push(ShardInlet {
+            queue: prod,
+            worker: handle.thread().clone(),
+        });
+        threads.push(handle);
+    }
+    Ok((inlets, threads))
+}
