@@ -8,7 +8,7 @@ use std::{
     time::SystemTime,
 };
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::{
     policy::{CallFacts, Policy},
@@ -18,7 +18,7 @@ use crate::{
 };
 
 /// For `GET /api/v1/policy`.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct PolicyState {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,

@@ -8,7 +8,7 @@ use std::{
 };
 
 use monitor_common::{ConnRole, Direction};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::protocol::{
     credentials::Auth,
@@ -16,7 +16,7 @@ use crate::protocol::{
 };
 
 /// One side of a call. `pid`/`comm` are known only for the side whose process was observed.
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Peer {
     pub ip: IpAddr,
     pub port: u16,
@@ -58,7 +58,7 @@ impl Peer {
 }
 
 /// Which side of the call the observed process was.
-#[derive(Clone, Copy, Debug, Serialize, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
     Client,
@@ -99,10 +99,12 @@ impl Role {
     }
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+/// The JSON every sink writes and the query API answers with; read back by the CLI and the
+/// end-to-end tests, so fields left out when empty are read as empty.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct CallRecord {
     /// When the request's first byte was seen; written as RFC 3339 with microseconds.
-    #[serde(serialize_with = "rfc3339")]
+    #[serde(serialize_with = "rfc3339", deserialize_with = "from_rfc3339")]
     pub ts: SystemTime,
     pub protocol: Protocol,
     pub tls: bool,
@@ -127,11 +129,11 @@ pub struct CallRecord {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// Part of a body was not captured (kernel truncation or ring-buffer drops).
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
     /// Both the client and the server process were observed on this node; the record is
     /// the server's view with the client's identity added.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub seen_by_both: bool,
     /// With `seen_by_both`: the duration the client measured (`duration_us` is the
     /// server's), for the client-side latency metric.
@@ -152,7 +154,7 @@ pub struct CallRecord {
     /// Fields that could not be decoded (`method`, `path`, `host`, `status`,
     /// `grpc_status`): an HTTP/2 connection joined mid-life. Their values above are empty
     /// rather than guessed.
-    #[serde(skip_serializing_if = "Unknown::is_empty")]
+    #[serde(default, skip_serializing_if = "Unknown::is_empty")]
     pub unknown: Unknown,
 }
 
@@ -169,6 +171,11 @@ impl CallRecord {
 /// Formatting happens in the output thread, not on the parsing path.
 pub(crate) fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_rfc3339_micros(*t))
+}
+
+pub(crate) fn from_rfc3339<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
 }
 
 impl CallRecord {
@@ -265,6 +272,100 @@ impl CallRecord {
             grpc: None,
             stream_error: None,
             unknown: Unknown::default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{net::SocketAddr, time::Duration};
+
+    use super::*;
+    use crate::{
+        identity::Workload,
+        protocol::exchange::{EndingFrame, ErrorCode, Sender},
+    };
+
+    /// What the CLI and the tests read back is what the agent wrote, field for field, and
+    /// writing it again gives the same bytes.
+    #[test]
+    fn a_record_reads_back_as_written() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let mut client = Peer::local(addr("10.0.0.1:40000"), 7, Arc::from("curl"));
+        client.service = Some(Arc::from("ns/web"));
+        client.kubernetes = Some(Arc::new(Workload {
+            namespace: "ns".into(),
+            pod: "web-1".into(),
+            workload: "web".into(),
+            kind: "Deployment".into(),
+            service_account: "default".into(),
+        }));
+        let full = CallRecord {
+            ts: SystemTime::UNIX_EPOCH + Duration::from_micros(1_764_633_600_123_456),
+            protocol: Protocol::Grpc,
+            tls: true,
+            host: Some("api".into()),
+            truncated: true,
+            seen_by_both: true,
+            request_content_type: Some("application/grpc".into()),
+            grpc: Some(Grpc {
+                service: "demo.Greeter".into(),
+                method: "SayHello".into(),
+                status: Some(13),
+                message: Some("boom".into()),
+            }),
+            stream_error: Some(StreamError {
+                frame: EndingFrame::RstStream,
+                code: ErrorCode(8),
+                by: Sender::Server,
+            }),
+            unknown: Unknown::of(&[Field::Host, Field::GrpcStatus]),
+            ..CallRecord::sample(
+                Role::Server,
+                client,
+                Peer::remote(addr("[::1]:8080")),
+                "POST",
+                "/demo.Greeter/SayHello",
+            )
+        };
+        let plain = CallRecord::sample(
+            Role::Client,
+            Peer::remote(addr("127.0.0.1:1")),
+            Peer::remote(addr("127.0.0.1:2")),
+            "GET",
+            "/x?y=1",
+        );
+        for rec in [full, plain] {
+            let text = serde_json::to_string(&rec).unwrap();
+            let back: CallRecord = serde_json::from_str(&text).unwrap();
+            assert_eq!(back, rec, "{text}");
+            assert_eq!(serde_json::to_string(&back).unwrap(), text);
+        }
+    }
+
+    #[test]
+    fn unreadable_fields_are_refused_by_name() {
+        let good = serde_json::to_value(CallRecord::sample(
+            Role::Client,
+            Peer::remote("127.0.0.1:1".parse().unwrap()),
+            Peer::remote("127.0.0.1:2".parse().unwrap()),
+            "GET",
+            "/",
+        ))
+        .unwrap();
+        for (key, bad, says) in [
+            ("ts", serde_json::json!("yesterday"), "timestamp"),
+            ("unknown", serde_json::json!(["colour"]), "colour"),
+            (
+                "stream_error",
+                serde_json::json!({"frame": "GOAWAY", "code": "NOPE", "by": "client"}),
+                "NOPE",
+            ),
+        ] {
+            let mut v = good.clone();
+            v[key] = bad;
+            let e = serde_json::from_value::<CallRecord>(v).unwrap_err().to_string();
+            assert!(e.to_lowercase().contains(&says.to_lowercase()), "{key}: {e}");
         }
     }
 }

@@ -14,7 +14,7 @@ use prometheus_client::{
     metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::{
@@ -37,9 +37,12 @@ pub struct ViolationLabels {
 }
 
 /// One call the policy does not allow, with why.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ViolationRecord {
-    #[serde(serialize_with = "crate::record::rfc3339")]
+    #[serde(
+        serialize_with = "crate::record::rfc3339",
+        deserialize_with = "crate::record::from_rfc3339"
+    )]
     pub ts: SystemTime,
     pub reason: Reason,
     /// The rule context in a sentence.

@@ -9,13 +9,18 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde_json::Value;
+use monitor_agent::{
+    api::response::{ErrorAnswer, InventoryAnswer},
+    inventory::view::EndpointView,
+    record::{CallRecord, Peer, Role},
+};
+use serde::de::DeserializeOwned;
 
 use crate::{free_port, require_root, workspace_root, TempDir};
 
 pub struct Agent {
     child: Option<Child>,
-    records: Arc<Mutex<Vec<Value>>>,
+    records: Arc<Mutex<Vec<CallRecord>>>,
     stderr: Arc<Mutex<String>>,
     pub api: SocketAddr,
     /// The inventory database directory, unless the test chose its own.
@@ -113,9 +118,9 @@ impl Agent {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                match serde_json::from_str::<Value>(&line) {
+                match serde_json::from_str::<CallRecord>(&line) {
                     Ok(v) => sink.lock().expect("records").push(v),
-                    Err(e) => panic!("agent printed a line that is not JSON ({e}): {line}"),
+                    Err(e) => panic!("agent printed a line that is not a call record ({e}): {line}"),
                 }
             }
         });
@@ -162,7 +167,7 @@ impl Agent {
     }
 
     /// Every record so far that `pred` accepts.
-    pub fn records(&self, pred: impl Fn(&Value) -> bool) -> Vec<Value> {
+    pub fn records(&self, pred: impl Fn(&CallRecord) -> bool) -> Vec<CallRecord> {
         self.records
             .lock()
             .expect("records")
@@ -178,8 +183,8 @@ impl Agent {
         &self,
         n: usize,
         timeout: Duration,
-        pred: impl Fn(&Value) -> bool,
-    ) -> Vec<Value> {
+        pred: impl Fn(&CallRecord) -> bool,
+    ) -> Vec<CallRecord> {
         let deadline = Instant::now() + timeout;
         while self.records(&pred).len() < n && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
@@ -188,27 +193,45 @@ impl Agent {
         self.records(&pred)
     }
 
-    /// GET on the query API; the body parsed as JSON (Null when it is not JSON).
-    pub fn api_get(&self, path: &str) -> (u16, Value) {
-        self.api_get_with(path, None)
+    /// GET on the query API: (status, body).
+    pub fn api_raw(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        http_get_with(self.api, path, token)
+            .unwrap_or_else(|e| panic!("GET {path} on the agent failed: {e}"))
     }
 
-    pub fn api_get_with(&self, path: &str, token: Option<&str>) -> (u16, Value) {
-        let (status, body) = http_get_with(self.api, path, token)
-            .unwrap_or_else(|e| panic!("GET {path} on the agent failed: {e}"));
-        (status, serde_json::from_str(&body).unwrap_or(Value::Null))
+    /// GET on the query API, which must answer 200 with a `T`.
+    pub fn api<T: DeserializeOwned>(&self, path: &str) -> T {
+        self.api_with(path, None)
+    }
+
+    pub fn api_with<T: DeserializeOwned>(&self, path: &str, token: Option<&str>) -> T {
+        let (status, body) = self.api_raw(path, token);
+        assert_eq!(status, 200, "GET {path}: {body}");
+        serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("GET {path}: not the expected answer ({e}): {body}"))
+    }
+
+    /// GET on the query API, which must refuse: (status, the error's sentence).
+    pub fn api_error(&self, path: &str, token: Option<&str>) -> (u16, String) {
+        let (status, body) = self.api_raw(path, token);
+        assert_ne!(status, 200, "GET {path} should have failed: {body}");
+        let e: ErrorAnswer = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("GET {path}: not an error answer ({e}): {body}"));
+        (status, e.error)
     }
 
     /// Polls `/api/v1/inventory?QUERY` until `done` accepts the endpoint list (or 20 s pass)
     /// and returns the last list.
-    pub fn wait_inventory(&self, query: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    pub fn wait_inventory(
+        &self,
+        query: &str,
+        done: impl Fn(&[EndpointView]) -> bool,
+    ) -> Vec<EndpointView> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let (status, body) = self.api_get(&format!("/api/v1/inventory?{query}"));
-            assert_eq!(status, 200, "inventory query failed: {body}");
-            let eps = body["endpoints"].as_array().cloned().unwrap_or_default();
-            if done(&eps) || Instant::now() > deadline {
-                return eps;
+            let inv: InventoryAnswer = self.api(&format!("/api/v1/inventory?{query}"));
+            if done(&inv.endpoints) || Instant::now() > deadline {
+                return inv.endpoints;
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -285,29 +308,22 @@ impl Drop for Agent {
 /// ~10 ms from last byte to record, short enough that a missing call fails quickly.
 pub const RECORD_WAIT: Duration = Duration::from_secs(10);
 
-/// The records of one observed side (`client` or `server`).
-pub fn by_role<'a>(records: &'a [Value], role: &str) -> Vec<&'a Value> {
-    records.iter().filter(|r| r.s("/role") == role).collect()
+/// The records of one observed side.
+pub fn by_role(records: &[CallRecord], role: Role) -> Vec<&CallRecord> {
+    records.iter().filter(|r| r.role == role).collect()
 }
 
-/// Helpers to read fields of a call record.
-pub trait RecordExt {
-    fn s(&self, pointer: &str) -> &str;
-    fn n(&self, pointer: &str) -> u64;
+/// The process name of a peer whose process was observed, else "".
+pub fn comm(p: &Peer) -> &str {
+    p.comm.as_deref().unwrap_or("")
 }
 
-impl RecordExt for Value {
-    fn s(&self, pointer: &str) -> &str {
-        self.pointer(pointer).and_then(Value::as_str).unwrap_or("")
-    }
-    fn n(&self, pointer: &str) -> u64 {
-        self.pointer(pointer)
-            .and_then(Value::as_u64)
-            .unwrap_or(u64::MAX)
-    }
+/// The service a peer was named as, else "".
+pub fn service(p: &Peer) -> &str {
+    p.service.as_deref().unwrap_or("")
 }
 
 /// Is `r` a record of a call served on `port`?
-pub fn served_on(r: &Value, port: u16) -> bool {
-    r.pointer("/server/port").and_then(Value::as_u64) == Some(u64::from(port))
+pub fn served_on(r: &CallRecord, port: u16) -> bool {
+    r.server.port == port
 }

@@ -29,7 +29,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(serde_json::json!({ "error": self.message })),
+            Json(super::response::ErrorAnswer {
+                error: self.message,
+            }),
         )
             .into_response()
     }

@@ -2,6 +2,7 @@
 
 mod error;
 mod query;
+pub mod response;
 
 use std::{
     net::SocketAddr,

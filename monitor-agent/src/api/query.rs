@@ -4,21 +4,24 @@
 
 use std::{collections::HashMap, convert::Infallible, time::SystemTime};
 
+use super::{
+    response::{
+        CallsAnswer, InventoryAnswer, PolicyAnswer, SpecsAnswer, UnusedAnswer, ViolationsAnswer,
+    },
+    ApiError, ApiState,
+};
+use crate::{
+    calls::CallFilter,
+    inventory::{openapi, view, SpecStatus},
+    policy::Reason,
+    violations::{ViolationFilter, ViolationRecord},
+};
 use axum::{
     body::Body,
     extract::{rejection::QueryRejection, Query, State},
     http::{header, StatusCode},
     response::{IntoResponse, Response},
     Json,
-};
-use serde_json::json;
-
-use super::{ApiError, ApiState};
-use crate::{
-    calls::CallFilter,
-    inventory::{openapi, view, SpecStatus},
-    policy::Reason,
-    violations::{ViolationFilter, ViolationRecord},
 };
 
 type Raw = Result<Query<Vec<(String, String)>>, QueryRejection>;
@@ -99,7 +102,11 @@ pub(super) async fn inventory(State(st): State<ApiState>, raw: Raw) -> Result<Re
         let inv = st.inventory.lock().map_err(|_| internal())?;
         view::endpoints(&inv, &filter)
     };
-    Ok(Json(json!({ "count": endpoints.len(), "endpoints": endpoints })).into_response())
+    Ok(Json(InventoryAnswer {
+        count: endpoints.len(),
+        endpoints,
+    })
+    .into_response())
 }
 
 pub(super) async fn unused(State(st): State<ApiState>, raw: Raw) -> Result<Response, ApiError> {
@@ -109,7 +116,11 @@ pub(super) async fn unused(State(st): State<ApiState>, raw: Raw) -> Result<Respo
         let inv = st.inventory.lock().map_err(|_| internal())?;
         view::unused(&inv, service.as_deref())
     };
-    Ok(Json(json!({ "count": unused.len(), "unused": unused })).into_response())
+    Ok(Json(UnusedAnswer {
+        count: unused.len(),
+        unused,
+    })
+    .into_response())
 }
 
 pub(super) async fn calls(State(st): State<ApiState>, raw: Raw) -> Result<Response, ApiError> {
@@ -127,7 +138,11 @@ pub(super) async fn calls(State(st): State<ApiState>, raw: Raw) -> Result<Respon
         }));
     }
     let calls = st.recent.latest(limit, &filter);
-    Ok(Json(json!({ "count": calls.len(), "calls": calls })).into_response())
+    Ok(Json(CallsAnswer {
+        count: calls.len(),
+        calls,
+    })
+    .into_response())
 }
 
 fn parse_limit(s: Option<&str>, cap: usize) -> Result<usize, ApiError> {
@@ -210,7 +225,7 @@ pub(super) async fn openapi(State(st): State<ApiState>, raw: Raw) -> Result<Resp
 pub(super) async fn specs(State(st): State<ApiState>, raw: Raw) -> Result<Response, ApiError> {
     Params::parse(raw, &[])?;
     let states = st.specs.lock().map_err(|_| internal())?.states();
-    Ok(Json(json!({ "specs": states })).into_response())
+    Ok(Json(SpecsAnswer { specs: states }).into_response())
 }
 
 fn internal() -> ApiError {
@@ -244,10 +259,15 @@ pub(super) async fn violations(State(st): State<ApiState>, raw: Raw) -> Result<R
         return Ok(ndjson(rx, move |v: &ViolationRecord| filter.matches(v)));
     }
     let list = st.violations.latest(limit, &filter);
-    Ok(Json(json!({ "count": list.len(), "violations": list })).into_response())
+    Ok(Json(ViolationsAnswer {
+        count: list.len(),
+        violations: list,
+    })
+    .into_response())
 }
 
 pub(super) async fn policy(State(st): State<ApiState>, raw: Raw) -> Result<Response, ApiError> {
     Params::parse(raw, &[])?;
-    Ok(Json(st.enforcement.state()).into_response())
+    let answer: PolicyAnswer = st.enforcement.state();
+    Ok(Json(answer).into_response())
 }

@@ -3,11 +3,14 @@
 use std::io::Write;
 
 use anyhow::Result;
-use serde_json::Value;
 
 use super::{
     client::{print_stream, query, Client},
     CallsArgs,
+};
+use crate::{
+    api::response::CallsAnswer,
+    record::{CallRecord, Peer},
 };
 
 pub fn calls(a: CallsArgs) -> Result<()> {
@@ -25,9 +28,13 @@ pub fn calls(a: CallsArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     params.push(("limit", Some(a.list.limit.to_string())));
-    let v: Value = client.get_json(&format!("/api/v1/calls{}", query(&params)))?;
-    for c in v["calls"].as_array().into_iter().flatten() {
-        let shown = if a.list.json { c.to_string() } else { text(c) };
+    let answer: CallsAnswer = client.get_json(&format!("/api/v1/calls{}", query(&params)))?;
+    for c in &answer.calls {
+        let shown = if a.list.json {
+            serde_json::to_string(c)?
+        } else {
+            text(c)
+        };
         if writeln!(out, "{shown}").is_err() {
             break;
         }
@@ -36,26 +43,21 @@ pub fn calls(a: CallsArgs) -> Result<()> {
 }
 
 /// One line per call: when, who called whom, what, and how it went.
-fn text(c: &Value) -> String {
-    let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
-    let who = |p: &Value| {
-        p["service"]
-            .as_str()
-            .map_or_else(|| format!("{}:{}", s(&p["ip"]), p["port"]), str::to_string)
+fn text(c: &CallRecord) -> String {
+    let who = |p: &Peer| {
+        p.service
+            .as_deref()
+            .map_or_else(|| format!("{}:{}", p.ip, p.port), str::to_string)
     };
     format!(
         "{} {} -> {} {} {} {} {}us{}",
-        s(&c["ts"]),
-        who(&c["client"]),
-        who(&c["server"]),
-        s(&c["method"]),
-        s(&c["path"]),
-        c["status"],
-        c["duration_us"],
-        if c["tls"].as_bool() == Some(true) {
-            " tls"
-        } else {
-            ""
-        },
+        humantime::format_rfc3339_micros(c.ts),
+        who(&c.client),
+        who(&c.server),
+        c.method,
+        c.path,
+        c.status,
+        c.duration_us,
+        if c.tls { " tls" } else { "" },
     )
 }

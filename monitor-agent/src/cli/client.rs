@@ -6,6 +6,7 @@ use anyhow::{bail, Context, Result};
 use serde::de::DeserializeOwned;
 
 use super::ServerArgs;
+use crate::api::response::ErrorAnswer;
 
 /// Inventories of large clusters are big, but not this big.
 const MAX_BODY: u64 = 512 << 20;
@@ -51,10 +52,7 @@ impl Client {
                 .limit(1 << 20)
                 .read_to_string()
                 .unwrap_or_default();
-            let msg = serde_json::from_str::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
-                .unwrap_or(body);
+            let msg = serde_json::from_str::<ErrorAnswer>(&body).map_or(body, |e| e.error);
             bail!("the agent answered {}: {}", status.as_u16(), msg.trim());
         }
         Ok(resp)
@@ -79,11 +77,11 @@ impl Client {
 
 /// Prints each JSON line the agent streams from `path_and_query`, as it is (`json`) or
 /// through `show`, until the agent closes the stream or stdout is closed (`| head`).
-pub(super) fn print_stream(
+pub(super) fn print_stream<T: DeserializeOwned>(
     client: &Client,
     path_and_query: &str,
     json: bool,
-    show: impl Fn(&serde_json::Value) -> String,
+    show: impl Fn(&T) -> String,
 ) -> Result<()> {
     use std::io::{BufRead, BufReader, Write};
     let reader = BufReader::new(client.stream(path_and_query)?);
@@ -97,7 +95,10 @@ pub(super) fn print_stream(
         let shown = if json {
             line
         } else {
-            show(&serde_json::from_str(&line).context("the agent sent a line that is not JSON")?)
+            show(
+                &serde_json::from_str(&line)
+                    .context("the agent sent a line that is not the expected JSON")?,
+            )
         };
         if writeln!(out, "{shown}").and_then(|()| out.flush()).is_err() {
             return Ok(());

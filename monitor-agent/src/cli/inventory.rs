@@ -1,26 +1,15 @@
 //! `monitor-agent inventory`: the endpoints in use, as an aligned table.
 
 use anyhow::Result;
-use serde::Deserialize;
 
 use super::{
     client::{query, Client},
     InventoryArgs,
 };
-use crate::inventory::{
-    view::{EndpointView, UnusedView},
-    SpecStatus,
+use crate::{
+    api::response::{InventoryAnswer, UnusedAnswer},
+    inventory::{view::EndpointView, SpecStatus},
 };
-
-#[derive(Deserialize)]
-struct Endpoints {
-    endpoints: Vec<EndpointView>,
-}
-
-#[derive(Deserialize)]
-struct Unused {
-    unused: Vec<UnusedView>,
-}
 
 pub fn inventory(a: InventoryArgs) -> Result<()> {
     let client = Client::new(&a.server, false);
@@ -34,12 +23,11 @@ pub fn inventory(a: InventoryArgs) -> Result<()> {
     }
     if a.unused {
         let q = query(&[("service", a.service.clone())]);
-        let u: serde_json::Value = client.get_json(&format!("/api/v1/inventory/unused{q}"))?;
+        let u: UnusedAnswer = client.get_json(&format!("/api/v1/inventory/unused{q}"))?;
         if a.json {
             println!("{}", serde_json::to_string_pretty(&u)?);
             return Ok(());
         }
-        let u: Unused = serde_json::from_value(u)?;
         let rows: Vec<Vec<String>> = u
             .unused
             .iter()
@@ -68,12 +56,11 @@ pub fn inventory(a: InventoryArgs) -> Result<()> {
         ("spec_status", a.spec_status.clone()),
         ("since", a.since.clone()),
     ]);
-    let v: serde_json::Value = client.get_json(&format!("/api/v1/inventory{q}"))?;
+    let inv: InventoryAnswer = client.get_json(&format!("/api/v1/inventory{q}"))?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&inv)?);
         return Ok(());
     }
-    let inv: Endpoints = serde_json::from_value(v)?;
     let rows: Vec<Vec<String>> = inv.endpoints.iter().map(row).collect();
     print_table(
         &[

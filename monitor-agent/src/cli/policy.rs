@@ -4,26 +4,20 @@
 use std::str::FromStr;
 
 use anyhow::{anyhow, Context, Result};
-use serde::Deserialize;
 
 use super::{
     client::{query, Client},
     SuggestArgs,
 };
 use crate::{
-    inventory::view::EndpointView,
+    api::response::InventoryAnswer,
     policy::{export, suggest, ExportFormat, Policy},
 };
-
-#[derive(Deserialize)]
-struct Endpoints {
-    endpoints: Vec<EndpointView>,
-}
 
 pub fn policy_suggest(a: SuggestArgs) -> Result<()> {
     let format = ExportFormat::from_str(&a.format).map_err(|e| anyhow!("--format: {e}"))?;
     let client = Client::new(&a.server, false);
-    let inv: Endpoints = client.get_json(&format!(
+    let inv: InventoryAnswer = client.get_json(&format!(
         "/api/v1/inventory{}",
         query(&[("service", a.service.clone())])
     ))?;

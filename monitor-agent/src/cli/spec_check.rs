@@ -4,22 +4,14 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::{
     client::{query, Client},
     inventory::print_table,
     SpecCheckArgs,
 };
-use crate::{
-    inventory::{view::EndpointView, SpecStatus},
-    spec::ServiceSpec,
-};
-
-#[derive(Deserialize)]
-struct Endpoints {
-    endpoints: Vec<EndpointView>,
-}
+use crate::{api::response::InventoryAnswer, inventory::SpecStatus, spec::ServiceSpec};
 
 #[derive(Debug, Serialize)]
 struct Finding {
@@ -44,7 +36,7 @@ struct Report {
 pub fn spec_check(a: SpecCheckArgs) -> Result<bool> {
     let spec = ServiceSpec::load(&a.service, &a.file).context("the spec file cannot be used")?;
     let client = Client::new(&a.server, false);
-    let inv: Endpoints = client.get_json(&format!(
+    let inv: InventoryAnswer = client.get_json(&format!(
         "/api/v1/inventory{}",
         query(&[("service", Some(a.service.clone()))])
     ))?;

@@ -3,13 +3,13 @@
 use std::io::Write;
 
 use anyhow::Result;
-use serde_json::Value;
 
 use super::{
     client::{print_stream, query, Client},
     inventory::print_table,
     ViolationsArgs,
 };
+use crate::{api::response::ViolationsAnswer, violations::ViolationRecord};
 
 pub fn violations(a: ViolationsArgs) -> Result<()> {
     let client = Client::new(&a.server, a.list.follow);
@@ -30,16 +30,17 @@ pub fn violations(a: ViolationsArgs) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     params.push(("limit", Some(a.list.limit.to_string())));
-    let v: Value = client.get_json(&format!("/api/v1/violations{}", query(&params)))?;
-    let list = v["violations"].as_array().cloned().unwrap_or_default();
+    let answer: ViolationsAnswer =
+        client.get_json(&format!("/api/v1/violations{}", query(&params)))?;
+    let list = answer.violations;
     if a.list.json {
         for x in &list {
-            let _ = writeln!(out, "{x}");
+            let _ = writeln!(out, "{}", serde_json::to_string(x)?);
         }
         return Ok(());
     }
     drop(out);
-    let rows: Vec<Vec<String>> = list.iter().map(row).collect();
+    let rows: Vec<Vec<String>> = list.iter().map(|v| row(v)).collect();
     print_table(
         &[
             "TIME", "CALLER", "SERVICE", "METHOD", "PATH", "STATUS", "REASON", "DETAIL",
@@ -52,16 +53,16 @@ pub fn violations(a: ViolationsArgs) -> Result<()> {
     Ok(())
 }
 
-fn row(v: &Value) -> Vec<String> {
-    let s = |k: &str| v[k].as_str().unwrap_or("-").to_string();
+fn row(v: &ViolationRecord) -> Vec<String> {
+    let ts = humantime::format_rfc3339_micros(v.ts).to_string();
     vec![
-        s("ts").split('.').next().unwrap_or("").to_string(),
-        s("client_service"),
-        s("server_service"),
-        s("method"),
-        s("path"),
-        v["status"].to_string(),
-        s("reason"),
-        s("detail"),
+        ts.split('.').next().unwrap_or("").to_string(),
+        v.client_service.clone(),
+        v.server_service.clone(),
+        v.method.clone(),
+        v.path.clone(),
+        v.status.to_string(),
+        v.reason.as_str().to_string(),
+        v.detail.clone(),
     ]
 }

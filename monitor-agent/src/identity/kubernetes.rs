@@ -16,7 +16,7 @@ use std::{
 };
 
 use prometheus_client::{metrics::counter::Counter, registry::Registry};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
@@ -77,7 +77,7 @@ impl KubeConfig {
 }
 
 /// What a local process is, in Kubernetes terms.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workload {
     pub namespace: String,
     pub pod: String,

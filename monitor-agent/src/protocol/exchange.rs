@@ -109,8 +109,23 @@ impl Serialize for Unknown {
     }
 }
 
+impl<'de> Deserialize<'de> for Unknown {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let names = Vec::<String>::deserialize(d)?;
+        names.iter().try_fold(Unknown::default(), |u, n| {
+            let f = Field::ALL
+                .into_iter()
+                .find(|f| f.name() == n)
+                .ok_or_else(|| {
+                    serde::de::Error::custom(format!("unknown field name {n:?} in `unknown`"))
+                })?;
+            Ok(u.with(f, true))
+        })
+    }
+}
+
 /// The gRPC outcome of a call, from the response trailers (or a trailers-only response).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Grpc {
     /// From `/package.Service/Method`.
     pub service: String,
@@ -124,7 +139,7 @@ pub struct Grpc {
 
 /// A stream that ended without a complete response: reset by one side, or refused by a
 /// GOAWAY. The call is still reported, with this as its explicit outcome.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamError {
     pub frame: EndingFrame,
     pub code: ErrorCode,
@@ -132,7 +147,7 @@ pub struct StreamError {
 }
 
 /// The frame that ended a stream early.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EndingFrame {
     #[serde(rename = "RST_STREAM")]
     RstStream,
@@ -150,7 +165,7 @@ impl EndingFrame {
 }
 
 /// Which side of the call sent a frame.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Sender {
     Client,
@@ -198,6 +213,19 @@ impl ErrorCode {
 impl Serialize for ErrorCode {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.name())
+    }
+}
+
+/// Read back from a record: a code outside RFC 9113's list was written `UNKNOWN_ERROR`, its
+/// number lost, and reads as `u32::MAX`.
+impl<'de> Deserialize<'de> for ErrorCode {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        (0..=0xd)
+            .map(ErrorCode)
+            .find(|c| c.name() == name)
+            .or((name == "UNKNOWN_ERROR").then_some(ErrorCode(u32::MAX)))
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown HTTP/2 error code {name:?}")))
     }
 }
 
