@@ -364,8 +364,13 @@ mod tests {
         ] {
             let mut v = good.clone();
             v[key] = bad;
-            let e = serde_json::from_value::<CallRecord>(v).unwrap_err().to_string();
-            assert!(e.to_lowercase().contains(&says.to_lowercase()), "{key}: {e}");
+            let e = serde_json::from_value::<CallRecord>(v)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.to_lowercase().contains(&says.to_lowercase()),
+                "{key}: {e}"
+            );
         }
     }
 }

@@ -120,7 +120,9 @@ impl Agent {
                 let Ok(line) = line else { break };
                 match serde_json::from_str::<CallRecord>(&line) {
                     Ok(v) => sink.lock().expect("records").push(v),
-                    Err(e) => panic!("agent printed a line that is not a call record ({e}): {line}"),
+                    Err(e) => {
+                        panic!("agent printed a line that is not a call record ({e}): {line}")
+                    }
                 }
             }
         });

@@ -7,29 +7,31 @@ use std::{
     time::Duration,
 };
 
+use monitor_agent::{
+    protocol::exchange::Protocol,
+    record::{CallRecord, Role},
+};
 use monitor_tests::{
-    agent::{agent_bin, by_role, served_on, RecordExt, RECORD_WAIT},
+    agent::{agent_bin, by_role, comm, served_on, RECORD_WAIT},
     free_port,
     peers::{curl, peer_script, run_ok, Nginx, Proc},
     wait_listening, Agent, TempDir,
 };
-use serde_json::Value;
-
 /// Exactly one client-role and one server-role record, both describing `method path status`.
-fn assert_one_call_per_role(records: &[Value], method: &str, path: &str, status: u64) {
-    for role in ["client", "server"] {
+fn assert_one_call_per_role(records: &[CallRecord], method: &str, path: &str, status: u16) {
+    for role in [Role::Client, Role::Server] {
         let got = by_role(records, role);
         assert_eq!(
             got.len(),
             1,
-            "expected exactly one {role}-role record for {method} {path}, got {records:#?}"
+            "expected exactly one {role:?}-role record for {method} {path}, got {records:#?}"
         );
         let r = got[0];
-        assert_eq!(r.s("/method"), method, "{role} method: {r}");
-        assert_eq!(r.s("/path"), path, "{role} path: {r}");
-        assert_eq!(r.n("/status"), status, "{role} status: {r}");
-        assert_eq!(r.s("/protocol"), "http/1.1", "{r}");
-        assert_eq!(r.pointer("/tls"), Some(&Value::Bool(false)), "{r}");
+        assert_eq!(r.method, method, "{role:?} method: {r:?}");
+        assert_eq!(r.path, path, "{role:?} path: {r:?}");
+        assert_eq!(r.status, status, "{role:?} status: {r:?}");
+        assert_eq!(r.protocol, Protocol::Http1, "{r:?}");
+        assert!(!r.tls, "{r:?}");
     }
 }
 
@@ -89,30 +91,28 @@ fn curl_to_python_http_server_is_one_call_per_role() {
     );
     let recs = agent.wait_records(2, RECORD_WAIT, |r| served_on(r, port));
     assert_one_call_per_role(&recs, "GET", "/a/b?x=1", 200);
-    let client = by_role(&recs, "client")[0];
-    let server = by_role(&recs, "server")[0];
-    assert_eq!(client.s("/route"), "/a/b");
-    assert_eq!(client.s("/client/comm"), "curl", "{client}");
-    assert!(server.s("/server/comm").starts_with("python"), "{server}");
-    assert_eq!(client.s("/server/ip"), "127.0.0.1");
+    let client = by_role(&recs, Role::Client)[0];
+    let server = by_role(&recs, Role::Server)[0];
+    assert_eq!(client.route, "/a/b");
+    assert_eq!(comm(&client.client), "curl", "{client:?}");
+    assert!(comm(&server.server).starts_with("python"), "{server:?}");
+    assert_eq!(client.server.ip.to_string(), "127.0.0.1");
     assert_eq!(
-        client.n("/client/port"),
-        server.n("/client/port"),
+        client.client.port, server.client.port,
         "both sides name the same connection"
     );
-    assert_eq!(client.s("/host"), format!("127.0.0.1:{port}"));
+    assert_eq!(client.host, Some(format!("127.0.0.1:{port}")));
+    let now = std::time::SystemTime::now();
     for r in [client, server] {
-        let d = r.n("/duration_us");
-        assert!(d > 0 && d < 5_000_000, "implausible duration {d}us: {r}");
-        assert!(
-            r.n("/request_bytes") > 20 && r.n("/response_bytes") > 4,
-            "{r}"
-        );
-        assert!(r.s("/ts").ends_with('Z') && r.s("/ts").contains('T'), "{r}");
+        let d = r.duration_us;
+        assert!(d > 0 && d < 5_000_000, "implausible duration {d}us: {r:?}");
+        assert!(r.request_bytes > 20 && r.response_bytes > 4, "{r:?}");
+        let age = now.duration_since(r.ts).unwrap_or(Duration::MAX);
+        assert!(age < Duration::from_secs(60), "implausible time: {r:?}");
     }
     // The server saw the same bytes the client sent.
-    assert_eq!(client.n("/request_bytes"), server.n("/request_bytes"));
-    assert_eq!(client.n("/response_bytes"), server.n("/response_bytes"));
+    assert_eq!(client.request_bytes, server.request_bytes);
+    assert_eq!(client.response_bytes, server.response_bytes);
 }
 
 #[test]
@@ -126,18 +126,18 @@ fn keep_alive_connection_carries_several_requests() {
     curl(&urls.iter().map(String::as_str).collect::<Vec<_>>());
     let recs = agent.wait_records(6, RECORD_WAIT, |r| served_on(r, port));
     assert_eq!(nginx.served(), 3);
-    for role in ["client", "server"] {
+    for role in [Role::Client, Role::Server] {
         let got = by_role(&recs, role);
-        let paths: Vec<&str> = got.iter().map(|r| r.s("/path")).collect();
-        assert_eq!(paths, ["/k1", "/k2", "/k3"], "{role} records: {recs:#?}");
-        let conn_ports: std::collections::HashSet<u64> =
-            got.iter().map(|r| r.n("/client/port")).collect();
+        let paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(paths, ["/k1", "/k2", "/k3"], "{role:?} records: {recs:#?}");
+        let conn_ports: std::collections::HashSet<u16> =
+            got.iter().map(|r| r.client.port).collect();
         assert_eq!(
             conn_ports.len(),
             1,
             "all three requests used one connection: {got:#?}"
         );
-        assert!(got.iter().all(|r| r.n("/status") == 200));
+        assert!(got.iter().all(|r| r.status == 200));
     }
 }
 
@@ -166,8 +166,8 @@ fn wrk_burst_is_captured_exactly() {
     // (requests in flight when wrk stops are served but never counted by wrk).
     std::thread::sleep(Duration::from_millis(300));
     let served = nginx.served();
-    let server_recs = |r: &Value| served_on(r, port) && r.s("/role") == "server";
-    let client_recs = |r: &Value| served_on(r, port) && r.s("/role") == "client";
+    let server_recs = |r: &CallRecord| served_on(r, port) && r.role == Role::Server;
+    let client_recs = |r: &CallRecord| served_on(r, port) && r.role == Role::Client;
     let got_server = agent
         .wait_records(served, Duration::from_secs(30), server_recs)
         .len();
@@ -183,8 +183,8 @@ fn wrk_burst_is_captured_exactly() {
         got_client, completed,
         "client-role calls vs wrk's count (drops: {drops:?})"
     );
-    let wrong = agent
-        .records(|r| served_on(r, port) && (r.s("/path") != "/api/items" || r.n("/status") != 200));
+    let wrong =
+        agent.records(|r| served_on(r, port) && (r.path != "/api/items" || r.status != 200));
     assert!(
         wrong.is_empty(),
         "records with wrong path/status: {:#?}",
@@ -231,10 +231,7 @@ fn plain_tcp_echo_is_not_a_call() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok 20");
     std::thread::sleep(Duration::from_millis(800));
-    let recs = agent.records(|r| {
-        served_on(r, port)
-            || r.pointer("/client/port").and_then(Value::as_u64) == Some(u64::from(port))
-    });
+    let recs = agent.records(|r| served_on(r, port) || r.client.port == port);
     assert!(
         recs.is_empty(),
         "echo traffic produced call records: {recs:#?}"
@@ -257,8 +254,8 @@ fn ipv6_loopback() {
     let recs = agent.wait_records(2, RECORD_WAIT, |r| served_on(r, port));
     assert_one_call_per_role(&recs, "GET", "/v6?q=1", 200);
     for r in &recs {
-        assert_eq!(r.s("/server/ip"), "::1", "{r}");
-        assert_eq!(r.s("/client/ip"), "::1", "{r}");
+        assert_eq!(r.server.ip.to_string(), "::1", "{r:?}");
+        assert_eq!(r.client.ip.to_string(), "::1", "{r:?}");
     }
 }
 
@@ -283,7 +280,7 @@ fn post_with_chunked_request_body() {
     let recs = agent.wait_records(2, RECORD_WAIT, |r| served_on(r, port));
     assert_one_call_per_role(&recs, "POST", "/upload", 201);
     for r in &recs {
-        assert!(r.n("/request_bytes") > 10_000, "chunked body counted: {r}");
+        assert!(r.request_bytes > 10_000, "chunked body counted: {r:?}");
     }
 }
 
@@ -311,16 +308,11 @@ fn head_204_and_sendfile_body_on_one_connection() {
     ]);
     curl(&["-I", &format!("{base}/index.html")]);
     let recs = agent.wait_records(8, RECORD_WAIT, |r| served_on(r, port));
-    for role in ["client", "server"] {
+    for role in [Role::Client, Role::Server] {
         // Order is defined within a connection; the HEAD came on a second connection.
-        let mut got: Vec<(String, u64)> = by_role(&recs, role)
+        let mut got: Vec<(String, u16)> = by_role(&recs, role)
             .iter()
-            .map(|r| {
-                (
-                    format!("{} {}", r.s("/method"), r.s("/path")),
-                    r.n("/status"),
-                )
-            })
+            .map(|r| (format!("{} {}", r.method, r.path), r.status))
             .collect();
         let head = got
             .iter()
@@ -333,21 +325,18 @@ fn head_204_and_sendfile_body_on_one_connection() {
                 ("GET /empty".to_string(), 204),
                 ("GET /after".to_string(), 200),
             ],
-            "{role}: {recs:#?}"
+            "{role:?}: {recs:#?}"
         );
         assert_eq!(
             head,
             Some(("HEAD /index.html".to_string(), 200)),
-            "{role}: {recs:#?}"
+            "{role:?}: {recs:#?}"
         );
         let big = by_role(&recs, role)
             .into_iter()
-            .find(|r| r.s("/path") == "/big.bin")
+            .find(|r| r.path == "/big.bin")
             .expect("big.bin record");
-        assert!(
-            big.n("/response_bytes") > 300_000,
-            "body bytes counted: {big}"
-        );
+        assert!(big.response_bytes > 300_000, "body bytes counted: {big:?}");
     }
 }
 

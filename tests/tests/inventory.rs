@@ -8,8 +8,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+use monitor_agent::{
+    api::response::{CallsAnswer, InventoryAnswer, SpecsAnswer, UnusedAnswer},
+    inventory::{view::EndpointView, SpecStatus},
+};
 use monitor_tests::{
-    agent::{agent_bin, RecordExt},
+    agent::{agent_bin, service},
     free_port,
     peers::{api_server, curl, peer_script, run_ok, spec_path, Proc},
     wait_listening, workspace_root, Agent, Cgroup, TempDir,
@@ -21,26 +25,24 @@ use serde_json::Value;
 const JWT: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJpc3MiOiJodHRwczovL2lzc3Vlci50ZXN0Iiwic3ViIjoic3ZjLW9yZGVycyJ9.c2lnbmF0dXJl";
 
 /// (method, route, spec_status, calls) of every endpoint in `eps`.
-fn summary(eps: &[Value]) -> BTreeSet<(String, String, String, u64)> {
+fn summary(eps: &[EndpointView]) -> BTreeSet<(String, String, SpecStatus, u64)> {
     eps.iter()
-        .map(|e| {
-            (
-                e.s("/method").to_string(),
-                e.s("/route").to_string(),
-                e.s("/spec_status").to_string(),
-                e.n("/calls"),
-            )
-        })
+        .map(|e| (e.method.clone(), e.route.clone(), e.spec_status, e.calls))
         .collect()
 }
 
-fn total_calls(eps: &[Value]) -> u64 {
-    eps.iter().map(|e| e.n("/calls")).sum()
+fn total_calls(eps: &[EndpointView]) -> u64 {
+    eps.iter().map(|e| e.calls).sum()
 }
 
-fn find<'a>(eps: &'a [Value], method: &str, route: &str) -> &'a Value {
+/// How often `key` was seen in one of an endpoint's tallies (statuses, auth...).
+fn tally(counts: &std::collections::BTreeMap<String, u64>, key: &str) -> u64 {
+    counts.get(key).copied().unwrap_or(0)
+}
+
+fn find<'a>(eps: &'a [EndpointView], method: &str, route: &str) -> &'a EndpointView {
     eps.iter()
-        .find(|e| e.s("/method") == method && e.s("/route") == route)
+        .find(|e| e.method == method && e.route == route)
         .unwrap_or_else(|| panic!("no endpoint {method} {route} in {eps:#?}"))
 }
 
@@ -107,15 +109,15 @@ fn declared_shadow_zombie_and_unused_are_exact() {
     );
 
     agent.wait_inventory("service=users", |e| total_calls(e) >= 13);
-    let want: BTreeSet<(String, String, String, u64)> = [
-        ("GET", "/api/v1/users", "documented", 3),
-        ("POST", "/api/v1/users", "documented", 2),
-        ("GET", "/api/v1/users/{userId}", "documented", 5),
-        ("GET", "/api/v1/admin/debug", "shadow", 2),
-        ("GET", "/api/v1/legacy/report", "zombie", 1),
+    let want: BTreeSet<(String, String, SpecStatus, u64)> = [
+        ("GET", "/api/v1/users", SpecStatus::Documented, 3),
+        ("POST", "/api/v1/users", SpecStatus::Documented, 2),
+        ("GET", "/api/v1/users/{userId}", SpecStatus::Documented, 5),
+        ("GET", "/api/v1/admin/debug", SpecStatus::Shadow, 2),
+        ("GET", "/api/v1/legacy/report", SpecStatus::Zombie, 1),
     ]
     .into_iter()
-    .map(|(m, r, s, n)| (m.into(), r.into(), s.into(), n))
+    .map(|(m, r, s, n)| (m.into(), r.into(), s, n))
     .collect();
     // Wait a little longer: a call counted twice would show up late.
     std::thread::sleep(Duration::from_millis(2500));
@@ -123,71 +125,67 @@ fn declared_shadow_zombie_and_unused_are_exact() {
     assert_eq!(summary(&eps), want, "inventory of users: {eps:#?}");
 
     let get_user = find(&eps, "GET", "/api/v1/users/{userId}");
-    assert_eq!(get_user.n("/errors_4xx"), 1, "{get_user}");
-    assert_eq!(get_user.n("/statuses/200"), 4, "{get_user}");
-    assert_eq!(get_user.n("/statuses/404"), 1, "{get_user}");
-    assert_eq!(get_user.s("/operation_id"), "getUser");
-    let callers: BTreeSet<(String, u64)> = get_user["callers"]
-        .as_array()
-        .unwrap()
+    assert_eq!(get_user.errors_4xx, 1, "{get_user:?}");
+    assert_eq!(tally(&get_user.statuses, "200"), 4, "{get_user:?}");
+    assert_eq!(tally(&get_user.statuses, "404"), 1, "{get_user:?}");
+    assert_eq!(get_user.operation_id.as_deref(), Some("getUser"));
+    let callers: BTreeSet<(String, u64)> = get_user
+        .callers
         .iter()
-        .map(|c| (c.s("/service").to_string(), c.n("/calls")))
+        .map(|c| (c.service.clone(), c.calls))
         .collect();
     assert_eq!(
         callers,
         BTreeSet::from([("curl".into(), 3), ("python3".into(), 2)]),
-        "{get_user}"
+        "{get_user:?}"
     );
+    let latency = &get_user.latency_us;
     assert!(
-        get_user.n("/latency_us/p50") > 0
-            && get_user.n("/latency_us/p99") >= get_user.n("/latency_us/p50")
+        latency.p50 > Some(0) && latency.p99 >= latency.p50,
+        "{latency:?}"
     );
     assert_eq!(
-        get_user.n("/response_content_types/application~1json"),
+        tally(&get_user.response_content_types, "application/json"),
         5,
-        "{get_user}"
+        "{get_user:?}"
     );
     let create = find(&eps, "POST", "/api/v1/users");
     assert_eq!(
-        create.n("/auth/jwt iss=https:~1~1issuer.test"),
+        tally(&create.auth, "jwt iss=https://issuer.test"),
         2,
-        "{create}"
+        "{create:?}"
     );
     assert_eq!(
-        create.n("/request_content_types/application~1json"),
+        tally(&create.request_content_types, "application/json"),
         2,
-        "{create}"
+        "{create:?}"
     );
-    assert_eq!(create.n("/statuses/201"), 2, "{create}");
+    assert_eq!(tally(&create.statuses, "201"), 2, "{create:?}");
     let legacy = find(&eps, "GET", "/api/v1/legacy/report");
-    assert_eq!(legacy.n("/auth/api_key x-api-key"), 1, "{legacy}");
-    assert_eq!(
-        legacy["query_params"],
-        serde_json::json!(["api_key", "format"])
-    );
+    assert_eq!(tally(&legacy.auth, "api_key x-api-key"), 1, "{legacy:?}");
+    assert_eq!(legacy.query_params, ["api_key", "format"]);
     let debug = find(&eps, "GET", "/api/v1/admin/debug");
-    assert_eq!(debug.n("/auth/none"), 2, "{debug}");
+    assert_eq!(tally(&debug.auth, "none"), 2, "{debug:?}");
     let text = serde_json::to_string(&eps).unwrap();
     for secret in ["k-123456", "zzz", "c2lnbmF0dXJl"] {
         assert!(!text.contains(secret), "inventory leaks {secret}: {text}");
     }
 
     // Filters.
-    let (_, shadow) = agent.api_get("/api/v1/inventory?service=users&spec_status=shadow");
-    assert_eq!(shadow["count"], 1, "{shadow}");
-    let (_, later) = agent.api_get("/api/v1/inventory?service=users&since=2999-01-01T00:00:00Z");
-    assert_eq!(later["count"], 0, "{later}");
-    let (_, recent) = agent.api_get("/api/v1/inventory?service=users&since=10m");
-    assert_eq!(recent["count"], 5, "{recent}");
+    let shadow: InventoryAnswer = agent.api("/api/v1/inventory?service=users&spec_status=shadow");
+    assert_eq!(shadow.count, 1, "{shadow:?}");
+    let later: InventoryAnswer =
+        agent.api("/api/v1/inventory?service=users&since=2999-01-01T00:00:00Z");
+    assert_eq!(later.count, 0, "{later:?}");
+    let recent: InventoryAnswer = agent.api("/api/v1/inventory?service=users&since=10m");
+    assert_eq!(recent.count, 5, "{recent:?}");
 
     // Declared but never called.
-    let (status, unused) = agent.api_get("/api/v1/inventory/unused?service=users");
-    assert_eq!(status, 200);
-    let unused: BTreeSet<(String, String)> = unused["unused"]
-        .as_array()
-        .unwrap()
+    let unused: UnusedAnswer = agent.api("/api/v1/inventory/unused?service=users");
+    let unused: BTreeSet<(String, String)> = unused
+        .unused
         .iter()
-        .map(|u| (u.s("/method").to_string(), u.s("/route").to_string()))
+        .map(|u| (u.method.clone(), u.route.clone()))
         .collect();
     assert_eq!(
         unused,
@@ -198,13 +196,12 @@ fn declared_shadow_zombie_and_unused_are_exact() {
     );
 
     // Recent calls: counted once, with both sides' identities.
-    let (_, calls) = agent.api_get("/api/v1/calls?service=users&route=/api/v1/admin/debug");
-    let calls = calls["calls"].as_array().unwrap();
-    assert_eq!(calls.len(), 2, "{calls:#?}");
-    for c in calls {
-        assert_eq!(c.s("/client/service"), "curl", "{c}");
-        assert_eq!(c.s("/server/service"), "users", "{c}");
-        assert_eq!(c["seen_by_both"], true, "{c}");
+    let calls: CallsAnswer = agent.api("/api/v1/calls?service=users&route=/api/v1/admin/debug");
+    assert_eq!(calls.calls.len(), 2, "{calls:#?}");
+    for c in &calls.calls {
+        assert_eq!(service(&c.client), "curl", "{c:?}");
+        assert_eq!(service(&c.server), "users", "{c:?}");
+        assert!(c.seen_by_both, "{c:?}");
     }
 
     // The CLI: one command shows every endpoint with its status.
@@ -293,9 +290,7 @@ fn inventory_survives_kill_9() {
     }
     let eps = agent.wait_inventory("service=users", |e| total_calls(e) >= 20);
     assert_eq!(total_calls(&eps), 20, "{eps:#?}");
-    let first_seen = find(&eps, "GET", "/api/v1/users/{id}")
-        .s("/first_seen")
-        .to_string();
+    let first_seen = find(&eps, "GET", "/api/v1/users/{id}").first_seen.clone();
     // Two flush intervals: the 20 calls are on disk.
     std::thread::sleep(Duration::from_millis(2500));
 
@@ -321,14 +316,13 @@ fn inventory_survives_kill_9() {
     let agent = Agent::start_with(&args);
     let eps = agent.wait_inventory("service=users", |e| !e.is_empty());
     let restored = find(&eps, "GET", "/api/v1/users/{id}");
-    let calls = restored.n("/calls");
+    let calls = restored.calls;
     assert!(
         (20..=50).contains(&calls),
         "after kill -9 the inventory should hold the 20 flushed calls and at most the 30 sent since: {calls}"
     );
     assert_eq!(
-        restored.s("/first_seen"),
-        first_seen,
+        restored.first_seen, first_seen,
         "first_seen changed across the restart"
     );
     // And it keeps counting on top of what was restored.
@@ -356,14 +350,13 @@ fn bad_spec_query_and_token_get_clear_errors() {
     let token = Some("s3cret-token");
 
     // The broken spec is reported with file and line; the agent runs on.
-    let (status, specs) = agent.api_get_with("/api/v1/specs", token);
-    assert_eq!(status, 200, "{specs}");
-    let err = specs.s("/specs/0/error");
+    let specs: SpecsAnswer = agent.api_with("/api/v1/specs", token);
+    let err = specs.specs[0].error.as_deref().unwrap_or("");
     assert!(
         err.starts_with(&format!("{}:5:", spec.display())),
-        "{specs}"
+        "{specs:?}"
     );
-    assert_eq!(specs["specs"][0]["loaded"], false);
+    assert!(!specs.specs[0].loaded);
     assert!(
         agent.stderr().contains("users.yaml:5:"),
         "{}",
@@ -375,12 +368,13 @@ fn bad_spec_query_and_token_get_clear_errors() {
     std::fs::write(&spec, good).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, s) = agent.api_get_with("/api/v1/specs", token);
-        if s["specs"][0]["loaded"] == true && s["specs"][0]["error"].is_null() {
-            assert_eq!(s["specs"][0]["operations"], 1);
+        let s: SpecsAnswer = agent.api_with("/api/v1/specs", token);
+        let s = &s.specs[0];
+        if s.loaded && s.error.is_none() {
+            assert_eq!(s.operations, 1);
             break;
         }
-        assert!(Instant::now() < deadline, "fixed spec not reloaded: {s}");
+        assert!(Instant::now() < deadline, "fixed spec not reloaded: {s:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
     // Broken again and reloaded by SIGHUP: the previous version stays in force.
@@ -389,14 +383,15 @@ fn bad_spec_query_and_token_get_clear_errors() {
     unsafe { libc::kill(agent.pid() as i32, libc::SIGHUP) };
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, s) = agent.api_get_with("/api/v1/specs", token);
-        if !s["specs"][0]["error"].is_null() {
-            assert_eq!(s["specs"][0]["loaded"], true, "{s}");
-            assert_eq!(s["specs"][0]["operations"], 1, "{s}");
-            assert!(s.s("/specs/0/error").contains("/paths"), "{s}");
+        let s: SpecsAnswer = agent.api_with("/api/v1/specs", token);
+        let s = &s.specs[0];
+        if let Some(error) = &s.error {
+            assert!(s.loaded, "{s:?}");
+            assert_eq!(s.operations, 1, "{s:?}");
+            assert!(error.contains("/paths"), "{s:?}");
             break;
         }
-        assert!(Instant::now() < deadline, "broken spec not reported: {s}");
+        assert!(Instant::now() < deadline, "broken spec not reported: {s:?}");
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(
@@ -421,18 +416,18 @@ fn bad_spec_query_and_token_get_clear_errors() {
         ("/api/v1/openapi", "service parameter is required"),
         ("/api/v1/inventory?service=a&service=b", "given twice"),
     ] {
-        let (status, body) = agent.api_get_with(path, token);
-        assert_eq!(status, 400, "{path}: {body}");
-        assert!(body.s("/error").contains(needle), "{path}: {body}");
+        let (status, error) = agent.api_error(path, token);
+        assert_eq!(status, 400, "{path}: {error}");
+        assert!(error.contains(needle), "{path}: {error}");
     }
-    let (status, body) = agent.api_get_with("/api/v1/openapi?service=nobody", token);
-    assert_eq!(status, 404, "{body}");
+    let (status, error) = agent.api_error("/api/v1/openapi?service=nobody", token);
+    assert_eq!(status, 404, "{error}");
 
     // Wrong or missing token: 401, while /metrics and /healthz stay open.
-    let (status, body) = agent.api_get_with("/api/v1/inventory", Some("wrong"));
-    assert_eq!(status, 401, "{body}");
-    assert_eq!(body.s("/error"), "wrong API token");
-    let (status, _) = agent.api_get("/api/v1/inventory");
+    let (status, error) = agent.api_error("/api/v1/inventory", Some("wrong"));
+    assert_eq!(status, 401, "{error}");
+    assert_eq!(error, "wrong API token");
+    let (status, _) = agent.api_error("/api/v1/inventory", None);
     assert_eq!(status, 401);
     assert!(agent.metric("monitor_inventory_endpoints").is_some());
     let (code, _, err) = agent.cli(&["inventory", "--token", "wrong"]);
@@ -522,10 +517,11 @@ fn services_are_named_by_rule_container_or_process() {
         let eps = agent.wait_inventory(&format!("service={service}"), |e| total_calls(e) >= 1);
         let ep = eps
             .iter()
-            .find(|e| e.s("/route") == "/who")
+            .find(|e| e.route == "/who")
             .unwrap_or_else(|| panic!("server on {port} not named {service}: {eps:#?}"));
-        assert_eq!(ep.n("/calls"), 1, "{ep}");
-        assert_eq!(ep.s("/callers/0/service"), "fetcher", "{ep}");
+        assert_eq!(ep.calls, 1, "{ep:?}");
+        let first_caller = ep.callers.first().map(|c| c.service.as_str());
+        assert_eq!(first_caller, Some("fetcher"), "{ep:?}");
         named.push(service.to_string());
     }
     assert_eq!(named.len(), 4);
