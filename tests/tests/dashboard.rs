@@ -15,7 +15,7 @@ use std::{
 };
 
 use monitor_tests::{
-    agent::{http_get, RecordExt},
+    agent::http_get,
     free_port,
     peers::{api_server, curl, spec_path, Proc},
     wait_listening, workspace_root, Agent, TempDir,
@@ -34,7 +34,7 @@ fn expressions(dash: &Value) -> Vec<(String, String)> {
         for p in panels.as_array().into_iter().flatten() {
             for t in p["targets"].as_array().into_iter().flatten() {
                 if let Some(e) = t["expr"].as_str() {
-                    out.push((p.s("/title").to_string(), e.to_string()));
+                    out.push((p["title"].as_str().unwrap_or("").to_string(), e.to_string()));
                 }
             }
             walk(&p["panels"], out);

@@ -108,7 +108,7 @@ fn curl_to_python_http_server_is_one_call_per_role() {
         assert!(d > 0 && d < 5_000_000, "implausible duration {d}us: {r:?}");
         assert!(r.request_bytes > 20 && r.response_bytes > 4, "{r:?}");
         let age = now.duration_since(r.ts).unwrap_or(Duration::MAX);
-        assert!(age < Duration::from_secs(60), "implausible time: {r:?}");
+        assert!(age < Duration::from_mins(1), "implausible time: {r:?}");
     }
     // The server saw the same bytes the client sent.
     assert_eq!(client.request_bytes, server.request_bytes);

@@ -10,8 +10,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use monitor_agent::{
+    api::response::InventoryAnswer,
+    protocol::exchange::{EndingFrame, Field, Grpc, Sender},
+    record::{CallRecord, Role},
+};
 use monitor_tests::{
-    agent::{by_role, served_on, RecordExt, RECORD_WAIT},
+    agent::{by_role, served_on, RECORD_WAIT},
     free_port,
     peers::{curl, run_ok, Nginx, NginxOptions, Proc},
     wait_listening, workspace_root, Agent,
@@ -54,10 +59,10 @@ fn h2_client(port: u16, args: &[&str]) -> Value {
 }
 
 /// (path, status) of every record of `role`, sorted.
-fn calls_of(records: &[Value], role: &str) -> Vec<(String, u64)> {
-    let mut v: Vec<(String, u64)> = by_role(records, role)
+fn calls_of(records: &[CallRecord], role: Role) -> Vec<(String, u16)> {
+    let mut v: Vec<(String, u16)> = by_role(records, role)
         .iter()
-        .map(|r| (r.s("/path").to_string(), r.n("/status")))
+        .map(|r| (r.path.clone(), r.status))
         .collect();
     v.sort();
     v
@@ -76,21 +81,18 @@ fn h2_client_and_server_with_100_concurrent_streams() {
     );
     // Every stream of both processes is one call.
     let recs = agent.wait_records(600, WAIT, |r| served_on(r, port));
-    let mut want: Vec<(String, u64)> = (0..300).map(|i| (format!("/items/{i}"), 200)).collect();
+    let mut want: Vec<(String, u16)> = (0..300).map(|i| (format!("/items/{i}"), 200)).collect();
     want.sort();
-    for role in ["client", "server"] {
-        assert_eq!(calls_of(&recs, role), want, "{role} side");
+    for role in [Role::Client, Role::Server] {
+        assert_eq!(calls_of(&recs, role), want, "{role:?} side");
     }
     for r in &recs {
-        assert_eq!(r.s("/protocol"), "http/2", "{r}");
-        assert_eq!(r.s("/method"), "GET", "{r}");
-        assert!(r.pointer("/unknown").is_none(), "nothing unknown: {r}");
-        assert!(
-            r.n("/duration_us") < 10_000_000 && r.n("/response_bytes") > 9,
-            "{r}"
-        );
+        assert_eq!(r.protocol.as_str(), "http/2", "{r:?}");
+        assert_eq!(r.method, "GET", "{r:?}");
+        assert!(r.unknown.is_empty(), "nothing unknown: {r:?}");
+        assert!(r.duration_us < 10_000_000 && r.response_bytes > 9, "{r:?}");
     }
-    let conns: std::collections::HashSet<u64> = recs.iter().map(|r| r.n("/client/port")).collect();
+    let conns: std::collections::HashSet<u16> = recs.iter().map(|r| r.client.port).collect();
     assert_eq!(conns.len(), 1, "one connection carried every stream");
 
     // Statuses, trailers and a reset, with a POST body, on a second connection.
@@ -108,9 +110,9 @@ fn h2_client_and_server_with_100_concurrent_streams() {
         ],
     );
     assert_eq!(summary["completed"], 5, "{summary}");
-    let more = |p: &str| -> Vec<Value> {
+    let more = |p: &str| -> Vec<CallRecord> {
         let p = p.to_string();
-        agent.wait_records(2, WAIT, move |r| served_on(r, port) && r.s("/path") == p)
+        agent.wait_records(2, WAIT, move |r| served_on(r, port) && r.path == p)
     };
     for (path, status) in [
         ("/status/404", 404),
@@ -121,24 +123,25 @@ fn h2_client_and_server_with_100_concurrent_streams() {
         let recs = more(path);
         assert_eq!(recs.len(), 2, "{path}: {recs:#?}");
         for r in &recs {
-            assert_eq!(r.n("/status"), status, "{r}");
-            assert_eq!(r.s("/method"), "POST", "{r}");
-            assert_eq!(r.n("/request_body_bytes"), 3000, "{r}");
-            assert!(r.pointer("/stream_error").is_none(), "{r}");
+            assert_eq!(r.status, status, "{r:?}");
+            assert_eq!(r.method, "POST", "{r:?}");
+            assert_eq!(r.request_body_bytes, 3000, "{r:?}");
+            assert!(r.stream_error.is_none(), "{r:?}");
         }
     }
     // Bodies within the 4 KiB captured per syscall are counted exactly (larger ones: see
     // `large_concurrent_bodies_lose_detail_never_truth`).
     for r in more("/bytes/3000") {
-        assert_eq!(r.n("/response_body_bytes"), 3000, "{r}");
+        assert_eq!(r.response_body_bytes, 3000, "{r:?}");
     }
     let reset = more("/reset");
     assert_eq!(reset.len(), 2, "{reset:#?}");
     for r in &reset {
-        assert_eq!(r.n("/status"), 0, "{r}");
-        assert_eq!(r.s("/stream_error/frame"), "RST_STREAM", "{r}");
-        assert_eq!(r.s("/stream_error/code"), "INTERNAL_ERROR", "{r}");
-        assert_eq!(r.s("/stream_error/by"), "server", "{r}");
+        assert_eq!(r.status, 0, "{r:?}");
+        let e = r.stream_error.expect("a stream error");
+        assert_eq!(e.frame, EndingFrame::RstStream, "{r:?}");
+        assert_eq!(e.code.name(), "INTERNAL_ERROR", "{r:?}");
+        assert_eq!(e.by, Sender::Server, "{r:?}");
     }
     let errors = agent.metric("monitor_parse_errors_total{protocol=\"http/2\"}");
     assert_eq!(errors, Some(0.0), "{}", agent.metrics());
@@ -195,18 +198,26 @@ fn nginx_over_h2c_and_tls_with_curl_and_h2load() {
         (plain.port, "/api/one", false),
         (tls.port, "/api/two", true),
     ] {
-        let recs = agent.wait_records(2, WAIT, |r| served_on(r, port) && r.s("/path") == path);
+        let recs = agent.wait_records(2, WAIT, |r| served_on(r, port) && r.path == path);
         assert_eq!(recs.len(), 2, "{path}: {recs:#?}");
-        for role in ["client", "server"] {
+        for role in [Role::Client, Role::Server] {
             let r = by_role(&recs, role);
-            assert_eq!(r.len(), 1, "{role} {path}: {recs:#?}");
+            assert_eq!(r.len(), 1, "{role:?} {path}: {recs:#?}");
             let r = r[0];
-            assert_eq!(r.s("/protocol"), "http/2", "{r}");
-            assert_eq!(r.s("/method"), "GET", "{r}");
-            assert_eq!(r.n("/status"), 200, "{r}");
-            assert_eq!(r.pointer("/tls"), Some(&Value::Bool(is_tls)), "{r}");
-            assert_eq!(r.s("/host"), format!("127.0.0.1:{port}"), "{r}");
-            assert_eq!(r.s("/response_content_type"), "application/json", "{r}");
+            assert_eq!(r.protocol.as_str(), "http/2", "{r:?}");
+            assert_eq!(r.method, "GET", "{r:?}");
+            assert_eq!(r.status, 200, "{r:?}");
+            assert_eq!(r.tls, is_tls, "{r:?}");
+            assert_eq!(
+                r.host.as_deref().unwrap_or(""),
+                format!("127.0.0.1:{port}"),
+                "{r:?}"
+            );
+            assert_eq!(
+                r.response_content_type.as_deref().unwrap_or(""),
+                "application/json",
+                "{r:?}"
+            );
         }
     }
 
@@ -218,19 +229,20 @@ fn nginx_over_h2c_and_tls_with_curl_and_h2load() {
     ] {
         let done = h2load(&url, n);
         let deadline = Instant::now() + WAIT;
-        let count = |role: &str| {
+        let count = |role: Role| {
             agent
-                .records(|r| served_on(r, port) && r.s("/path") == "/load" && r.s("/role") == role)
+                .records(|r| served_on(r, port) && r.path == "/load" && r.role == role)
                 .len() as u64
         };
-        while (count("client") < done || count("server") < done) && Instant::now() < deadline {
+        while (count(Role::Client) < done || count(Role::Server) < done)
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(100));
         }
         std::thread::sleep(Duration::from_millis(500));
-        assert_eq!(count("server"), done, "{url}: nginx side");
-        assert_eq!(count("client"), done, "{url}: h2load side");
-        let wrong = agent
-            .records(|r| served_on(r, port) && r.s("/path") == "/load" && r.n("/status") != 200);
+        assert_eq!(count(Role::Server), done, "{url}: nginx side");
+        assert_eq!(count(Role::Client), done, "{url}: h2load side");
+        let wrong = agent.records(|r| served_on(r, port) && r.path == "/load" && r.status != 200);
         assert!(
             wrong.is_empty(),
             "{url}: {:#?}",
@@ -271,23 +283,23 @@ fn h2c_upgrade_from_http1() {
     ]);
     assert!(out.contains("ok /second"), "{out}");
     let recs = agent.wait_records(4, WAIT, |r| served_on(r, port));
-    for role in ["client", "server"] {
+    for role in [Role::Client, Role::Server] {
         assert_eq!(
             calls_of(&recs, role),
             vec![
                 ("/second".to_string(), 200),
                 ("/status/201".to_string(), 201)
             ],
-            "{role}: {recs:#?}"
+            "{role:?}: {recs:#?}"
         );
     }
     // The upgraded request was sent as HTTP/1.1 but answered as stream 1 of HTTP/2.
     for r in &recs {
-        assert_eq!(r.s("/protocol"), "http/2", "{r}");
-        assert_eq!(r.s("/method"), "GET", "{r}");
+        assert_eq!(r.protocol.as_str(), "http/2", "{r:?}");
+        assert_eq!(r.method, "GET", "{r:?}");
     }
     assert!(
-        !recs.iter().any(|r| r.n("/status") == 101),
+        !recs.iter().any(|r| r.status == 101),
         "the 101 is not a call of its own: {recs:#?}"
     );
 }
@@ -331,7 +343,10 @@ fn grpc_unary_and_server_streaming_with_ok_and_error_statuses() {
         .as_array()
         .expect("calls")
         .iter()
-        .map(|c| (c.s("/method").to_string(), c.n("/grpc_status")))
+        .map(|c| {
+            let method = c["method"].as_str().unwrap_or_default().to_string();
+            (method, c["grpc_status"].as_u64().unwrap_or(u64::MAX))
+        })
         .collect();
     let hello = "/demo.Greeter/SayHello".to_string();
     let count = "/demo.Greeter/CountTo".to_string();
@@ -346,25 +361,26 @@ fn grpc_unary_and_server_streaming_with_ok_and_error_statuses() {
     ];
     assert_eq!(seen, want, "what the client saw");
     let recs = agent.wait_records(14, WAIT, |r| served_on(r, port));
-    for role in ["client", "server"] {
+    for role in [Role::Client, Role::Server] {
         let mut got: Vec<(String, String, u64, u64)> = by_role(&recs, role)
             .iter()
             .map(|r| {
-                assert_eq!(r.s("/protocol"), "grpc", "{r}");
-                assert_eq!(r.s("/method"), "POST", "{r}");
-                assert_eq!(r.n("/status"), 200, "HTTP status beside the gRPC one: {r}");
-                assert_eq!(r.s("/grpc/service"), "demo.Greeter", "{r}");
+                assert_eq!(r.protocol.as_str(), "grpc", "{r:?}");
+                assert_eq!(r.method, "POST", "{r:?}");
+                assert_eq!(r.status, 200, "HTTP status beside the gRPC one: {r:?}");
+                let grpc = r.grpc.clone().unwrap_or_default();
+                assert_eq!(grpc.service, "demo.Greeter", "{r:?}");
+                assert_eq!(r.route, r.path, "gRPC paths are routes as they are: {r:?}");
                 assert_eq!(
-                    r.s("/route"),
-                    r.s("/path"),
-                    "gRPC paths are routes as they are: {r}"
+                    r.request_content_type.as_deref().unwrap_or(""),
+                    "application/grpc",
+                    "{r:?}"
                 );
-                assert_eq!(r.s("/request_content_type"), "application/grpc", "{r}");
                 (
-                    r.s("/path").to_string(),
-                    r.s("/grpc/method").to_string(),
-                    r.n("/grpc/status"),
-                    r.n("/response_body_bytes"),
+                    r.path.clone(),
+                    grpc.method,
+                    grpc.status.map_or(u64::MAX, u64::from),
+                    r.response_body_bytes,
                 )
             })
             .collect();
@@ -379,7 +395,7 @@ fn grpc_unary_and_server_streaming_with_ok_and_error_statuses() {
                 .map(|(p, m, s, _)| (p.clone(), m.clone(), *s))
                 .collect::<Vec<_>>(),
             expect,
-            "{role} side: {recs:#?}"
+            "{role:?} side: {recs:#?}"
         );
         // Five streamed messages carry more body than an error without messages.
         let streamed = got.iter().find(|g| g.0 == count && g.2 == 0).unwrap().3;
@@ -387,10 +403,16 @@ fn grpc_unary_and_server_streaming_with_ok_and_error_statuses() {
         assert!(streamed > 5 * 5, "{got:?}");
         assert!(empty.is_some(), "trailers-only error has no body: {got:?}");
     }
-    let messages: HashMap<u64, String> = by_role(&recs, "server")
+    let messages: HashMap<u32, String> = by_role(&recs, Role::Server)
         .iter()
-        .filter(|r| r.pointer("/grpc/message").is_some())
-        .map(|r| (r.n("/grpc/status"), r.s("/grpc/message").to_string()))
+        .filter_map(|r| match &r.grpc {
+            Some(Grpc {
+                status: Some(s),
+                message: Some(m),
+                ..
+            }) => Some((*s, m.clone())),
+            _ => None,
+        })
         .collect();
     assert_eq!(
         messages.get(&5).map(String::as_str),
@@ -435,11 +457,8 @@ impl Paused {
     }
 }
 
-fn unknown_fields(r: &Value) -> Vec<&str> {
-    r.pointer("/unknown")
-        .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default()
+fn unknown_fields(r: &CallRecord) -> Vec<&'static str> {
+    r.unknown.iter().map(Field::name).collect()
 }
 
 #[test]
@@ -468,13 +487,13 @@ fn connection_opened_before_the_agent_with_header_table_entries() {
         "{summary}"
     );
     let recs = agent.wait_records(10, WAIT, |r| served_on(r, port));
-    for role in ["client", "server"] {
-        let mut got: Vec<(String, u64, Vec<&str>)> = by_role(&recs, role)
+    for role in [Role::Client, Role::Server] {
+        let mut got: Vec<(String, u16, Vec<&str>)> = by_role(&recs, role)
             .iter()
             .map(|r| {
-                assert_eq!(r.s("/method"), "GET", "{r}");
-                assert_eq!(r.s("/protocol"), "http/2", "{r}");
-                (r.s("/path").to_string(), r.n("/status"), unknown_fields(r))
+                assert_eq!(r.method, "GET", "{r:?}");
+                assert_eq!(r.protocol.as_str(), "http/2", "{r:?}");
+                (r.path.clone(), r.status, unknown_fields(r))
             })
             .collect();
         got.sort();
@@ -492,7 +511,7 @@ fn connection_opened_before_the_agent_with_header_table_entries() {
                 ("/fresh/c".to_string(), 200, known.clone()),
                 ("/status/418".to_string(), 418, known.clone()),
             ],
-            "{role}: {recs:#?}"
+            "{role:?}: {recs:#?}"
         );
     }
     // Calls with an unknown path are shown but never filed under an endpoint.
@@ -501,12 +520,16 @@ fn connection_opened_before_the_agent_with_header_table_entries() {
         Some(4.0),
         "{recs:#?}"
     );
-    let (_, inventory) = agent.api_get("/api/v1/inventory");
-    let text = inventory.to_string();
-    assert!(text.contains("/fresh/c"), "{text}");
+    let inventory: InventoryAnswer = agent.api("/api/v1/inventory");
+    let routes: Vec<&str> = inventory
+        .endpoints
+        .iter()
+        .map(|e| e.route.as_str())
+        .collect();
+    assert!(routes.contains(&"/fresh/c"), "{routes:?}");
     assert!(
-        !text.contains("\"route\":\"\""),
-        "no endpoint for unknown paths: {text}"
+        !routes.contains(&""),
+        "no endpoint for unknown paths: {routes:?}"
     );
 }
 
@@ -542,23 +565,23 @@ fn large_concurrent_bodies_lose_detail_never_truth() {
     let mut per_path: HashMap<String, usize> = HashMap::new();
     for r in &recs {
         let unknown = unknown_fields(r);
-        let path = r.s("/path");
+        let path = r.path.as_str();
         if unknown.contains(&"path") {
-            assert_eq!(path, "", "{r}");
+            assert_eq!(path, "", "{r:?}");
             continue;
         }
         let want = match path {
             "/bytes/100000" | "/bytes/300000" => 200,
             "/status/201" => 201,
-            other => panic!("a path that was never sent: {other}: {r}"),
+            other => panic!("a path that was never sent: {other}: {r:?}"),
         };
         if unknown.contains(&"status") {
-            assert_eq!(r.n("/status"), 0, "{r}");
+            assert_eq!(r.status, 0, "{r:?}");
         } else {
-            assert_eq!(r.n("/status"), want, "a wrong status: {r}");
+            assert_eq!(r.status, want, "a wrong status: {r:?}");
         }
         *per_path
-            .entry(format!("{} {path}", r.s("/role")))
+            .entry(format!("{} {path}", r.role.as_str()))
             .or_default() += 1;
     }
     for (k, n) in &per_path {

@@ -13,8 +13,9 @@ use std::{
     time::Duration,
 };
 
+use monitor_agent::{identity::Workload, record::Role};
 use monitor_tests::{
-    agent::{served_on, RecordExt},
+    agent::{served_on, service},
     free_port,
     peers::{curl, peer_script, run_ok, Proc},
     wait_listening, Agent, Cgroup, TempDir,
@@ -121,36 +122,39 @@ fn containers_are_named_by_workload_and_addresses_by_service() {
         "the server was not named by its workload: {eps:#?}\n{}",
         agent.stderr()
     );
-    assert_eq!(eps[0].s("/route"), "/api/orders/{id}");
-    assert_eq!(eps[0].s("/callers/0/service"), "curl");
+    assert_eq!(eps[0].route, "/api/orders/{id}");
+    let first_caller = eps[0].callers.first().map(|c| c.service.as_str());
+    assert_eq!(first_caller, Some("curl"));
     // The client's view names the server's address by the Service its EndpointSlice lists.
     let recs = agent.wait_records(2, Duration::from_secs(10), |r| served_on(r, port));
     let client_view = recs
         .iter()
-        .find(|r| r.s("/role") == "client")
+        .find(|r| r.role == Role::Client)
         .expect("client-role record");
     assert_eq!(
-        client_view.s("/server/service"),
+        service(&client_view.server),
         "shop/loopback",
-        "{client_view}"
+        "{client_view:?}"
     );
     let server_view = recs
         .iter()
-        .find(|r| r.s("/role") == "server")
+        .find(|r| r.role == Role::Server)
         .expect("server-role record");
-    for (field, want) in [
-        ("pod", "orders-6c9f7d8b4f-q8r2t"),
-        ("namespace", "shop"),
-        ("workload", "orders"),
-        ("kind", "Deployment"),
-        ("service_account", "orders"),
-    ] {
-        assert_eq!(
-            server_view.s(&format!("/server/kubernetes/{field}")),
-            want,
-            "{server_view}"
-        );
-    }
+    let pod = server_view
+        .server
+        .kubernetes
+        .as_deref()
+        .unwrap_or_else(|| panic!("the server is not named as a pod: {server_view:?}"));
+    assert_eq!(
+        pod,
+        &Workload {
+            pod: "orders-6c9f7d8b4f-q8r2t".into(),
+            namespace: "shop".into(),
+            workload: "orders".into(),
+            kind: "Deployment".into(),
+            service_account: "orders".into(),
+        }
+    );
     let seen = requests.lock().unwrap().clone();
     assert!(
         seen.iter()

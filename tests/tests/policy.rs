@@ -6,16 +6,21 @@ use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
     process::Command,
+    sync::Arc,
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
+use monitor_agent::{
+    api::response::{PolicyAnswer, ViolationsAnswer},
+    policy::Reason,
+    violations::ViolationRecord,
+};
 use monitor_tests::{
-    agent::{agent_bin, run_cli, RecordExt},
+    agent::{agent_bin, run_cli},
     free_port,
     peers::{peer_script, run_ok, Proc},
     wait_listening, Agent, TempDir,
 };
-use serde_json::Value;
 
 const POLICY: &str = r#"
 default: deny
@@ -165,44 +170,35 @@ fn jwt(iss: &str, aud: &str, scope: &str, ttl_secs: i64) -> String {
 }
 
 /// Violations the agent reports for the services of this test, after the pairing window.
-fn violations(agent: &Agent, at_least: usize) -> Vec<Value> {
-    let ours = |v: &Value| ["orders", "payments", "admin"].contains(&v.s("/server_service"));
+fn violations(agent: &Agent, at_least: usize) -> Vec<Arc<ViolationRecord>> {
+    let ours = || {
+        let answer: ViolationsAnswer = agent.api("/api/v1/violations?limit=1000");
+        answer
+            .violations
+            .into_iter()
+            .filter(|v| ["orders", "payments", "admin"].contains(&v.server_service.as_str()))
+            .collect::<Vec<_>>()
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (status, body) = agent.api_get("/api/v1/violations?limit=1000");
-        assert_eq!(status, 200, "{body}");
-        let list: Vec<Value> = body["violations"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(ours)
-            .collect();
-        if list.len() >= at_least || Instant::now() > deadline {
+        if ours().len() >= at_least || Instant::now() > deadline {
             // A late duplicate would show up within the pairing window.
             std::thread::sleep(Duration::from_millis(2500));
-            let (_, body) = agent.api_get("/api/v1/violations?limit=1000");
-            return body["violations"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .into_iter()
-                .filter(ours)
-                .collect();
+            return ours();
         }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
 
-fn summary(list: &[Value]) -> BTreeSet<(String, String, String, String, String)> {
+fn summary(list: &[Arc<ViolationRecord>]) -> BTreeSet<(String, String, String, String, Reason)> {
     list.iter()
         .map(|v| {
             (
-                v.s("/client_service").to_string(),
-                v.s("/server_service").to_string(),
-                v.s("/method").to_string(),
-                v.s("/path").to_string(),
-                v.s("/reason").to_string(),
+                v.client_service.clone(),
+                v.server_service.clone(),
+                v.method.clone(),
+                v.path.clone(),
+                v.reason,
             )
         })
         .collect()
@@ -270,82 +266,91 @@ fn each_kind_of_unauthorized_call_is_one_violation() {
     );
 
     let got = violations(&agent, 9);
-    let want: BTreeSet<(String, String, String, String, String)> = [
+    let want: BTreeSet<(String, String, String, String, Reason)> = [
         (
             "frontend",
             "admin",
             "GET",
             "/api/admin/users",
-            "edge_not_allowed",
+            Reason::EdgeNotAllowed,
         ),
         (
             "frontend",
             "orders",
             "DELETE",
             "/api/orders/42",
-            "method_not_allowed",
+            Reason::MethodNotAllowed,
         ),
         (
             "frontend",
             "orders",
             "GET",
             "/api/orders/42/internal",
-            "route_not_allowed",
-        ),
-        ("curl", "orders", "GET", "/api/orders", "unknown_caller"),
-        (
-            "orders",
-            "payments",
-            "POST",
-            "/api/payments",
-            "missing_credentials",
+            Reason::RouteNotAllowed,
         ),
         (
+            "curl",
             "orders",
-            "payments",
-            "POST",
-            "/api/payments",
-            "audience_not_allowed",
+            "GET",
+            "/api/orders",
+            Reason::UnknownCaller,
         ),
         (
             "orders",
             "payments",
             "POST",
             "/api/payments",
-            "issuer_not_allowed",
+            Reason::MissingCredentials,
         ),
         (
             "orders",
             "payments",
             "POST",
             "/api/payments",
-            "scope_missing",
+            Reason::AudienceNotAllowed,
         ),
         (
             "orders",
             "payments",
             "POST",
             "/api/payments",
-            "token_expired",
+            Reason::IssuerNotAllowed,
+        ),
+        (
+            "orders",
+            "payments",
+            "POST",
+            "/api/payments",
+            Reason::ScopeMissing,
+        ),
+        (
+            "orders",
+            "payments",
+            "POST",
+            "/api/payments",
+            Reason::TokenExpired,
         ),
     ]
     .into_iter()
-    .map(|(a, b, c, d, e)| (a.into(), b.into(), c.into(), d.into(), e.into()))
+    .map(|(a, b, c, d, e)| (a.into(), b.into(), c.into(), d.into(), e))
     .collect();
     assert_eq!(got.len(), 9, "one violation per bad call: {got:#?}");
     assert_eq!(summary(&got), want);
     for v in &got {
-        assert!(!v.s("/detail").is_empty(), "{v}");
+        assert!(!v.detail.is_empty(), "{v:?}");
         assert!(
-            !v.to_string().contains("not-a-real-signature"),
-            "a token leaked: {v}"
+            !serde_json::to_string(v)
+                .unwrap()
+                .contains("not-a-real-signature"),
+            "a token leaked: {v:?}"
         );
     }
 
     // Filters, the counter, the log line, the CLI.
-    let (_, only) = agent.api_get("/api/v1/violations?reason=token_expired&service=payments");
-    assert_eq!(only["count"], 1, "{only}");
-    let (status, bad) = agent.api_get("/api/v1/violations?reason=rude");
+    let only: ViolationsAnswer =
+        agent.api("/api/v1/violations?reason=token_expired&service=payments");
+    assert_eq!(only.count, 1, "{only:?}");
+    let (status, bad) = agent.api_error("/api/v1/violations?reason=rude", None);
     assert_eq!(status, 400, "{bad}");
     let m = agent.metric("api_policy_violations_total{client_service=\"frontend\",server_service=\"admin\",reason=\"edge_not_allowed\"}");
     assert_eq!(m, Some(1.0));
@@ -408,9 +413,9 @@ fn a_suggested_policy_allows_what_was_seen_and_nothing_else() {
     mesh.call("frontend", "GET", mesh.payments, "/api/payments", None);
     let got = violations(&agent, 1);
     assert_eq!(got.len(), 1, "{got:#?}");
-    assert_eq!(got[0].s("/client_service"), "frontend");
-    assert_eq!(got[0].s("/server_service"), "payments");
-    assert_eq!(got[0].s("/reason"), "edge_not_allowed");
+    assert_eq!(got[0].client_service, "frontend");
+    assert_eq!(got[0].server_service, "payments");
+    assert_eq!(got[0].reason, Reason::EdgeNotAllowed);
 }
 
 #[test]
@@ -446,15 +451,15 @@ fn an_invalid_policy_is_refused_and_the_previous_one_stays() {
     std::fs::write(&policy, broken).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let (_, st) = agent.api_get("/api/v1/policy");
-        if !st["error"].is_null() {
-            assert_eq!(st["loaded"], true, "{st}");
-            assert!(st.s("/error").contains("line 6"), "{st}");
+        let st: PolicyAnswer = agent.api("/api/v1/policy");
+        if let Some(error) = &st.error {
+            assert!(st.loaded, "{st:?}");
+            assert!(error.contains("line 6"), "{st:?}");
             break;
         }
         assert!(
             Instant::now() < deadline,
-            "the broken policy was not reported: {st}"
+            "the broken policy was not reported: {st:?}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -465,7 +470,7 @@ fn an_invalid_policy_is_refused_and_the_previous_one_stays() {
         1,
         "the previous policy is no longer enforced: {got:#?}"
     );
-    assert_eq!(got[0].s("/reason"), "edge_not_allowed");
+    assert_eq!(got[0].reason, Reason::EdgeNotAllowed);
     assert!(
         agent
             .metric("monitor_policy_load_errors_total")

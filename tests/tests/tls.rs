@@ -6,30 +6,24 @@ use std::{
     time::Duration,
 };
 
+use monitor_agent::record::{CallRecord, Role};
 use monitor_tests::{
-    agent::{served_on, RecordExt, RECORD_WAIT},
+    agent::{comm, served_on, RECORD_WAIT},
     free_port,
     peers::{curl, peer_script, run_ok, self_signed_cert, Nginx, NginxOptions, Proc},
     wait_listening, Agent, TempDir,
 };
-use serde_json::Value;
 
 /// Method, path, status of every record of `role`, in order.
-fn calls(records: &[Value], role: &str) -> Vec<(String, String, u64)> {
+fn calls(records: &[CallRecord], role: Role) -> Vec<(String, String, u16)> {
     records
         .iter()
-        .filter(|r| r.s("/role") == role)
-        .map(|r| {
-            (
-                r.s("/method").to_string(),
-                r.s("/path").to_string(),
-                r.n("/status"),
-            )
-        })
+        .filter(|r| r.role == role)
+        .map(|r| (r.method.clone(), r.path.clone(), r.status))
         .collect()
 }
 
-fn expect(paths: &[&str], status: u64) -> Vec<(String, String, u64)> {
+fn expect(paths: &[&str], status: u16) -> Vec<(String, String, u16)> {
     paths
         .iter()
         .map(|p| ("GET".to_string(), p.to_string(), status))
@@ -37,13 +31,9 @@ fn expect(paths: &[&str], status: u64) -> Vec<(String, String, u64)> {
 }
 
 /// Every record on the port is TLS plaintext: nothing was parsed from ciphertext.
-fn assert_all_tls(records: &[Value]) {
+fn assert_all_tls(records: &[CallRecord]) {
     for r in records {
-        assert_eq!(
-            r.pointer("/tls"),
-            Some(&Value::Bool(true)),
-            "record not marked TLS: {r}"
-        );
+        assert!(r.tls, "record not marked TLS: {r:?}");
     }
 }
 
@@ -67,20 +57,16 @@ fn curl_to_nginx_over_tls_on_one_connection() {
     curl(&args);
     let recs = agent.wait_records(6, RECORD_WAIT, |r| served_on(r, port));
     let want = expect(&["/s1", "/s2?q=1", "/s3"], 200);
-    assert_eq!(calls(&recs, "client"), want, "client side: {recs:#?}");
-    assert_eq!(calls(&recs, "server"), want, "server side: {recs:#?}");
+    assert_eq!(calls(&recs, Role::Client), want, "client side: {recs:#?}");
+    assert_eq!(calls(&recs, Role::Server), want, "server side: {recs:#?}");
     assert_all_tls(&recs);
-    let client_ports: std::collections::HashSet<u64> =
-        recs.iter().map(|r| r.n("/client/port")).collect();
+    let client_ports: std::collections::HashSet<u16> = recs.iter().map(|r| r.client.port).collect();
     assert_eq!(
         client_ports.len(),
         1,
         "one connection carried all three: {recs:#?}"
     );
-    assert!(
-        recs.iter().any(|r| r.s("/server/comm") == "nginx"),
-        "{recs:#?}"
-    );
+    assert!(recs.iter().any(|r| comm(&r.server) == "nginx"), "{recs:#?}");
 }
 
 #[test]
@@ -113,17 +99,17 @@ fn python_urllib_to_python_https_server() {
     let want = expect(&["/py/1", "/py/2"], 200);
     // urllib opens one connection per request, and records of different connections may
     // come out in either order.
-    let sorted = |mut v: Vec<(String, String, u64)>| {
+    let sorted = |mut v: Vec<(String, String, u16)>| {
         v.sort();
         v
     };
     assert_eq!(
-        sorted(calls(&recs, "client")),
+        sorted(calls(&recs, Role::Client)),
         want,
         "client side: {recs:#?}"
     );
     assert_eq!(
-        sorted(calls(&recs, "server")),
+        sorted(calls(&recs, Role::Server)),
         want,
         "server side: {recs:#?}"
     );
@@ -164,12 +150,16 @@ fn tls_server_started_after_the_agent_with_its_own_libssl() {
     curl(&["-k", &format!("https://127.0.0.1:{port}/late")]);
     let recs = agent.wait_records(2, RECORD_WAIT, |r| served_on(r, port));
     assert_eq!(
-        calls(&recs, "server"),
+        calls(&recs, Role::Server),
         expect(&["/late"], 200),
         "{recs:#?}\n{}",
         agent.stderr()
     );
-    assert_eq!(calls(&recs, "client"), expect(&["/late"], 200), "{recs:#?}");
+    assert_eq!(
+        calls(&recs, Role::Client),
+        expect(&["/late"], 200),
+        "{recs:#?}"
+    );
     assert_all_tls(&recs);
     assert!(
         agent.stderr().contains(&*libdir.0.to_string_lossy()),
@@ -211,12 +201,12 @@ fn node_https_client_and_server() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200\n200\n");
     let recs = agent.wait_records(4, RECORD_WAIT, |r| served_on(r, port));
     let want = expect(&["/n/1", "/n/2?x=y"], 200);
-    assert_eq!(calls(&recs, "client"), want, "client side: {recs:#?}");
-    assert_eq!(calls(&recs, "server"), want, "server side: {recs:#?}");
+    assert_eq!(calls(&recs, Role::Client), want, "client side: {recs:#?}");
+    assert_eq!(calls(&recs, Role::Server), want, "server side: {recs:#?}");
     assert_all_tls(&recs);
     assert!(
         recs.iter()
-            .all(|r| r.s("/server/comm") == "node" || r.s("/client/comm") == "node"),
+            .all(|r| comm(&r.server) == "node" || comm(&r.client) == "node"),
         "{recs:#?}"
     );
     assert!(
@@ -273,13 +263,13 @@ fn go_client_and_server(stripped: bool) {
     let recs = agent.wait_records(4, RECORD_WAIT, |r| served_on(r, port));
     let want = expect(&["/go/1", "/go/2?k=v"], 200);
     assert_eq!(
-        calls(&recs, "client"),
+        calls(&recs, Role::Client),
         want,
         "client side: {recs:#?}\n{}",
         agent.stderr()
     );
     assert_eq!(
-        calls(&recs, "server"),
+        calls(&recs, Role::Server),
         want,
         "server side: {recs:#?}\n{}",
         agent.stderr()

@@ -15,7 +15,7 @@ use crate::{
 };
 
 /// How an observed endpoint relates to its service's declared spec.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SpecStatus {
     /// Declared and not deprecated.
