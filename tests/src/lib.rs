@@ -2,6 +2,7 @@
 //! records a test caused among everything the agent sees on the machine.
 
 pub mod agent;
+pub mod nginx;
 pub mod peers;
 
 pub use agent::Agent;

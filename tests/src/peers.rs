@@ -1,13 +1,17 @@
 //! Real peers the tests drive, each killed by PID when dropped.
 
 use std::{
+    io::{BufRead, BufReader},
     net::SocketAddr,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
     time::{Duration, Instant},
 };
 
-use crate::{wait_listening, workspace_root, TempDir};
+use crate::{
+    nginx::{nginx_bin, self_signed_cert_cmd, Listen, NginxConf},
+    wait_listening, workspace_root, TempDir,
+};
 
 /// A child process terminated (SIGTERM, then SIGKILL) when dropped.
 pub struct Proc {
@@ -48,31 +52,72 @@ impl Drop for Proc {
     }
 }
 
+/// Starts a peer that prints `ready` once it listens on 127.0.0.1:`port`.
+pub fn ready_server(cmd: &mut Command, what: &str, port: u16) -> Proc {
+    let mut p = Proc::spawn(cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()), what);
+    let out = p.child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(out)
+        .read_line(&mut line)
+        .unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_eq!(line.trim(), "ready", "{what} did not start");
+    wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), what);
+    p
+}
+
+/// The tonic server of `src/bin/grpcpeer.rs`; `bin` is its path, which only the
+/// integration tests know (`env!("CARGO_BIN_EXE_grpcpeer")`).
+pub fn grpc_server(bin: &str, port: u16) -> Proc {
+    ready_server(
+        Command::new(bin).args(["server", "--port", &port.to_string()]),
+        "grpcpeer server",
+        port,
+    )
+}
+
+/// The calls one `grpcpeer client` run makes; it prints a JSON summary of them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct GrpcCalls {
+    /// SayHello calls answered OK.
+    pub ok: u32,
+    /// SayHello calls answered NOT_FOUND, with a message.
+    pub missing: u32,
+    /// SayHello calls answered INTERNAL.
+    pub boom: u32,
+    /// Messages of one CountTo stream that ends OK (none when 0).
+    pub stream: u32,
+    /// Messages of one CountTo stream that then fails (none when 0).
+    pub stream_fail: u32,
+    /// CountTo calls failing at once (trailers-only responses).
+    pub stream_fail_empty: u32,
+}
+
+impl GrpcCalls {
+    pub fn client(&self, bin: &str, port: u16) -> Command {
+        let mut cmd = Command::new(bin);
+        cmd.args(["client", "--port", &port.to_string()]);
+        for (flag, n) in [
+            ("--ok", self.ok),
+            ("--missing", self.missing),
+            ("--boom", self.boom),
+            ("--stream", self.stream),
+            ("--stream-fail", self.stream_fail),
+            ("--stream-fail-empty", self.stream_fail_empty),
+        ] {
+            cmd.args([flag, &n.to_string()]);
+        }
+        cmd
+    }
+}
+
 pub fn peer_script(name: &str) -> PathBuf {
     workspace_root().join("tests/peers").join(name)
 }
 
 /// A self-signed certificate and key for `localhost`/127.0.0.1, made with openssl.
 pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    run_ok(
-        Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            ])
-            .args([
-                "-subj",
-                "/CN=localhost",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1,DNS:localhost",
-            ])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert),
-        "openssl req",
-    );
+    let (mut cmd, cert, key) = self_signed_cert_cmd(dir);
+    run_ok(&mut cmd, "openssl req");
     (cert, key)
 }
 
@@ -103,55 +148,28 @@ impl Nginx {
 
     pub fn start_with(port: u16, opts: NginxOptions) -> Nginx {
         let dir = TempDir::new("nginx");
-        let ssl = if opts.tls {
-            let (cert, key) = self_signed_cert(&dir.0);
-            format!(
-                " ssl;\n        ssl_certificate {};\n        ssl_certificate_key {}",
-                cert.display(),
-                key.display()
-            )
-        } else {
-            String::new()
-        };
-        let h2 = if opts.http2 { " http2" } else { "" };
-        let d = dir.0.display();
+        let cert = opts.tls.then(|| self_signed_cert(&dir.0));
         std::fs::write(dir.0.join("index.html"), "hello from nginx\n").expect("index");
-        let conf = format!(
-            r#"daemon off;
-master_process on;
-worker_processes 1;
-user root;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log {d}/access.log;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    keepalive_requests 100000;
-    sendfile on;
-    server {{
-        listen 127.0.0.1:{port}{h2}{ssl};
-        listen [::1]:{port}{h2}{ssl_v6};
-        root {d};
-        location = /empty {{ return 204; }}
-        location /api/ {{ default_type application/json; return 200 '{{"ok":true}}'; }}
-        location / {{ try_files $uri /index.html; }}
-    }}
-}}
-"#,
-            ssl_v6 = if opts.tls { " ssl" } else { "" },
-        );
-        let conf_path = dir.0.join("nginx.conf");
-        std::fs::write(&conf_path, conf).expect("nginx.conf");
-        let nginx = if Path::new("/usr/sbin/nginx").exists() {
-            "/usr/sbin/nginx"
-        } else {
-            "nginx"
+        let listen = |ip: std::net::IpAddr| Listen {
+            addr: SocketAddr::new(ip, port),
+            tls: opts.tls,
+            http2: opts.http2,
         };
+        let conf = NginxConf {
+            dir: &dir.0,
+            listen: vec![
+                listen(std::net::Ipv4Addr::LOCALHOST.into()),
+                listen(std::net::Ipv6Addr::LOCALHOST.into()),
+            ],
+            cert,
+            access_log: true,
+            locations: r#"        location = /empty { return 204; }
+        location /api/ { default_type application/json; return 200 '{"ok":true}'; }
+        location / { try_files $uri /index.html; }"#,
+        };
+        let conf_path = dir.0.join("nginx.conf");
+        std::fs::write(&conf_path, conf.render()).expect("nginx.conf");
+        let nginx = nginx_bin();
         let proc = Proc::spawn(
             Command::new(nginx)
                 .arg("-c")

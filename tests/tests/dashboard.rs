@@ -17,7 +17,7 @@ use std::{
 use monitor_tests::{
     agent::http_get,
     free_port,
-    peers::{api_server, curl, spec_path, Proc},
+    peers::{api_server, curl, grpc_server, run_ok, spec_path, GrpcCalls, Proc},
     wait_listening, workspace_root, Agent, TempDir,
 };
 use serde_json::Value;
@@ -153,27 +153,18 @@ fn instantiate(title: &str, expr: &str) -> String {
         .replace("$service", service)
 }
 
+const GRPCPEER: &str = env!("CARGO_BIN_EXE_grpcpeer");
+
 /// One round of gRPC calls: two OK, one NOT_FOUND, one INTERNAL, a stream.
 fn grpc_round(port: u16) {
-    let out = Command::new(env!("CARGO_BIN_EXE_grpcpeer"))
-        .args(["client", "--port", &port.to_string()])
-        .args([
-            "--ok",
-            "2",
-            "--missing",
-            "1",
-            "--boom",
-            "1",
-            "--stream",
-            "3",
-        ])
-        .output()
-        .expect("grpcpeer client");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let calls = GrpcCalls {
+        ok: 2,
+        missing: 1,
+        boom: 1,
+        stream: 3,
+        ..GrpcCalls::default()
+    };
+    run_ok(&mut calls.client(GRPCPEER, port), "grpcpeer client");
 }
 
 #[test]
@@ -182,13 +173,7 @@ fn every_dashboard_query_returns_data_on_a_real_prometheus() {
     let port = free_port();
     let _server = api_server(port);
     let grpc_port = free_port();
-    let _grpc = Proc::spawn(
-        Command::new(env!("CARGO_BIN_EXE_grpcpeer"))
-            .args(["server", "--port", &grpc_port.to_string()])
-            .stdout(Stdio::null()),
-        "grpcpeer server",
-    );
-    wait_listening(SocketAddr::from(([127, 0, 0, 1], grpc_port)), "grpcpeer");
+    let _grpc = grpc_server(GRPCPEER, grpc_port);
     let agent = Agent::start_with(&[
         "--spec",
         &format!("users={}", spec_path().display()),

@@ -5,7 +5,6 @@
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader, Write},
-    net::SocketAddr,
     process::{Child, ChildStdout, Command, Stdio},
     time::{Duration, Instant},
 };
@@ -18,26 +17,15 @@ use monitor_agent::{
 use monitor_tests::{
     agent::{by_role, served_on, RECORD_WAIT},
     free_port,
-    peers::{curl, run_ok, Nginx, NginxOptions, Proc},
-    wait_listening, workspace_root, Agent,
+    peers::{curl, grpc_server, ready_server, run_ok, GrpcCalls, Nginx, NginxOptions, Proc},
+    workspace_root, Agent,
 };
 use serde_json::Value;
 
+const GRPCPEER: &str = env!("CARGO_BIN_EXE_grpcpeer");
+
 /// Load tests here wait longer than the harness's default.
 const WAIT: Duration = RECORD_WAIT.saturating_mul(2);
-
-/// A peer that prints `ready` once it listens.
-fn ready_server(cmd: &mut Command, what: &str, port: u16) -> Proc {
-    let mut p = Proc::spawn(cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()), what);
-    let out = p.child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(out)
-        .read_line(&mut line)
-        .unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert_eq!(line.trim(), "ready", "{what} did not start");
-    wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), what);
-    p
-}
 
 fn h2_server(port: u16) -> Proc {
     ready_server(
@@ -304,40 +292,21 @@ fn h2c_upgrade_from_http1() {
     );
 }
 
-fn grpc_server(port: u16) -> Proc {
-    ready_server(
-        Command::new(env!("CARGO_BIN_EXE_grpcpeer")).args(["server", "--port", &port.to_string()]),
-        "grpcpeer server",
-        port,
-    )
-}
-
 #[test]
 #[allow(clippy::too_many_lines, reason = "one scenario, read top to bottom")]
 fn grpc_unary_and_server_streaming_with_ok_and_error_statuses() {
     let port = free_port();
-    let _server = grpc_server(port);
+    let _server = grpc_server(GRPCPEER, port);
     let agent = Agent::start();
-    let out = run_ok(
-        Command::new(env!("CARGO_BIN_EXE_grpcpeer")).args([
-            "client",
-            "--port",
-            &port.to_string(),
-            "--ok",
-            "2",
-            "--missing",
-            "1",
-            "--boom",
-            "1",
-            "--stream",
-            "5",
-            "--stream-fail",
-            "3",
-            "--stream-fail-empty",
-            "1",
-        ]),
-        "grpcpeer client",
-    );
+    let calls = GrpcCalls {
+        ok: 2,
+        missing: 1,
+        boom: 1,
+        stream: 5,
+        stream_fail: 3,
+        stream_fail_empty: 1,
+    };
+    let out = run_ok(&mut calls.client(GRPCPEER, port), "grpcpeer client");
     let summary: Value = serde_json::from_slice(&out.stdout).expect("JSON");
     let seen: Vec<(String, u64)> = summary["calls"]
         .as_array()

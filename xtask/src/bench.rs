@@ -13,7 +13,7 @@ use std::{
 use anyhow::{bail, Context, Result};
 use clap::Args;
 
-use crate::{setup, util};
+use crate::{nginx, setup, util};
 
 #[derive(Args)]
 pub(crate) struct BenchArgs {
@@ -223,59 +223,28 @@ impl Drop for Guard {
 
 /// nginx on `ports`: HTTP/1.1, HTTP/1.1 over TLS, h2c, HTTP/2 over TLS.
 fn start_nginx(dir: &Path, ports: [u16; 4]) -> Result<Guard> {
-    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-    util::output(
-        Command::new("openssl")
-            .args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            ])
-            .args(["-subj", "/CN=localhost"])
-            .arg("-keyout")
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert),
-    )?;
-    let d = dir.display();
-    let conf = format!(
-        r#"daemon off;
-worker_processes 1;
-user root;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    keepalive_requests 1000000;
-    server {{
-        listen 127.0.0.1:{p0};
-        listen 127.0.0.1:{p1} ssl;
-        listen 127.0.0.1:{p2} http2;
-        listen 127.0.0.1:{p3} ssl http2;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        location / {{ default_type application/json; return 200 '{{"items":[1,2,3]}}'; }}
-    }}
-}}
-"#,
-        cert = cert.display(),
-        key = key.display(),
-        p0 = ports[0],
-        p1 = ports[1],
-        p2 = ports[2],
-        p3 = ports[3],
-    );
-    let path = dir.join("nginx.conf");
-    std::fs::write(&path, conf)?;
-    let nginx = if Path::new("/usr/sbin/nginx").exists() {
-        "/usr/sbin/nginx"
-    } else {
-        "nginx"
+    let (mut openssl, cert, key) = nginx::self_signed_cert_cmd(dir);
+    util::output(&mut openssl)?;
+    let listen = |port: u16, tls: bool, http2: bool| nginx::Listen {
+        addr: ([127, 0, 0, 1], port).into(),
+        tls,
+        http2,
     };
+    let conf = nginx::NginxConf {
+        dir,
+        listen: vec![
+            listen(ports[0], false, false),
+            listen(ports[1], true, false),
+            listen(ports[2], false, true),
+            listen(ports[3], true, true),
+        ],
+        cert: Some((cert, key)),
+        access_log: false,
+        locations: r#"        location / { default_type application/json; return 200 '{"items":[1,2,3]}'; }"#,
+    };
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf.render())?;
+    let nginx = nginx::nginx_bin();
     let child = Command::new(nginx)
         .arg("-c")
         .arg(&path)

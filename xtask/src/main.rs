@@ -1,6 +1,13 @@
 //! Developer and CI tasks: `cargo xtask setup | run | test | bench`.
 
 mod bench;
+/// The nginx peer, shared with the end-to-end tests.
+#[path = "../../tests/src/nginx.rs"]
+#[allow(
+    unreachable_pub,
+    reason = "public for the test harness that also builds this file"
+)]
+mod nginx;
 mod setup;
 mod util;
 
