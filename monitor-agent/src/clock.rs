@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Offset between CLOCK_REALTIME and CLOCK_MONOTONIC, taken once at start.
 #[derive(Clone, Copy, Debug)]
-pub struct Clock {
+pub(crate) struct Clock {
     realtime_minus_mono_ns: i128,
 }
 
@@ -19,7 +19,7 @@ fn now_ns(clock: libc::clockid_t) -> i128 {
 }
 
 impl Clock {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mono = now_ns(libc::CLOCK_MONOTONIC);
         let real = now_ns(libc::CLOCK_REALTIME);
         Clock {
@@ -27,11 +27,11 @@ impl Clock {
         }
     }
 
-    pub fn monotonic_now_ns() -> u64 {
+    pub(crate) fn monotonic_now_ns() -> u64 {
         now_ns(libc::CLOCK_MONOTONIC) as u64
     }
 
-    pub fn wall(&self, mono_ns: u64) -> SystemTime {
+    pub(crate) fn wall(&self, mono_ns: u64) -> SystemTime {
         let ns = (i128::from(mono_ns) + self.realtime_minus_mono_ns).max(0) as u128;
         UNIX_EPOCH + Duration::from_nanos(ns as u64)
     }

@@ -21,7 +21,10 @@ pub enum OutputFormat {
     None,
 }
 
-pub fn spawn(format: OutputFormat, rx: Receiver<CallRecord>) -> std::io::Result<JoinHandle<()>> {
+pub(crate) fn spawn(
+    format: OutputFormat,
+    rx: Receiver<CallRecord>,
+) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new().name("output".into()).spawn(move || {
         let stdout = std::io::stdout();
         let mut w = BufWriter::new(stdout.lock());

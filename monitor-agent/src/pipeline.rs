@@ -36,7 +36,7 @@ const BATCH: usize = 1024;
 
 /// What the pipeline counts, next to the traffic families it records into.
 #[derive(Clone)]
-pub struct PipelineMetrics {
+pub(crate) struct PipelineMetrics {
     /// Also counted by the shards, when the pipeline cannot take their records.
     pub records_dropped: Counter,
     incomplete_calls: Counter,
@@ -45,7 +45,7 @@ pub struct PipelineMetrics {
 }
 
 impl PipelineMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         PipelineMetrics {
             records_dropped: register(
                 registry,
@@ -71,7 +71,7 @@ impl PipelineMetrics {
     }
 }
 
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     pub inventory: Arc<Mutex<Inventory>>,
     pub recent: Arc<RecentCalls>,
     pub output: Option<SyncSender<CallRecord>>,
@@ -92,7 +92,7 @@ struct Batch {
     flagged: Vec<ViolationRecord>,
 }
 
-pub fn spawn(
+pub(crate) fn spawn(
     mut p: Pipeline,
     rx: Receiver<CallRecord>,
     stop: Arc<AtomicBool>,

@@ -8,7 +8,7 @@ use std::{
 
 use tokio::sync::broadcast;
 
-pub struct Recent<T> {
+pub(crate) struct Recent<T> {
     ring: Mutex<VecDeque<Arc<T>>>,
     capacity: usize,
     live: broadcast::Sender<Arc<T>>,
@@ -17,7 +17,7 @@ pub struct Recent<T> {
 impl<T> Recent<T> {
     /// `backlog`: how far a follower may fall behind before it skips ahead rather than
     /// hold memory.
-    pub fn new(capacity: usize, backlog: usize) -> Recent<T> {
+    pub(crate) fn new(capacity: usize, backlog: usize) -> Recent<T> {
         Recent {
             ring: Mutex::new(VecDeque::with_capacity(capacity.min(1 << 16))),
             capacity: capacity.max(1),
@@ -25,12 +25,12 @@ impl<T> Recent<T> {
         }
     }
 
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.capacity
     }
 
     /// Adds items, oldest first, dropping the oldest kept ones beyond the capacity.
-    pub fn push_all(&self, items: impl IntoIterator<Item = T>) {
+    pub(crate) fn push_all(&self, items: impl IntoIterator<Item = T>) {
         let followed = self.live.receiver_count() > 0;
         let Ok(mut ring) = self.ring.lock() else {
             return;
@@ -48,7 +48,7 @@ impl<T> Recent<T> {
     }
 
     /// The newest `limit` items that `keep` accepts, oldest first.
-    pub fn latest(&self, limit: usize, keep: impl Fn(&T) -> bool) -> Vec<Arc<T>> {
+    pub(crate) fn latest(&self, limit: usize, keep: impl Fn(&T) -> bool) -> Vec<Arc<T>> {
         let Ok(ring) = self.ring.lock() else {
             return Vec::new();
         };
@@ -63,7 +63,7 @@ impl<T> Recent<T> {
         out
     }
 
-    pub fn follow(&self) -> broadcast::Receiver<Arc<T>> {
+    pub(crate) fn follow(&self) -> broadcast::Receiver<Arc<T>> {
         self.live.subscribe()
     }
 }

@@ -36,7 +36,7 @@ const SECRET_PARAMS: &[&str] = &[
 
 /// Hashes secrets with a per-process random key.
 #[derive(Clone)]
-pub struct Redactor {
+pub(crate) struct Redactor {
     key: std::collections::hash_map::RandomState,
 }
 
@@ -63,14 +63,14 @@ fn is_secret_name(name: &str) -> bool {
 
 impl Redactor {
     /// Short keyed hash of a secret value, e.g. `h:3f9a1c07`.
-    pub fn hash(&self, value: &str) -> String {
+    pub(crate) fn hash(&self, value: &str) -> String {
         let mut h = self.key.build_hasher();
         h.write(value.as_bytes());
         format!("h:{:08x}", h.finish() as u32)
     }
 
     /// The request target with secret-looking query values replaced.
-    pub fn target(&self, target: &str) -> String {
+    pub(crate) fn target(&self, target: &str) -> String {
         let Some((path, query)) = target.split_once('?') else {
             return target.to_string();
         };

@@ -24,14 +24,14 @@ use crate::{
 const POLL: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
-pub struct ReloadMetrics {
+pub(crate) struct ReloadMetrics {
     pub spec_load_errors: Counter,
     policy_load_errors: Counter,
     specs_loaded: Gauge,
 }
 
 impl ReloadMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         ReloadMetrics {
             spec_load_errors: register(
                 registry,
@@ -53,14 +53,14 @@ impl ReloadMetrics {
 }
 
 /// What the reloader updates.
-pub struct Reloaded {
+pub(crate) struct Reloaded {
     pub specs: Arc<Mutex<SpecRegistry>>,
     pub enforcement: Arc<Enforcement>,
     pub inventory: Arc<Mutex<Inventory>>,
 }
 
 /// Checks every `POLL`, and at once when `hangup` is raised, until `stop`.
-pub fn spawn(
+pub(crate) fn spawn(
     r: Reloaded,
     metrics: ReloadMetrics,
     hangup: Arc<AtomicBool>,

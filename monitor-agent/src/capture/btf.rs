@@ -10,7 +10,7 @@ use monitor_common::KernelOffsets;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum BtfError {
+pub(crate) enum BtfError {
     #[error("BTF data is malformed: {0}")]
     Malformed(&'static str),
     #[error("kernel BTF has no struct {0}")]
@@ -66,7 +66,7 @@ struct Type {
 }
 
 /// A parsed BTF blob: types indexed by id (id 0 is `void`).
-pub struct Btf {
+pub(crate) struct Btf {
     types: Vec<Type>,
     strings: Vec<u8>,
     structs: HashMap<String, u32>,
@@ -123,7 +123,7 @@ fn read_type(b: &[u8]) -> Result<(Type, usize), BtfError> {
 }
 
 impl Btf {
-    pub fn parse(data: &[u8]) -> Result<Self, BtfError> {
+    pub(crate) fn parse(data: &[u8]) -> Result<Self, BtfError> {
         if data.len() < 24 || data[0] != 0x9f || data[1] != 0xeb {
             return Err(BtfError::Malformed("bad magic (not little-endian BTF)"));
         }
@@ -228,7 +228,7 @@ impl Btf {
     }
 
     /// Byte offset and size of `strukt.member` (member may be nested in anonymous unions).
-    pub fn member(&self, strukt: &str, member: &str) -> Result<(u32, u32), BtfError> {
+    pub(crate) fn member(&self, strukt: &str, member: &str) -> Result<(u32, u32), BtfError> {
         let id = *self
             .structs
             .get(strukt)
@@ -258,7 +258,7 @@ impl Btf {
     }
 
     /// The offsets the fd → socket walk needs, each checked for the size the programs read.
-    pub fn kernel_offsets(&self) -> Result<KernelOffsets, BtfError> {
+    pub(crate) fn kernel_offsets(&self) -> Result<KernelOffsets, BtfError> {
         let sk_common = self.member("sock", "__sk_common")?.0;
         let common = |m: &str, size: u32| -> Result<u32, BtfError> {
             Ok(sk_common + self.member_sized("sock_common", m, size)?)
@@ -287,7 +287,7 @@ impl Btf {
 }
 
 /// Reads the running kernel's offsets from `/sys/kernel/btf/vmlinux`.
-pub fn running_kernel_offsets() -> anyhow::Result<KernelOffsets> {
+pub(crate) fn running_kernel_offsets() -> anyhow::Result<KernelOffsets> {
     use anyhow::Context;
     let path = "/sys/kernel/btf/vmlinux";
     let data = std::fs::read(path).with_context(|| {

@@ -6,7 +6,7 @@ use monitor_common::{ConnRole, Direction, EventHeader, EventKind, AF_INET6, HEAD
 use thiserror::Error;
 
 #[derive(Debug, Error, PartialEq, Eq)]
-pub enum DecodeError {
+pub(crate) enum DecodeError {
     #[error("record of {0} bytes is shorter than the event header")]
     Short(usize),
     #[error("record claims {claimed} payload bytes but carries {actual}")]
@@ -20,7 +20,7 @@ pub enum DecodeError {
 /// One captured record with its payload copied out of the ring buffer, and the kernel's
 /// `u8` codes decoded once, here.
 #[derive(Clone, Debug)]
-pub struct Event {
+pub(crate) struct Event {
     pub header: EventHeader,
     pub kind: EventKind,
     /// Which way the bytes moved; `None` for records of no direction (close, exec).
@@ -30,7 +30,7 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn decode(raw: &[u8]) -> Result<Event, DecodeError> {
+    pub(crate) fn decode(raw: &[u8]) -> Result<Event, DecodeError> {
         if raw.len() < HEADER_SIZE {
             return Err(DecodeError::Short(raw.len()));
         }
@@ -48,7 +48,7 @@ impl Event {
     }
 
     /// An event from a header and its payload, the header's codes checked.
-    pub fn new(header: EventHeader, data: Vec<u8>) -> Result<Event, DecodeError> {
+    pub(crate) fn new(header: EventHeader, data: Vec<u8>) -> Result<Event, DecodeError> {
         let kind = EventKind::from_u8(header.kind).ok_or(DecodeError::Kind(header.kind))?;
         let direction = match kind {
             EventKind::Data | EventKind::Gap => Some(Direction::from_u8(header.direction).ok_or(
@@ -69,25 +69,25 @@ impl Event {
     }
 
     /// Key that stays the same for every event of one connection.
-    pub fn conn_key(&self) -> (u64, u64) {
+    pub(crate) fn conn_key(&self) -> (u64, u64) {
         (self.header.sock, self.header.conn_id)
     }
 
-    pub fn local(&self) -> SocketAddr {
+    pub(crate) fn local(&self) -> SocketAddr {
         SocketAddr::new(
             addr(self.header.family, &self.header.local_addr),
             self.header.local_port,
         )
     }
 
-    pub fn remote(&self) -> SocketAddr {
+    pub(crate) fn remote(&self) -> SocketAddr {
         SocketAddr::new(
             addr(self.header.family, &self.header.remote_addr),
             self.header.remote_port,
         )
     }
 
-    pub fn comm(&self) -> String {
+    pub(crate) fn comm(&self) -> String {
         let c = &self.header.comm;
         let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
         String::from_utf8_lossy(&c[..end]).into_owned()

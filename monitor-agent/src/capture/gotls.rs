@@ -8,12 +8,12 @@
 use iced_x86::{Decoder, DecoderOptions, Mnemonic};
 use object::{Object, ObjectSection, ObjectSymbol};
 
-pub const WRITE: &str = "crypto/tls.(*Conn).Write";
-pub const READ: &str = "crypto/tls.(*Conn).Read";
+pub(crate) const WRITE: &str = "crypto/tls.(*Conn).Write";
+pub(crate) const READ: &str = "crypto/tls.(*Conn).Read";
 
 /// Where to put the probes of one function, as offsets in the executable file.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct GoFunction {
+pub(crate) struct GoFunction {
     pub symbol: &'static str,
     pub entry: u64,
     pub returns: Vec<u64>,
@@ -21,7 +21,7 @@ pub struct GoFunction {
 
 /// The probe locations of both functions, when `elf` is a Go program (with a symbol
 /// table) that links crypto/tls on x86-64.
-pub fn go_tls_functions(elf: &object::File) -> Option<[GoFunction; 2]> {
+pub(crate) fn go_tls_functions(elf: &object::File) -> Option<[GoFunction; 2]> {
     if elf.architecture() != object::Architecture::X86_64
         || elf.section_by_name(".gopclntab").is_none()
     {
@@ -73,7 +73,7 @@ fn u64_at(b: &[u8], off: usize) -> Option<u64> {
 /// Address and size of function `name` from `.gopclntab` (Go 1.18 and later, 64-bit):
 /// a header, then a table of (entry offset, func offset) pairs sorted by address, each
 /// func record starting with its entry offset and the offset of its name.
-pub fn pclntab_lookup(elf: &object::File, name: &str) -> Option<(u64, u64)> {
+pub(crate) fn pclntab_lookup(elf: &object::File, name: &str) -> Option<(u64, u64)> {
     let tab = elf.section_by_name(".gopclntab")?.data().ok()?;
     let magic = u32_at(tab, 0)?;
     if magic != 0xffff_fff0 && magic != 0xffff_fff1 {

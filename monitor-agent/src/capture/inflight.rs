@@ -14,7 +14,7 @@ const MSG_PEEK: u64 = 2;
 
 /// Parses one `/proc/.../syscall` line into stashable arguments when it is a read-family
 /// syscall (numbers from libc for the architecture the agent was built for).
-pub fn parse_syscall_line(line: &str) -> Option<SyscallArgs> {
+pub(crate) fn parse_syscall_line(line: &str) -> Option<SyscallArgs> {
     let mut parts = line.split_whitespace();
     let nr: i64 = parts.next()?.parse().ok()?;
     let mut arg =
@@ -40,7 +40,7 @@ pub fn parse_syscall_line(line: &str) -> Option<SyscallArgs> {
 }
 
 /// Stashes the arguments of every thread blocked in a read; returns how many.
-pub fn stash_blocked_reads(args: &mut HashMap<&mut MapData, u64, SyscallArgs>) -> usize {
+pub(crate) fn stash_blocked_reads(args: &mut HashMap<&mut MapData, u64, SyscallArgs>) -> usize {
     let me = std::process::id();
     let mut stashed = 0;
     let Ok(procs) = std::fs::read_dir("/proc") else {

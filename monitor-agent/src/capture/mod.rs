@@ -1,14 +1,14 @@
 //! Loading the eBPF programs, attaching them, and reading what they capture.
 
-pub mod btf;
-pub mod counters;
-pub mod event;
-pub mod inflight;
-pub mod preflight;
-pub mod reader;
+pub(crate) mod btf;
+pub(crate) mod counters;
+pub(crate) mod event;
+pub(crate) mod inflight;
+pub(crate) mod preflight;
+pub(crate) mod reader;
 
-pub mod gotls;
-pub mod tls;
+pub(crate) mod gotls;
+pub(crate) mod tls;
 
 use std::sync::{Arc, Mutex};
 
@@ -66,7 +66,7 @@ const OTHER_TRACEPOINTS: &[(&str, &str, &str)] =
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
 /// The loaded programs. Dropping it detaches everything.
-pub struct Capture {
+pub(crate) struct Capture {
     /// Shared with the TLS attacher, which adds uprobes while the agent runs.
     ebpf: Arc<Mutex<Ebpf>>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
@@ -77,7 +77,7 @@ pub struct Capture {
     _stats: Option<std::os::fd::OwnedFd>,
 }
 
-pub struct CaptureConfig {
+pub(crate) struct CaptureConfig {
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub ring_buffer_bytes: u32,
     /// Have the kernel account the time spent in each program (costs a little per run).
@@ -85,7 +85,7 @@ pub struct CaptureConfig {
 }
 
 impl Capture {
-    pub fn load(cfg: &CaptureConfig) -> Result<Self> {
+    pub(crate) fn load(cfg: &CaptureConfig) -> Result<Self> {
         let offsets: KernelOffsets = btf::running_kernel_offsets()?;
         let tgid = std::process::id();
         let mut ebpf = EbpfLoader::new()
@@ -171,7 +171,7 @@ impl Capture {
     }
 
     /// The ring buffer of captured events (can be taken once).
-    pub fn take_events(&mut self) -> Result<RingBuf<MapData>> {
+    pub(crate) fn take_events(&mut self) -> Result<RingBuf<MapData>> {
         let map = self
             .ebpf()?
             .take_map(map::EVENTS)
@@ -180,7 +180,7 @@ impl Capture {
     }
 
     /// Attaches the OpenSSL probes to libraries as processes load them.
-    pub fn tls_attacher(
+    pub(crate) fn tls_attacher(
         &self,
         registry: &mut prometheus_client::registry::Registry,
     ) -> tls::TlsAttacher {
@@ -190,7 +190,7 @@ impl Capture {
     /// Forwards the kernel side's log records (aya-log) to this process's logger until
     /// `stop` is set. The logger's map must stay open while programs run, so the thread
     /// owns it rather than dropping it.
-    pub fn spawn_kernel_log(
+    pub(crate) fn spawn_kernel_log(
         &mut self,
         stop: Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<Option<std::thread::JoinHandle<()>>> {
@@ -217,7 +217,7 @@ impl Capture {
     }
 
     /// The per-CPU health counters (can be taken once).
-    pub fn take_counters(&mut self) -> Result<PerCpuArray<MapData, u64>> {
+    pub(crate) fn take_counters(&mut self) -> Result<PerCpuArray<MapData, u64>> {
         let map = self
             .ebpf()?
             .take_map(map::COUNTERS)

@@ -6,7 +6,7 @@ use std::path::Path;
 use thiserror::Error;
 
 #[derive(Debug, Error)]
-pub enum Missing {
+pub(crate) enum Missing {
     #[error("the agent must run as root (it loads eBPF programs: needs CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE); try: sudo monitor-agent run")]
     NotRoot,
     #[error(
@@ -23,10 +23,10 @@ pub enum Missing {
     OldKernel(String),
 }
 
-pub const TRACEFS: &str = "/sys/kernel/tracing";
+pub(crate) const TRACEFS: &str = "/sys/kernel/tracing";
 
 /// Runs every check; the first failure is returned.
-pub fn check() -> Result<(), Missing> {
+pub(crate) fn check() -> Result<(), Missing> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         return Err(Missing::NotRoot);

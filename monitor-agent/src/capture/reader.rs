@@ -26,20 +26,20 @@ use crate::{identity::Identity, metrics::register};
 const POLL_MS: i32 = 10;
 
 /// Where the reader sends one shard's events, and how it wakes that shard.
-pub struct ShardInlet {
+pub(crate) struct ShardInlet {
     pub queue: HeapProd<Event>,
     pub worker: Thread,
 }
 
 /// What the reader counts: every record it takes off the ring, and the ones it cannot read.
 #[derive(Clone)]
-pub struct ReaderMetrics {
+pub(crate) struct ReaderMetrics {
     received: Counter,
     undecodable: Counter,
 }
 
 impl ReaderMetrics {
-    pub fn register(registry: &mut Registry) -> Self {
+    pub(crate) fn register(registry: &mut Registry) -> Self {
         ReaderMetrics {
             received: register(
                 registry,
@@ -56,7 +56,7 @@ impl ReaderMetrics {
 }
 
 /// Picks the shard of a connection; stable for the connection's lifetime.
-pub fn shard_of(key: (u64, u64), shards: usize) -> usize {
+pub(crate) fn shard_of(key: (u64, u64), shards: usize) -> usize {
     let mut h = key.0 ^ key.1.rotate_left(29);
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
@@ -66,7 +66,7 @@ pub fn shard_of(key: (u64, u64), shards: usize) -> usize {
 
 /// Decodes records and hands them to the shards; exec events go to `execs` (the TLS
 /// attacher) instead.
-pub fn spawn(
+pub(crate) fn spawn(
     mut ring: RingBuf<MapData>,
     mut inlets: Vec<ShardInlet>,
     execs: Sender<u32>,

@@ -35,14 +35,14 @@ use super::gotls::{go_tls_functions, GoFunction, WRITE};
 use crate::metrics::register;
 
 /// The Go crypto/tls probes of `monitor-ebpf/src/gotls.rs`.
-pub const GO_PROGRAMS: &[&str] = &[
+pub(crate) const GO_PROGRAMS: &[&str] = &[
     program::GO_TLS_WRITE,
     program::GO_TLS_READ,
     program::GO_TLS_RET,
 ];
 
 /// The uprobe programs of `monitor-ebpf/src/tls.rs`.
-pub const PROGRAMS: &[&str] = &[
+pub(crate) const PROGRAMS: &[&str] = &[
     program::SSL_WRITE,
     program::SSL_WRITE_EX,
     program::SSL_READ,
@@ -90,15 +90,17 @@ const SYSTEM_LIB_DIRS: &[&str] = &[
 const RESCAN_EVERY: Duration = Duration::from_secs(30);
 
 /// Whether a mapped file is OpenSSL's libssl (NSS's `libssl3.so` is not).
-pub fn is_openssl_lib(path: &str) -> bool {
+pub(crate) fn is_openssl_lib(path: &str) -> bool {
     let name = path.rsplit('/').next().unwrap_or(path);
     name.starts_with("libssl.so")
 }
 
 /// Whether an ELF file exports OpenSSL's `SSL_read` and `SSL_write` itself (OpenSSL linked
 /// statically and its symbols exported, as Node.js does). Only the dynamic symbol table is
-/// touched, through a memory map, so large executables cost little.
-pub fn exports_openssl(path: &Path) -> bool {
+/// touched, through a memory map, so large executables cost little. The attacher asks
+/// the same question through `inspect`, which also looks for Go.
+#[cfg(test)]
+fn exports_openssl(path: &Path) -> bool {
     with_elf(path, elf_exports_openssl).unwrap_or(false)
 }
 
@@ -146,7 +148,7 @@ fn inspect(path: &Path) -> Executable {
 }
 
 /// Distinct libssl paths mapped by one process, from its `/proc/PID/maps` text.
-pub fn libssl_paths(maps: &str) -> Vec<String> {
+pub(crate) fn libssl_paths(maps: &str) -> Vec<String> {
     let mut out: Vec<String> = maps
         .lines()
         .filter_map(|l| l.split_whitespace().nth(5))
@@ -158,7 +160,7 @@ pub fn libssl_paths(maps: &str) -> Vec<String> {
     out
 }
 
-pub struct TlsAttacher {
+pub(crate) struct TlsAttacher {
     ebpf: Arc<Mutex<Ebpf>>,
     /// (device, inode) of every file already handled, attached or failed.
     seen: HashSet<(u64, u64)>,
@@ -167,7 +169,7 @@ pub struct TlsAttacher {
 }
 
 impl TlsAttacher {
-    pub fn new(ebpf: Arc<Mutex<Ebpf>>, registry: &mut Registry) -> Self {
+    pub(crate) fn new(ebpf: Arc<Mutex<Ebpf>>, registry: &mut Registry) -> Self {
         TlsAttacher {
             ebpf,
             seen: HashSet::new(),
@@ -185,7 +187,7 @@ impl TlsAttacher {
     }
 
     /// Attaches to the host's OpenSSL libraries in the standard directories.
-    pub fn scan_system(&mut self) {
+    pub(crate) fn scan_system(&mut self) {
         for dir in SYSTEM_LIB_DIRS {
             let Ok(entries) = std::fs::read_dir(dir) else {
                 continue;
@@ -200,7 +202,7 @@ impl TlsAttacher {
     }
 
     /// Looks at every process on the node.
-    pub fn scan_all(&mut self) {
+    pub(crate) fn scan_all(&mut self) {
         let Ok(dir) = std::fs::read_dir("/proc") else {
             return;
         };
@@ -213,7 +215,7 @@ impl TlsAttacher {
 
     /// Attaches to the OpenSSL libraries `pid` maps that are not attached yet. A process
     /// that is gone or unreadable is skipped silently: there is nothing to attach to.
-    pub fn scan_pid(&mut self, pid: u32) {
+    pub(crate) fn scan_pid(&mut self, pid: u32) {
         if pid == std::process::id() {
             return;
         }
@@ -338,7 +340,7 @@ impl TlsAttacher {
 
     /// Follows exec events (pids on `execs`) and rescans periodically. Call `scan_system`
     /// and `scan_all` first, before reporting ready.
-    pub fn spawn(
+    pub(crate) fn spawn(
         mut self,
         execs: Receiver<u32>,
         stop: Arc<AtomicBool>,

@@ -33,7 +33,7 @@ struct ReasonLabels {
 
 /// The shards' metric families and gauges; cheap to clone (atomics behind `Arc`s).
 #[derive(Clone)]
-pub struct ConnMetrics {
+pub(crate) struct ConnMetrics {
     calls: Family<CallLabels, Counter>,
     parse_errors: Family<ProtocolLabels, Counter>,
     resyncs: Family<ProtocolLabels, Counter>,
@@ -48,7 +48,7 @@ pub struct ConnMetrics {
 }
 
 impl ConnMetrics {
-    pub fn register(registry: &mut Registry, records_dropped: Counter) -> Self {
+    pub(crate) fn register(registry: &mut Registry, records_dropped: Counter) -> Self {
         ConnMetrics {
             calls: register(
                 registry,

@@ -1,11 +1,11 @@
 //! Connection tracking: turns a connection's ordered events into call records.
 
 mod metrics;
-pub mod shard;
-pub mod tracker;
+pub(crate) mod shard;
+pub(crate) mod tracker;
 
-pub use metrics::ConnMetrics;
-pub use tracker::{ConnTracker, TrackerConfig};
+pub(crate) use metrics::ConnMetrics;
+pub(crate) use tracker::{ConnTracker, TrackerConfig};
 
 #[cfg(test)]
 mod tests;

@@ -18,7 +18,7 @@ use crate::{capture::event::Event, clock::Clock, record::CallRecord};
 /// How often idle connections are swept.
 const SWEEP_EVERY_NS: u64 = 1_000_000_000;
 
-pub fn spawn(
+pub(crate) fn spawn(
     index: usize,
     mut queue: HeapCons<Event>,
     mut tracker: ConnTracker,

@@ -24,7 +24,7 @@ use crate::{
 };
 
 #[derive(Clone, Debug)]
-pub struct TrackerConfig {
+pub(crate) struct TrackerConfig {
     /// Most connections this shard tracks; beyond it the longest idle are forgotten.
     pub max_connections: usize,
     /// Connections with no event for this long are forgotten.
@@ -67,7 +67,7 @@ struct Conn {
     services: Option<Names>,
 }
 
-pub struct ConnTracker {
+pub(crate) struct ConnTracker {
     conns: HashMap<(u64, u64), Conn>,
     cfg: TrackerConfig,
     out: Recorder,
@@ -82,7 +82,7 @@ struct Recorder {
 }
 
 impl ConnTracker {
-    pub fn new(
+    pub(crate) fn new(
         cfg: TrackerConfig,
         clock: Clock,
         redactor: Redactor,
@@ -103,12 +103,12 @@ impl ConnTracker {
     }
 
     /// Connections currently tracked.
-    pub fn tracked(&self) -> usize {
+    pub(crate) fn tracked(&self) -> usize {
         self.conns.len()
     }
 
     /// Feeds one event; completed calls are appended to `out`.
-    pub fn handle(&mut self, ev: &Event, out: &mut Vec<CallRecord>) {
+    pub(crate) fn handle(&mut self, ev: &Event, out: &mut Vec<CallRecord>) {
         let key = ev.conn_key();
         let dir = match (ev.kind, ev.direction) {
             (EventKind::Close, _) => {
@@ -320,7 +320,7 @@ impl Recorder {
 impl ConnTracker {
     /// Forgets connections idle for longer than the timeout; returns the bytes the
     /// remaining connections' parsers hold.
-    pub fn sweep(&mut self, now_ns: u64) -> usize {
+    pub(crate) fn sweep(&mut self, now_ns: u64) -> usize {
         let timeout = self.cfg.idle_timeout_ns;
         let before = self.conns.len();
         self.conns

@@ -3,7 +3,7 @@
 //! (here), and each part's own health, registered by that part.
 
 mod inventory;
-pub mod traffic;
+pub(crate) mod traffic;
 
 use std::sync::{Arc, Mutex};
 
@@ -30,7 +30,7 @@ pub struct Metrics {
 }
 
 /// Registers a metric under `name` and returns the handle its part records into.
-pub fn register<M>(registry: &mut Registry, name: &str, help: &str) -> M
+pub(crate) fn register<M>(registry: &mut Registry, name: &str, help: &str) -> M
 where
     M: Metric + Clone + Default,
 {

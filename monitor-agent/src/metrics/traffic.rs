@@ -30,7 +30,7 @@ use crate::{
 };
 
 /// Where values beyond a cap go, as OpenTelemetry does for unknown methods.
-pub const OTHER: &str = "_OTHER";
+pub(crate) const OTHER: &str = "_OTHER";
 /// Distinct callers per service kept as label values.
 const MAX_PEERS: usize = 50;
 /// Handle cache entries before the cache is dropped and rebuilt.
@@ -58,7 +58,7 @@ const SIZE_BUCKETS: &[f64] = &[
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HttpLabels {
+pub(crate) struct HttpLabels {
     /// The measuring side's service.
     pub service: String,
     pub peer_service: String,
@@ -73,13 +73,13 @@ pub struct HttpLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct SpecLabels {
+pub(crate) struct SpecLabels {
     pub service: String,
     pub spec_status: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ServiceLabels {
+pub(crate) struct ServiceLabels {
     pub service: String,
 }
 
@@ -96,7 +96,7 @@ type HistFamily = Family<HttpLabels, Histogram, Buckets>;
 
 /// The families, registered once; the recorder holds clones.
 #[derive(Clone)]
-pub struct TrafficFamilies {
+pub(crate) struct TrafficFamilies {
     duration: [HistFamily; 2],
     request_size: [HistFamily; 2],
     response_size: [HistFamily; 2],
@@ -110,7 +110,7 @@ fn hist(b: &'static [f64]) -> HistFamily {
 }
 
 impl TrafficFamilies {
-    pub fn register(registry: &mut Registry, max_routes: usize) -> TrafficFamilies {
+    pub(crate) fn register(registry: &mut Registry, max_routes: usize) -> TrafficFamilies {
         let f = TrafficFamilies {
             duration: [hist(DURATION_BUCKETS), hist(DURATION_BUCKETS)],
             request_size: [hist(SIZE_BUCKETS), hist(SIZE_BUCKETS)],
@@ -255,7 +255,7 @@ impl Caps {
 }
 
 /// Records counted calls into the families; lives on the pipeline thread.
-pub struct TrafficRecorder {
+pub(crate) struct TrafficRecorder {
     f: TrafficFamilies,
     max_routes: usize,
     routes: Caps,
@@ -266,7 +266,7 @@ pub struct TrafficRecorder {
 }
 
 impl TrafficRecorder {
-    pub fn new(f: TrafficFamilies, max_routes: usize) -> TrafficRecorder {
+    pub(crate) fn new(f: TrafficFamilies, max_routes: usize) -> TrafficRecorder {
         TrafficRecorder {
             f,
             max_routes: max_routes.max(1),
@@ -278,7 +278,7 @@ impl TrafficRecorder {
     }
 
     /// One counted call; `spec_status` is its endpoint's.
-    pub fn record(&mut self, c: &CallRecord, spec_status: Option<SpecStatus>) {
+    pub(crate) fn record(&mut self, c: &CallRecord, spec_status: Option<SpecStatus>) {
         let server = c.server.service.as_deref().unwrap_or("");
         let client = c.client.service.as_deref().unwrap_or("");
         // Which sides measured the call, with the duration each saw.

@@ -27,7 +27,7 @@ const MIGRATIONS: &[&str] = &[
      CREATE INDEX endpoints_last_seen ON endpoints (last_seen_us);",
 ];
 
-pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 pub(super) fn run(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
     run_to(conn, path, SCHEMA_VERSION)

@@ -22,12 +22,10 @@ use thiserror::Error;
 
 use crate::inventory::{book::Endpoint, stats::EndpointStats, EndpointKey, Inventory};
 
-pub use migrate::SCHEMA_VERSION;
-
-pub const DB_FILE: &str = "inventory.db";
+pub(crate) const DB_FILE: &str = "inventory.db";
 
 #[derive(Debug, Error)]
-pub enum StoreError {
+pub(crate) enum StoreError {
     #[error("cannot create data directory {path}: {source}")]
     Dir {
         path: PathBuf,
@@ -56,14 +54,14 @@ pub enum StoreError {
     },
 }
 
-pub struct Store {
+pub(crate) struct Store {
     conn: Connection,
     path: PathBuf,
 }
 
 impl Store {
     /// Opens (creating if needed) the database in `dir` and migrates it to the current schema.
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+    pub(crate) fn open(dir: &Path) -> Result<Store, StoreError> {
         if !dir.exists() {
             fs::DirBuilder::new()
                 .recursive(true)
@@ -91,7 +89,7 @@ impl Store {
         Ok(Store { conn, path })
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.path
     }
 
@@ -103,7 +101,7 @@ impl Store {
     }
 
     /// Every stored endpoint.
-    pub fn load(&self) -> Result<Vec<(EndpointKey, EndpointStats)>, StoreError> {
+    pub(crate) fn load(&self) -> Result<Vec<(EndpointKey, EndpointStats)>, StoreError> {
         let mut stmt = self
             .conn
             .prepare("SELECT service, method, route, stats FROM endpoints")
@@ -136,7 +134,7 @@ impl Store {
     }
 
     /// Writes one flush in one transaction: all of it lands or none of it.
-    pub fn write(
+    pub(crate) fn write(
         &mut self,
         upserts: &[(EndpointKey, Endpoint)],
         removed: &[EndpointKey],
@@ -187,7 +185,7 @@ impl Store {
 }
 
 /// Loads the stored inventory into `inv`; returns how many endpoints were restored.
-pub fn restore(store: &Store, inv: &mut Inventory) -> Result<usize, StoreError> {
+pub(crate) fn restore(store: &Store, inv: &mut Inventory) -> Result<usize, StoreError> {
     let rows = store.load()?;
     let n = rows.len();
     for (k, stats) in rows {
@@ -198,7 +196,7 @@ pub fn restore(store: &Store, inv: &mut Inventory) -> Result<usize, StoreError> 
 
 /// Inventory flushes that failed, exported so a full or read-only disk is seen before the
 /// agent restarts without its history.
-pub fn flush_errors(registry: &mut Registry) -> Counter {
+pub(crate) fn flush_errors(registry: &mut Registry) -> Counter {
     crate::metrics::register(
         registry,
         "monitor_store_errors",
@@ -207,7 +205,7 @@ pub fn flush_errors(registry: &mut Registry) -> Counter {
 }
 
 /// Flushes the inventory's changes every `interval`, and once more when stopped.
-pub fn spawn_flusher(
+pub(crate) fn spawn_flusher(
     mut store: Store,
     inv: Arc<Mutex<Inventory>>,
     interval: Duration,

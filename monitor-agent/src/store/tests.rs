@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 
-use super::*;
+use super::{migrate::SCHEMA_VERSION, *};
 use crate::inventory::{book::Endpoint, stats::Observation, SpecStatus};
 
 fn temp_dir(name: &str) -> PathBuf {
