@@ -115,17 +115,12 @@ impl RoutePattern {
             broader |= !exact;
             spelled.push(if exact { seg } else { "*" });
         }
-        let text = if route.starts_with('/') {
-            format!("/{}", spelled.join("/"))
-        } else {
-            spelled.join("/")
-        };
-        let pattern = if broader {
-            RoutePattern::parse(&text)?
-        } else {
-            RoutePattern::parse(route)?
-        };
-        Ok((pattern, broader))
+        if !broader {
+            return Ok((RoutePattern::parse(route)?, false));
+        }
+        let lead = if route.starts_with('/') { "/" } else { "" };
+        let pattern = RoutePattern::parse(&format!("{lead}{}", spelled.join("/")))?;
+        Ok((pattern, true))
     }
 
     pub fn as_str(&self) -> &str {
@@ -156,11 +151,10 @@ impl RoutePattern {
             let Some(seg) = given.next() else {
                 return false;
             };
-            let ok = match want {
-                Seg::Param(_) => !seg.is_empty(),
-                _ => !(input == Input::Route && is_placeholder(seg)) && want.matches(seg),
-            };
-            if !ok {
+            // A route's `{x}` is a value only a parameter stands for, never a literal.
+            let placeholder_for_literal =
+                input == Input::Route && is_placeholder(seg) && !matches!(want, Seg::Param(_));
+            if placeholder_for_literal || !want.matches(seg) {
                 return false;
             }
         }

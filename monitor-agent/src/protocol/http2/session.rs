@@ -628,8 +628,7 @@ fn is_grpc(content_type: Option<&str>) -> bool {
 
 /// `/package.Service/Method` split into its service and method.
 pub fn grpc_names(path: &str) -> Option<(&str, &str)> {
-    let rest = path.strip_prefix('/')?;
-    let rest = rest.split('?').next().unwrap_or(rest);
+    let rest = crate::route::path_of(path).strip_prefix('/')?;
     let (service, method) = rest.split_once('/')?;
     if service.is_empty() || method.is_empty() || method.contains('/') {
         return None;
