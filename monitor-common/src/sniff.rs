@@ -10,7 +10,8 @@
 /// What the first bytes of a segment look like.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Sniff {
-    /// Starts like an HTTP/1 request line (`GET /`, `POST `, ...).
+    /// Starts like an HTTP/1 request line: a method (any RFC 9110 token: `GET`, `PROPFIND`,
+    /// `PURGE`...), a space and the start of a target (`/`, `*`, `http`), or `CONNECT `.
     Http1Request,
     /// Starts like an HTTP/1 status line (`HTTP/1.1 `).
     Http1Response,
@@ -41,13 +42,8 @@ pub fn sniff(b: &[u8; SNIFF_LEN], len: usize) -> Sniff {
     let head = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     let b4 = b[4];
     let req = match &head.to_le_bytes() {
-        b"GET " | b"PUT " => b4 == b'/' || b4 == b'h' || b4 == b'*',
-        b"POST" | b"HEAD" => b4 == b' ',
-        b"DELE" => len >= 7 && b4 == b'T' && b[5] == b'E' && b[6] == b' ',
-        b"PATC" => len >= 6 && b4 == b'H' && b[5] == b' ',
-        b"OPTI" => len >= 8 && b4 == b'O' && b[5] == b'N' && b[6] == b'S' && b[7] == b' ',
+        // An authority, not a path, follows CONNECT.
         b"CONN" => len >= 8 && b4 == b'E' && b[5] == b'C' && b[6] == b'T' && b[7] == b' ',
-        b"TRAC" => len >= 6 && b4 == b'E' && b[5] == b' ',
         b"PRI " => {
             return if b4 == b'*' {
                 Sniff::Http2Preface
@@ -62,7 +58,7 @@ pub fn sniff(b: &[u8; SNIFF_LEN], len: usize) -> Sniff {
                 Sniff::Unknown
             }
         }
-        _ => false,
+        _ => request_line(b, len),
     };
     if req {
         Sniff::Http1Request
@@ -70,6 +66,60 @@ pub fn sniff(b: &[u8; SNIFF_LEN], len: usize) -> Sniff {
         Sniff::Http2Frame
     } else {
         Sniff::Unknown
+    }
+}
+
+/// RFC 9110 `tchar`: what a method is made of.
+#[inline(always)]
+fn tchar(c: u8) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+}
+
+/// A method of any length that fits, a space, then `/`, `*` or `http` (the absolute form):
+/// what every request line but CONNECT's starts with, whatever its method. The target's
+/// first bytes keep other text protocols out (`HELO host`, `USER anon`, `+OK ready`).
+#[inline(always)]
+fn request_line(b: &[u8; SNIFF_LEN], len: usize) -> bool {
+    let len = if len < SNIFF_LEN { len } else { SNIFF_LEN };
+    let mut i = 0;
+    while i < SNIFF_LEN {
+        if i >= len {
+            return false;
+        }
+        let c = b[i];
+        if c == b' ' {
+            break;
+        }
+        if !tchar(c) {
+            return false;
+        }
+        i += 1;
+    }
+    // The method is at least one byte, and its space and the target's start are seen.
+    if i == 0 || i + 1 >= len {
+        return false;
+    }
+    match b[i + 1] {
+        b'/' | b'*' => true,
+        b'h' => i + 4 < len && b[i + 2] == b't' && b[i + 3] == b't' && b[i + 4] == b'p',
+        _ => false,
     }
 }
 
@@ -135,6 +185,13 @@ mod tests {
             b"CONNECT a:443",
             b"TRACE /",
             b"GET http://x/",
+            b"PROPFIND /dav",
+            b"PURGE /cache",
+            b"MKCALENDAR /c",
+            b"GETX /",
+            b"M-SEARCH * HTTP",
+            b"get /lower",
+            b"X /path",
         ] {
             assert_eq!(s(m), Sniff::Http1Request, "{:?}", core::str::from_utf8(m));
         }
@@ -151,8 +208,27 @@ mod tests {
         assert_eq!(s(&[0x18, 0x03, 0x03, 0x00, 0x20]), Sniff::Unknown);
         assert_eq!(s(b"hello world"), Sniff::Unknown);
         assert_eq!(s(b"GET"), Sniff::Unknown);
-        assert_eq!(s(b"GETX /"), Sniff::Unknown);
         assert_eq!(s(b"POSTX"), Sniff::Unknown);
+        // Other text protocols, and request lines too long or too short to tell.
+        for other in [
+            &b"HELO host.example"[..],
+            b"USER anonymous",
+            b"+OK ready",
+            b"SET key value",
+            b"GET key",
+            b"GET h",
+            b"GET ",
+            b" /x",
+            b"GE\x00 /x",
+            b"AVERYLONGMETHOD /x",
+        ] {
+            assert_eq!(
+                s(other),
+                Sniff::Unknown,
+                "{:?}",
+                core::str::from_utf8(other)
+            );
+        }
         assert_eq!(s(b""), Sniff::Unknown);
         assert_eq!(s(b"SSH-2.0-OpenSSH"), Sniff::Unknown);
     }

@@ -5,8 +5,9 @@ use super::types::Side;
 use crate::protocol::credentials::{Auth, AuthSniffer};
 use crate::protocol::media::media_type;
 
-/// More headers than this is treated as garbage rather than grown into.
-const MAX_HEADERS: usize = 64;
+/// More headers than this is treated as garbage rather than grown into (RFC 9110 sets no
+/// limit; servers commonly allow about 100).
+const MAX_HEADERS: usize = 256;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum BodyLen {
