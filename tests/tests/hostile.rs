@@ -3,6 +3,7 @@
 //! the server answered, so the agent must report the call, and keep running.
 
 use std::{
+    fmt::Write as _,
     io::{Read, Write},
     net::TcpStream,
     process::Command,
@@ -63,7 +64,7 @@ fn in_writes(data: &[u8], size: usize) -> Vec<Vec<u8>> {
 fn request(method: &str, target: &str, headers: &[(String, String)]) -> Vec<u8> {
     let mut r = format!("{method} {target} HTTP/1.1\r\nHost: hostile.test\r\n");
     for (k, v) in headers {
-        r.push_str(&format!("{k}: {v}\r\n"));
+        let _ = write!(r, "{k}: {v}\r\n");
     }
     r.push_str("\r\n");
     r.into_bytes()
