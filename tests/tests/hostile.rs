@@ -157,3 +157,38 @@ fn deep_paths_do_not_crash_the_agent() {
     let (status, _) = monitor_tests::agent::http_get(agent.api, "/healthz").expect("healthz");
     assert_eq!(status, 200, "{}", agent.stderr());
 }
+
+/// A database that is not one: kept under a new name, counted, and the agent runs and
+/// files calls in a new one instead of failing at every restart.
+#[test]
+fn a_corrupt_database_is_moved_aside_and_the_agent_starts() {
+    let port = free_port();
+    let _server = server(port);
+    let data = monitor_tests::TempDir::new("corrupt-db");
+    let junk = b"not a database; not even close".repeat(200);
+    std::fs::write(data.0.join("inventory.db"), &junk).expect("junk");
+    let dir = data.0.to_str().expect("utf-8").to_string();
+    let agent = Agent::start_with(&["--data-dir", &dir, "--service", &format!("svc=port:{port}")]);
+    assert_eq!(
+        agent.metric("monitor_store_recoveries_total"),
+        Some(1.0),
+        "{}",
+        agent.stderr()
+    );
+    assert!(agent.stderr().contains("kept as"), "{}", agent.stderr());
+    let kept: Vec<_> = std::fs::read_dir(&data.0)
+        .expect("data dir")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("inventory.db.unreadable-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(std::fs::read(kept[0].path()).expect("kept"), junk);
+    let status = send(port, &[request("GET", "/after-recovery", &[])]);
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let eps = agent.wait_inventory("service=svc", |e| !e.is_empty());
+    assert!(eps.iter().any(|e| e.route == "/after-recovery"), "{eps:#?}");
+}

@@ -334,16 +334,22 @@ impl Inventory {
         }
     }
 
-    /// Adds endpoints restored from the store.
-    pub fn restore(&mut self, key: EndpointKey, stats: EndpointStats) {
+    /// Adds a stored endpoint; false when the inventory is full (`max_endpoints`, counted
+    /// in `overflow` as one call each) and it was left out.
+    pub fn restore(&mut self, key: EndpointKey, stats: EndpointStats) -> bool {
         let routed = self.router.relearn(&key.service, &key.route);
         let key = EndpointKey {
             route: routed.route,
             ..key
         };
         let (spec_status, operation_id) = self.classify(&key.service, &key.method, &key.route);
+        let full = self.endpoints.len() >= self.max_endpoints;
         match self.endpoints.get_mut(&key) {
             Some(e) => e.stats.merge(&stats),
+            None if full => {
+                self.overflow += 1;
+                return false;
+            }
             None => {
                 self.endpoints.insert(
                     key,
@@ -358,6 +364,7 @@ impl Inventory {
         for m in &routed.merges {
             self.apply(m);
         }
+        true
     }
 }
 

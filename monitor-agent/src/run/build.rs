@@ -42,6 +42,8 @@ pub(super) struct State {
     pub specs: Arc<Mutex<SpecRegistry>>,
     /// Spec files that failed to load at start, counted once the metrics exist.
     spec_errors: usize,
+    /// The database was unreadable and moved aside, counted once the metrics exist.
+    moved_aside: bool,
 }
 
 impl State {
@@ -51,9 +53,16 @@ impl State {
         if let Some(e) = enforcement.refresh(true) {
             anyhow::bail!("{e}");
         }
-        let store = Store::open(&s.data_dir).with_context(|| {
+        let opened = store::open_or_move_aside(&s.data_dir).with_context(|| {
             "cannot open the inventory database (choose another place with --data-dir)".to_string()
         })?;
+        if let Some(m) = &opened.moved_aside {
+            log::error!(
+                "inventory database unreadable ({}): kept as {}, starting with an empty inventory",
+                m.reason,
+                m.to.display()
+            );
+        }
         let mut inventory = Inventory::new(InventoryConfig {
             patterns: s.route_patterns.clone(),
             cardinality_limit: s.route_cardinality,
@@ -64,14 +73,18 @@ impl State {
         if let Some(in_force) = first.changed {
             inventory.set_specs(in_force);
         }
-        let restored = store::restore(&store, &mut inventory)?;
+        let (restored, left_out) = store::restore(opened.rows, &mut inventory);
         log::info!(
             "inventory: {restored} endpoints restored from {}",
-            store.path().display()
+            opened.store.path().display()
         );
+        if left_out > 0 {
+            log::warn!("inventory: {left_out} stored endpoints left out: --max-endpoints reached");
+        }
         Ok(State {
             enforcement,
-            store,
+            store: opened.store,
+            moved_aside: opened.moved_aside.is_some(),
             inventory: Arc::new(Mutex::new(inventory)),
             specs: Arc::new(Mutex::new(specs)),
             spec_errors: first.errors.len(),
@@ -201,6 +214,10 @@ fn register(metrics: &mut Metrics, s: &Settings, state: &State) -> Handles {
     let pipeline = PipelineMetrics::register(r);
     let reload = ReloadMetrics::register(r);
     reload.spec_load_errors.inc_by(state.spec_errors as u64);
+    let recoveries = store::recoveries(r);
+    if state.moved_aside {
+        recoveries.inc();
+    }
     Handles {
         reader: ReaderMetrics::register(r),
         conn: ConnMetrics::register(r, pipeline.records_dropped.clone()),

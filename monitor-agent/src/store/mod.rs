@@ -184,14 +184,99 @@ impl Store {
     }
 }
 
-/// Loads the stored inventory into `inv`; returns how many endpoints were restored.
-pub(crate) fn restore(store: &Store, inv: &mut Inventory) -> Result<usize, StoreError> {
-    let rows = store.load()?;
-    let n = rows.len();
-    for (k, stats) in rows {
-        inv.restore(k, stats);
+/// A database that could not be read at start, kept under a new name so that the agent
+/// runs (starting empty) instead of failing at every restart.
+#[derive(Debug)]
+pub(crate) struct MovedAside {
+    pub to: PathBuf,
+    pub reason: StoreError,
+}
+
+/// What a start found on disk.
+pub(crate) struct Opened {
+    pub store: Store,
+    pub rows: Vec<(EndpointKey, EndpointStats)>,
+    pub moved_aside: Option<MovedAside>,
+}
+
+/// Opens and reads the database in `dir`. One that is not a readable inventory (corrupt,
+/// not a database, rows that do not parse) is renamed `inventory.db.unreadable-SECONDS`,
+/// with its journal files, and a new one is made. Not moved: a schema from a newer agent
+/// (its data is not ours to put away), a database another process holds locked, a data
+/// directory that cannot be made.
+pub(crate) fn open_or_move_aside(dir: &Path) -> Result<Opened, StoreError> {
+    let reason = match Store::open(dir).and_then(|store| Ok((store.load()?, store))) {
+        Ok((rows, store)) => {
+            return Ok(Opened {
+                store,
+                rows,
+                moved_aside: None,
+            })
+        }
+        Err(e) if !unreadable(&e) => return Err(e),
+        Err(e) => e,
+    };
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    // Never over an earlier one: each is somebody's data.
+    let to = (0..1000)
+        .map(|n| match n {
+            0 => dir.join(format!("{DB_FILE}.unreadable-{stamp}")),
+            n => dir.join(format!("{DB_FILE}.unreadable-{stamp}-{n}")),
+        })
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| dir.join(format!("{DB_FILE}.unreadable")));
+    for suffix in ["", "-wal", "-shm"] {
+        let from = dir.join(format!("{DB_FILE}{suffix}"));
+        if from.exists() {
+            let dest = PathBuf::from(format!("{}{suffix}", to.display()));
+            fs::rename(&from, &dest).map_err(|source| StoreError::Dir {
+                path: from.clone(),
+                source,
+            })?;
+        }
     }
-    Ok(n)
+    Ok(Opened {
+        store: Store::open(dir)?,
+        rows: Vec::new(),
+        moved_aside: Some(MovedAside { to, reason }),
+    })
+}
+
+fn unreadable(e: &StoreError) -> bool {
+    use rusqlite::ErrorCode::{DatabaseBusy, DatabaseLocked};
+    match e {
+        StoreError::Row { .. } => true,
+        StoreError::Sqlite { source, .. } => !matches!(
+            source.sqlite_error_code(),
+            Some(DatabaseBusy | DatabaseLocked)
+        ),
+        StoreError::Dir { .. } | StoreError::TooNew { .. } => false,
+    }
+}
+
+/// Loads stored endpoints into `inv`, up to its `max_endpoints`; returns (restored, left
+/// out because the inventory was full).
+pub(crate) fn restore(
+    rows: Vec<(EndpointKey, EndpointStats)>,
+    inv: &mut Inventory,
+) -> (usize, usize) {
+    let total = rows.len();
+    let restored = rows
+        .into_iter()
+        .filter(|(k, stats)| inv.restore(k.clone(), stats.clone()))
+        .count();
+    (restored, total - restored)
+}
+
+/// Databases found unreadable at start and moved aside.
+pub(crate) fn recoveries(registry: &mut Registry) -> Counter {
+    crate::metrics::register(
+        registry,
+        "monitor_store_recoveries",
+        "Inventory databases found unreadable at start and moved aside (kept, renamed); the agent started empty",
+    )
 }
 
 /// Inventory flushes that failed, exported so a full or read-only disk is seen before the

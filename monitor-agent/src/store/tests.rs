@@ -119,7 +119,80 @@ fn restore_fills_an_inventory() {
     let mut s = Store::open(&dir).unwrap();
     s.write(&[(key("/users/{id}"), endpoint(4))], &[]).unwrap();
     let mut inv = Inventory::new(Default::default());
-    assert_eq!(restore(&s, &mut inv).unwrap(), 1);
+    assert_eq!(restore(s.load().unwrap(), &mut inv), (1, 0));
     assert_eq!(inv.len(), 1);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn restore_stops_at_max_endpoints() {
+    let dir = temp_dir("restore-cap");
+    let mut s = Store::open(&dir).unwrap();
+    let rows: Vec<_> = (0..5)
+        .map(|i| (key(&format!("/r{i}")), endpoint(1)))
+        .collect();
+    s.write(&rows, &[]).unwrap();
+    let mut inv = Inventory::new(crate::inventory::InventoryConfig {
+        max_endpoints: 3,
+        ..Default::default()
+    });
+    assert_eq!(restore(s.load().unwrap(), &mut inv), (3, 2));
+    assert_eq!(inv.len(), 3);
+    assert_eq!(inv.overflow, 2);
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Corrupt files are kept under a new name and the agent starts empty; a newer agent's
+/// database and a locked one are left where they are, and refused.
+#[test]
+fn an_unreadable_database_is_moved_aside_and_kept() {
+    let dir = temp_dir("aside");
+    fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(DB_FILE);
+    let junk = b"this is not a database, just some text that is long enough".repeat(100);
+    fs::write(&path, &junk).unwrap();
+    let opened = open_or_move_aside(&dir).unwrap();
+    let moved = opened.moved_aside.expect("moved aside");
+    assert!(
+        moved.reason.to_string().contains(DB_FILE),
+        "{}",
+        moved.reason
+    );
+    assert_eq!(fs::read(&moved.to).unwrap(), junk);
+    assert!(opened.rows.is_empty());
+    let mut store = opened.store;
+    store.write(&[(key("/a"), endpoint(1))], &[]).unwrap();
+    drop(store);
+    let again = open_or_move_aside(&dir).unwrap();
+    assert!(again.moved_aside.is_none());
+    assert_eq!(again.rows.len(), 1);
+    drop(again);
+    {
+        let c = Connection::open(&path).unwrap();
+        c.pragma_update(None, "user_version", 99).unwrap();
+    }
+    let e = open_or_move_aside(&dir).err().unwrap().to_string();
+    assert!(e.contains("schema version 99"), "{e}");
+    assert!(path.exists());
+    fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_row_that_does_not_parse_moves_the_database_aside() {
+    let dir = temp_dir("aside-row");
+    let mut s = Store::open(&dir).unwrap();
+    s.write(&[(key("/a"), endpoint(1))], &[]).unwrap();
+    s.conn
+        .execute("UPDATE endpoints SET stats = '{not json'", [])
+        .unwrap();
+    drop(s);
+    let opened = open_or_move_aside(&dir).unwrap();
+    let moved = opened.moved_aside.expect("moved aside");
+    assert!(
+        matches!(moved.reason, StoreError::Row { .. }),
+        "{:?}",
+        moved.reason
+    );
+    assert!(opened.rows.is_empty());
     fs::remove_dir_all(&dir).unwrap();
 }
