@@ -15,6 +15,7 @@ pub(crate) mod metrics;
 pub(crate) mod output;
 pub(crate) mod pipeline;
 pub mod policy;
+pub(crate) mod printable;
 pub mod protocol;
 pub(crate) mod recent;
 pub mod record;

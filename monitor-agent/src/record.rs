@@ -238,7 +238,10 @@ impl CallRecord {
         if self.truncated {
             s.push_str(" truncated");
         }
-        s
+        match crate::printable::printable(&s) {
+            std::borrow::Cow::Borrowed(_) => s,
+            std::borrow::Cow::Owned(escaped) => escaped,
+        }
     }
 }
 

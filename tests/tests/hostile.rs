@@ -192,3 +192,33 @@ fn a_corrupt_database_is_moved_aside_and_the_agent_starts() {
     let eps = agent.wait_inventory("service=svc", |e| !e.is_empty());
     assert!(eps.iter().any(|e| e.route == "/after-recovery"), "{eps:#?}");
 }
+
+/// A path carrying terminal controls (C1 CSI, a bidi override) reaches the JSON record as it
+/// was, and the CLI's tables and lines only escaped.
+#[test]
+fn terminal_controls_in_a_path_are_escaped_on_the_terminal() {
+    let port = free_port();
+    let _server = server(port);
+    let agent = Agent::start_with(&["--service", &format!("svc=port:{port}")]);
+    let path = "/esc/\u{9b}31mred\u{202e}txt.exe";
+    let status = send(port, &[request("GET", path, &[])]);
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let got = served(&agent, port, "GET", path);
+    assert_eq!(got.len(), 1, "the JSON record keeps the path as sent");
+    agent.wait_inventory("service=svc", |e| !e.is_empty());
+    for args in [
+        &["calls", "--service", "svc"][..],
+        &["inventory", "--service", "svc"],
+    ] {
+        let (code, out, err) = agent.cli(args);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        assert!(
+            !out.contains('\u{9b}') && !out.contains('\u{202e}'),
+            "{args:?} printed a raw control: {out:?}"
+        );
+        assert!(
+            out.contains("\\u{9b}31mred\\u{202e}txt.exe"),
+            "{args:?}: {out}"
+        );
+    }
+}

@@ -33,7 +33,7 @@ pub fn calls(a: CallsArgs) -> Result<()> {
         let shown = if a.list.json {
             serde_json::to_string(c)?
         } else {
-            text(c)
+            crate::printable::printable(&text(c)).into_owned()
         };
         if writeln!(out, "{shown}").is_err() {
             break;

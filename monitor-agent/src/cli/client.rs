@@ -95,10 +95,11 @@ pub(super) fn print_stream<T: DeserializeOwned>(
         let shown = if json {
             line
         } else {
-            show(
+            let shown = show(
                 &serde_json::from_str(&line)
                     .context("the agent sent a line that is not the expected JSON")?,
-            )
+            );
+            crate::printable::printable(&shown).into_owned()
         };
         if writeln!(out, "{shown}").and_then(|()| out.flush()).is_err() {
             return Ok(());

@@ -9,6 +9,7 @@ use super::{
 use crate::{
     api::response::{InventoryAnswer, UnusedAnswer},
     inventory::{view::EndpointView, SpecStatus},
+    printable::printable,
 };
 
 pub fn inventory(a: InventoryArgs) -> Result<()> {
@@ -149,7 +150,13 @@ fn row(e: &EndpointView) -> Vec<String> {
     ]
 }
 
+/// Cells are escaped (`printable`): they hold what workloads sent.
 pub(super) fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| printable(c).into_owned()).collect())
+        .collect();
+    let rows = rows.as_slice();
     let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
     for r in rows {
         for (w, c) in widths.iter_mut().zip(r) {
