@@ -168,6 +168,17 @@ impl CallRecord {
     }
 }
 
+/// The method a call is filed and labelled under: a registered method (RFC 9110's, and
+/// PATCH) as it is, any other token `_OTHER`, as OpenTelemetry does. Any token is a method
+/// on the wire, so without this a workload could mint endpoints and label values at will;
+/// the record itself keeps the method as sent.
+pub fn method_or_other(m: &str) -> &str {
+    match m {
+        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH" => m,
+        _ => "_OTHER",
+    }
+}
+
 /// Formatting happens in the output thread, not on the parsing path.
 pub(crate) fn rfc3339<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&humantime::format_rfc3339_micros(*t))

@@ -164,7 +164,7 @@ impl Inventory {
     pub fn observe(&mut self, call: &CallRecord) -> Option<SpecStatus> {
         let key = KeyRef {
             service: call.server.service.as_deref().unwrap_or(""),
-            method: &call.method,
+            method: crate::record::method_or_other(&call.method),
             route: &call.route,
         };
         let auth = auth_label(call);

@@ -222,11 +222,19 @@ struct Handles {
     response_size: Histogram,
 }
 
-/// OpenTelemetry's method values: the registered methods, anything else `_OTHER`.
-fn method_label(m: &str) -> &str {
-    match m {
-        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH" => m,
-        _ => OTHER,
+/// gRPC defines codes 0 to 16; any other value a server sends is counted as `_OTHER`
+/// (kept as `GRPC_OTHER` in series keys), so a workload cannot mint label values.
+const GRPC_OTHER: u32 = u32::MAX;
+
+fn grpc_code(status: Option<u32>) -> Option<u32> {
+    status.map(|s| if s <= 16 { s } else { GRPC_OTHER })
+}
+
+fn grpc_label(code: Option<u32>) -> String {
+    match code {
+        None => String::new(),
+        Some(GRPC_OTHER) => OTHER.to_string(),
+        Some(c) => c.to_string(),
     }
 }
 
@@ -341,11 +349,11 @@ impl TrafficRecorder {
             side,
             service,
             peer,
-            method: method_label(&c.method),
+            method: crate::record::method_or_other(&c.method),
             route,
             status: c.status,
             protocol: c.protocol.as_str(),
-            grpc: c.grpc.as_ref().and_then(|g| g.status),
+            grpc: grpc_code(c.grpc.as_ref().and_then(|g| g.status)),
         };
         if !self.cache.contains_key(&key) {
             if self.cache.len() >= MAX_CACHED_SERIES {
@@ -364,7 +372,7 @@ impl TrafficRecorder {
                     "2"
                 }
                 .to_string(),
-                rpc_grpc_status_code: key.grpc.map(|g| g.to_string()).unwrap_or_default(),
+                rpc_grpc_status_code: grpc_label(key.grpc),
             };
             let h = Handles {
                 duration: self.f.duration[side].get_or_create(&labels).clone(),

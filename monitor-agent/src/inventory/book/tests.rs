@@ -238,3 +238,21 @@ fn restored_endpoints_keep_their_merges() {
         .unwrap();
     assert_eq!(e.1.stats.calls, 6);
 }
+
+/// Any token is a method on the wire: unregistered ones share one endpoint per route, so
+/// random methods cannot fill the inventory.
+#[test]
+fn unregistered_methods_are_filed_under_other() {
+    let mut inv = Inventory::new(InventoryConfig::default());
+    for m in ["PROPFIND", "PURGE", "XYZZY", "get", "M-SEARCH"] {
+        let rec = call(&mut inv, "dav", m, "/files", 200);
+        assert_eq!(rec.method, m, "the record keeps the method as sent");
+    }
+    call(&mut inv, "dav", "GET", "/files", 200);
+    let mut eps: Vec<(String, u64)> = inv
+        .endpoints()
+        .map(|(k, e)| (k.method.clone(), e.stats.calls))
+        .collect();
+    eps.sort();
+    assert_eq!(eps, [("GET".to_string(), 1), ("_OTHER".to_string(), 5)]);
+}

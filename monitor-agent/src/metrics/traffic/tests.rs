@@ -109,4 +109,12 @@ fn grpc_calls_carry_their_status_code() {
     };
     assert!(text.contains(&series("5", 1)), "{text}");
     assert!(text.contains(&series("0", 2)), "{text}");
+    // Codes outside gRPC's 0-16 are one label value, however many a server invents.
+    for code in [17, 99, 4_000_000_000] {
+        c.grpc.as_mut().unwrap().status = Some(code);
+        t.record(&c, None);
+    }
+    let text = encode(&reg);
+    assert!(text.contains(&series("_OTHER", 3)), "{text}");
+    assert!(!text.contains(r#"rpc_grpc_status_code="17""#), "{text}");
 }
