@@ -10,18 +10,18 @@ use crate::{recent::Recent, record::CallRecord};
 /// Live followers that fall this far behind skip ahead rather than hold memory.
 const FOLLOW_BACKLOG: usize = 4096;
 
-pub struct RecentCalls(Recent<CallRecord>);
+pub(crate) struct RecentCalls(Recent<CallRecord>);
 
 /// Which calls a query or a follower wants.
 #[derive(Clone, Debug, Default)]
-pub struct CallFilter {
+pub(crate) struct CallFilter {
     /// Either side's service.
     pub service: Option<String>,
     pub route: Option<String>,
 }
 
 impl CallFilter {
-    pub fn matches(&self, c: &CallRecord) -> bool {
+    pub(crate) fn matches(&self, c: &CallRecord) -> bool {
         self.service.as_deref().is_none_or(|s| {
             c.server.service.as_deref() == Some(s) || c.client.service.as_deref() == Some(s)
         }) && self.route.as_deref().is_none_or(|r| c.route == r)
@@ -29,24 +29,24 @@ impl CallFilter {
 }
 
 impl RecentCalls {
-    pub fn new(capacity: usize) -> RecentCalls {
+    pub(crate) fn new(capacity: usize) -> RecentCalls {
         RecentCalls(Recent::new(capacity, FOLLOW_BACKLOG))
     }
 
-    pub fn capacity(&self) -> usize {
+    pub(crate) fn capacity(&self) -> usize {
         self.0.capacity()
     }
 
-    pub fn push_all(&self, calls: Vec<CallRecord>) {
+    pub(crate) fn push_all(&self, calls: Vec<CallRecord>) {
         self.0.push_all(calls);
     }
 
     /// The newest `limit` matching calls, oldest first.
-    pub fn latest(&self, limit: usize, f: &CallFilter) -> Vec<Arc<CallRecord>> {
+    pub(crate) fn latest(&self, limit: usize, f: &CallFilter) -> Vec<Arc<CallRecord>> {
         self.0.latest(limit, |c| f.matches(c))
     }
 
-    pub fn follow(&self) -> broadcast::Receiver<Arc<CallRecord>> {
+    pub(crate) fn follow(&self) -> broadcast::Receiver<Arc<CallRecord>> {
         self.0.follow()
     }
 }

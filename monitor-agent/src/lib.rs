@@ -9,6 +9,7 @@ pub(crate) mod clock;
 pub mod config;
 pub(crate) mod conn;
 pub mod enforcement;
+pub(crate) mod health;
 pub mod identity;
 pub mod inventory;
 pub(crate) mod metrics;

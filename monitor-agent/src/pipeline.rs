@@ -21,6 +21,7 @@ use crate::{
     calls::RecentCalls,
     clock::Clock,
     enforcement::Enforcement,
+    health::Alive,
     inventory::{pairing::Pairing, Inventory},
     metrics::{register, traffic::TrafficRecorder},
     record::CallRecord,
@@ -96,10 +97,12 @@ pub(crate) fn spawn(
     mut p: Pipeline,
     rx: Receiver<CallRecord>,
     stop: Arc<AtomicBool>,
+    alive: Alive,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("pipeline".into())
         .spawn(move || {
+            let _alive = alive;
             let mut pairing = Pairing::new(PAIRING_WINDOW_NS);
             let mut b = Batch::default();
             loop {

@@ -169,14 +169,17 @@ impl CallRecord {
 }
 
 /// The method a call is filed and labelled under: a registered method (RFC 9110's, and
-/// PATCH) as it is, any other token `_OTHER`, as OpenTelemetry does. Any token is a method
-/// on the wire, so without this a workload could mint endpoints and label values at will;
-/// the record itself keeps the method as sent.
-pub fn method_or_other(m: &str) -> &str {
-    match m {
-        "GET" | "HEAD" | "POST" | "PUT" | "DELETE" | "CONNECT" | "OPTIONS" | "TRACE" | "PATCH" => m,
-        _ => "_OTHER",
-    }
+/// PATCH), in its upper-case spelling whatever case was sent, and any other token `_OTHER`,
+/// as OpenTelemetry does. Any token is a method on the wire, so without this a workload
+/// could mint endpoints and label values at will; the record keeps the method as sent.
+pub fn method_or_other(m: &str) -> &'static str {
+    const REGISTERED: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH",
+    ];
+    REGISTERED
+        .into_iter()
+        .find(|r| r.eq_ignore_ascii_case(m))
+        .unwrap_or("_OTHER")
 }
 
 /// Formatting happens in the output thread, not on the parsing path.

@@ -22,8 +22,8 @@ use thiserror::Error;
 pub use error::ApiError;
 
 use crate::{
-    calls::RecentCalls, enforcement::Enforcement, inventory::Inventory, metrics::Metrics,
-    spec::registry::SpecRegistry, violations::Violations,
+    calls::RecentCalls, enforcement::Enforcement, health::Health, inventory::Inventory,
+    metrics::Metrics, spec::registry::SpecRegistry, violations::Violations,
 };
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -42,18 +42,20 @@ pub fn check_listen(addr: SocketAddr, token: Option<&str>) -> Result<(), ListenE
 }
 
 #[derive(Clone)]
-pub struct ApiState {
-    pub metrics: Arc<Metrics>,
-    pub inventory: Arc<Mutex<Inventory>>,
-    pub recent: Arc<RecentCalls>,
-    pub specs: Arc<Mutex<SpecRegistry>>,
-    pub violations: Arc<Violations>,
-    pub enforcement: Arc<Enforcement>,
+pub(crate) struct ApiState {
+    /// Which of the threads that see traffic still run, for `/healthz`.
+    pub(crate) health: Arc<Health>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) inventory: Arc<Mutex<Inventory>>,
+    pub(crate) recent: Arc<RecentCalls>,
+    pub(crate) specs: Arc<Mutex<SpecRegistry>>,
+    pub(crate) violations: Arc<Violations>,
+    pub(crate) enforcement: Arc<Enforcement>,
     /// Required as `Authorization: Bearer` on `/api/` when set.
-    pub token: Option<Arc<str>>,
+    pub(crate) token: Option<Arc<str>>,
 }
 
-pub fn router(state: ApiState) -> Router {
+pub(crate) fn router(state: ApiState) -> Router {
     let api = Router::new()
         .route("/api/v1/inventory", get(query::inventory))
         .route("/api/v1/inventory/unused", get(query::unused))
@@ -65,7 +67,7 @@ pub fn router(state: ApiState) -> Router {
         .fallback(api_not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .merge(api)
         .fallback(not_found)
@@ -108,6 +110,20 @@ async fn require_token(
         }
     }
     next.run(req).await
+}
+
+/// 200 while every part that sees traffic runs; 503 naming those that stopped, so that a
+/// liveness probe restarts an agent that would otherwise serve its API blind.
+async fn healthz(State(state): State<ApiState>) -> Response {
+    let stopped = state.health.stopped();
+    if stopped.is_empty() {
+        return "ok\n".into_response();
+    }
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("stopped: {}\n", stopped.join(", ")),
+    )
+        .into_response()
 }
 
 async fn metrics(State(state): State<ApiState>) -> Response {

@@ -7,7 +7,7 @@ use monitor_common::counter;
 
 /// Totals of the kernel counters at one point in time.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct KernelCounters {
+pub(crate) struct KernelCounters {
     pub events: u64,
     pub bytes: u64,
     pub drops: u64,
@@ -22,18 +22,18 @@ pub struct KernelCounters {
     pub tls_conns: u64,
 }
 
-pub struct CounterReader {
+pub(crate) struct CounterReader {
     map: Mutex<PerCpuArray<MapData, u64>>,
 }
 
 impl CounterReader {
-    pub fn new(map: PerCpuArray<MapData, u64>) -> Self {
+    pub(crate) fn new(map: PerCpuArray<MapData, u64>) -> Self {
         CounterReader {
             map: Mutex::new(map),
         }
     }
 
-    pub fn read(&self) -> KernelCounters {
+    pub(crate) fn read(&self) -> KernelCounters {
         let Ok(map) = self.map.lock() else {
             return KernelCounters::default();
         };

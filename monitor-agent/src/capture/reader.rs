@@ -19,7 +19,7 @@ use ringbuf::{traits::Producer, HeapProd};
 use prometheus_client::{metrics::counter::Counter, registry::Registry};
 
 use super::event::Event;
-use crate::{identity::Identity, metrics::register};
+use crate::{health::Alive, identity::Identity, metrics::register};
 
 /// The kernel never wakes the reader (see `emit.rs`); records wait at most this long when
 /// the reader was idle.
@@ -73,10 +73,12 @@ pub(crate) fn spawn(
     identity: Arc<Identity>,
     metrics: ReaderMetrics,
     stop: Arc<AtomicBool>,
+    alive: Alive,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name("ringbuf-reader".into())
         .spawn(move || {
+            let _alive = alive;
             let fd = ring.as_raw_fd();
             let mut woken = vec![false; inlets.len()];
             while !stop.load(Ordering::Relaxed) {

@@ -13,7 +13,7 @@ use std::{
 use ringbuf::{traits::Consumer, HeapCons};
 
 use super::{ConnMetrics, ConnTracker};
-use crate::{capture::event::Event, clock::Clock, record::CallRecord};
+use crate::{capture::event::Event, clock::Clock, health::Alive, record::CallRecord};
 
 /// How often idle connections are swept.
 const SWEEP_EVERY_NS: u64 = 1_000_000_000;
@@ -25,10 +25,12 @@ pub(crate) fn spawn(
     records: Option<SyncSender<CallRecord>>,
     metrics: ConnMetrics,
     stop: Arc<AtomicBool>,
+    alive: Alive,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new()
         .name(format!("shard-{index}"))
         .spawn(move || {
+            let _alive = alive;
             let mut out = Vec::new();
             let mut last_sweep = Clock::monotonic_now_ns();
             let mut counted = 0usize;

@@ -25,7 +25,7 @@ use crate::{
 
 /// The exporter: one registry every part of the agent registers its own handles in (each
 /// part defines its metrics next to the code that records them), encoded at each scrape.
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
 }
 
@@ -40,7 +40,7 @@ where
 }
 
 impl Metrics {
-    pub fn new(attached_programs: usize) -> Self {
+    pub(crate) fn new(attached_programs: usize) -> Self {
         let mut registry = Registry::default();
         registry.register(
             "monitor_build",
@@ -57,29 +57,29 @@ impl Metrics {
     }
 
     /// Where the parts register their handles, before the exporter is shared.
-    pub fn registry(&mut self) -> &mut Registry {
+    pub(crate) fn registry(&mut self) -> &mut Registry {
         &mut self.registry
     }
 
     /// `api_endpoints`, read from the inventory at each scrape.
-    pub fn add_inventory(&mut self, inventory: Arc<Mutex<Inventory>>) {
+    pub(crate) fn add_inventory(&mut self, inventory: Arc<Mutex<Inventory>>) {
         self.registry
             .register_collector(Box::new(inventory::InventoryCollector { inventory }));
     }
 
-    pub fn add_kernel_counters(&mut self, reader: Arc<CounterReader>) {
+    pub(crate) fn add_kernel_counters(&mut self, reader: Arc<CounterReader>) {
         self.registry
             .register_collector(Box::new(KernelCollector { reader }));
     }
 
     /// Exports the kernel's accounting of time spent in each of our programs (zero unless
     /// run-time statistics are enabled, `--kernel-stats`).
-    pub fn add_program_stats(&mut self, programs: Vec<(u32, String)>) {
+    pub(crate) fn add_program_stats(&mut self, programs: Vec<(u32, String)>) {
         self.registry
             .register_collector(Box::new(ProgramStats { programs }));
     }
 
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

@@ -27,6 +27,7 @@ use crate::{
     clock::Clock,
     config::Settings,
     conn::{shard, ConnMetrics, ConnTracker, TrackerConfig},
+    health::{Alive, Health},
     identity::{kubernetes, Identity, KubeIndex},
     metrics::traffic::TrafficRecorder,
     output::{self, OutputFormat},
@@ -101,6 +102,7 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
         handles: h,
     } = b;
     let stop = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(Health::default());
     let recent = Arc::new(RecentCalls::new(s.recent_calls as usize));
     let (out_tx, output) = start_output(s.output)?.unzip();
     let (records, rx) = mpsc::sync_channel(RECORD_QUEUE);
@@ -116,6 +118,7 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
         },
         rx,
         stop.clone(),
+        health.watch("pipeline"),
     )?;
     let flusher = store::spawn_flusher(
         state.store,
@@ -135,10 +138,12 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
         stop.clone(),
     )?;
     let (identity, kube) = start_identity(s, &h.kube_errors, &stop)?;
-    let (inlets, shards) = start_shards(s, &identity, &h.conn, &records, &stop)?;
+    let (inlets, shards) = start_shards(s, &identity, &h.conn, &records, &stop, &health)?;
     drop(records);
-    let kernel = start_capture(kernel, inlets, identity, h.reader, &stop)?;
+    let reader_alive = health.watch("capture reader");
+    let kernel = start_capture(kernel, inlets, identity, h.reader, &stop, reader_alive)?;
     let api = ApiState {
+        health,
         metrics,
         inventory: state.inventory,
         recent,
@@ -172,6 +177,7 @@ fn start_capture(
     identity: Arc<Identity>,
     metrics: ReaderMetrics,
     stop: &Arc<AtomicBool>,
+    alive: Alive,
 ) -> Result<Capturing> {
     let Kernel {
         mut capture,
@@ -179,7 +185,8 @@ fn start_capture(
         tls,
     } = kernel;
     let (execs, exec_rx) = mpsc::channel();
-    let reader = capture::reader::spawn(ring, inlets, execs, identity, metrics, stop.clone())?;
+    let reader =
+        capture::reader::spawn(ring, inlets, execs, identity, metrics, stop.clone(), alive)?;
     Ok(Capturing {
         reader,
         tls: tls.spawn(exec_rx, stop.clone())?,
@@ -220,6 +227,7 @@ fn start_shards(
     metrics: &ConnMetrics,
     records: &SyncSender<CallRecord>,
     stop: &Arc<AtomicBool>,
+    health: &Health,
 ) -> Result<(Vec<ShardInlet>, Vec<JoinHandle<()>>)> {
     let workers = s
         .workers
@@ -249,6 +257,7 @@ fn start_shards(
             Some(records.clone()),
             metrics.clone(),
             stop.clone(),
+            health.watch(&format!("shard-{i}")),
         )?;
         inlets.push(ShardInlet {
             queue: prod,

@@ -244,7 +244,7 @@ fn restored_endpoints_keep_their_merges() {
 #[test]
 fn unregistered_methods_are_filed_under_other() {
     let mut inv = Inventory::new(InventoryConfig::default());
-    for m in ["PROPFIND", "PURGE", "XYZZY", "get", "M-SEARCH"] {
+    for m in ["PROPFIND", "PURGE", "XYZZY", "M-SEARCH", "Get-Out"] {
         let rec = call(&mut inv, "dav", m, "/files", 200);
         assert_eq!(rec.method, m, "the record keeps the method as sent");
     }
@@ -255,4 +255,7 @@ fn unregistered_methods_are_filed_under_other() {
         .collect();
     eps.sort();
     assert_eq!(eps, [("GET".to_string(), 1), ("_OTHER".to_string(), 5)]);
+    // A registered method in another case is that method.
+    call(&mut inv, "dav", "get", "/files", 200);
+    assert_eq!(inv.len(), 2);
 }
