@@ -168,6 +168,10 @@ impl CallRecord {
     }
 }
 
+/// Where values beyond a cap go (methods, label values), as OpenTelemetry does for unknown
+/// methods.
+pub const OTHER: &str = "_OTHER";
+
 /// The method a call is filed and labelled under: a registered method (RFC 9110's, and
 /// PATCH), in its upper-case spelling whatever case was sent, and any other token `_OTHER`,
 /// as OpenTelemetry does. Any token is a method on the wire, so without this a workload
@@ -179,7 +183,7 @@ pub fn method_or_other(m: &str) -> &'static str {
     REGISTERED
         .into_iter()
         .find(|r| r.eq_ignore_ascii_case(m))
-        .unwrap_or("_OTHER")
+        .unwrap_or(OTHER)
 }
 
 /// Formatting happens in the output thread, not on the parsing path.

@@ -26,11 +26,9 @@ use prometheus_client::{
 use crate::{
     inventory::SpecStatus,
     protocol::exchange::Protocol,
-    record::{CallRecord, Role},
+    record::{method_or_other, CallRecord, Role, OTHER},
 };
 
-/// Where values beyond a cap go, as OpenTelemetry does for unknown methods.
-pub(crate) const OTHER: &str = "_OTHER";
 /// Distinct callers per service kept as label values.
 const MAX_PEERS: usize = 50;
 /// Handle cache entries before the cache is dropped and rebuilt.
@@ -349,7 +347,7 @@ impl TrafficRecorder {
             side,
             service,
             peer,
-            method: crate::record::method_or_other(&c.method),
+            method: method_or_other(&c.method),
             route,
             status: c.status,
             protocol: c.protocol.as_str(),

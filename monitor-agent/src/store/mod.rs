@@ -42,6 +42,12 @@ pub(crate) enum StoreError {
         found: i64,
         known: i64,
     },
+    #[error("cannot move the unreadable database {from} aside to {to}: {source}")]
+    MoveAside {
+        from: PathBuf,
+        to: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "database {path}: endpoint {service} {method} {route} has unreadable statistics: {source}"
     )]
@@ -231,8 +237,9 @@ pub(crate) fn open_or_move_aside(dir: &Path) -> Result<Opened, StoreError> {
         let from = dir.join(format!("{DB_FILE}{suffix}"));
         if from.exists() {
             let dest = PathBuf::from(format!("{}{suffix}", to.display()));
-            fs::rename(&from, &dest).map_err(|source| StoreError::Dir {
-                path: from.clone(),
+            fs::rename(&from, &dest).map_err(|source| StoreError::MoveAside {
+                from: from.clone(),
+                to: dest.clone(),
                 source,
             })?;
         }
@@ -252,7 +259,7 @@ fn unreadable(e: &StoreError) -> bool {
             source.sqlite_error_code(),
             Some(DatabaseBusy | DatabaseLocked)
         ),
-        StoreError::Dir { .. } | StoreError::TooNew { .. } => false,
+        StoreError::Dir { .. } | StoreError::TooNew { .. } | StoreError::MoveAside { .. } => false,
     }
 }
 
@@ -263,10 +270,10 @@ pub(crate) fn restore(
     inv: &mut Inventory,
 ) -> (usize, usize) {
     let total = rows.len();
-    let restored = rows
-        .into_iter()
-        .filter(|(k, stats)| inv.restore(k.clone(), stats.clone()))
-        .count();
+    let mut restored = 0;
+    for (k, stats) in rows {
+        restored += usize::from(inv.restore(k, stats));
+    }
     (restored, total - restored)
 }
 
