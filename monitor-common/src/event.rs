@@ -159,14 +159,6 @@ pub struct EventHeader {
 
 pub const HEADER_SIZE: usize = size_of::<EventHeader>();
 
-/// The per-CPU scratch record: a header followed by the largest payload. Kept in a per-CPU
-/// array because the eBPF stack (512 bytes) cannot hold it.
-#[repr(C)]
-pub struct EventBuffer {
-    pub header: EventHeader,
-    pub data: [u8; MAX_DATA],
-}
-
 /// Indexes of the per-CPU counters array (`COUNTERS`).
 pub mod counter {
     /// Records written to the ring buffer.

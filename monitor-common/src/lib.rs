@@ -6,6 +6,7 @@
 #![no_std]
 
 pub mod event;
+pub mod head;
 pub mod names;
 pub mod offsets;
 pub mod sniff;

@@ -19,6 +19,8 @@ pub mod map {
     pub const ARGS: &str = "ARGS";
     /// Per-CPU drop and truncation counters.
     pub const COUNTERS: &str = "COUNTERS";
+    /// The program the data syscalls' exit hands its copying to (index 0).
+    pub const COPY: &str = "COPY";
 }
 
 /// Programs, by the hook they serve.
@@ -34,6 +36,8 @@ pub mod program {
     pub const SYS_ENTER_SENDFILE64: &str = "sys_enter_sendfile64";
     /// The exit of every data syscall: the stashed arguments say what shape the buffer has.
     pub const SYS_EXIT_DATA: &str = "sys_exit_data";
+    /// Not attached: `sys_exit_data` tail-calls it, through `map::COPY`, to copy the bytes.
+    pub const COPY_CALL: &str = "copy_call";
     pub const SYS_ENTER_CONNECT: &str = "sys_enter_connect";
     pub const SYS_EXIT_CONNECT: &str = "sys_exit_connect";
     /// `accept` and `accept4`.
@@ -65,6 +69,7 @@ pub mod program {
         SYS_ENTER_SENDMSG,
         SYS_ENTER_SENDFILE64,
         SYS_EXIT_DATA,
+        COPY_CALL,
         SYS_ENTER_CONNECT,
         SYS_EXIT_CONNECT,
         SYS_EXIT_ACCEPT,

@@ -22,6 +22,10 @@ pub enum Sniff {
     Http2Frame,
     /// A TLS record header (handshake or application data): ciphertext, never HTTP here.
     Tls,
+    /// Fewer than `SNIFF_LEN` bytes that are the start of a request or status line, but too
+    /// few to tell (`GE`, `GET `, `HTTP/`): a client writing byte by byte must not be
+    /// taken for another protocol, or it could hide its requests that way.
+    Partial,
     /// Anything else.
     Unknown,
 }
@@ -36,37 +40,65 @@ pub fn sniff(b: &[u8; SNIFF_LEN], len: usize) -> Sniff {
     if len >= 3 && (0x14..=0x17).contains(&b[0]) && b[1] == 0x03 && b[2] <= 0x04 {
         return Sniff::Tls;
     }
-    if len < 5 {
+    let len = if len < SNIFF_LEN { len } else { SNIFF_LEN };
+    if len == 0 {
         return Sniff::Unknown;
     }
-    let head = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    let b4 = b[4];
-    let req = match &head.to_le_bytes() {
-        // An authority, not a path, follows CONNECT.
-        b"CONN" => len >= 8 && b4 == b'E' && b[5] == b'C' && b[6] == b'T' && b[7] == b' ',
-        b"PRI " => {
-            return if b4 == b'*' {
-                Sniff::Http2Preface
-            } else {
-                Sniff::Unknown
-            }
-        }
-        b"HTTP" => {
-            return if len >= 7 && b4 == b'/' && b[5] == b'1' && b[6] == b'.' {
-                Sniff::Http1Response
-            } else {
-                Sniff::Unknown
-            }
-        }
-        _ => request_line(b, len),
-    };
-    if req {
-        Sniff::Http1Request
-    } else if len >= 9 && http2_frame(b) {
-        Sniff::Http2Frame
+    let line = if len < 5 {
+        request_line(b, len)
     } else {
-        Sniff::Unknown
+        match &[b[0], b[1], b[2], b[3]] {
+            // An authority, not a path, follows CONNECT.
+            b"CONN" => prefix_of(b, len, b"CONNECT "),
+            b"PRI " => {
+                return if b[4] == b'*' {
+                    Sniff::Http2Preface
+                } else {
+                    Sniff::Unknown
+                }
+            }
+            b"HTTP" => {
+                return match prefix_of(b, len, b"HTTP/1.") {
+                    Line::Request => Sniff::Http1Response,
+                    Line::Prefix => Sniff::Partial,
+                    Line::No => Sniff::Unknown,
+                }
+            }
+            _ => request_line(b, len),
+        }
+    };
+    match line {
+        Line::Request => Sniff::Http1Request,
+        Line::Prefix => Sniff::Partial,
+        Line::No if len >= 9 && http2_frame(b) => Sniff::Http2Frame,
+        Line::No => Sniff::Unknown,
     }
+}
+
+/// How the first bytes of a segment compare with a request line.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Line {
+    /// They start one.
+    Request,
+    /// They are all there is and could still become one.
+    Prefix,
+    No,
+}
+
+/// Whether the first `len` bytes are `word` (`Request`), or a shorter start of it.
+#[inline(always)]
+fn prefix_of(b: &[u8; SNIFF_LEN], len: usize, word: &[u8]) -> Line {
+    let mut i = 0;
+    while i < word.len() && i < SNIFF_LEN {
+        if i >= len {
+            return Line::Prefix;
+        }
+        if b[i] != word[i] {
+            return Line::No;
+        }
+        i += 1;
+    }
+    Line::Request
 }
 
 /// RFC 9110 `tchar`: what a method is made of.
@@ -96,30 +128,51 @@ fn tchar(c: u8) -> bool {
 /// what every request line but CONNECT's starts with, whatever its method. The target's
 /// first bytes keep other text protocols out (`HELO host`, `USER anon`, `+OK ready`).
 #[inline(always)]
-fn request_line(b: &[u8; SNIFF_LEN], len: usize) -> bool {
-    let len = if len < SNIFF_LEN { len } else { SNIFF_LEN };
+fn request_line(b: &[u8; SNIFF_LEN], len: usize) -> Line {
+    // Running out of bytes before deciding is a prefix only while more could follow.
+    let short = if len < SNIFF_LEN {
+        Line::Prefix
+    } else {
+        Line::No
+    };
     let mut i = 0;
     while i < SNIFF_LEN {
         if i >= len {
-            return false;
+            return short;
         }
         let c = b[i];
         if c == b' ' {
             break;
         }
         if !tchar(c) {
-            return false;
+            return Line::No;
         }
         i += 1;
     }
     // The method is at least one byte, and its space and the target's start are seen.
-    if i == 0 || i + 1 >= len {
-        return false;
+    if i == 0 {
+        return Line::No;
+    }
+    if i + 1 >= len || i + 1 >= SNIFF_LEN {
+        return short;
     }
     match b[i + 1] {
-        b'/' | b'*' => true,
-        b'h' => i + 4 < len && b[i + 2] == b't' && b[i + 3] == b't' && b[i + 4] == b'p',
-        _ => false,
+        b'/' | b'*' => Line::Request,
+        b'h' => {
+            let mut k = 2;
+            while k < 5 {
+                let at = i + k;
+                if at >= len || at >= SNIFF_LEN {
+                    return short;
+                }
+                if b[at] != b"http"[k - 1] {
+                    return Line::No;
+                }
+                k += 1;
+            }
+            Line::Request
+        }
+        _ => Line::No,
     }
 }
 
@@ -207,8 +260,6 @@ mod tests {
         assert_eq!(s(&[0x17, 0x03, 0x03, 0x00, 0x20]), Sniff::Tls);
         assert_eq!(s(&[0x18, 0x03, 0x03, 0x00, 0x20]), Sniff::Unknown);
         assert_eq!(s(b"hello world"), Sniff::Unknown);
-        assert_eq!(s(b"GET"), Sniff::Unknown);
-        assert_eq!(s(b"POSTX"), Sniff::Unknown);
         // Other text protocols, and request lines too long or too short to tell.
         for other in [
             &b"HELO host.example"[..],
@@ -216,9 +267,11 @@ mod tests {
             b"+OK ready",
             b"SET key value",
             b"GET key",
-            b"GET h",
-            b"GET ",
+            b"GET hxyz",
+            b"HTTP/2 200",
+            b"CONNX /",
             b" /x",
+            b"\r\n",
             b"GE\x00 /x",
             b"AVERYLONGMETHOD /x",
         ] {
@@ -230,7 +283,35 @@ mod tests {
             );
         }
         assert_eq!(s(b""), Sniff::Unknown);
-        assert_eq!(s(b"SSH-2.0-OpenSSH"), Sniff::Unknown);
+        assert_eq!(s(b"SSH-2.0-OpenSSH_9.2p1\r\n"), Sniff::Unknown);
+    }
+
+    #[test]
+    fn starts_too_short_to_tell_are_partial() {
+        for start in [
+            &b"G"[..],
+            b"GE",
+            b"GET",
+            b"GET ",
+            b"GET h",
+            b"GET htt",
+            b"POSTX",
+            b"HTTP/",
+            b"HTTP/1",
+            b"CONNEC",
+            b"PRI",
+            b"M-SEARCH",
+        ] {
+            assert_eq!(
+                s(start),
+                Sniff::Partial,
+                "{:?}",
+                core::str::from_utf8(start)
+            );
+        }
+        // Sixteen bytes decide: no method is that long.
+        assert_eq!(s(b"ABCDEFGHIJKLMNOP"), Sniff::Unknown);
+        assert_eq!(s(b"ABCDEFGHIJKLMNO "), Sniff::Unknown);
     }
 
     #[test]

@@ -21,13 +21,16 @@ pub(crate) fn track(sock: u64, role: ConnRole) {
         proto: PROTO_UNKNOWN,
         role,
         sniff_misses: 0,
-        _pad: 0,
+        held_len: 0,
         family: 0,
         local_port: 0,
         remote_port: 0,
-        _pad2: [0; 6],
+        held_direction: 0,
+        _pad2: [0; 5],
         local_addr: [0; 16],
         remote_addr: [0; 16],
+        held: [0; SNIFF_LEN],
+        head_left: [0; 2],
     };
     fill_addresses(sock, &mut state);
     let _ = CONNS.insert(sock, state, 0);
@@ -43,42 +46,55 @@ pub(crate) fn state_of(sock: u64) -> Option<*mut ConnState> {
     CONNS.get_ptr_mut(sock)
 }
 
-/// True when the connection is (or just became) one whose bytes are captured. `first` is
-/// the user address of the first bytes of this syscall's data, `n` how many there are.
-#[inline(always)]
-pub(crate) fn classify(st: *mut ConnState, first: u64, n: u64) -> bool {
+/// What to do with a syscall's bytes after classification.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Class {
+    /// Not captured.
+    Skip,
+    /// Captured, after the `held` bytes kept from earlier segments (see `ConnState::held`).
+    Capture { held: usize },
+}
+
+/// Whether the connection is (or just became) one whose bytes are captured. `first` is the
+/// user address of the first bytes of this syscall's data, `n` how many there are. Bytes
+/// too few to tell are kept (up to `SNIFF_LEN`) and classified with the next segment.
+// Not inlined: the many paths through the sniffer would otherwise each reach the copy
+// loops with a different stack, and the verifier would walk those loops once per path.
+#[inline(never)]
+pub(crate) fn classify(st: *mut ConnState, first: u64, n: u64, direction: Direction) -> Class {
     // SAFETY: map value pointer from a lookup in this invocation.
     let st = unsafe { &mut *st };
     match st.proto {
-        PROTO_HTTP => return true,
-        PROTO_OTHER | PROTO_TLS => return false,
+        PROTO_HTTP => return Class::Capture { held: 0 },
+        PROTO_OTHER | PROTO_TLS => return Class::Skip,
         _ => {}
     }
-    let mut b = [0u8; SNIFF_LEN];
-    let len = if n < SNIFF_LEN as u64 {
-        n as usize
+    let held = if st.held_direction == direction as u8 {
+        usize::from(st.held_len) & (SNIFF_LEN - 1)
     } else {
-        SNIFF_LEN
+        0
     };
-    if len == 0 {
-        return false;
-    }
-    // SAFETY: reads at most SNIFF_LEN bytes into a stack array of that size.
-    let rc = unsafe { bpf_probe_read_user(b.as_mut_ptr().cast(), len as u32, first as *const _) };
-    if rc != 0 {
-        count(counter::READ_ERRORS, 1);
-        return false;
-    }
+    let mut b = [0u8; SNIFF_LEN];
+    let Some(len) = gather(st, held, &mut b, first, n) else {
+        return Class::Skip;
+    };
+    st.held_len = 0;
     match sniff(&b, len) {
         Sniff::Http1Request | Sniff::Http1Response | Sniff::Http2Preface | Sniff::Http2Frame => {
             st.proto = PROTO_HTTP;
             count(counter::HTTP_CONNS, 1);
-            true
+            Class::Capture { held }
         }
         Sniff::Tls => {
             st.proto = PROTO_TLS;
             count(counter::TLS_CONNS, 1);
-            false
+            Class::Skip
+        }
+        Sniff::Partial => {
+            st.held = b;
+            st.held_len = len as u8;
+            st.held_direction = direction as u8;
+            Class::Skip
         }
         Sniff::Unknown => {
             st.sniff_misses += 1;
@@ -86,9 +102,44 @@ pub(crate) fn classify(st: *mut ConnState, first: u64, n: u64) -> bool {
                 st.proto = PROTO_OTHER;
                 count(counter::NOT_HTTP_CONNS, 1);
             }
-            false
+            Class::Skip
         }
     }
+}
+
+/// Fills `b` with the `held` bytes, then as many of this segment's as fit; returns how many
+/// bytes `b` now holds.
+#[inline(always)]
+fn gather(
+    st: &ConnState,
+    held: usize,
+    b: &mut [u8; SNIFF_LEN],
+    first: u64,
+    n: u64,
+) -> Option<usize> {
+    let room = (SNIFF_LEN - held) as u64;
+    let want = if n < room { n as usize } else { room as usize };
+    if want == 0 || want > SNIFF_LEN || held >= SNIFF_LEN {
+        return None;
+    }
+    // Twice the sniffed length, so that `held + want` stays inside it for the verifier,
+    // which cannot relate the two.
+    let mut both = [0u8; 2 * SNIFF_LEN];
+    both[..SNIFF_LEN].copy_from_slice(&st.held);
+    // SAFETY: at most SNIFF_LEN bytes at an offset below SNIFF_LEN of a 2 * SNIFF_LEN array.
+    let rc = unsafe {
+        bpf_probe_read_user(
+            both.as_mut_ptr().add(held).cast(),
+            want as u32,
+            first as *const _,
+        )
+    };
+    if rc != 0 {
+        count(counter::READ_ERRORS, 1);
+        return None;
+    }
+    b.copy_from_slice(&both[..SNIFF_LEN]);
+    Some(held + want)
 }
 
 /// Reserves `n` bytes of one direction's stream and returns the offset of the first.

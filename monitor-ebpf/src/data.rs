@@ -2,20 +2,21 @@
 //! exit, when the kernel has said how many actually moved (partial writes, EAGAIN).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
-    macros::tracepoint,
-    programs::TracePointContext,
+    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
 use aya_log_ebpf::warn;
 use monitor_common::{
-    counter, Direction, SyscallArgs, MAX_IOV, SHAPE_CONNECT, SHAPE_FLAT, SHAPE_IOVEC, SHAPE_MSGHDR,
-    SHAPE_SENDFILE,
+    counter, head::HEAD_MAX, Direction, SyscallArgs, SHAPE_CONNECT, SHAPE_FLAT, SHAPE_IOVEC,
+    SHAPE_MSGHDR, SHAPE_SENDFILE,
 };
 
 use crate::{
-    conn::{advance, classify, state_of},
-    emit::{send_data, send_gap, start, Origin},
-    maps::{count, is_agent, ARGS, CONNS, PROTO_HTTP, PROTO_OTHER, PROTO_TLS},
+    conn::{advance, classify, state_of, Class},
+    copy::{send_call_later, user_u64, Source},
+    emit::{send_copied, send_gap, start, Origin},
+    maps::{
+        count, is_agent, ConnState, EventBuffer, ARGS, CONNS, PROTO_HTTP, PROTO_OTHER, PROTO_TLS,
+    },
     sock::tcp_sock,
     tls::on_tls_syscall,
 };
@@ -88,11 +89,6 @@ pub(crate) fn take_args() -> Option<SyscallArgs> {
     Some(args)
 }
 
-#[inline(always)]
-fn user_u64(addr: u64) -> u64 {
-    unsafe { bpf_probe_read_user(addr as *const u64).unwrap_or(0) }
-}
-
 fn try_exit_data(ctx: &TracePointContext) -> Option<()> {
     let mut args = take_args()?;
     let ret = arg(ctx, 0) as i64;
@@ -123,23 +119,28 @@ fn try_exit_data(ctx: &TracePointContext) -> Option<()> {
     };
     let first = if iov != 0 { user_u64(iov) } else { args.buf };
     let st = state_of(args.sock)?;
-    if args.shape == SHAPE_SENDFILE {
+    let held = if args.shape == SHAPE_SENDFILE {
         // File bytes sent straight from the page cache: nothing to sniff, only to account.
         // SAFETY: map value pointer from this invocation.
         if unsafe { (*st).proto } != PROTO_HTTP {
             return None;
         }
-    } else if !classify(st, first, n) {
-        // The syscall that revealed a TLS handshake counts like any later one on it.
-        // SAFETY: map value pointer from this invocation.
-        if unsafe { (*st).proto } == PROTO_TLS {
-            on_tls_syscall(args.sock, direction);
+        0
+    } else {
+        match classify(st, first, n, direction) {
+            Class::Capture { held } => held,
+            Class::Skip => {
+                // The syscall that revealed a TLS handshake counts like any later one on it.
+                // SAFETY: map value pointer from this invocation.
+                if unsafe { (*st).proto } == PROTO_TLS {
+                    on_tls_syscall(args.sock, direction);
+                }
+                return None;
+            }
         }
-        return None;
-    }
+    };
     // SAFETY: map value pointer from this invocation.
     let st = unsafe { &mut *st };
-    let offset = advance(st, direction, n);
     let origin = Origin {
         sock: args.sock,
         conn: st,
@@ -148,33 +149,29 @@ fn try_exit_data(ctx: &TracePointContext) -> Option<()> {
         flags: 0,
     };
     let buf = start(&origin)?;
-    match args.shape {
-        SHAPE_FLAT => send_data(buf, args.buf, n, offset),
-        SHAPE_SENDFILE => send_gap(buf, n, offset),
-        _ => {
-            let mut remaining = n;
-            let mut pos = offset;
-            for i in 0..MAX_IOV as u64 {
-                if remaining == 0 || i >= iovcnt {
-                    break;
-                }
-                let base = user_u64(iov + 16 * i);
-                let len = user_u64(iov + 16 * i + 8);
-                let seg = if len < remaining { len } else { remaining };
-                if seg > 0 {
-                    send_data(buf, base, seg, pos);
-                }
-                pos += seg;
-                remaining -= seg;
-            }
-            if remaining > 0 {
-                count(counter::TRUNCATIONS, 1);
-                count(counter::TRUNCATED_BYTES, remaining);
-                send_gap(buf, remaining, pos);
-            }
-        }
+    if held > 0 {
+        send_held(buf, st, direction, held);
     }
+    let offset = advance(st, direction, n);
+    let source = match args.shape {
+        SHAPE_FLAT => Source::Flat(args.buf),
+        SHAPE_SENDFILE => {
+            send_gap(buf, n, offset);
+            return Some(());
+        }
+        _ => Source::Vector(iov, iovcnt),
+    };
+    send_call_later(ctx, buf, args.sock, direction, source, n, offset);
     Some(())
+}
+
+/// Sends the first bytes of the stream, kept while they were too few to classify; the
+/// message they start has a head that may go on.
+#[inline(always)]
+fn send_held(buf: *mut EventBuffer, st: &mut ConnState, direction: Direction, held: usize) {
+    let offset = advance(st, direction, held as u64);
+    send_copied(buf, st.held.as_ptr(), held, held as u64, offset);
+    *st.head_left(direction) = HEAD_MAX as u32;
 }
 
 /// Shared exit handler of every data syscall; attached to each `sys_exit_*` of the family.

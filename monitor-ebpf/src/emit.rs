@@ -5,13 +5,11 @@ use aya_ebpf::helpers::{
     bpf_probe_read_kernel_str_bytes,
     generated::{bpf_probe_read_kernel, bpf_probe_read_user},
 };
-use monitor_common::{
-    counter, Direction, EventBuffer, EventKind, HEADER_SIZE, MAX_DATA, TAIL_DATA,
-};
+use monitor_common::{counter, Direction, EventKind, HEADER_SIZE, MAX_DATA};
 
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 
-use crate::maps::{count, ConnState, EVENTS, SCRATCH};
+use crate::maps::{count, ConnState, EventBuffer, EVENTS, SCRATCH};
 
 /// Identity of the connection and direction every record of one syscall shares.
 pub(crate) struct Origin<'a> {
@@ -75,21 +73,6 @@ fn submit(buf: *mut EventBuffer, len: usize) {
     }
 }
 
-/// Sends `n` bytes at user address `src`. A segment longer than `MAX_DATA` is sent as its
-/// head and its last `TAIL_DATA` bytes; the stream offsets tell userspace what lies between.
-#[inline(always)]
-pub(crate) fn send_data(buf: *mut EventBuffer, src: u64, n: u64, offset: u64) {
-    if n as usize > MAX_DATA {
-        count(counter::TRUNCATIONS, 1);
-        count(counter::TRUNCATED_BYTES, n - (MAX_DATA + TAIL_DATA) as u64);
-        send_bytes(buf, src, MAX_DATA, offset);
-        let skip = n - TAIL_DATA as u64;
-        send_bytes(buf, src + skip, TAIL_DATA, offset + skip);
-    } else {
-        send_bytes(buf, src, n as usize, offset);
-    }
-}
-
 /// Where the bytes of a data record are copied from.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Source {
@@ -101,7 +84,7 @@ enum Source {
 
 /// Sends exactly `len` (at most `MAX_DATA`) bytes at user address `src`.
 #[inline(always)]
-fn send_bytes(buf: *mut EventBuffer, src: u64, len: usize, offset: u64) {
+pub(crate) fn send_bytes(buf: *mut EventBuffer, src: u64, len: usize, offset: u64) {
     send_record(buf, Source::User, src, len, len as u64, offset);
 }
 

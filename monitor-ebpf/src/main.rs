@@ -11,6 +11,8 @@
 #[cfg(target_arch = "bpf")]
 mod conn;
 #[cfg(target_arch = "bpf")]
+mod copy;
+#[cfg(target_arch = "bpf")]
 mod data;
 #[cfg(target_arch = "bpf")]
 mod emit;

@@ -5,7 +5,12 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray, RingBuf},
     Global,
 };
-use monitor_common::{counter, ConnRole, EventBuffer, KernelOffsets, SyscallArgs};
+use monitor_common::{
+    counter, sniff::SNIFF_LEN, ConnRole, Direction, EventHeader, KernelOffsets, SyscallArgs,
+    MAX_DATA,
+};
+
+use crate::copy::Job;
 
 /// Offsets of kernel members, filled from BTF by the agent.
 #[no_mangle]
@@ -18,6 +23,16 @@ pub(crate) static AGENT_TGID: Global<u32> = Global::new(0);
 /// Captured events for userspace. Resized by the agent (`--ring-buffer-mb`).
 #[map]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
+
+/// The per-CPU scratch record: a header followed by the largest payload, and the copy in
+/// progress. Kept in a per-CPU array because the eBPF stack (512 bytes) cannot hold it.
+#[repr(C)]
+pub(crate) struct EventBuffer {
+    pub header: EventHeader,
+    pub data: [u8; MAX_DATA],
+    /// Never sent: records are the header and `header.len` bytes of `data`.
+    pub job: Job,
+}
 
 /// One event under construction per CPU (too large for the stack).
 #[map]
@@ -53,14 +68,34 @@ pub(crate) struct ConnState {
     pub proto: u8,
     pub role: ConnRole,
     pub sniff_misses: u8,
-    pub _pad: u8,
+    /// How many bytes `held` holds.
+    pub held_len: u8,
     /// The 4-tuple, read from the socket once when tracking starts instead of per event.
     pub family: u16,
     pub local_port: u16,
     pub remote_port: u16,
-    pub _pad2: [u8; 6],
+    /// The [`Direction`] of the bytes in `held`.
+    pub held_direction: u8,
+    pub _pad2: [u8; 5],
     pub local_addr: [u8; 16],
     pub remote_addr: [u8; 16],
+    /// The first bytes of a connection, too few to classify (a client writing byte by
+    /// byte): kept, and sent ahead of the segment that decides.
+    pub held: [u8; SNIFF_LEN],
+    /// Per direction: how many more bytes may belong to the message head being written,
+    /// and are copied in full (`monitor_common::head`).
+    pub head_left: [u32; 2],
+}
+
+impl ConnState {
+    /// The head budget of one direction.
+    #[inline(always)]
+    pub(crate) fn head_left(&mut self, direction: Direction) -> &mut u32 {
+        match direction {
+            Direction::Egress => &mut self.head_left[0],
+            Direction::Ingress => &mut self.head_left[1],
+        }
+    }
 }
 
 /// Keyed by the `struct sock` address. LRU so that sockets whose close we never saw (process

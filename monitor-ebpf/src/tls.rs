@@ -12,12 +12,13 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray},
     programs::{ProbeContext, RetProbeContext},
 };
-use monitor_common::{counter, Direction, EventBuffer, FLAG_TLS, MAX_DATA};
+use monitor_common::{counter, Direction, FLAG_TLS, MAX_DATA};
 
 use crate::{
     conn::{advance, state_of},
-    emit::{send_copied, send_data, start, Origin},
-    maps::{count, is_agent, PROTO_TLS},
+    copy::{send_call, Source, FLAT_RECORDS},
+    emit::{send_copied, start, Origin},
+    maps::{count, is_agent, ConnState, EventBuffer, PROTO_TLS},
 };
 
 /// An SSL read or write in progress on one thread.
@@ -186,17 +187,28 @@ fn leave(ctx: &RetProbeContext) -> Option<()> {
 /// Reports `n` plaintext bytes at user address `buf` on `sock`'s stream.
 #[inline(always)]
 pub(crate) fn emit_plaintext(sock: u64, direction: Direction, buf: u64, n: u64) -> Option<()> {
-    let (scratch, offset) = plaintext_record(sock, direction, n)?;
-    send_data(scratch, buf, n, offset);
+    let (scratch, offset, st) = plaintext_record(sock, direction, n)?;
+    send_call::<FLAT_RECORDS>(
+        scratch,
+        st.head_left(direction),
+        Source::Flat(buf),
+        n,
+        offset,
+    );
     Some(())
 }
 
 /// Reserves `n` bytes of `sock`'s plaintext stream (marking the socket TLS) and starts a
-/// TLS-flagged record for them; returns the scratch record and the stream offset.
+/// TLS-flagged record for them; returns the scratch record, the stream offset and the
+/// socket's state.
 #[inline(always)]
-fn plaintext_record(sock: u64, direction: Direction, n: u64) -> Option<(*mut EventBuffer, u64)> {
+fn plaintext_record(
+    sock: u64,
+    direction: Direction,
+    n: u64,
+) -> Option<(*mut EventBuffer, u64, &'static mut ConnState)> {
     let st = state_of(sock)?;
-    // SAFETY: map value pointer from this invocation.
+    // SAFETY: map value pointer from this invocation, valid until the program returns.
     let st = unsafe { &mut *st };
     st.proto = PROTO_TLS;
     let offset = advance(st, direction, n);
@@ -207,7 +219,7 @@ fn plaintext_record(sock: u64, direction: Direction, n: u64) -> Option<(*mut Eve
         direction: Some(direction),
         flags: FLAG_TLS,
     };
-    Some((start(&origin)?, offset))
+    Some((start(&origin)?, offset, st))
 }
 
 /// An SSL_write whose socket was not known when it returned, with a copy of its first bytes.
@@ -277,7 +289,7 @@ fn take_pending_write(sock: u64) {
 
 #[inline(always)]
 fn emit_copied(sock: u64, p: &PendingWrite) -> Option<()> {
-    let (scratch, offset) = plaintext_record(sock, Direction::Egress, p.len)?;
+    let (scratch, offset, _) = plaintext_record(sock, Direction::Egress, p.len)?;
     send_copied(scratch, p.data.as_ptr(), p.copied as usize, p.len, offset);
     Some(())
 }

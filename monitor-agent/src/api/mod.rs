@@ -3,9 +3,10 @@
 mod error;
 mod query;
 pub mod response;
+pub(crate) mod serve;
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{Arc, Mutex},
 };
 
@@ -53,6 +54,8 @@ pub(crate) struct ApiState {
     pub(crate) enforcement: Arc<Enforcement>,
     /// Required as `Authorization: Bearer` on `/api/` when set.
     pub(crate) token: Option<Arc<str>>,
+    /// Connection and follow-stream limits.
+    pub(crate) guard: Arc<serve::Guard>,
 }
 
 pub(crate) fn router(state: ApiState) -> Router {
@@ -71,7 +74,53 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/metrics", get(metrics))
         .merge(api)
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            require_local_host,
+        ))
         .with_state(state)
+}
+
+/// Without a token the API trusts whoever reaches its loopback address, and a web page the
+/// operator opens could reach it too by DNS rebinding (a name of the page's that resolves
+/// to 127.0.0.1). The browser sends that name as `Host`: only addresses and `localhost`
+/// are accepted then.
+async fn require_local_host(
+    State(state): State<ApiState>,
+    req: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    if state.token.is_none() {
+        if let Some(host) = req.headers().get(header::HOST) {
+            if !is_local_host(host.as_bytes()) {
+                let shown = String::from_utf8_lossy(host.as_bytes()).into_owned();
+                return ApiError::new(
+                    StatusCode::MISDIRECTED_REQUEST,
+                    format!("Host {shown:?} is not an address: without --api-token this agent answers only requests to an IP address or localhost"),
+                )
+                .into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// An IP address or `localhost`, with or without a port.
+fn is_local_host(host: &[u8]) -> bool {
+    let Ok(host) = std::str::from_utf8(host) else {
+        return false;
+    };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split_once(']').map_or(rest, |(addr, _)| addr)
+    } else {
+        match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        }
+    };
+    name.parse::<IpAddr>().is_ok()
+        || name.eq_ignore_ascii_case("localhost")
+        || name.eq_ignore_ascii_case("localhost.")
 }
 
 /// Compares in time independent of where the strings differ.
@@ -177,6 +226,35 @@ mod tests {
         assert!(check_listen(any, Some("t0k")).is_ok());
         assert!(check_listen(lo, None).is_ok());
         assert!(check_listen(lo6, None).is_ok());
+    }
+
+    #[test]
+    fn only_addresses_and_localhost_are_local_hosts() {
+        for h in [
+            "127.0.0.1",
+            "127.0.0.1:9464",
+            "[::1]:9464",
+            "[::1]",
+            "::1",
+            "10.1.2.3:80",
+            "localhost",
+            "LocalHost:9464",
+            "localhost.",
+        ] {
+            assert!(is_local_host(h.as_bytes()), "{h}");
+        }
+        for h in [
+            "evil.example",
+            "evil.example:9464",
+            "127.0.0.1.nip.io",
+            "localhost.evil.example",
+            "",
+            "[::1",
+            "127.0.0.1:x",
+        ] {
+            assert!(!is_local_host(h.as_bytes()), "{h}");
+        }
+        assert!(!is_local_host(b"\xff"));
     }
 
     #[test]

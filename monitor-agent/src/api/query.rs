@@ -8,6 +8,7 @@ use super::{
     response::{
         CallsAnswer, InventoryAnswer, PolicyAnswer, SpecsAnswer, UnusedAnswer, ViolationsAnswer,
     },
+    serve::{Follower, FOLLOW_MAX, MAX_FOLLOWERS},
     ApiError, ApiState,
 };
 use crate::{
@@ -132,8 +133,9 @@ pub(super) async fn calls(State(st): State<ApiState>, raw: Raw) -> Result<Respon
         route: p.non_empty("route")?,
     };
     if follow {
+        let place = follower(&st)?;
         let rx = st.recent.follow();
-        return Ok(ndjson(rx, move |c: &crate::record::CallRecord| {
+        return Ok(ndjson(place, rx, move |c: &crate::record::CallRecord| {
             filter.matches(c)
         }));
     }
@@ -168,19 +170,39 @@ fn parse_follow(s: Option<&str>) -> Result<bool, ApiError> {
     }
 }
 
-/// New items as JSON Lines, for as long as the client stays.
-fn ndjson<T, F>(rx: tokio::sync::broadcast::Receiver<std::sync::Arc<T>>, keep: F) -> Response
+/// A place for one more follow stream, or 503.
+fn follower(st: &ApiState) -> Result<Follower, ApiError> {
+    st.guard.follower().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{MAX_FOLLOWERS} follow streams are already open; try again later"),
+        )
+    })
+}
+
+/// New items as JSON Lines, while the client stays and for at most `FOLLOW_MAX`.
+fn ndjson<T, F>(
+    place: Follower,
+    rx: tokio::sync::broadcast::Receiver<std::sync::Arc<T>>,
+    keep: F,
+) -> Response
 where
     T: serde::Serialize + Send + Sync + 'static,
     F: Fn(&T) -> bool + Send + 'static,
 {
-    let stream = futures_util::stream::unfold((rx, keep), |(mut rx, keep)| async move {
+    let until = tokio::time::Instant::now() + FOLLOW_MAX;
+    let state = (rx, keep, place);
+    let stream = futures_util::stream::unfold(state, move |(mut rx, keep, place)| async move {
         loop {
-            match rx.recv().await {
+            let Ok(next) = tokio::time::timeout_at(until, rx.recv()).await else {
+                return None;
+            };
+            match next {
                 Ok(c) if keep(&c) => {
                     let mut line = serde_json::to_vec(&*c).unwrap_or_default();
                     line.push(b'\n');
-                    return Some((Ok::<_, Infallible>(bytes::Bytes::from(line)), (rx, keep)));
+                    let line = Ok::<_, Infallible>(bytes::Bytes::from(line));
+                    return Some((line, (rx, keep, place)));
                 }
                 Ok(_) => {}
                 // A slow follower skips what it missed.
@@ -255,8 +277,11 @@ pub(super) async fn violations(State(st): State<ApiState>, raw: Raw) -> Result<R
         since: p.get("since").map(parse_since).transpose()?,
     };
     if parse_follow(p.get("follow"))? {
+        let place = follower(&st)?;
         let rx = st.violations.follow();
-        return Ok(ndjson(rx, move |v: &ViolationRecord| filter.matches(v)));
+        return Ok(ndjson(place, rx, move |v: &ViolationRecord| {
+            filter.matches(v)
+        }));
     }
     let list = st.violations.latest(limit, &filter);
     Ok(Json(ViolationsAnswer {

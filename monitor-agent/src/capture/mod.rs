@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, Context, Result};
 use aya::{
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{MapData, PerCpuArray, ProgramArray, RingBuf},
     programs::TracePoint,
     Ebpf, EbpfLoader,
 };
@@ -84,6 +84,28 @@ pub(crate) struct CaptureConfig {
     pub kernel_stats: bool,
 }
 
+/// Loads the program `sys_exit_data` hands its copying to and puts it where the tail call
+/// looks; before anything is attached, so no call finds the slot empty.
+fn load_copy_program(ebpf: &mut Ebpf) -> Result<(u32, String)> {
+    let name = program::COPY_CALL;
+    let prog: &mut TracePoint = ebpf
+        .program_mut(name)
+        .with_context(|| format!("program {name} missing from the eBPF object"))?
+        .try_into()?;
+    prog.load()
+        .with_context(|| format!("verifier rejected {name}"))?;
+    let id = prog.info()?.id();
+    let fd = prog.fd()?.try_clone()?;
+    let mut table = ProgramArray::try_from(
+        ebpf.map_mut(map::COPY)
+            .with_context(|| format!("map {} missing from the eBPF object", map::COPY))?,
+    )?;
+    table
+        .set(0, &fd, 0)
+        .context("installing the copy program for tail calls")?;
+    Ok((id, name.to_string()))
+}
+
 impl Capture {
     pub(crate) fn load(cfg: &CaptureConfig) -> Result<Self> {
         let offsets: KernelOffsets = btf::running_kernel_offsets()?;
@@ -101,8 +123,9 @@ impl Capture {
                 None
             }
         };
-        let mut attached = 0;
         let mut programs = Vec::new();
+        programs.push(load_copy_program(&mut ebpf)?);
+        let mut attached = 0;
         let tracepoints = ATTACHMENTS
             .iter()
             .flat_map(|(prog, points)| points.iter().map(move |p| (*prog, "syscalls", *p)))
@@ -239,7 +262,7 @@ mod tests {
         let symbols: Vec<&str> = elf.symbols().filter_map(|s| s.name().ok()).collect();
         let names = [global::OFFSETS, global::AGENT_TGID]
             .into_iter()
-            .chain([map::EVENTS, map::ARGS, map::COUNTERS])
+            .chain([map::EVENTS, map::ARGS, map::COUNTERS, map::COPY])
             .chain(program::ALL.iter().copied());
         for name in names {
             assert!(symbols.contains(&name), "{name} is not in the eBPF object");
@@ -250,9 +273,10 @@ mod tests {
             .chain(OTHER_TRACEPOINTS.iter().map(|(p, _, _)| *p))
             .chain(tls::PROGRAMS.iter().copied())
             .chain(tls::GO_PROGRAMS.iter().copied())
+            .chain([program::COPY_CALL])
             .collect();
         for p in program::ALL {
-            assert!(used.contains(p), "{p} is defined but never attached");
+            assert!(used.contains(p), "{p} is defined but never loaded");
         }
     }
 }

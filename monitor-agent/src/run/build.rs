@@ -105,7 +105,8 @@ pub(super) struct Control {
 impl Control {
     fn new(s: &Settings) -> Result<Control> {
         let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
+            // Two: a handler waiting on a lock must not stop `/healthz` from answering.
+            .worker_threads(2)
             .enable_all()
             .build()
             .context("starting the async runtime")?;
@@ -139,9 +140,10 @@ impl Control {
     /// Serves the API until SIGTERM or SIGINT, or until the server fails.
     pub(super) fn serve(mut self, state: api::ApiState) -> Result<()> {
         self.rt.block_on(async {
-            let server = axum::serve(self.listener, api::router(state));
+            let guard = state.guard.clone();
+            let server = api::serve::serve(self.listener, api::router(state), guard);
             tokio::select! {
-                r = server => r.context("API server failed"),
+                () = server => Ok(()),
                 _ = self.term.recv() => Ok(()),
                 _ = self.int.recv() => Ok(()),
             }
@@ -159,6 +161,7 @@ pub(super) struct Handles {
     pub store_errors: Counter,
     pub kube_errors: Counter,
     pub violations: Arc<Violations>,
+    pub api: Arc<api::serve::Guard>,
 }
 
 /// The loaded programs and what reads them.
@@ -225,6 +228,7 @@ fn register(metrics: &mut Metrics, s: &Settings, state: &State) -> Handles {
         store_errors: store::flush_errors(r),
         kube_errors: kubernetes::read_errors(r),
         violations: Arc::new(Violations::new(s.recent_calls as usize, r)),
+        api: Arc::new(api::serve::Guard::register(r)),
         pipeline,
         reload,
     }

@@ -155,6 +155,7 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
             .as_deref()
             .filter(|t| !t.is_empty())
             .map(Arc::from),
+        guard: h.api,
     };
     let parts = Parts {
         stop,

@@ -20,7 +20,8 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_header_bytes: 16 * 1024,
+            // As much as the kernel copies of a head (`monitor_common::head::HEAD_MAX`).
+            max_header_bytes: monitor_common::head::HEAD_MAX as usize,
             max_pending_requests: 64,
         }
     }

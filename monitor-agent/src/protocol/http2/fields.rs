@@ -64,8 +64,9 @@ pub(super) struct Fields {
     auth: AuthSniffer,
 }
 
-/// Longest value kept from a header (paths, authorities, gRPC messages).
-const MAX_VALUE: usize = 8 * 1024;
+/// Longest value kept from a header (paths, authorities, gRPC messages): a request
+/// target of 16 KiB is reported whole.
+const MAX_VALUE: usize = 16 * 1024;
 
 fn text(v: &[u8]) -> String {
     String::from_utf8_lossy(&v[..v.len().min(MAX_VALUE)]).into_owned()
