@@ -105,16 +105,28 @@ async fn require_local_host(
     next.run(req).await
 }
 
+fn is_port(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+}
+
 /// An IP address or `localhost`, with or without a port.
 fn is_local_host(host: &[u8]) -> bool {
     let Ok(host) = std::str::from_utf8(host) else {
         return false;
     };
+    // A bare IPv6 address (not valid in `Host`, but unambiguous).
+    if host.parse::<IpAddr>().is_ok() {
+        return true;
+    }
     let name = if let Some(rest) = host.strip_prefix('[') {
-        rest.split_once(']').map_or(rest, |(addr, _)| addr)
+        match rest.split_once(']') {
+            Some((addr, "")) => addr,
+            Some((addr, port)) if port.strip_prefix(':').is_some_and(is_port) => addr,
+            _ => return false,
+        }
     } else {
         match host.rsplit_once(':') {
-            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            Some((name, port)) if is_port(port) => name,
             _ => host,
         }
     };
