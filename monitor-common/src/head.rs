@@ -131,7 +131,15 @@ pub fn plan(n: u64, budget: u64) -> Plan {
 pub fn budget(start: Start, head_left: u64) -> u64 {
     match start {
         Start::Http1 | Start::Http2Open => HEAD_MAX,
-        Start::Http2Frame(len) => u64::from(len),
+        // A frame may be longer than HEAD_MAX; the head budget is never.
+        Start::Http2Frame(len) => {
+            let len = u64::from(len);
+            if len < HEAD_MAX {
+                len
+            } else {
+                HEAD_MAX
+            }
+        }
         Start::Other => head_left,
     }
 }
@@ -251,5 +259,7 @@ mod tests {
             14_000
         );
         assert_eq!(head_left(Start::Http2Frame(300), 300, 1 << 20, false), 0);
+        // A 16 MiB frame opens no more than HEAD_MAX.
+        assert_eq!(budget(Start::Http2Frame(16 << 20), 0), HEAD_MAX);
     }
 }
