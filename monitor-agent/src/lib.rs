@@ -12,6 +12,7 @@ pub mod enforcement;
 pub(crate) mod health;
 pub mod identity;
 pub mod inventory;
+pub mod limits;
 pub(crate) mod metrics;
 pub(crate) mod output;
 pub(crate) mod pipeline;

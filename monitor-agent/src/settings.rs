@@ -186,6 +186,11 @@ settings! {
         /// Seconds without traffic after which a connection is forgotten.
         /// [default: 300]
         idle_timeout_secs: u64 = 300, [long];
+        /// MiB all parsers together may hold for unfinished messages (heads, header
+        /// blocks, requests awaiting responses); beyond it the connections holding bytes
+        /// that were idle longest are forgotten.
+        /// [default: 256]
+        parser_memory_mb: u64 = 256, [long], check |v| within(*v, 1, 65_536);
         /// Where the inventory database lives.
         /// [default: /var/lib/monitor-agent]
         data_dir: PathBuf = PathBuf::from("/var/lib/monitor-agent"), [long];

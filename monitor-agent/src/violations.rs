@@ -151,6 +151,7 @@ impl Violations {
             return;
         };
         if lim.len() >= MAX_LIMITERS {
+            crate::limits::Limit::ViolationLimiters.reached();
             lim.clear();
         }
         let key = (v.client_service.clone(), v.server_service.clone(), v.reason);

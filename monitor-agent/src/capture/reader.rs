@@ -5,7 +5,7 @@ use std::{
     os::fd::AsRawFd,
     sync::{
         atomic::{AtomicBool, Ordering},
-        mpsc::Sender,
+        mpsc::{SyncSender, TrySendError},
         Arc,
     },
     thread::{self, JoinHandle, Thread},
@@ -19,7 +19,7 @@ use ringbuf::{traits::Producer, HeapProd};
 use prometheus_client::{metrics::counter::Counter, registry::Registry};
 
 use super::event::Event;
-use crate::{health::Alive, identity::Identity, metrics::register};
+use crate::{health::Alive, identity::Identity, limits::Limit, metrics::register};
 
 /// The kernel never wakes the reader (see `emit.rs`); records wait at most this long when
 /// the reader was idle.
@@ -69,7 +69,7 @@ pub(crate) fn shard_of(key: (u64, u64), shards: usize) -> usize {
 pub(crate) fn spawn(
     mut ring: RingBuf<MapData>,
     mut inlets: Vec<ShardInlet>,
-    execs: Sender<u32>,
+    execs: SyncSender<u32>,
     identity: Arc<Identity>,
     metrics: ReaderMetrics,
     stop: Arc<AtomicBool>,
@@ -96,7 +96,9 @@ pub(crate) fn spawn(
                         Ok(event) if event.kind == EventKind::Exec => {
                             // Now, while the process most likely still exists.
                             identity.on_exec(event.header.pid, &event.data);
-                            let _ = execs.send(event.header.pid);
+                            if let Err(TrySendError::Full(_)) = execs.try_send(event.header.pid) {
+                                Limit::ExecQueue.reached();
+                            }
                         }
                         Ok(event) => {
                             metrics.received.inc();

@@ -32,7 +32,7 @@ use prometheus_client::{
 use monitor_common::names::program;
 
 use super::gotls::{go_tls_functions, GoFunction, WRITE};
-use crate::metrics::register;
+use crate::{limits::Limit, metrics::register};
 
 /// The Go crypto/tls probes of `monitor-ebpf/src/gotls.rs`.
 pub(crate) const GO_PROGRAMS: &[&str] = &[
@@ -88,6 +88,14 @@ const SYSTEM_LIB_DIRS: &[&str] = &[
     "/usr/lib/aarch64-linux-gnu",
 ];
 const RESCAN_EVERY: Duration = Duration::from_secs(30);
+/// Files remembered as inspected; beyond it those not attached are forgotten (and looked
+/// at again when met): a workload can make as many executables as it likes.
+const MAX_INSPECTED: usize = 65_536;
+/// Files the TLS probes are attached to; each costs uprobes in the kernel, so a workload
+/// that maps many copies of libssl cannot make the agent attach without end.
+const MAX_ATTACHED: usize = 256;
+/// Executions waiting to be looked at; more wait for the periodic rescan.
+pub(crate) const EXEC_QUEUE: usize = 4096;
 
 /// Whether a mapped file is OpenSSL's libssl (NSS's `libssl3.so` is not).
 pub(crate) fn is_openssl_lib(path: &str) -> bool {
@@ -164,6 +172,8 @@ pub(crate) struct TlsAttacher {
     ebpf: Arc<Mutex<Ebpf>>,
     /// (device, inode) of every file already handled, attached or failed.
     seen: HashSet<(u64, u64)>,
+    /// The files of `seen` probes were attached to (or tried), never forgotten.
+    probed: HashSet<(u64, u64)>,
     attached: Gauge,
     failures: Counter,
 }
@@ -173,6 +183,7 @@ impl TlsAttacher {
         TlsAttacher {
             ebpf,
             seen: HashSet::new(),
+            probed: HashSet::new(),
             attached: register(
                 registry,
                 "monitor_tls_objects_attached",
@@ -231,7 +242,8 @@ impl TlsAttacher {
         let Ok(meta) = std::fs::metadata(&exe) else {
             return;
         };
-        if self.seen.contains(&(meta.dev(), meta.ino())) {
+        let key = (meta.dev(), meta.ino());
+        if self.seen.contains(&key) {
             return;
         }
         // Named for the log only when something is attached (most executables are neither).
@@ -244,12 +256,13 @@ impl TlsAttacher {
                 self.consider(&exe, &shown(), &format!("executable of pid {pid}"));
             }
             Executable::GoTls(functions) => {
-                self.seen.insert((meta.dev(), meta.ino()));
-                let result = self.attach_go(&exe, &functions);
-                self.report("Go TLS", result, &shown(), &format!("pid {pid}"));
+                if self.first_look(key) && self.may_probe(key) {
+                    let result = self.attach_go(&exe, &functions);
+                    self.report("Go TLS", result, &shown(), &format!("pid {pid}"));
+                }
             }
             Executable::Neither => {
-                self.seen.insert((meta.dev(), meta.ino()));
+                self.first_look(key);
             }
         }
     }
@@ -288,11 +301,36 @@ impl TlsAttacher {
         let Ok(meta) = std::fs::metadata(path) else {
             return;
         };
-        if !meta.is_file() || !self.seen.insert((meta.dev(), meta.ino())) {
+        let key = (meta.dev(), meta.ino());
+        if !meta.is_file() || !self.first_look(key) || !self.may_probe(key) {
             return;
         }
         let result = self.attach_object(path);
         self.report("TLS", result, shown, found_in);
+    }
+
+    /// Remembers a file as handled; false when it was already.
+    fn first_look(&mut self, key: (u64, u64)) -> bool {
+        if self.seen.contains(&key) {
+            return false;
+        }
+        if self.seen.len() >= MAX_INSPECTED {
+            Limit::InspectedFiles.reached();
+            let probed = &self.probed;
+            self.seen.retain(|k| probed.contains(k));
+        }
+        self.seen.insert(key);
+        true
+    }
+
+    /// Whether probes may be attached to one more file.
+    fn may_probe(&mut self, key: (u64, u64)) -> bool {
+        if self.probed.len() >= MAX_ATTACHED {
+            Limit::TlsObjects.reached();
+            return false;
+        }
+        self.probed.insert(key);
+        true
     }
 
     /// Counts and logs the outcome of attaching to one file.
@@ -348,14 +386,20 @@ impl TlsAttacher {
         std::thread::Builder::new()
             .name("tls-attach".into())
             .spawn(move || {
-                let mut due: BTreeMap<Instant, Vec<u32>> = BTreeMap::new();
+                // When to look at which pid again, and whether it is that pid's last look.
+                let mut due: BTreeMap<Instant, Vec<(u32, bool)>> = BTreeMap::new();
+                let mut waiting = 0usize;
                 let mut last_full = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
                     match execs.recv_timeout(Duration::from_millis(50)) {
+                        // The periodic rescan finds what is not looked at now.
+                        Ok(_) if waiting >= EXEC_QUEUE => Limit::ExecQueue.reached(),
                         Ok(pid) => {
                             let now = Instant::now();
-                            for d in EXEC_RECHECKS {
-                                due.entry(now + d).or_default().push(pid);
+                            waiting += 1;
+                            for (i, d) in EXEC_RECHECKS.iter().enumerate() {
+                                let last = i + 1 == EXEC_RECHECKS.len();
+                                due.entry(now + *d).or_default().push((pid, last));
                             }
                         }
                         Err(RecvTimeoutError::Timeout) => {}
@@ -366,7 +410,8 @@ impl TlsAttacher {
                         if *entry.key() > now {
                             break;
                         }
-                        for pid in entry.remove() {
+                        for (pid, last) in entry.remove() {
+                            waiting -= usize::from(last);
                             self.scan_pid(pid);
                         }
                     }

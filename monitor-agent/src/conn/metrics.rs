@@ -93,7 +93,7 @@ impl ConnMetrics {
             connections_evicted: register(
                 registry,
                 "monitor_connections_evicted",
-                "Connections forgotten before their close was seen, by reason (idle, capacity)",
+                "Connections forgotten before their close was seen, by reason (idle, capacity, memory)",
             ),
             records_dropped,
         }
@@ -134,6 +134,7 @@ impl ConnMetrics {
             parsers: [parser(Protocol::Http1), parser(Protocol::Http2)],
             evicted_idle: reason("idle"),
             evicted_capacity: reason("capacity"),
+            evicted_memory: reason("memory"),
         }
     }
 }
@@ -148,6 +149,7 @@ pub(super) struct Handles {
     parsers: [ParserHandles; 2],
     pub(super) evicted_idle: Counter,
     pub(super) evicted_capacity: Counter,
+    pub(super) evicted_memory: Counter,
 }
 
 struct ParserHandles {

@@ -14,12 +14,16 @@ use crate::{
 };
 
 fn tracker(max_connections: usize) -> (ConnTracker, Metrics) {
-    let mut m = Metrics::new(0);
-    let handles = ConnMetrics::register(m.registry(), Counter::default());
-    let cfg = TrackerConfig {
+    tracker_with(TrackerConfig {
         max_connections,
         idle_timeout_ns: 60_000_000_000,
-    };
+        max_parser_bytes: 1 << 30,
+    })
+}
+
+fn tracker_with(cfg: TrackerConfig) -> (ConnTracker, Metrics) {
+    let mut m = Metrics::new(0);
+    let handles = ConnMetrics::register(m.registry(), Counter::default());
     (
         ConnTracker::new(
             cfg,
@@ -286,4 +290,42 @@ fn tls_plaintext_is_marked_in_record_and_metrics() {
         ],
     );
     assert!(!recs[0].tls);
+}
+
+#[test]
+fn parsers_over_the_memory_budget_shed_the_longest_idle_holders() {
+    let (mut t, m) = tracker_with(TrackerConfig {
+        max_connections: 1024,
+        idle_timeout_ns: 60_000_000_000,
+        max_parser_bytes: 100 * 1024,
+    });
+    let before = crate::limits::Limit::ParserMemory.count();
+    // Ten connections each holding a 20 KiB head that never ends: 200 KiB in parsers.
+    let head = format!(
+        "GET /a HTTP/1.1\r\nHost: api\r\nX-Pad: {}",
+        "p".repeat(20 * 1024)
+    );
+    let mut conns: Vec<Conn> = (1..=10).map(|i| Conn::new(i, ConnRole::Server)).collect();
+    let mut out = Vec::new();
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.ts = 1_000_000 * i as u64;
+        t.handle(&c.data(Direction::Ingress, head.as_bytes()), &mut out);
+    }
+    let kept = t.sweep(20_000_000);
+    assert!(kept <= 100 * 1024, "{kept}");
+    assert!(
+        kept >= 60 * 1024,
+        "only what was over the budget is shed: {kept}"
+    );
+    assert_eq!(t.tracked(), 10 - 6, "the six longest idle go");
+    assert_eq!(crate::limits::Limit::ParserMemory.count() - before, 6);
+    assert!(m
+        .encode()
+        .contains("monitor_connections_evicted_total{reason=\"memory\"} 6"));
+    // The most recently active connection is still followed to the end of its call.
+    let last = conns.last_mut().unwrap();
+    t.handle(&last.data(Direction::Ingress, b"\r\n\r\n"), &mut out);
+    t.handle(&last.data(Direction::Egress, RESP), &mut out);
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].path, "/a");
 }

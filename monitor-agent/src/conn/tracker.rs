@@ -14,6 +14,7 @@ use crate::{
     capture::event::Event,
     clock::Clock,
     identity::{same_node, Identity, LocalProcess, Workload},
+    limits::Limit,
     protocol::{
         detect::{after_switch, detect, Detected, Next, Seen},
         exchange::Exchange,
@@ -29,6 +30,9 @@ pub(crate) struct TrackerConfig {
     pub max_connections: usize,
     /// Connections with no event for this long are forgotten.
     pub idle_timeout_ns: u64,
+    /// This shard's part of the node's parser memory budget: beyond it, the connections
+    /// holding bytes that were idle longest are forgotten.
+    pub max_parser_bytes: usize,
 }
 
 /// How the two ends of a connection are named: (observed process, peer), services and pods.
@@ -318,8 +322,9 @@ impl Recorder {
 }
 
 impl ConnTracker {
-    /// Forgets connections idle for longer than the timeout; returns the bytes the
-    /// remaining connections' parsers hold.
+    /// Forgets connections idle for longer than the timeout, then, while the parsers hold
+    /// more than the memory budget, those holding bytes that were idle longest; returns
+    /// the bytes the remaining connections' parsers hold.
     pub(crate) fn sweep(&mut self, now_ns: u64) -> usize {
         let timeout = self.cfg.idle_timeout_ns;
         let before = self.conns.len();
@@ -329,13 +334,33 @@ impl ConnTracker {
             .h
             .evicted_idle
             .inc_by((before - self.conns.len()) as u64);
-        self.conns
-            .values()
-            .map(|c| match &c.parser {
-                Parser::Active(s) => s.buffered_bytes(),
-                _ => 0,
+        let mut holding: Vec<(u64, usize, (u64, u64))> = self
+            .conns
+            .iter()
+            .filter_map(|(k, c)| match &c.parser {
+                Parser::Active(s) => Some((c.last_seen_ns, s.buffered_bytes(), *k)),
+                _ => None,
             })
-            .sum()
+            .filter(|(_, n, _)| *n > 0)
+            .collect();
+        let mut total: usize = holding.iter().map(|(_, n, _)| n).sum();
+        if total <= self.cfg.max_parser_bytes {
+            return total;
+        }
+        holding.sort_unstable();
+        let mut shed = 0u64;
+        for (_, n, key) in holding {
+            if total <= self.cfg.max_parser_bytes {
+                break;
+            }
+            // Forgotten as if evicted: what it held was never a whole call.
+            self.conns.remove(&key);
+            total -= n;
+            shed += 1;
+        }
+        self.out.h.evicted_memory.inc_by(shed);
+        Limit::ParserMemory.reached_by(shed);
+        total
     }
 
     /// Makes room by forgetting the longest-idle eighth of the table.

@@ -92,6 +92,7 @@ impl Identity {
     fn remember(&self, pid: u32, at: Instant, f: Arc<ProcessFacts>) {
         if let Ok(mut cache) = self.facts.lock() {
             if cache.len() >= MAX_CACHED {
+                crate::limits::Limit::IdentityCache.reached();
                 cache.clear();
             }
             cache.insert(pid, (at, f));

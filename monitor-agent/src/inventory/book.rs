@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::stats::{EndpointStats, Observation};
 use crate::{
+    limits::Limit,
     record::CallRecord,
     route::{apply_merge, Merge, RouteKind, RouteTemplate, Router},
     spec::ServiceSpec,
@@ -193,6 +194,7 @@ impl Inventory {
         }
         if self.endpoints.len() >= self.max_endpoints {
             self.overflow += 1;
+            Limit::Endpoints.reached();
             return None;
         }
         let (spec_status, operation_id) = self.classify(key.service, key.method, key.route);
@@ -348,6 +350,7 @@ impl Inventory {
             Some(e) => e.stats.merge(&stats),
             None if full => {
                 self.overflow += 1;
+                Limit::Endpoints.reached();
                 return false;
             }
             None => {

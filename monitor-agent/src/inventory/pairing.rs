@@ -13,14 +13,23 @@ use hashbrown::{DefaultHashBuilder, HashMap, HashSet};
 
 use crate::{
     identity::same_node,
+    limits::Limit,
     record::{CallRecord, Role},
 };
 
 /// Bound on remembered local addresses; cleared beyond it.
 const MAX_LOCAL_IPS: usize = 4096;
+/// Calls waiting for their other side at once; beyond it the oldest is counted alone.
+pub const MAX_WAITING: usize = 65_536;
+/// Calls remembered as counted alone; beyond it the oldest is forgotten.
+pub const MAX_COUNTED: usize = 262_144;
 
 /// The connection seen from the client side: (client, server).
 type ConnKey = (SocketAddr, SocketAddr);
+
+/// Records that can pair with each other's opposite: one connection, one method and
+/// target (hashed), one side.
+type Slot = (ConnKey, u64, Role);
 
 fn conn_key(r: &CallRecord) -> ConnKey {
     (
@@ -29,26 +38,79 @@ fn conn_key(r: &CallRecord) -> ConnKey {
     )
 }
 
-struct Waiting {
-    rec: CallRecord,
-    deadline_ns: u64,
+fn opposite(role: Role) -> Role {
+    match role {
+        Role::Client => Role::Server,
+        Role::Server => Role::Client,
+    }
 }
 
-/// A call already counted from one side, so its other side, if it turns up late, is not
-/// counted again.
-struct Counted {
-    key: ConnKey,
-    role: Role,
-    what: u64,
-    deadline_ns: u64,
+struct Waiting {
+    rec: CallRecord,
+    seq: u64,
+}
+
+/// Calls of one side in arrival order under their slot, and one queue of every entry in
+/// deadline order (deadlines only grow) to expire them: finding the other side of a call
+/// is a map lookup and the front of a queue, however many repeats one connection has.
+struct Queue<T> {
+    by_slot: HashMap<Slot, VecDeque<T>>,
+    /// (deadline, slot, seq): an entry whose slot's front has another seq was taken.
+    order: VecDeque<(u64, Slot, u64)>,
+}
+
+impl<T> Default for Queue<T> {
+    fn default() -> Self {
+        Queue {
+            by_slot: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<T> Queue<T> {
+    fn push(&mut self, slot: Slot, seq: u64, deadline_ns: u64, v: T) {
+        self.by_slot.entry(slot).or_default().push_back(v);
+        self.order.push_back((deadline_ns, slot, seq));
+    }
+
+    fn take_front(&mut self, slot: &Slot) -> Option<T> {
+        let q = self.by_slot.get_mut(slot)?;
+        let v = q.pop_front();
+        if q.is_empty() {
+            self.by_slot.remove(slot);
+        }
+        v
+    }
+
+    /// The oldest entry still queued, if its deadline is at most `now_ns`.
+    fn pop_due(&mut self, now_ns: u64, seq_of: impl Fn(&T) -> u64) -> Option<T> {
+        while let Some(&(deadline, slot, seq)) = self.order.front() {
+            if deadline > now_ns {
+                return None;
+            }
+            self.order.pop_front();
+            let front = self.by_slot.get(&slot).and_then(VecDeque::front);
+            if front.is_some_and(|v| seq_of(v) == seq) {
+                return self.take_front(&slot);
+            }
+        }
+        None
+    }
+
+    /// Entries queued, counting those already taken whose deadline has not come.
+    fn len(&self) -> usize {
+        self.order.len()
+    }
 }
 
 pub struct Pairing {
     window_ns: u64,
-    waiting: HashMap<ConnKey, VecDeque<Waiting>>,
-    order: VecDeque<(u64, ConnKey)>,
-    counted: VecDeque<Counted>,
-    counted_index: HashMap<(ConnKey, u64), u32>,
+    waiting: Queue<Waiting>,
+    /// Calls already counted from one side, so their other side, if it turns up late, is
+    /// not counted again.
+    counted: Queue<u64>,
+    next_seq: u64,
     /// Addresses that observed processes use: a call whose peer has one of them will
     /// probably be seen from the other side too.
     local_ips: HashSet<IpAddr>,
@@ -61,18 +123,26 @@ impl Pairing {
     pub fn new(window_ns: u64) -> Pairing {
         Pairing {
             window_ns,
-            waiting: HashMap::new(),
-            order: VecDeque::new(),
-            counted: VecDeque::new(),
-            counted_index: HashMap::new(),
+            waiting: Queue::default(),
+            counted: Queue::default(),
+            next_seq: 0,
             local_ips: HashSet::new(),
             hasher: Default::default(),
             paired: 0,
         }
     }
 
-    fn what(&self, r: &CallRecord) -> u64 {
-        self.hasher.hash_one((&r.method, &r.path))
+    fn slot(&self, r: &CallRecord, role: Role) -> Slot {
+        (
+            conn_key(r),
+            self.hasher.hash_one((&r.method, &r.path)),
+            role,
+        )
+    }
+
+    fn seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
     }
 
     /// Calls paired since the last call.
@@ -82,7 +152,7 @@ impl Pairing {
 
     /// Records seen so far waiting for their other side.
     pub fn waiting(&self) -> usize {
-        self.order.len()
+        self.waiting.by_slot.values().map(VecDeque::len).sum()
     }
 
     /// Takes one record; calls ready to be counted are appended to `out`.
@@ -95,94 +165,68 @@ impl Pairing {
             self.local_ips.clear();
         }
         self.local_ips.insert(mine);
-        let key = conn_key(&rec);
-        let what = self.what(&rec);
-        if let Some(queue) = self.waiting.get_mut(&key) {
-            if let Some(i) = queue.iter().position(|w| {
-                w.rec.role != rec.role && w.rec.method == rec.method && w.rec.path == rec.path
-            }) {
-                let other = queue.remove(i).expect("position is in range").rec;
-                if queue.is_empty() {
-                    self.waiting.remove(&key);
-                }
-                self.paired += 1;
-                out.push(merge(rec, other));
-                return;
-            }
+        let other = self.slot(&rec, opposite(rec.role));
+        let same = |w: &Waiting| w.rec.method == rec.method && w.rec.path == rec.path;
+        if self
+            .waiting
+            .by_slot
+            .get(&other)
+            .and_then(VecDeque::front)
+            .is_some_and(same)
+        {
+            let w = self.waiting.take_front(&other).expect("front exists");
+            self.paired += 1;
+            out.push(merge(rec, w.rec));
+            return;
         }
-        if let Some(n) = self.counted_index.get_mut(&(key, what)) {
+        if self.counted.take_front(&other).is_some() {
             // The other side was counted alone already.
-            if let Some(c) = self.counted.iter_mut().find(|c| {
-                c.key == key && c.what == what && c.role != rec.role && c.deadline_ns != 0
-            }) {
-                c.deadline_ns = 0;
-                *n -= 1;
-                if *n == 0 {
-                    self.counted_index.remove(&(key, what));
-                }
-                self.paired += 1;
-                return;
-            }
+            self.paired += 1;
+            return;
         }
-        let deadline_ns = now_ns + self.window_ns;
+        let slot = self.slot(&rec, rec.role);
+        let seq = self.seq();
+        let deadline_ns = now_ns.saturating_add(self.window_ns);
         if same_node(mine, peer) || self.local_ips.contains(&peer) {
+            if self.waiting.len() >= MAX_WAITING {
+                Limit::PairingWaiting.reached();
+                self.expire_oldest_waiting(now_ns, out);
+            }
             self.waiting
-                .entry(key)
-                .or_default()
-                .push_back(Waiting { rec, deadline_ns });
-            self.order.push_back((deadline_ns, key));
+                .push(slot, seq, deadline_ns, Waiting { rec, seq });
         } else {
-            self.remember_counted(key, rec.role, what, deadline_ns);
+            self.remember_counted(slot, seq, deadline_ns);
             out.push(rec);
         }
     }
 
-    fn remember_counted(&mut self, key: ConnKey, role: Role, what: u64, deadline_ns: u64) {
-        *self.counted_index.entry((key, what)).or_default() += 1;
-        self.counted.push_back(Counted {
-            key,
-            role,
-            what,
-            deadline_ns,
-        });
+    fn remember_counted(&mut self, slot: Slot, seq: u64, deadline_ns: u64) {
+        if self.counted.len() >= MAX_COUNTED {
+            Limit::PairingCounted.reached();
+            self.counted.pop_due(u64::MAX, |s| *s);
+        }
+        self.counted.push(slot, seq, deadline_ns, seq);
+    }
+
+    /// Counts alone the waiting call queued first, whatever its deadline.
+    fn expire_oldest_waiting(&mut self, now_ns: u64, out: &mut Vec<CallRecord>) {
+        if let Some(w) = self.waiting.pop_due(u64::MAX, |w| w.seq) {
+            self.count_alone(w, now_ns, out);
+        }
+    }
+
+    fn count_alone(&mut self, w: Waiting, now_ns: u64, out: &mut Vec<CallRecord>) {
+        let slot = self.slot(&w.rec, w.rec.role);
+        self.remember_counted(slot, w.seq, now_ns.saturating_add(self.window_ns));
+        out.push(w.rec);
     }
 
     /// Counts alone the records whose other side did not turn up in time.
     pub fn expire(&mut self, now_ns: u64, out: &mut Vec<CallRecord>) {
-        while let Some(&(deadline, key)) = self.order.front() {
-            if deadline > now_ns {
-                break;
-            }
-            self.order.pop_front();
-            let Some(queue) = self.waiting.get_mut(&key) else {
-                continue;
-            };
-            // Entries are queued in deadline order per connection too.
-            if queue.front().is_some_and(|w| w.deadline_ns <= now_ns) {
-                let w = queue.pop_front().expect("front exists");
-                if queue.is_empty() {
-                    self.waiting.remove(&key);
-                }
-                let what = self.what(&w.rec);
-                self.remember_counted(key, w.rec.role, what, now_ns + self.window_ns);
-                out.push(w.rec);
-            }
+        while let Some(w) = self.waiting.pop_due(now_ns, |w| w.seq) {
+            self.count_alone(w, now_ns, out);
         }
-        while let Some(c) = self.counted.front() {
-            if c.deadline_ns > now_ns {
-                break;
-            }
-            let c = self.counted.pop_front().expect("front exists");
-            if c.deadline_ns == 0 {
-                continue;
-            }
-            if let Some(n) = self.counted_index.get_mut(&(c.key, c.what)) {
-                *n -= 1;
-                if *n == 0 {
-                    self.counted_index.remove(&(c.key, c.what));
-                }
-            }
-        }
+        while self.counted.pop_due(now_ns, |s| *s).is_some() {}
     }
 
     /// Everything still waiting, counted alone (at shutdown).

@@ -6,6 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::limits::Limit;
+
 /// Latency bucket upper bounds grow by this factor from 10 µs, so any percentile is
 /// within ~12% of the true value across 10 µs..2 min with 70 buckets.
 const GROWTH: f64 = 1.25;
@@ -16,6 +18,22 @@ const BUCKETS: usize = 74;
 /// are counted under `OTHER`.
 const MAX_CALLERS: usize = 256;
 const MAX_KEYS: usize = 64;
+
+/// A per-endpoint set's size and the cap it counts under.
+#[derive(Clone, Copy)]
+struct Bound {
+    max: usize,
+    limit: Limit,
+}
+
+const CALLERS: Bound = Bound {
+    max: MAX_CALLERS,
+    limit: Limit::Callers,
+};
+const NAMES: Bound = Bound {
+    max: MAX_KEYS,
+    limit: Limit::ParameterNames,
+};
 pub const OTHER: &str = "(other)";
 
 fn upper_bound_us(i: usize) -> f64 {
@@ -106,12 +124,13 @@ impl Sizes {
 }
 
 /// Counts by key, bounded: keys beyond the limit are counted under `OTHER`.
-fn bump(map: &mut BTreeMap<String, u64>, key: &str, n: u64, limit: usize) {
+fn bump(map: &mut BTreeMap<String, u64>, key: &str, n: u64, bound: Bound) {
     if let Some(v) = map.get_mut(key) {
         *v += n;
-    } else if map.len() < limit {
+    } else if map.len() < bound.max {
         map.insert(key.to_string(), n);
     } else {
+        bound.limit.reached();
         *map.entry(OTHER.to_string()).or_default() += n;
     }
 }
@@ -169,22 +188,24 @@ impl EndpointStats {
         self.request_bytes.add(o.request_bytes);
         self.response_bytes.add(o.response_bytes);
         *self.statuses.entry(o.status).or_default() += 1;
-        bump(&mut self.callers, o.caller, 1, MAX_CALLERS);
-        bump(&mut self.auth, o.auth, 1, MAX_KEYS);
+        bump(&mut self.callers, o.caller, 1, CALLERS);
+        bump(&mut self.auth, o.auth, 1, NAMES);
         if let Some(ct) = o.request_content_type {
-            bump(&mut self.request_content_types, ct, 1, MAX_KEYS);
+            bump(&mut self.request_content_types, ct, 1, NAMES);
         }
         if let Some(ct) = o.response_content_type {
-            bump(&mut self.response_content_types, ct, 1, MAX_KEYS);
+            bump(&mut self.response_content_types, ct, 1, NAMES);
         }
         if let Some(q) = o.query {
             for name in query_names(q) {
+                if self.query_params.contains(name) {
+                    continue;
+                }
                 if self.query_params.len() >= MAX_KEYS {
+                    Limit::ParameterNames.reached();
                     break;
                 }
-                if !self.query_params.contains(name) {
-                    self.query_params.insert(name.to_string());
-                }
+                self.query_params.insert(name.to_string());
             }
         }
     }
@@ -206,27 +227,29 @@ impl EndpointStats {
         for (s, n) in &o.statuses {
             *self.statuses.entry(*s).or_default() += n;
         }
-        for (dst, src, limit) in [
-            (&mut self.callers, &o.callers, MAX_CALLERS),
-            (&mut self.auth, &o.auth, MAX_KEYS),
+        for (dst, src, bound) in [
+            (&mut self.callers, &o.callers, CALLERS),
+            (&mut self.auth, &o.auth, NAMES),
             (
                 &mut self.request_content_types,
                 &o.request_content_types,
-                MAX_KEYS,
+                NAMES,
             ),
             (
                 &mut self.response_content_types,
                 &o.response_content_types,
-                MAX_KEYS,
+                NAMES,
             ),
         ] {
             for (k, n) in src {
-                bump(dst, k, *n, limit);
+                bump(dst, k, *n, bound);
             }
         }
         for q in &o.query_params {
             if self.query_params.len() < MAX_KEYS {
                 self.query_params.insert(q.clone());
+            } else if !self.query_params.contains(q) {
+                Limit::ParameterNames.reached();
             }
         }
     }
@@ -310,6 +333,7 @@ mod tests {
 
     #[test]
     fn sets_are_bounded() {
+        let (callers, names) = (Limit::Callers.count(), Limit::ParameterNames.count());
         let mut s = EndpointStats::default();
         for i in 0..1000 {
             let caller = format!("c{i}");
@@ -324,5 +348,8 @@ mod tests {
         assert_eq!(s.callers.len(), MAX_CALLERS + 1);
         assert_eq!(s.callers[OTHER], 1000 - MAX_CALLERS as u64);
         assert_eq!(s.query_params.len(), MAX_KEYS);
+        // Other tests may hit the caps at the same time: at least ours are counted.
+        assert!(Limit::Callers.count() - callers >= 1000 - MAX_CALLERS as u64);
+        assert!(Limit::ParameterNames.count() - names >= 1000 - MAX_KEYS as u64);
     }
 }

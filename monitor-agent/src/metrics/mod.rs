@@ -53,6 +53,7 @@ impl Metrics {
             "eBPF program attachments",
         );
         attached.set(attached_programs as i64);
+        registry.register_collector(Box::new(crate::limits::LimitCollector));
         Metrics { registry }
     }
 

@@ -46,7 +46,8 @@ pub trait ProtocolSession: Send {
     /// The connection closed: calls that can complete do, the rest are counted as dropped.
     fn close(&mut self, ts_ns: u64, out: &mut Vec<Exchange>);
     fn stats(&self) -> &SessionStats;
-    /// Bytes held for reassembly, for the agent's memory accounting.
+    /// Bytes held for reassembly and for requests awaiting their responses, for the
+    /// node's parser memory budget.
     fn buffered_bytes(&self) -> usize;
     /// The direction requests travel in, once the session knows it.
     fn requests_direction(&self) -> Option<Direction>;

@@ -6,13 +6,22 @@
 //! count, as a parameter never matches an empty segment anywhere else.
 //!
 //! The learned tree lives in one arena: nodes refer to children by index, so neither
-//! merging nor dropping a tree recurses, however deep the paths that built it.
+//! merging nor dropping a tree recurses, however deep the paths that built it. The tree
+//! has a memory budget (its nodes and the text of their segments): once it is spent,
+//! routes are shaped from what was learned, their unknown parts kept as they are, and
+//! nothing more is learned (counted as `route_tree_nodes` in `monitor_limit_reached`).
 
 use hashbrown::HashMap;
 
 use super::segment::{is_placeholder, PARAM};
+use crate::limits::Limit;
 
 type NodeId = u32;
+
+/// Bytes the learned tree may hold, all services together.
+pub const TREE_BUDGET: usize = 32 << 20;
+/// What one node costs besides its segment's text (its slot, its map, the map entry).
+const NODE_COST: usize = size_of::<Node>() + 48;
 
 #[derive(Default)]
 struct Node {
@@ -38,18 +47,42 @@ pub struct Cardinality {
     nodes: Vec<Node>,
     /// Nodes emptied by a merge, reused before the arena grows.
     free: Vec<NodeId>,
+    /// Bytes of segment and service text the tree holds.
+    text_bytes: usize,
+    budget: usize,
 }
 
 impl Cardinality {
     /// `limit`: distinct literal values under one prefix beyond which the position is a
     /// parameter. 0 disables merging.
     pub fn new(limit: usize) -> Cardinality {
+        Cardinality::with_budget(limit, TREE_BUDGET)
+    }
+
+    /// As `new`, with the tree's memory budget in bytes.
+    pub fn with_budget(limit: usize, budget: usize) -> Cardinality {
         Cardinality {
             limit,
             services: HashMap::new(),
             nodes: Vec::new(),
             free: Vec::new(),
+            text_bytes: 0,
+            budget,
         }
+    }
+
+    /// Bytes the learned tree holds (an estimate: nodes at a fixed cost, plus text).
+    pub fn held_bytes(&self) -> usize {
+        (self.nodes.len() - self.free.len()) * NODE_COST + self.text_bytes
+    }
+
+    /// Whether a node with `text` bytes of segment fits the budget; counts it when not.
+    fn fits(&self, text: usize) -> bool {
+        if self.held_bytes() + NODE_COST + text <= self.budget {
+            return true;
+        }
+        Limit::RouteTree.reached();
+        false
     }
 
     /// The route with known parameter positions replaced, learning from it; positions that
@@ -60,13 +93,17 @@ impl Cardinality {
         }
         let mut at = if let Some(&id) = self.services.get(service) {
             id
-        } else {
+        } else if self.fits(service.len()) {
             let id = self.alloc();
+            self.text_bytes += service.len();
             self.services.insert(service.to_owned(), id);
             id
+        } else {
+            return route.to_string();
         };
         let mut out: Vec<&str> = Vec::new();
-        for seg in route.split('/') {
+        let mut segs = route.split('/');
+        for seg in segs.by_ref() {
             let node = &mut self.nodes[at as usize];
             let mut seg = if node.variable && is_value(seg) {
                 PARAM
@@ -77,7 +114,11 @@ impl Cardinality {
                 // A merged position restored from the store stays merged.
                 node.variable = true;
             }
-            let mut next = self.child(at, seg);
+            let Some(mut next) = self.child(at, seg) else {
+                // Out of budget: the rest of the route stays as it is.
+                out.push(seg);
+                break;
+            };
             if self.nodes[at as usize].literals > self.limit {
                 next = self.collapse(at);
                 merges.push(Merge {
@@ -89,6 +130,7 @@ impl Cardinality {
             out.push(seg);
             at = next;
         }
+        out.extend(segs);
         out.join("/")
     }
 
@@ -100,11 +142,20 @@ impl Cardinality {
         NodeId::try_from(self.nodes.len() - 1).unwrap_or(NodeId::MAX)
     }
 
-    fn child(&mut self, at: NodeId, seg: &str) -> NodeId {
+    /// The child of `at` for `seg`, made if new and the budget allows it.
+    fn child(&mut self, at: NodeId, seg: &str) -> Option<NodeId> {
         if let Some(&id) = self.nodes[at as usize].children.get(seg) {
-            return id;
+            return Some(id);
         }
+        if !self.fits(seg.len()) {
+            return None;
+        }
+        Some(self.add_child(at, seg))
+    }
+
+    fn add_child(&mut self, at: NodeId, seg: &str) -> NodeId {
         let id = self.alloc();
+        self.text_bytes += seg.len();
         let node = &mut self.nodes[at as usize];
         node.children.insert(seg.into(), id);
         node.literals += usize::from(is_value(seg));
@@ -115,14 +166,18 @@ impl Cardinality {
     fn collapse(&mut self, at: NodeId) -> NodeId {
         let node = &mut self.nodes[at as usize];
         node.variable = true;
-        let literals: Vec<NodeId> = node
-            .children
-            .extract_if(|k, _| is_value(k))
-            .map(|(_, id)| id)
-            .collect();
+        let literals: Vec<(Box<str>, NodeId)> =
+            node.children.extract_if(|k, _| is_value(k)).collect();
         node.literals = 0;
-        let merged = self.child(at, PARAM);
-        for id in literals {
+        for (k, _) in &literals {
+            self.text_bytes -= k.len();
+        }
+        // Made even over budget: the merge frees far more than this one node.
+        let merged = match self.nodes[at as usize].children.get(PARAM) {
+            Some(&id) => id,
+            None => self.add_child(at, PARAM),
+        };
+        for (_, id) in literals {
             self.absorb(merged, id);
         }
         merged
@@ -138,6 +193,7 @@ impl Cardinality {
             for (k, child) in node.children {
                 let target = &mut self.nodes[dst as usize];
                 if let Some(&d) = target.children.get(&k) {
+                    self.text_bytes -= k.len();
                     work.push((d, child));
                 } else {
                     target.literals += usize::from(is_value(&k));
@@ -180,6 +236,29 @@ mod tests {
             .map(|p| c.shape("svc", &template(p), &mut merges))
             .collect();
         (routes, merges)
+    }
+
+    #[test]
+    fn the_tree_stops_learning_at_its_budget_and_keeps_routes_whole() {
+        let mut c = Cardinality::with_budget(100_000, 64 * 1024);
+        let before = Limit::RouteTree.count();
+        let mut merges = Vec::new();
+        for i in 0..2000 {
+            let route = format!("/a{i}/{}/b/{i}", "x".repeat(100));
+            assert_eq!(c.shape("svc", &route, &mut merges), route);
+            assert!(c.held_bytes() <= 64 * 1024, "{}", c.held_bytes());
+        }
+        assert!(Limit::RouteTree.count() > before);
+        // Deep paths cost their depth once, then nothing.
+        let deep = format!("/d{}", "/".repeat(15_000));
+        assert_eq!(c.shape("svc", &deep, &mut merges), deep);
+        assert!(c.held_bytes() <= 64 * 1024);
+        // What was learned before the budget ran out still shapes routes.
+        let mut c = Cardinality::with_budget(3, 16 * 1024);
+        for i in 0..10 {
+            c.shape("svc", &format!("/u/n{i}"), &mut merges);
+        }
+        assert_eq!(c.shape("svc", "/u/zed", &mut merges), "/u/{param}");
     }
 
     #[test]

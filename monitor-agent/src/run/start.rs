@@ -185,7 +185,7 @@ fn start_capture(
         ring,
         tls,
     } = kernel;
-    let (execs, exec_rx) = mpsc::channel();
+    let (execs, exec_rx) = mpsc::sync_channel(capture::tls::EXEC_QUEUE);
     let reader =
         capture::reader::spawn(ring, inlets, execs, identity, metrics, stop.clone(), alive)?;
     Ok(Capturing {
@@ -239,6 +239,7 @@ fn start_shards(
     let cfg = TrackerConfig {
         max_connections: (s.max_connections / workers).max(16),
         idle_timeout_ns: s.idle_timeout_secs.saturating_mul(1_000_000_000),
+        max_parser_bytes: usize::try_from(s.parser_memory_mb << 20).unwrap_or(usize::MAX) / workers,
     };
     let mut inlets = Vec::new();
     let mut threads = Vec::new();

@@ -237,6 +237,9 @@ enum Reply {
     Body(StatusCode, Bytes),
     Trailers,
     Reset,
+    /// A gRPC answer: one empty message, then `grpc-status` with this value, whatever it
+    /// is (a hostile server's codes need not be the 17 defined ones).
+    Grpc(String),
 }
 
 fn route(path: &str) -> Reply {
@@ -255,6 +258,9 @@ fn route(path: &str) -> Reply {
             Some(n) => Reply::Body(StatusCode::OK, pattern(n)),
             None => bad("bad size"),
         };
+    }
+    if let Some(code) = path.strip_prefix("/grpc-status/") {
+        return Reply::Grpc(code.to_string());
     }
     match path {
         "/trailers" => Reply::Trailers,
@@ -284,6 +290,18 @@ async fn handle(
     }
     match route(parts.uri.path()) {
         Reply::Reset => respond.send_reset(Reason::INTERNAL_ERROR),
+        Reply::Grpc(code) => {
+            let mut resp = Response::new(());
+            resp.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/grpc"));
+            let mut stream = respond.send_response(resp, false)?;
+            send_body(&mut stream, Bytes::from_static(&[0, 0, 0, 0, 0]), false).await?;
+            let mut trailers = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_str(&code) {
+                trailers.insert("grpc-status", v);
+            }
+            stream.send_trailers(trailers)?;
+        }
         Reply::Trailers => {
             let body = Bytes::from_static(b"ok\n");
             let mut stream = respond.send_response(head(StatusCode::OK, body.len()), false)?;

@@ -94,3 +94,48 @@ fn same_path_on_different_connections_is_not_mixed_up() {
     p.flush(&mut out);
     assert_eq!(out.len(), 2);
 }
+
+#[test]
+fn many_repeats_on_one_connection_pair_in_order_and_in_linear_time() {
+    let mut p = Pairing::new(W);
+    let mut out = Vec::new();
+    let (client, server) = ("127.0.0.1:40002", "127.0.0.1:8080");
+    // 50,000 client-side repeats then their server sides: quadratic pairing would take
+    // over a billion comparisons here.
+    let n = 50_000;
+    for i in 0..n {
+        let mut r = rec(Role::Client, client, server, "/same");
+        r.duration_us = i;
+        p.push(r, 0, &mut out);
+    }
+    assert_eq!(p.waiting(), n as usize);
+    for _ in 0..n {
+        p.push(rec(Role::Server, client, server, "/same"), 1, &mut out);
+    }
+    assert_eq!(out.len(), n as usize);
+    for (i, r) in out.iter().enumerate() {
+        assert!(r.seen_by_both);
+        assert_eq!(r.client_duration_us, Some(i as u64), "paired in order");
+    }
+    assert_eq!(p.waiting(), 0);
+}
+
+#[test]
+fn waiting_calls_are_capped_and_the_oldest_counted_alone() {
+    let mut p = Pairing::new(W);
+    let mut out = Vec::new();
+    let before = Limit::PairingWaiting.count();
+    let s = "127.0.0.1:8080";
+    for i in 0..MAX_WAITING + 10 {
+        let c = format!("127.0.0.1:{}", 1 + i % 60_000);
+        p.push(rec(Role::Client, &c, s, &format!("/p{i}")), 0, &mut out);
+    }
+    assert_eq!(out.len(), 10, "the ten oldest are counted alone");
+    assert_eq!(out[0].path, "/p0");
+    assert!(Limit::PairingWaiting.count() >= before + 10);
+    // Their server sides, late, are not counted again.
+    p.push(rec(Role::Server, "127.0.0.1:1", s, "/p0"), 1, &mut out);
+    assert_eq!(out.len(), 10);
+    p.flush(&mut out);
+    assert_eq!(out.len(), MAX_WAITING + 10);
+}

@@ -96,9 +96,28 @@ impl Pending {
         while self.live >= self.max_requests && self.evict_oldest() {
             evicted += 1;
         }
+        crate::limits::Limit::Http1Pending.reached_by(evicted);
         self.entries.push_back(Entry::Request(req));
         self.live += 1;
         evicted
+    }
+
+    /// Bytes the queued requests hold (their text and their slots), for the node's parser
+    /// memory budget.
+    pub(super) fn held_bytes(&self) -> usize {
+        let opt = |v: &Option<String>| v.as_ref().map_or(0, String::len);
+        self.entries
+            .iter()
+            .map(|e| {
+                size_of::<Entry>()
+                    + match e {
+                        Entry::Request(r) => {
+                            r.method.len() + r.target.len() + opt(&r.host) + opt(&r.content_type)
+                        }
+                        _ => 0,
+                    }
+            })
+            .sum()
     }
 
     pub(super) fn push_barrier(&mut self) {

@@ -373,7 +373,7 @@ impl ProtocolSession for Session {
     }
 
     fn buffered_bytes(&self) -> usize {
-        self.req.buffered() + self.resp.buffered()
+        self.req.buffered() + self.resp.buffered() + self.pending.held_bytes()
     }
 
     fn requests_direction(&self) -> Option<Direction> {

@@ -581,11 +581,22 @@ fn pending_overflow_evicts_oldest_without_mispairing() {
 }
 
 #[test]
-fn lowercase_method_is_garbage_but_uppercase_extension_is_accepted() {
+fn any_token_is_a_method_but_an_endless_one_is_garbage() {
     let mut t = T::new();
     t.req(b"PROPFIND /dav HTTP/1.1\r\n\r\n", 1).resp(RESP_OK, 2);
-    t.req(b"get / HTTP/1.1\r\n\r\n", 3);
-    assert_eq!(t.statuses(), pairs(&[("PROPFIND", "/dav", 200)]));
+    t.req(b"get / HTTP/1.1\r\n\r\n", 3).resp(RESP_OK, 4);
+    t.req(b"M9E3779B1 /m HTTP/1.1\r\n\r\n", 5).resp(RESP_OK, 6);
+    assert_eq!(
+        t.statuses(),
+        pairs(&[
+            ("PROPFIND", "/dav", 200),
+            ("get", "/", 200),
+            ("M9E3779B1", "/m", 200)
+        ])
+    );
+    assert_eq!(t.stats().parse_errors, 0);
+    let long = format!("{} / HTTP/1.1\r\n\r\n", "M".repeat(65));
+    t.req(long.as_bytes(), 7);
     assert_eq!(t.stats().parse_errors, 1);
 }
 

@@ -170,7 +170,9 @@ proptest! {
         limit in 0usize..400,
     ) {
         let limits = Limits { max_header_bytes: limit, max_pending_requests: 4 };
-        let bound = 2 * (limit.max(64) + 16);
+        // Two head buffers, and the queued requests (at most 4, with the markers between
+        // them) with their text.
+        let bound = 2 * (limit.max(64) + 16) + 12 * (512 + 2 * limit.max(64));
         let mut s = Session::new(limits);
         let mut out = Vec::new();
         for (ts, op) in ops.into_iter().enumerate() {

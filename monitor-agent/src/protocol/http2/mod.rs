@@ -6,6 +6,7 @@ pub mod frame;
 mod framer;
 pub mod hpack;
 mod session;
+mod streams;
 
 #[cfg(test)]
 mod tests;

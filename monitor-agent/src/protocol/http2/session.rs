@@ -6,8 +6,6 @@
 //! until a header block with `:method` or `:status` goes by, and HPACK state is per
 //! direction either way.
 
-use hashbrown::HashMap;
-
 use super::{
     fields::{Fields, Value},
     frame::{
@@ -16,6 +14,7 @@ use super::{
     },
     framer::{Event, Framer},
     hpack::Decoder,
+    streams::{Held, Streams},
 };
 use monitor_common::Direction;
 
@@ -29,8 +28,6 @@ use crate::protocol::{
 
 /// Most header block octets collected across CONTINUATION frames.
 const MAX_BLOCK: usize = 256 * 1024;
-/// Most streams tracked at once; beyond it the oldest (lowest id) is dropped and counted.
-const MAX_STREAMS: usize = 4096;
 
 /// How the connection was first seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -111,12 +108,25 @@ struct Stream {
     lossy: bool,
 }
 
+impl Held for Stream {
+    /// The request's text; the response's arrives as the stream ends, and what a
+    /// credential leaves (`auth`) is bounded small.
+    fn held_bytes(&self) -> usize {
+        let text = |v: &Value<String>| v.known().map_or(0, String::len);
+        let opt = |v: &Option<String>| v.as_ref().map_or(0, String::len);
+        text(&self.method)
+            + text(&self.path)
+            + text(&self.authority)
+            + opt(&self.request_content_type)
+    }
+}
+
 #[derive(Debug)]
 pub struct Session {
     dirs: [Half; 2],
     /// Which direction carries requests, once known.
     client: Option<Direction>,
-    streams: HashMap<u32, Stream>,
+    streams: Streams<Stream>,
     stats: SessionStats,
 }
 
@@ -142,7 +152,7 @@ impl Session {
                 Session {
                     dirs,
                     client: Some(client),
-                    streams: HashMap::new(),
+                    streams: Streams::default(),
                     stats: SessionStats::default(),
                 }
             }
@@ -152,7 +162,7 @@ impl Session {
                     dir(Framer::unaligned(), false),
                 ],
                 client,
-                streams: HashMap::new(),
+                streams: Streams::default(),
                 stats: SessionStats::default(),
             },
         }
@@ -160,7 +170,7 @@ impl Session {
 
     /// Seeds stream 1 with the HTTP/1.1 request that asked for the upgrade (RFC 7540 3.2).
     pub fn upgraded_request(&mut self, x: Exchange) {
-        self.streams.insert(
+        self.streams.open(
             1,
             Stream {
                 method: Value::Known(x.method),
@@ -183,7 +193,8 @@ impl Session {
         self.dirs
             .iter()
             .map(|d| d.framer.buffered() + d.block.as_ref().map_or(0, |b| b.fragment.capacity()))
-            .sum()
+            .sum::<usize>()
+            + self.streams.held()
     }
 
     /// Whether both header tables are fully known (calls are exact).
@@ -236,7 +247,7 @@ fn split(dirs: &mut [Half; 2], dir: Direction) -> (&mut Half, &mut Half) {
 struct Cx<'a> {
     dir: Direction,
     client: &'a mut Option<Direction>,
-    streams: &'a mut HashMap<u32, Stream>,
+    streams: &'a mut Streams<Stream>,
     stats: &'a mut SessionStats,
     out: &'a mut Vec<Exchange>,
     other: &'a mut Half,
@@ -284,7 +295,7 @@ impl Cx<'_> {
                 *block = None;
                 // Whatever the lost bytes carried for open streams is missing from them.
                 let from_client = self.sent_by_client();
-                for s in self.streams.values_mut() {
+                for s in self.streams.iter_mut() {
                     if from_client == Some(true) {
                         s.request_lossy = true;
                     } else {
@@ -324,7 +335,7 @@ impl Cx<'_> {
         // A lost PUSH_PROMISE says nothing about the response of the stream it rode on.
         if kind != PUSH_PROMISE && self.sent_by_client() == Some(false) {
             // The response head (and perhaps its END_STREAM) is gone.
-            if self.streams.remove(&stream).is_some() {
+            if self.streams.remove(stream).is_some() {
                 self.stats.dropped_requests += 1;
             }
         }
@@ -437,13 +448,11 @@ impl Cx<'_> {
         if self.sent_by_client() != Some(false) {
             return;
         }
-        let mut refused: Vec<u32> = self
+        let refused: Vec<u32> = self
             .streams
-            .keys()
-            .copied()
+            .ids()
             .filter(|id| *id > last && id % 2 == 1)
             .collect();
-        refused.sort_unstable();
         for id in refused {
             self.stream_error(id, EndingFrame::Goaway, code, ts_ns);
         }
@@ -496,7 +505,7 @@ impl Cx<'_> {
     }
 
     fn request_headers(&mut self, b: Block, mut f: Fields) {
-        if let Some(s) = self.streams.get_mut(&b.stream) {
+        if let Some(s) = self.streams.get_mut(b.stream) {
             // Request trailers.
             s.request_bytes += b.wire_bytes;
             s.request_end_ns = b.end_ns;
@@ -506,14 +515,8 @@ impl Cx<'_> {
             // Not a request's first block (a finished stream's trailers, say).
             return;
         }
-        if self.streams.len() >= MAX_STREAMS {
-            if let Some(oldest) = self.streams.keys().min().copied() {
-                self.streams.remove(&oldest);
-                self.stats.dropped_requests += 1;
-            }
-        }
         let auth = f.take_auth();
-        self.streams.insert(
+        self.stats.dropped_requests += self.streams.open(
             b.stream,
             Stream {
                 method: f.method,
@@ -534,7 +537,7 @@ impl Cx<'_> {
             // A pushed stream's response: ignored, like the push itself.
             return;
         }
-        let Some(s) = self.streams.get_mut(&b.stream) else {
+        let Some(s) = self.streams.get_mut(b.stream) else {
             self.stats.unmatched_responses += 1;
             return;
         };
@@ -569,7 +572,7 @@ impl Cx<'_> {
         let Some(from_client) = self.sent_by_client() else {
             return;
         };
-        let Some(s) = self.streams.get_mut(&head.stream) else {
+        let Some(s) = self.streams.get_mut(head.stream) else {
             return;
         };
         let wire = HEADER_LEN as u64 + u64::from(head.len);
@@ -592,7 +595,7 @@ impl Cx<'_> {
     }
 
     fn stream_error(&mut self, stream: u32, frame: EndingFrame, code: u32, ts_ns: u64) {
-        if !self.streams.contains_key(&stream) {
+        if !self.streams.contains(stream) {
             return;
         }
         let by = self.by();
@@ -608,7 +611,7 @@ impl Cx<'_> {
     }
 
     fn complete(&mut self, stream: u32, ts_ns: u64, error: Option<StreamError>) {
-        let Some(s) = self.streams.remove(&stream) else {
+        let Some(s) = self.streams.remove(stream) else {
             return;
         };
         self.out.push(exchange(s, ts_ns, error));
@@ -708,8 +711,7 @@ impl ProtocolSession for Session {
 
     /// Streams still waiting for their response end are dropped.
     fn close(&mut self, _ts_ns: u64, _out: &mut Vec<Exchange>) {
-        self.stats.dropped_requests += self.streams.len() as u64;
-        self.streams.clear();
+        self.stats.dropped_requests += self.streams.clear() as u64;
     }
 
     fn stats(&self) -> &SessionStats {
