@@ -6,7 +6,7 @@
 //! instructions decoded, since a 0xC3 byte may also sit inside a longer instruction.
 
 use iced_x86::{Decoder, DecoderOptions, Mnemonic};
-use object::{Object, ObjectSection, ObjectSymbol};
+use object::{Object, ObjectSection, ObjectSymbol, ReadRef};
 
 pub(crate) const WRITE: &str = "crypto/tls.(*Conn).Write";
 pub(crate) const READ: &str = "crypto/tls.(*Conn).Read";
@@ -21,7 +21,10 @@ pub(crate) struct GoFunction {
 
 /// The probe locations of both functions, when `elf` is a Go program (with a symbol
 /// table) that links crypto/tls on x86-64.
-pub(crate) fn go_tls_functions(elf: &object::File) -> Option<[GoFunction; 2]> {
+pub(crate) fn go_tls_functions<'d, R: ReadRef<'d>>(
+    elf: &object::File<'d, R>,
+    data: R,
+) -> Option<[GoFunction; 2]> {
     if elf.architecture() != object::Architecture::X86_64
         || elf.section_by_name(".gopclntab").is_none()
     {
@@ -37,10 +40,13 @@ pub(crate) fn go_tls_functions(elf: &object::File) -> Option<[GoFunction; 2]> {
         let section = elf
             .sections()
             .find(|s| s.address() <= addr && addr < s.address() + s.size())?;
-        let (file_off, _) = section.file_range()?;
-        let data = section.data().ok()?;
-        let start = usize::try_from(addr.checked_sub(section.address())?).ok()?;
-        let code = data.get(start..start.checked_add(usize::try_from(size).ok()?)?)?;
+        let (file_off, file_len) = section.file_range()?;
+        let start = addr.checked_sub(section.address())?;
+        if start.checked_add(size)? > file_len {
+            return None;
+        }
+        // Only the function's own bytes are read, not the whole text section.
+        let code = data.read_bytes_at(file_off + start, size).ok()?;
         let to_file = |a: u64| file_off + (a - section.address());
         let mut returns = Vec::new();
         let mut decoder = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
@@ -73,7 +79,10 @@ fn u64_at(b: &[u8], off: usize) -> Option<u64> {
 /// Address and size of function `name` from `.gopclntab` (Go 1.18 and later, 64-bit):
 /// a header, then a table of (entry offset, func offset) pairs sorted by address, each
 /// func record starting with its entry offset and the offset of its name.
-pub(crate) fn pclntab_lookup(elf: &object::File, name: &str) -> Option<(u64, u64)> {
+pub(crate) fn pclntab_lookup<'d, R: ReadRef<'d>>(
+    elf: &object::File<'d, R>,
+    name: &str,
+) -> Option<(u64, u64)> {
     let tab = elf.section_by_name(".gopclntab")?.data().ok()?;
     let magic = u32_at(tab, 0)?;
     if magic != 0xffff_fff0 && magic != 0xffff_fff1 {
@@ -112,6 +121,6 @@ mod tests {
     fn non_go_files_have_no_go_tls() {
         let data = std::fs::read("/proc/self/exe").expect("own executable");
         let elf = object::File::parse(&*data).expect("ELF");
-        assert!(go_tls_functions(&elf).is_none());
+        assert!(go_tls_functions(&elf, &*data).is_none());
     }
 }

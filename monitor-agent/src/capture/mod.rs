@@ -7,6 +7,7 @@ pub(crate) mod inflight;
 pub(crate) mod preflight;
 pub(crate) mod reader;
 
+pub(crate) mod elf;
 pub(crate) mod gotls;
 pub(crate) mod tls;
 

@@ -2,14 +2,15 @@
 //!
 //! Uprobes attach to a file (its inode), not a process, so each distinct `libssl.so*` is
 //! attached once and covers every process that maps it, now and later. Libraries are found
-//! in `/proc/PID/maps` and opened through `/proc/PID/root`, so a container's own copy of
-//! OpenSSL is attached too. Exec events make a new process's libraries show up within a
+//! in `/proc/PID/maps` and opened inside `/proc/PID/root` (see `elf`), so a container's own
+//! copy of OpenSSL is attached too, and nothing outside that container's root. Exec events make a new process's libraries show up within a
 //! second; a periodic rescan catches libraries loaded later with `dlopen`.
 
 use std::{
     collections::{BTreeMap, HashSet},
-    os::unix::fs::MetadataExt,
-    path::{Path, PathBuf},
+    fs::File,
+    os::{fd::AsRawFd, unix::fs::MetadataExt},
+    path::PathBuf,
     sync::{
         atomic::{AtomicBool, Ordering},
         mpsc::{Receiver, RecvTimeoutError},
@@ -21,7 +22,10 @@ use std::{
 
 use anyhow::{anyhow, bail, Result};
 use aya::{
-    programs::{uprobe::UProbeScope, UProbe},
+    programs::{
+        uprobe::{UProbeAttachLocation::AbsoluteOffset, UProbeScope},
+        UProbe,
+    },
     Ebpf,
 };
 use prometheus_client::{
@@ -31,7 +35,10 @@ use prometheus_client::{
 
 use monitor_common::names::program;
 
-use super::gotls::{go_tls_functions, GoFunction, WRITE};
+use super::{
+    elf::{dynamic_symbol_offsets, open_in_root, with_elf, Elf, MAX_ELF_BYTES},
+    gotls::{go_tls_functions, GoFunction, WRITE},
+};
 use crate::{limits::Limit, metrics::register};
 
 /// The Go crypto/tls probes of `monitor-ebpf/src/gotls.rs`.
@@ -105,34 +112,18 @@ pub(crate) fn is_openssl_lib(path: &str) -> bool {
 
 /// Whether an ELF file exports OpenSSL's `SSL_read` and `SSL_write` itself (OpenSSL linked
 /// statically and its symbols exported, as Node.js does). Only the dynamic symbol table is
-/// touched, through a memory map, so large executables cost little. The attacher asks
-/// the same question through `inspect`, which also looks for Go.
+/// read, so large executables cost little. The attacher asks the same question through
+/// `inspect`, which also looks for Go.
 #[cfg(test)]
-fn exports_openssl(path: &Path) -> bool {
-    with_elf(path, elf_exports_openssl).unwrap_or(false)
+fn exports_openssl(path: &std::path::Path) -> bool {
+    File::open(path)
+        .ok()
+        .and_then(|f| with_elf(f, |elf, _| elf_exports_openssl(elf)))
+        .unwrap_or(false)
 }
 
-fn elf_exports_openssl(elf: &object::File) -> bool {
-    use object::{Object, ObjectSymbol};
-    let (mut read, mut write) = (false, false);
-    for sym in elf.dynamic_symbols() {
-        match sym.name() {
-            Ok("SSL_read") => read = true,
-            Ok("SSL_write") => write = true,
-            _ => {}
-        }
-    }
-    read && write
-}
-
-/// Runs `f` on the ELF file at `path`, mapped rather than read: executables can be large.
-fn with_elf<T>(path: &Path, f: impl FnOnce(&object::File) -> T) -> Option<T> {
-    let file = std::fs::File::open(path).ok()?;
-    // SAFETY: read-only map of a file we only read; a concurrent truncation could fault,
-    // which executables in use do not undergo (the kernel refuses writes to them).
-    let map = unsafe { memmap2::Mmap::map(&file) }.ok()?;
-    let elf = object::File::parse(&*map).ok()?;
-    Some(f(&elf))
+fn elf_exports_openssl(elf: &Elf<'_>) -> bool {
+    dynamic_symbol_offsets(elf, &["SSL_read", "SSL_write"]).len() == 2
 }
 
 /// What an executable carries that the TLS probes can use.
@@ -142,17 +133,23 @@ enum Executable {
     Neither,
 }
 
-fn inspect(path: &Path) -> Executable {
-    with_elf(path, |elf| {
+fn inspect(file: File) -> Executable {
+    with_elf(file, |elf, data| {
         if elf_exports_openssl(elf) {
             Executable::OpenSsl
-        } else if let Some(f) = go_tls_functions(elf) {
+        } else if let Some(f) = go_tls_functions(elf, data) {
             Executable::GoTls(f)
         } else {
             Executable::Neither
         }
     })
     .unwrap_or(Executable::Neither)
+}
+
+/// The path uprobes are attached through for an open file: the kernel resolves it to the
+/// very file opened, wherever it came from.
+fn fd_path(file: &File) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", file.as_raw_fd()))
 }
 
 /// Distinct libssl paths mapped by one process, from its `/proc/PID/maps` text.
@@ -205,8 +202,11 @@ impl TlsAttacher {
             };
             for e in entries.flatten() {
                 if is_openssl_lib(&e.file_name().to_string_lossy()) {
-                    let shown = e.path().display().to_string();
-                    self.consider(&e.path(), &shown, "host library");
+                    // The host's own directories: its symlinks are the host's to make.
+                    if let Ok(file) = File::open(e.path()) {
+                        let shown = e.path().display().to_string();
+                        self.consider(&file, &shown, "host library");
+                    }
                 }
             }
         }
@@ -234,12 +234,19 @@ impl TlsAttacher {
             return;
         };
         for lib in libssl_paths(&maps) {
-            let full = PathBuf::from(format!("/proc/{pid}/root{lib}"));
-            self.consider(&full, &lib, &format!("pid {pid}"));
+            // The path is the process's: resolved in its root, never out of it.
+            match open_in_root(pid, &lib) {
+                Ok(file) => self.consider(&file, &lib, &format!("pid {pid}")),
+                Err(e) => log::debug!("cannot open {lib} in the root of pid {pid}: {e}"),
+            }
         }
-        // OpenSSL linked into the executable itself (Node.js, static builds), or Go.
+        // OpenSSL linked into the executable itself (Node.js, static builds), or Go. The
+        // kernel's link to the executable names the file itself, not a path to resolve.
         let exe = PathBuf::from(format!("/proc/{pid}/exe"));
-        let Ok(meta) = std::fs::metadata(&exe) else {
+        let Ok(file) = File::open(&exe) else {
+            return;
+        };
+        let Ok(meta) = file.metadata() else {
             return;
         };
         let key = (meta.dev(), meta.ino());
@@ -251,13 +258,16 @@ impl TlsAttacher {
             std::fs::read_link(&exe)
                 .map_or_else(|_| exe.display().to_string(), |p| p.display().to_string())
         };
-        match inspect(&exe) {
+        let Ok(copy) = file.try_clone() else {
+            return;
+        };
+        match inspect(copy) {
             Executable::OpenSsl => {
-                self.consider(&exe, &shown(), &format!("executable of pid {pid}"));
+                self.consider(&file, &shown(), &format!("executable of pid {pid}"));
             }
             Executable::GoTls(functions) => {
                 if self.first_look(key) && self.may_probe(key) {
-                    let result = self.attach_go(&exe, &functions);
+                    let result = self.attach_go(&file, &functions);
                     self.report("Go TLS", result, &shown(), &format!("pid {pid}"));
                 }
             }
@@ -268,8 +278,8 @@ impl TlsAttacher {
     }
 
     /// Entry probes on both functions and a probe on each of their RET instructions.
-    fn attach_go(&self, path: &Path, functions: &[GoFunction; 2]) -> Result<usize> {
-        use aya::programs::uprobe::UProbeAttachLocation::AbsoluteOffset;
+    fn attach_go(&self, file: &File, functions: &[GoFunction; 2]) -> Result<usize> {
+        let path = fd_path(file);
         let mut ebpf = self
             .ebpf
             .lock()
@@ -288,24 +298,24 @@ impl TlsAttacher {
                     .program_mut(prog)
                     .ok_or_else(|| anyhow!("program {prog} missing"))?
                     .try_into()?;
-                program.attach(AbsoluteOffset(offset), path, UProbeScope::AllProcesses)?;
+                program.attach(AbsoluteOffset(offset), &path, UProbeScope::AllProcesses)?;
                 done += 1;
             }
         }
         Ok(done)
     }
 
-    /// Attaches to the file at `path` unless that file (device, inode) was handled before.
-    fn consider(&mut self, path: &Path, shown: &str, found_in: &str) {
-        // Follows symlinks: libssl.so -> libssl.so.3 is one file.
-        let Ok(meta) = std::fs::metadata(path) else {
+    /// Attaches to `file` unless that file (device, inode) was handled before: opening
+    /// followed the symlinks, so libssl.so -> libssl.so.3 is one file.
+    fn consider(&mut self, file: &File, shown: &str, found_in: &str) {
+        let Ok(meta) = file.metadata() else {
             return;
         };
         let key = (meta.dev(), meta.ino());
         if !meta.is_file() || !self.first_look(key) || !self.may_probe(key) {
             return;
         }
-        let result = self.attach_object(path);
+        let result = self.attach_object(file);
         self.report("TLS", result, shown, found_in);
     }
 
@@ -347,7 +357,13 @@ impl TlsAttacher {
         }
     }
 
-    fn attach_object(&self, path: &Path) -> Result<usize> {
+    fn attach_object(&self, file: &File) -> Result<usize> {
+        let symbols: Vec<&str> = PROBES.iter().map(|(_, s)| *s).collect();
+        let offsets = with_elf(file.try_clone()?, |elf, _| {
+            dynamic_symbol_offsets(elf, &symbols)
+        })
+        .ok_or_else(|| anyhow!("not an ELF file of at most {MAX_ELF_BYTES} bytes"))?;
+        let path = fd_path(file);
         let mut ebpf = self
             .ebpf
             .lock()
@@ -359,14 +375,18 @@ impl TlsAttacher {
                 .program_mut(prog)
                 .ok_or_else(|| anyhow!("program {prog} missing"))?
                 .try_into()?;
-            match program.attach(*symbol, path, UProbeScope::AllProcesses) {
+            // SSL_*_ex appeared in OpenSSL 1.1.1; older libraries lack them.
+            let Some(&offset) = offsets.get(*symbol) else {
+                log::debug!("{prog}: no {symbol} in {}", path.display());
+                continue;
+            };
+            match program.attach(AbsoluteOffset(offset), &path, UProbeScope::AllProcesses) {
                 Ok(_) => {
                     done += 1;
                     if matches!(*symbol, "SSL_read" | "SSL_write") {
                         core += 1;
                     }
                 }
-                // SSL_*_ex appeared in OpenSSL 1.1.1; older libraries lack them.
                 Err(e) => log::debug!("{prog} on {symbol} in {}: {e}", path.display()),
             }
         }
@@ -426,6 +446,8 @@ impl TlsAttacher {
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
+
     use super::*;
 
     #[test]
