@@ -96,8 +96,20 @@ impl Agent {
     /// `/healthz`, which it does only once every program is attached. Unless `extra` sets
     /// `--data-dir`, the inventory lives in a scratch directory removed with the agent.
     pub fn start_with(extra: &[&str]) -> Agent {
-        require_root();
         let api: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+        Agent::start_on(api, extra)
+    }
+
+    /// [`Agent::start_with`] listening on `api`.
+    pub fn start_on(api: SocketAddr, extra: &[&str]) -> Agent {
+        let mut agent = Agent::spawn(api, extra);
+        agent.wait_healthy();
+        agent
+    }
+
+    /// Starts the agent on `api` without waiting for it.
+    pub fn spawn(api: SocketAddr, extra: &[&str]) -> Agent {
+        require_root();
         let data = (!extra.contains(&"--data-dir")).then(|| TempDir::new("agent-data"));
         let mut cmd = Command::new(agent_bin());
         cmd.args(["run", "--output", "json", "--listen", &api.to_string()]);
@@ -135,33 +147,52 @@ impl Agent {
                 err_sink.lock().expect("stderr").push_str(&(line + "\n"));
             }
         });
-        let mut agent = Agent {
+        Agent {
             child: Some(child),
             records,
             stderr,
             api,
             _data: data,
-        };
+        }
+    }
+
+    /// Waits until the agent serves `/healthz` (30 s at most), which it does only once
+    /// every program is attached.
+    pub fn wait_healthy(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if let Ok((200, _)) = http_get(api, "/healthz") {
-                break;
+            if let Ok((200, _)) = http_get(self.api, "/healthz") {
+                return;
             }
-            if let Some(status) = agent
+            if let Some(status) = self
                 .child
                 .as_mut()
                 .and_then(|c| c.try_wait().ok().flatten())
             {
-                panic!("agent exited during start ({status}): {}", agent.stderr());
+                panic!("agent exited during start ({status}): {}", self.stderr());
             }
             assert!(
                 Instant::now() < deadline,
                 "agent not healthy within 30 s: {}",
-                agent.stderr()
+                self.stderr()
             );
             std::thread::sleep(Duration::from_millis(50));
         }
-        agent
+    }
+
+    /// Sends SIGKILL and returns at once: the process may take seconds to be gone.
+    pub fn kill_now(mut self) -> Exiting {
+        let child = self.child.take().expect("running agent");
+        // SAFETY: signalling our own child by PID.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        Exiting(child)
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     pub fn stderr(&self) -> String {
@@ -303,6 +334,22 @@ impl Drop for Agent {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// A killed agent on its way out; dropping it waits for the process to be gone.
+pub struct Exiting(pub Child);
+
+impl Exiting {
+    /// Whether it has not exited yet.
+    pub fn still_exiting(&mut self) -> bool {
+        matches!(self.0.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Exiting {
+    fn drop(&mut self) {
+        let _ = self.0.wait();
     }
 }
 

@@ -417,3 +417,58 @@ fn api_floods_leave_healthz_answering() {
         Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}"),
     }
 }
+
+/// `kill -9` and an immediate restart on the same port and data directory: the new agent
+/// does not exit on the address still held by the dying one; it captures meanwhile, then
+/// serves, with the inventory the old one had written.
+#[test]
+fn a_killed_agent_restarted_at_once_takes_over() {
+    let port = free_port();
+    let _server = server(port);
+    let data = monitor_tests::TempDir::new("restart");
+    let dir = data.0.to_str().expect("utf-8").to_string();
+    let service = format!("svc=port:{port}");
+    let args = [
+        "--data-dir",
+        &dir,
+        "--service",
+        &service,
+        "--flush-interval-secs",
+        "1",
+    ];
+    let api: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().expect("addr");
+    let old = Agent::start_on(api, &args);
+    assert!(send(port, &[request("GET", "/before-kill", &[])]).starts_with("HTTP/1.1 200"));
+    old.wait_inventory("service=svc", |e| {
+        e.iter().any(|e| e.route == "/before-kill")
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let killed_at = std::time::Instant::now();
+    let mut dying = old.kill_now();
+    let mut new = Agent::spawn(api, &args);
+    // Once its probes are attached, a call is captured, whether or not the old one is gone.
+    let deadline = killed_at + Duration::from_secs(30);
+    while !new.stderr().contains("tracepoints; capturing") {
+        assert!(new.running(), "the new agent exited: {}", new.stderr());
+        assert!(std::time::Instant::now() < deadline, "{}", new.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let overlapped = dying.still_exiting();
+    assert!(send(port, &[request("GET", "/during-takeover", &[])]).starts_with("HTTP/1.1 200"));
+    new.wait_healthy();
+    eprintln!(
+        "new agent healthy {:.1} s after the kill; the old one was {}still exiting when the \
+         new one captured",
+        killed_at.elapsed().as_secs_f64(),
+        if overlapped { "" } else { "no longer " }
+    );
+    drop(dying);
+    let got = served(&new, port, "GET", "/during-takeover");
+    assert_eq!(got.len(), 1, "{}", new.stderr());
+    let eps = new.wait_inventory("service=svc", |e| {
+        e.iter().any(|e| e.route == "/before-kill")
+            && e.iter().any(|e| e.route == "/during-takeover")
+    });
+    assert!(eps.iter().any(|e| e.route == "/before-kill"), "{eps:#?}");
+    assert!(!new.stderr().contains("cannot listen"), "{}", new.stderr());
+}

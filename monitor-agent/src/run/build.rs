@@ -1,9 +1,13 @@
 //! Everything `run` makes before its first thread starts. Each step can fail with a clear
 //! error, and a failure here leaves nothing running and nothing attached.
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc, Mutex,
+use std::{
+    net::SocketAddr,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex,
+    },
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
@@ -99,7 +103,61 @@ pub(super) struct Control {
     int: Signal,
     /// Raised by SIGHUP; the reloader lowers it.
     pub hangup: Arc<AtomicBool>,
-    listener: TcpListener,
+    /// `None` while the address is held by someone else (see `bind`).
+    listener: Option<TcpListener>,
+    listen: SocketAddr,
+    started: Instant,
+}
+
+/// How long an address in use is waited for. A killed agent keeps its listen socket until
+/// the kernel has torn down its probes, which takes seconds; the agent restarted in its
+/// place captures meanwhile and serves once the address is free.
+const BIND_WAIT: Duration = Duration::from_secs(30);
+
+/// Binds `addr`; `Ok(None)` when it is in use (to be retried by `serve`), an error for
+/// anything else, which no wait will fix.
+async fn bind(addr: SocketAddr) -> Result<Option<TcpListener>> {
+    match TcpListener::bind(addr).await {
+        Ok(l) => {
+            log::info!("listening on {addr}");
+            Ok(Some(l))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+            log::warn!(
+                "{addr} is in use (an agent that is still exiting holds it?); capturing \
+                 meanwhile and retrying for up to {} s",
+                BIND_WAIT.as_secs()
+            );
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot listen on {addr}")),
+    }
+}
+
+/// Retries binding `addr` until it is free or `BIND_WAIT` has passed since `since`.
+async fn bind_when_free(addr: SocketAddr, since: Instant) -> Result<TcpListener> {
+    loop {
+        match TcpListener::bind(addr).await {
+            Ok(l) => {
+                log::info!(
+                    "listening on {addr} after waiting {:.1} s",
+                    since.elapsed().as_secs_f64()
+                );
+                return Ok(l);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && since.elapsed() < BIND_WAIT => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "cannot listen on {addr} (waited {} s)",
+                        since.elapsed().as_secs()
+                    )
+                })
+            }
+        }
+    }
 }
 
 impl Control {
@@ -123,10 +181,8 @@ impl Control {
                 flag.store(true, Ordering::Relaxed);
             }
         });
-        // Bind first: a busy port should fail before anything is loaded into the kernel.
-        let listener = rt
-            .block_on(TcpListener::bind(s.listen))
-            .with_context(|| format!("cannot listen on {}", s.listen))?;
+        // Bind first: a bad address should fail before anything is loaded into the kernel.
+        let listener = rt.block_on(bind(s.listen))?;
         drop(guard);
         Ok(Control {
             rt,
@@ -134,14 +190,25 @@ impl Control {
             int,
             hangup,
             listener,
+            listen: s.listen,
+            started: Instant::now(),
         })
     }
 
     /// Serves the API until SIGTERM or SIGINT, or until the server fails.
     pub(super) fn serve(mut self, state: api::ApiState) -> Result<()> {
         self.rt.block_on(async {
+            let listener = if let Some(l) = self.listener.take() {
+                l
+            } else {
+                tokio::select! {
+                    l = bind_when_free(self.listen, self.started) => l?,
+                    _ = self.term.recv() => return Ok(()),
+                    _ = self.int.recv() => return Ok(()),
+                }
+            };
             let guard = state.guard.clone();
-            let server = api::serve::serve(self.listener, api::router(state), guard);
+            let server = api::serve::serve(listener, api::router(state), guard);
             tokio::select! {
                 () = server => Ok(()),
                 _ = self.term.recv() => Ok(()),
@@ -198,11 +265,7 @@ pub(super) fn build(s: &Settings) -> Result<Built> {
     // Before /healthz answers: a client started right after should already be covered.
     tls.scan_system();
     tls.scan_all();
-    log::info!(
-        "attached {} tracepoints; listening on {}",
-        capture.attached,
-        s.listen
-    );
+    log::info!("attached {} tracepoints; capturing", capture.attached);
     Ok(Built {
         state,
         control,
