@@ -21,7 +21,7 @@ pub(crate) mod printable;
 pub mod protocol;
 pub(crate) mod recent;
 pub mod record;
-pub(crate) mod redact;
+pub mod redact;
 pub(crate) mod reload;
 pub mod route;
 pub mod run;

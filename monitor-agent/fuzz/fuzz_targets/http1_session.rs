@@ -1,5 +1,6 @@
 //! Feeds arbitrary bytes, gaps and closes to both sides of an HTTP/1 session: it must never
-//! panic and never hold more than its header limit per side.
+//! panic and never hold more than its header limit per side plus its bounded queue of
+//! requests awaiting responses.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -10,7 +11,8 @@ use monitor_agent::protocol::{
 
 fuzz_target!(|input: &[u8]| {
     let limits = Limits::default();
-    let bound = 2 * (limits.max_header_bytes.max(64) + 64);
+    let head = limits.max_header_bytes.max(64);
+    let bound = 2 * (head + 64) + 4 * limits.max_pending_requests * (512 + head);
     let mut s = Session::new(limits);
     let mut out = Vec::new();
     let mut rest = input;

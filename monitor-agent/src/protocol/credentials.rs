@@ -219,7 +219,9 @@ fn classify_authorization(value: &[u8]) -> Auth {
 fn basic_user(credentials: &[u8]) -> Option<String> {
     let decoded = BASIC_ENGINE.decode(credentials).ok()?;
     let colon = decoded.iter().position(|b| *b == b':')?;
-    bounded_text(&decoded[..colon], MAX_USER_CHARS)
+    let user = bounded_text(&decoded[..colon], MAX_USER_CHARS)?;
+    // Some APIs take the key as the user name (`sk_live_...:`): that is the secret itself.
+    (!crate::redact::secret_looking(&user)).then_some(user)
 }
 
 /// `Some(Jwt)` if `token` has the shape of a JWS compact serialization whose header is
@@ -373,6 +375,11 @@ mod tests {
             auth,
             Auth::with_detail(AuthKind::Basic, Some("alice".into()))
         );
+        // A key used as the user name is the secret: only the scheme is kept.
+        for key in ["sk_live_51H8abcdEFGHijkl", "Q9vYb2Xq7LmN4pRs8TuWz1Ac"] {
+            let auth = sniff(&[("Authorization", &basic(&format!("{key}:")))]);
+            assert_eq!(auth, Auth::of(AuthKind::Basic), "{key}");
+        }
     }
 
     #[test]

@@ -25,7 +25,9 @@ fn placeholder(segment: &str) -> Option<&'static str> {
     if segment.len() >= 16 && segment.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Some("{hex}");
     }
-    if is_token(segment) {
+    // A segment the redactor hashed looked like a credential: one parameter, never one
+    // endpoint per secret.
+    if is_token(segment) || crate::redact::is_hashed(segment) {
         return Some("{token}");
     }
     None
@@ -112,6 +114,9 @@ mod tests {
                 "/people/{email}/avatar",
             ),
             ("/keys/sk_live_51HxYz2eZvKYlo2C0a1b2c3d4", "/keys/{token}"),
+            // What the redactor hashed in the path.
+            ("/reset/h:0a1b2c3d/confirm", "/reset/{token}/confirm"),
+            ("/notes/h:zz", "/notes/h:zz"),
             (
                 "/v1/accounts/123/transactions/456",
                 "/v1/accounts/{id}/transactions/{id}",
