@@ -3,8 +3,9 @@
 //! Uprobes attach to a file (its inode), not a process, so each distinct `libssl.so*` is
 //! attached once and covers every process that maps it, now and later. Libraries are found
 //! in `/proc/PID/maps` and opened inside `/proc/PID/root` (see `elf`), so a container's own
-//! copy of OpenSSL is attached too, and nothing outside that container's root. Exec events make a new process's libraries show up within a
-//! second; a periodic rescan catches libraries loaded later with `dlopen`.
+//! copy of OpenSSL is attached too, and nothing outside that container's root. Exec events
+//! make a new process's libraries show up within a second; a periodic rescan catches
+//! libraries loaded later with `dlopen`.
 
 use std::{
     collections::{BTreeMap, HashSet},
