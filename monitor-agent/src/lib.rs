@@ -9,6 +9,8 @@ pub(crate) mod clock;
 pub mod config;
 pub(crate) mod conn;
 pub mod enforcement;
+#[doc(hidden)]
+pub mod fuzzing;
 pub(crate) mod health;
 pub mod identity;
 pub mod inventory;

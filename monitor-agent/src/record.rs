@@ -263,9 +263,9 @@ impl CallRecord {
     }
 }
 
-#[cfg(test)]
+#[doc(hidden)]
 impl CallRecord {
-    /// A plain `200` call for tests to adjust with struct update syntax.
+    /// A plain `200` call for tests and fuzz targets to adjust with struct update syntax.
     pub fn sample(role: Role, client: Peer, server: Peer, method: &str, path: &str) -> CallRecord {
         CallRecord {
             ts: SystemTime::UNIX_EPOCH,

@@ -183,6 +183,16 @@ settings! {
         /// Most connections tracked at once; the longest idle are forgotten beyond it.
         /// [default: 65536]
         max_connections: usize = 65536, [long];
+        /// Connections the kernel side tracks at once; beyond it the least recently used
+        /// is forgotten, and its next bytes arrive after a hole (counted in
+        /// `monitor_stream_holes_total`).
+        /// [default: 65536]
+        kernel_connections: u32 = 65536, [long], check |v| within(u64::from(*v), 16, 1 << 22);
+        /// Syscalls on HTTP sockets the kernel side follows at once (threads blocked in a
+        /// read hold one each); beyond it a syscall's bytes are lost, counted and marked as
+        /// a hole on its connection.
+        /// [default: 32768]
+        kernel_inflight_syscalls: u32 = 32768, [long], check |v| within(u64::from(*v), 1, 1 << 22);
         /// Seconds without traffic after which a connection is forgotten.
         /// [default: 300]
         idle_timeout_secs: u64 = 300, [long];

@@ -146,11 +146,11 @@ pub struct EventHeader {
     pub local_port: u16,
     /// Remote port, host byte order.
     pub remote_port: u16,
-    #[allow(
-        clippy::pub_underscore_fields,
-        reason = "explicit padding of a kernel ABI struct"
-    )]
-    pub _pad1: u16,
+    /// Syscalls of this direction whose bytes the kernel could not follow (its table of
+    /// syscalls in flight was full), counted since tracking began and wrapping: a change
+    /// between two records of a direction means bytes between them are missing, of an
+    /// unknown count.
+    pub lost: u16,
     /// Local address: IPv4 in the first 4 bytes, or IPv6.
     pub local_addr: [u8; 16],
     pub remote_addr: [u8; 16],
@@ -185,7 +185,10 @@ pub mod counter {
     pub const TLS_UNMAPPED: u32 = 10;
     /// Connections classified as TLS (their ciphertext is skipped).
     pub const TLS_CONNS: u32 = 11;
-    pub const COUNT: u32 = 12;
+    /// TLS calls whose plaintext was lost because the kernel's table of calls in flight
+    /// was full (or its entry was evicted before the call returned).
+    pub const TLS_LOST: u32 = 12;
+    pub const COUNT: u32 = 13;
 }
 
 /// How the buffer argument of a stashed syscall is shaped.

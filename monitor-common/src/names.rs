@@ -17,6 +17,8 @@ pub mod map {
     pub const EVENTS: &str = "EVENTS";
     /// Syscall arguments stashed between entry and exit.
     pub const ARGS: &str = "ARGS";
+    /// Per-socket state: classification, role, stream offsets.
+    pub const CONNS: &str = "CONNS";
     /// Per-CPU drop and truncation counters.
     pub const COUNTERS: &str = "COUNTERS";
     /// The program the data syscalls' exit hands its copying to (index 0).

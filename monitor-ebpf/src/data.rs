@@ -72,6 +72,13 @@ pub(crate) fn stash(
     };
     if ARGS.insert(id, args, 0).is_err() {
         count(counter::ARGS_LOST, 1);
+        // The state is created if need be, so that a stream whose first bytes were lost is
+        // not taken for one seen from its start.
+        if let Some(st) = state_of(sock) {
+            // SAFETY: map value pointer from a lookup in this invocation.
+            let lost = unsafe { &mut (*st).lost[direction.index()] };
+            *lost = lost.wrapping_add(1);
+        }
         warn!(
             ctx,
             "syscall argument map full: lost a syscall of thread {}", id as u32

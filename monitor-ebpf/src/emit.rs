@@ -39,6 +39,7 @@ pub(crate) fn start(origin: &Origin) -> Option<*mut EventBuffer> {
     h.fd = origin.fd;
     h.role = c.role as u8;
     h.direction = origin.direction.map_or(0, |d| d as u8);
+    h.lost = origin.direction.map_or(0, |d| c.lost[d.index()]);
     h.flags = origin.flags;
     h.comm = bpf_get_current_comm().unwrap_or([0; 16]);
     h.family = c.family;

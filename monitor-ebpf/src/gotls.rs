@@ -93,10 +93,17 @@ fn user_u64(addr: u64) -> Option<u64> {
 
 fn try_ret(ctx: &ProbeContext) -> Option<()> {
     let k = key(ctx);
-    // SAFETY: copied out before removal.
-    let call = unsafe { *GO_CALLS.get(k)? };
-    let _ = GO_CALLS.remove(k);
     let n = regs(ctx).rax as i64;
+    // SAFETY: copied out before removal.
+    let Some(call) = GO_CALLS.get_ptr(k) else {
+        // The entry probe saw the call: it was evicted from the LRU table in flight.
+        if n > 0 {
+            count(counter::TLS_LOST, 1);
+        }
+        return None;
+    };
+    let call = unsafe { *call };
+    let _ = GO_CALLS.remove(k);
     if n <= 0 {
         return None;
     }

@@ -2,7 +2,7 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{LruHashMap, PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
     Global,
 };
 use monitor_common::{
@@ -76,7 +76,10 @@ pub(crate) struct ConnState {
     pub remote_port: u16,
     /// The [`Direction`] of the bytes in `held`.
     pub held_direction: u8,
-    pub _pad2: [u8; 5],
+    pub _pad2: u8,
+    /// Per direction (egress, ingress): syscalls whose bytes were lost because `ARGS` was
+    /// full, sent with every record so userspace sees where a stream has a hole.
+    pub lost: [u16; 2],
     pub local_addr: [u8; 16],
     pub remote_addr: [u8; 16],
     /// The first bytes of a connection, too few to classify (a client writing byte by
@@ -103,10 +106,12 @@ impl ConnState {
 #[map]
 pub(crate) static CONNS: LruHashMap<u64, ConnState> = LruHashMap::with_max_entries(65536, 0);
 
-/// Keyed by pid_tgid (one syscall in flight per thread). LRU because a thread killed inside
-/// a syscall never reaches its exit, and its entry would otherwise stay forever.
+/// Keyed by pid_tgid (one syscall in flight per thread). Not LRU: an eviction would lose a
+/// syscall's bytes unseen, while a full table refuses the insert, which is counted and
+/// marked on the connection (`ConnState::lost`). Entries of threads that died inside a
+/// syscall are removed by the agent (`capture::sweep`).
 #[map]
-pub(crate) static ARGS: LruHashMap<u64, SyscallArgs> = LruHashMap::with_max_entries(16384, 0);
+pub(crate) static ARGS: HashMap<u64, SyscallArgs> = HashMap::with_max_entries(32768, 0);
 
 #[inline(always)]
 pub(crate) fn count(index: u32, n: u64) {

@@ -137,9 +137,19 @@ fn enter(ctx: &ProbeContext, direction: Direction, ex: bool) {
 
 #[inline(always)]
 fn leave(ctx: &RetProbeContext) -> Option<()> {
+    // Read before any helper call: the context must not be needed after one clobbers it.
+    let ret: i32 = ctx.ret();
     let id = bpf_get_current_pid_tgid();
     // SAFETY: copied out before removal.
-    let call = unsafe { *TLS_CALLS.get(id)? };
+    let Some(call) = TLS_CALLS.get_ptr(id) else {
+        // Every call entered the probe first: a return without its entry had it evicted
+        // from the LRU table while in flight (or began before the probes were attached).
+        if ret > 0 {
+            count(counter::TLS_LOST, 1);
+        }
+        return None;
+    };
+    let call = unsafe { *call };
     let _ = TLS_CALLS.remove(id);
     let key = SslKey {
         tgid: (id >> 32) as u32,
@@ -154,7 +164,6 @@ fn leave(ctx: &RetProbeContext) -> Option<()> {
         // the read produced no plaintext yet (handshake), so later writes are tied too.
         sock = bind_recent_read(&key);
     }
-    let ret: i32 = ctx.ret();
     let n = if call.out_len != 0 {
         // SSL_read_ex / SSL_write_ex: 1 on success, the count through the pointer.
         if ret != 1 {
@@ -263,7 +272,11 @@ fn stash_pending_write(id: u64, key: SslKey, buf: u64, n: u64) {
             buf as *const _,
         );
         (*p).copied = if rc == 0 { copy as u32 } else { 0 };
-        let _ = PENDING_WRITES.insert(id, &*p, 0);
+        // A write still pending on this thread is replaced, its plaintext never reported.
+        let replaced = PENDING_WRITES.get_ptr(id).is_some();
+        if PENDING_WRITES.insert(id, &*p, 0).is_err() || replaced {
+            count(counter::TLS_LOST, 1);
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! Developer and CI tasks: `cargo xtask setup | run | test | bench`.
 
 mod bench;
+mod fuzz;
 /// The nginx peer, shared with the end-to-end tests.
 #[path = "../../tests/src/nginx.rs"]
 #[allow(
@@ -46,6 +47,8 @@ enum Cmd {
     },
     /// Measure the agent's overhead: wrk against nginx, without and with the agent.
     Bench(bench::BenchArgs),
+    /// Run every fuzz target (or those named) for a bounded time on its committed corpus.
+    Fuzz(fuzz::FuzzArgs),
 }
 
 fn main() {
@@ -61,6 +64,7 @@ fn main() {
         Cmd::Run { args } => run(args),
         Cmd::Test { args } => test(args),
         Cmd::Bench(args) => bench::run(args),
+        Cmd::Fuzz(args) => fuzz::run(&args),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");
@@ -77,6 +81,9 @@ fn run(args: Vec<String>) -> Result<()> {
     util::exec(&bin, &full)
 }
 
+/// Seconds each fuzz target runs in `cargo xtask test` (the README says so too).
+const FUZZ_SECONDS_IN_TEST: u64 = 20;
+
 fn test(args: Vec<String>) -> Result<()> {
     setup::all(true)?;
     lint()?;
@@ -89,6 +96,13 @@ fn test(args: Vec<String>) -> Result<()> {
     unit.extend(["--exclude", "monitor-ebpf", "--exclude", "monitor-tests"]);
     unit.extend(&extra);
     util::cargo(&unit)?;
+    // Every fuzz target briefly, on its committed corpus (a filtered run is for one test).
+    if extra.is_empty() {
+        fuzz::run(&fuzz::FuzzArgs {
+            seconds: FUZZ_SECONDS_IN_TEST,
+            targets: Vec::new(),
+        })?;
+    }
     // End-to-end tests one at a time: every agent sees every process, and the load tests
     // must not compete with each other for the two cores.
     // `--tests`: the harness crate has no doc tests, and an empty doc-test run must not be

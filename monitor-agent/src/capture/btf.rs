@@ -194,17 +194,23 @@ impl Btf {
         id
     }
 
-    fn size_of(&self, id: u32) -> u32 {
-        let id = self.resolve(id);
-        match self.ty(id) {
-            Some(t) if t.kind == KIND_PTR => 8,
-            Some(t) if t.kind == KIND_ARRAY => {
-                let (elem, n) = t.array.unwrap_or((0, 0));
-                self.size_of(elem).saturating_mul(n)
+    /// Size in bytes of type `id`; arrays of arrays are walked in a loop of bounded depth,
+    /// since a malformed blob may make an array its own element.
+    fn size_of(&self, mut id: u32) -> u32 {
+        let mut count: u32 = 1;
+        for _ in 0..32 {
+            match self.ty(self.resolve(id)) {
+                Some(t) if t.kind == KIND_PTR => return count.saturating_mul(8),
+                Some(t) if t.kind == KIND_ARRAY => {
+                    let (elem, n) = t.array.unwrap_or((0, 0));
+                    count = count.saturating_mul(n);
+                    id = elem;
+                }
+                Some(t) => return count.saturating_mul(t.size_or_type),
+                None => return 0,
             }
-            Some(t) => t.size_or_type,
-            None => 0,
         }
+        0
     }
 
     /// Finds `member` in the struct/union `id`, looking through anonymous members the way C
@@ -218,7 +224,7 @@ impl Btf {
             if m.name == 0 {
                 let inner = self.resolve(m.ty);
                 if let Some((off, ty, bf)) = self.find_member(inner, member, depth + 1) {
-                    return Some((m.bit_offset + off, ty, bf));
+                    return Some((m.bit_offset.saturating_add(off), ty, bf));
                 }
             } else if self.name(m.name) == member {
                 return Some((m.bit_offset, m.ty, m.bitfield));
@@ -301,6 +307,33 @@ pub(crate) fn running_kernel_offsets() -> anyhow::Result<KernelOffsets> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `btf` fuzz target: an array whose element is itself overflowed the
+    /// stack when its size was asked for.
+    #[test]
+    fn an_array_of_itself_has_no_size_and_no_stack_overflow() {
+        let btf = Btf {
+            types: vec![
+                Type {
+                    name: 0,
+                    kind: 0,
+                    size_or_type: 0,
+                    members: vec![],
+                    array: None,
+                },
+                Type {
+                    name: 0,
+                    kind: KIND_ARRAY,
+                    size_or_type: 0,
+                    members: vec![],
+                    array: Some((1, 2)),
+                },
+            ],
+            strings: vec![0],
+            structs: HashMap::new(),
+        };
+        assert_eq!(btf.size_of(1), 0);
+    }
 
     #[test]
     fn rejects_garbage() {

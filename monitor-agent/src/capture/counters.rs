@@ -20,6 +20,7 @@ pub(crate) struct KernelCounters {
     pub read_errors: u64,
     pub tls_unmapped: u64,
     pub tls_conns: u64,
+    pub tls_lost: u64,
 }
 
 pub(crate) struct CounterReader {
@@ -51,6 +52,7 @@ impl CounterReader {
             read_errors: sum(counter::READ_ERRORS),
             tls_unmapped: sum(counter::TLS_UNMAPPED),
             tls_conns: sum(counter::TLS_CONNS),
+            tls_lost: sum(counter::TLS_LOST),
         }
     }
 }

@@ -136,7 +136,7 @@ mod tests {
             family: 2,
             local_port: 0,
             remote_port: 0,
-            _pad1: 0,
+            lost: 0,
             local_addr: [0; 16],
             remote_addr: [0; 16],
             comm: [0; 16],

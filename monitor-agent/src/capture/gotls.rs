@@ -37,16 +37,21 @@ pub(crate) fn go_tls_functions<'d, R: ReadRef<'d>>(
             // every function.
             None => pclntab_lookup(elf, name)?,
         };
-        let section = elf
-            .sections()
-            .find(|s| s.address() <= addr && addr < s.address() + s.size())?;
+        let section = elf.sections().find(|s| {
+            addr.checked_sub(s.address())
+                .is_some_and(|off| off < s.size())
+        })?;
         let (file_off, file_len) = section.file_range()?;
         let start = addr.checked_sub(section.address())?;
-        if start.checked_add(size)? > file_len {
+        // The function must lie inside the file and the address space, so that the
+        // decoder's addresses map back to file offsets without wrapping.
+        if start.checked_add(size)? > file_len || addr.checked_add(size).is_none() {
             return None;
         }
         // Only the function's own bytes are read, not the whole text section.
-        let code = data.read_bytes_at(file_off + start, size).ok()?;
+        let code = data
+            .read_bytes_at(file_off.checked_add(start)?, size)
+            .ok()?;
         let to_file = |a: u64| file_off + (a - section.address());
         let mut returns = Vec::new();
         let mut decoder = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
@@ -69,11 +74,15 @@ pub(crate) fn go_tls_functions<'d, R: ReadRef<'d>>(
 }
 
 fn u32_at(b: &[u8], off: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(off..off + 4)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        b.get(off..off.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 fn u64_at(b: &[u8], off: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(off..off + 8)?.try_into().ok()?))
+    Some(u64::from_le_bytes(
+        b.get(off..off.checked_add(8)?)?.try_into().ok()?,
+    ))
 }
 
 /// Address and size of function `name` from `.gopclntab` (Go 1.18 and later, 64-bit):
@@ -96,16 +105,19 @@ pub(crate) fn pclntab_lookup<'d, R: ReadRef<'d>>(
     let funcname = usize::try_from(u64_at(tab, 32)?).ok()?;
     let functab = usize::try_from(u64_at(tab, 64)?).ok()?;
     let names = tab.get(funcname..)?;
+    // Offsets come from the file: every sum is checked, a wrap ends the search.
+    let at = |base: usize, plus: usize| base.checked_add(plus);
     for i in 0..nfunc {
-        let entry = u32_at(tab, functab + i * 8)?;
-        let func = usize::try_from(u32_at(tab, functab + i * 8 + 4)?).ok()?;
-        let name_off = usize::try_from(u32_at(tab, functab + func + 4)?).ok()?;
+        let pair = at(functab, i.checked_mul(8)?)?;
+        let entry = u32_at(tab, pair)?;
+        let func = usize::try_from(u32_at(tab, at(pair, 4)?)?).ok()?;
+        let name_off = usize::try_from(u32_at(tab, at(at(functab, func)?, 4)?)?).ok()?;
         let n = names.get(name_off..)?;
         let end = n.iter().position(|&c| c == 0)?;
         if &n[..end] == name.as_bytes() {
-            let next = u32_at(tab, functab + (i + 1) * 8)?;
+            let next = u32_at(tab, at(pair, 8)?)?;
             return Some((
-                text_start + u64::from(entry),
+                text_start.checked_add(u64::from(entry))?,
                 u64::from(next.checked_sub(entry)?),
             ));
         }
@@ -116,6 +128,29 @@ pub(crate) fn pclntab_lookup<'d, R: ReadRef<'d>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `go_pclntab` fuzz target: a section placed at the top of the address
+    /// space made `address + size` overflow.
+    #[test]
+    fn sections_at_the_top_of_the_address_space_do_not_overflow() {
+        let data: &[u8] = include_bytes!("../../fuzz/corpus/go_pclntab/regression-0b16d30af986");
+        let elf = object::File::parse(data).expect("ELF");
+        assert!(go_tls_functions(&elf, data).is_none());
+    }
+
+    /// The seed the fuzz target starts from: a stripped Go-like ELF whose functions are
+    /// found through `.gopclntab`, each RET found by decoding (not by a 0xC3 byte).
+    #[test]
+    fn stripped_functions_are_found_through_the_pclntab() {
+        let data: &[u8] = include_bytes!("../../fuzz/corpus/go_pclntab/seed-stripped-go");
+        let elf = object::File::parse(data).expect("ELF");
+        let [write, read] = go_tls_functions(&elf, data).expect("found");
+        assert_eq!(
+            (write.entry, write.returns.as_slice()),
+            (0x100, &[0x10a][..])
+        );
+        assert_eq!(read.returns, vec![0x10b + 5, 0x10b + 8]);
+    }
 
     #[test]
     fn non_go_files_have_no_go_tls() {

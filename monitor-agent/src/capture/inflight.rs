@@ -79,6 +79,27 @@ pub(crate) fn stash_blocked_reads(args: &mut HashMap<&mut MapData, u64, SyscallA
     stashed
 }
 
+/// Removes the stashed arguments of threads that no longer exist; returns how many. The
+/// table is not LRU (an eviction would lose a live syscall's bytes unseen), so an entry left
+/// by a thread that died inside a syscall would otherwise hold its slot for good.
+pub(crate) fn sweep_dead_threads<T: std::borrow::BorrowMut<MapData>>(
+    args: &mut HashMap<T, u64, SyscallArgs>,
+) -> usize {
+    let dead: Vec<u64> = args
+        .keys()
+        .filter_map(Result::ok)
+        .filter(|&key| !thread_exists(key))
+        .collect();
+    dead.iter().filter(|key| args.remove(key).is_ok()).count()
+}
+
+/// Whether the thread of a `pid_tgid` key is alive (`/proc` shows every thread of the host
+/// to an agent in the host's PID namespace, which the kernel's ids refer to).
+fn thread_exists(pid_tgid: u64) -> bool {
+    let (process, thread) = (pid_tgid >> 32, pid_tgid & 0xffff_ffff);
+    std::path::Path::new(&format!("/proc/{process}/task/{thread}")).exists()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -81,6 +81,10 @@ pub(crate) struct Capture {
 pub(crate) struct CaptureConfig {
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub ring_buffer_bytes: u32,
+    /// Entries of the kernel's connection table (`CONNS`, LRU).
+    pub connections: u32,
+    /// Entries of the kernel's table of syscalls in flight (`ARGS`).
+    pub inflight_syscalls: u32,
     /// Have the kernel account the time spent in each program (costs a little per run).
     pub kernel_stats: bool,
 }
@@ -115,6 +119,8 @@ impl Capture {
             .override_global(global::OFFSETS, &offsets, true)
             .override_global(global::AGENT_TGID, &tgid, true)
             .map_max_entries(map::EVENTS, cfg.ring_buffer_bytes)
+            .map_max_entries(map::CONNS, cfg.connections)
+            .map_max_entries(map::ARGS, cfg.inflight_syscalls)
             .load(OBJECT)
             .context("loading the eBPF programs into the kernel")?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -240,6 +246,39 @@ impl Capture {
         Ok(Some(handle))
     }
 
+    /// Clears, every few seconds until `stop` is set, the stashed syscall arguments of
+    /// threads that died inside a syscall (see `inflight::sweep_dead_threads`).
+    pub(crate) fn spawn_sweeper(
+        &mut self,
+        stop: Arc<std::sync::atomic::AtomicBool>,
+    ) -> Result<std::thread::JoinHandle<()>> {
+        const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+        const TICK: std::time::Duration = std::time::Duration::from_millis(250);
+        let map = self
+            .ebpf()?
+            .take_map(map::ARGS)
+            .context("ARGS map missing")?;
+        let mut args: aya::maps::HashMap<MapData, u64, monitor_common::SyscallArgs> =
+            aya::maps::HashMap::try_from(map)?;
+        let handle = std::thread::Builder::new()
+            .name("inflight-sweep".into())
+            .spawn(move || {
+                let mut waited = std::time::Duration::ZERO;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    std::thread::sleep(TICK);
+                    waited += TICK;
+                    if waited >= EVERY {
+                        waited = std::time::Duration::ZERO;
+                        let n = inflight::sweep_dead_threads(&mut args);
+                        if n > 0 {
+                            log::debug!("cleared the stashed syscalls of {n} exited threads");
+                        }
+                    }
+                }
+            })?;
+        Ok(handle)
+    }
+
     /// The per-CPU health counters (can be taken once).
     pub(crate) fn take_counters(&mut self) -> Result<PerCpuArray<MapData, u64>> {
         let map = self
@@ -263,7 +302,7 @@ mod tests {
         let symbols: Vec<&str> = elf.symbols().filter_map(|s| s.name().ok()).collect();
         let names = [global::OFFSETS, global::AGENT_TGID]
             .into_iter()
-            .chain([map::EVENTS, map::ARGS, map::COUNTERS, map::COPY])
+            .chain([map::EVENTS, map::ARGS, map::CONNS, map::COUNTERS, map::COPY])
             .chain(program::ALL.iter().copied());
         for name in names {
             assert!(symbols.contains(&name), "{name} is not in the eBPF object");

@@ -55,9 +55,10 @@ impl ReaderMetrics {
     }
 }
 
-/// Picks the shard of a connection; stable for the connection's lifetime.
-pub(crate) fn shard_of(key: (u64, u64), shards: usize) -> usize {
-    let mut h = key.0 ^ key.1.rotate_left(29);
+/// The shard of a connection, by its socket alone: every connection a socket carries goes
+/// to one shard, which can tell when the kernel started one over.
+pub(crate) fn shard_of(sock: u64, shards: usize) -> usize {
+    let mut h = sock;
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^= h >> 33;
@@ -102,7 +103,7 @@ pub(crate) fn spawn(
                         }
                         Ok(event) => {
                             metrics.received.inc();
-                            let shard = shard_of(event.conn_key(), inlets.len());
+                            let shard = shard_of(event.header.sock, inlets.len());
                             push(&mut inlets[shard], event, &stop);
                             woken[shard] = true;
                         }

@@ -41,6 +41,7 @@ pub(crate) struct ConnMetrics {
     dropped_requests: Family<ProtocolLabels, Counter>,
     stream_gaps: Family<ProtocolLabels, Counter>,
     connections_evicted: Family<ReasonLabels, Counter>,
+    stream_holes: Family<ReasonLabels, Counter>,
     pub(super) tracked_connections: Gauge,
     pub(super) parser_buffered_bytes: Gauge,
     /// Records a shard could not hand on (the pipeline's counter, shared).
@@ -95,6 +96,13 @@ impl ConnMetrics {
                 "monitor_connections_evicted",
                 "Connections forgotten before their close was seen, by reason (idle, capacity, memory)",
             ),
+            stream_holes: register(
+                registry,
+                "monitor_stream_holes",
+                "Places where the kernel lost a connection's bytes without knowing how many: \
+                 its table of syscalls in flight was full (syscall_table_full), or it forgot \
+                 the connection's state (connection_forgotten)",
+            ),
             records_dropped,
         }
     }
@@ -127,6 +135,11 @@ impl ConnMetrics {
                 .get_or_create(&ReasonLabels { reason: r.into() })
                 .clone()
         };
+        let hole = |r: &str| {
+            self.stream_holes
+                .get_or_create(&ReasonLabels { reason: r.into() })
+                .clone()
+        };
         Handles {
             calls: PROTOCOLS.map(|p| {
                 [Role::Client, Role::Server].map(|role| [false, true].map(|t| calls(p, role, t)))
@@ -135,6 +148,8 @@ impl ConnMetrics {
             evicted_idle: reason("idle"),
             evicted_capacity: reason("capacity"),
             evicted_memory: reason("memory"),
+            hole_syscall: hole("syscall_table_full"),
+            hole_forgotten: hole("connection_forgotten"),
         }
     }
 }
@@ -150,6 +165,8 @@ pub(super) struct Handles {
     pub(super) evicted_idle: Counter,
     pub(super) evicted_capacity: Counter,
     pub(super) evicted_memory: Counter,
+    pub(super) hole_syscall: Counter,
+    pub(super) hole_forgotten: Counter,
 }
 
 struct ParserHandles {

@@ -41,6 +41,9 @@ struct Conn {
     role: ConnRole,
     offsets: [u64; 2],
     ts: u64,
+    /// The kernel's id of the connection and its lost-syscall counts, as the header says.
+    id: u64,
+    lost: [u16; 2],
 }
 
 impl Conn {
@@ -50,7 +53,17 @@ impl Conn {
             role,
             offsets: [0, 0],
             ts: 1_000,
+            id: 7,
+            lost: [0, 0],
         }
+    }
+
+    /// The kernel starts tracking the socket over, as after an eviction from its table:
+    /// a new id, offsets from zero, nobody known to have opened it.
+    fn forgotten_by_kernel(&mut self) {
+        self.id += 2;
+        self.offsets = [0, 0];
+        self.role = ConnRole::Unknown;
     }
 
     fn header(
@@ -69,7 +82,7 @@ impl Conn {
         EventHeader {
             ts_ns: self.ts,
             sock: self.sock,
-            conn_id: 7,
+            conn_id: self.id,
             stream_offset: offset,
             pid: 42,
             tid: 42,
@@ -83,7 +96,7 @@ impl Conn {
             family: AF_INET,
             local_port: 40000,
             remote_port: 8080,
-            _pad1: 0,
+            lost: direction.map_or(0, |d| self.lost[d.index()]),
             local_addr: [127, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             remote_addr: [127, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
             comm,
@@ -328,4 +341,79 @@ fn parsers_over_the_memory_budget_shed_the_longest_idle_holders() {
     t.handle(&last.data(Direction::Egress, RESP), &mut out);
     assert_eq!(out.len(), 1);
     assert_eq!(out[0].path, "/a");
+}
+
+const POST_HEAD: &[u8] = b"POST /a HTTP/1.1\r\nContent-Length: 10\r\n\r\n";
+const GET_B: &[u8] = b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n";
+const OK_EMPTY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+const NO_CONTENT: &[u8] = b"HTTP/1.1 204 No Content\r\n\r\n";
+
+/// A body whose syscall the kernel could not follow (its in-flight table was full) leaves
+/// no offset jump; the header's lost count tells, and the next request is parsed as one
+/// instead of as the rest of the body.
+#[test]
+fn a_syscall_lost_in_the_kernel_is_a_hole_not_body_bytes() {
+    let (mut t, m) = tracker(16);
+    let mut c = Conn::new(1, ConnRole::Server);
+    let mut events = vec![c.data(Direction::Ingress, POST_HEAD)];
+    c.lost[Direction::Ingress.index()] += 1;
+    events.push(c.data(Direction::Egress, OK_EMPTY));
+    events.push(c.data(Direction::Ingress, GET_B));
+    events.push(c.data(Direction::Egress, NO_CONTENT));
+    let recs = feed(&mut t, &events);
+    let calls: Vec<_> = recs
+        .iter()
+        .map(|r| (r.method.as_str(), r.path.as_str(), r.status))
+        .collect();
+    assert!(calls.contains(&("GET", "/b", 204)), "{calls:?}");
+    assert!(m
+        .encode()
+        .contains("monitor_stream_holes_total{reason=\"syscall_table_full\"} 1"));
+}
+
+/// The kernel evicted the connection's state and started over with a new id: the same
+/// connection continues (its role and calls kept) after a hole.
+#[test]
+fn a_connection_the_kernel_forgot_continues_after_a_hole() {
+    let (mut t, m) = tracker(16);
+    let mut c = Conn::new(1, ConnRole::Server);
+    let mut events = vec![c.data(Direction::Ingress, POST_HEAD)];
+    c.forgotten_by_kernel();
+    events.push(c.data(Direction::Egress, OK_EMPTY));
+    events.push(c.data(Direction::Ingress, GET_B));
+    events.push(c.data(Direction::Egress, NO_CONTENT));
+    let recs = feed(&mut t, &events);
+    let calls: Vec<_> = recs
+        .iter()
+        .map(|r| (r.role, r.path.as_str(), r.status))
+        .collect();
+    assert!(calls.contains(&(Role::Server, "/b", 204)), "{calls:?}");
+    assert_eq!(t.tracked(), 1);
+    assert!(m
+        .encode()
+        .contains("monitor_stream_holes_total{reason=\"connection_forgotten\"} 1"));
+}
+
+/// A new connection on a reused socket (its opener known) ends the old one, whose close
+/// went unseen; a late record of the old one afterwards is dropped.
+#[test]
+fn a_new_connection_on_a_reused_socket_ends_the_old() {
+    let (mut t, m) = tracker(16);
+    let mut old = Conn::new(1, ConnRole::Server);
+    let mut new = Conn::new(1, ConnRole::Server);
+    new.id = old.id + 5;
+    let recs = feed(
+        &mut t,
+        &[
+            old.data(Direction::Ingress, GET_B),
+            new.data(Direction::Ingress, REQ),
+            old.data(Direction::Egress, NO_CONTENT),
+            new.data(Direction::Egress, RESP),
+        ],
+    );
+    let calls: Vec<_> = recs.iter().map(|r| (r.path.as_str(), r.status)).collect();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert!(calls[0].0.starts_with("/users/1"), "{calls:?}");
+    assert_eq!(calls[0].1, 200);
+    assert!(!m.encode().contains("reason=\"connection_forgotten\"} 1"));
 }

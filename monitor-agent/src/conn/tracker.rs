@@ -7,7 +7,7 @@
 
 use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
-use monitor_common::{Direction, EventKind, FLAG_TLS};
+use monitor_common::{ConnRole, Direction, EventKind, FLAG_TLS};
 
 use super::metrics::{ConnMetrics, Handles};
 use crate::{
@@ -55,6 +55,9 @@ enum Parser {
 }
 
 struct Conn {
+    /// The kernel's id of the connection the socket carries (the time it began tracking
+    /// it, so a later connection on a reused socket has a larger one).
+    kernel_id: u64,
     role: Option<Role>,
     parser: Parser,
     /// Next expected stream offset per direction (egress, ingress).
@@ -67,12 +70,21 @@ struct Conn {
     reported: SessionStats,
     /// Plaintext from the TLS library probes.
     tls: bool,
+    /// Per direction: the kernel's count of syscalls it lost (`EventHeader::lost`) as of
+    /// the last record, and whether a hole of unknown size precedes the next record.
+    lost: [u16; 2],
+    hole: [bool; 2],
     /// (observed process's service, peer's service), named once the role is known.
     services: Option<Names>,
 }
 
+/// A gap of unknown size: larger than any message the parsers would wait out, so that
+/// each resynchronises instead of counting it off a body.
+const HOLE: u64 = 1 << 40;
+
 pub(crate) struct ConnTracker {
-    conns: HashMap<(u64, u64), Conn>,
+    /// Keyed by the kernel's socket address; one connection per socket at a time.
+    conns: HashMap<u64, Conn>,
     cfg: TrackerConfig,
     out: Recorder,
 }
@@ -113,34 +125,47 @@ impl ConnTracker {
 
     /// Feeds one event; completed calls are appended to `out`.
     pub(crate) fn handle(&mut self, ev: &Event, out: &mut Vec<CallRecord>) {
-        let key = ev.conn_key();
+        let (sock, id) = ev.conn_key();
+        if !self.same_connection(sock, id, ev, out) {
+            return;
+        }
         let dir = match (ev.kind, ev.direction) {
             (EventKind::Close, _) => {
-                self.close(key, ev.header.ts_ns, out);
+                self.close(sock, ev.header.ts_ns, out);
                 return;
             }
             (EventKind::Data | EventKind::Gap, Some(dir)) => dir,
             _ => return,
         };
-        if !self.conns.contains_key(&key) && self.conns.len() >= self.cfg.max_connections {
+        if !self.conns.contains_key(&sock) && self.conns.len() >= self.cfg.max_connections {
             self.evict_for_capacity();
         }
-        let conn = self.conns.entry(key).or_insert_with(|| Conn::new(ev));
+        let conn = self.conns.entry(sock).or_insert_with(|| Conn::new(ev));
         let h = &ev.header;
         conn.tls |= h.flags & FLAG_TLS != 0;
         conn.last_seen_ns = h.ts_ns;
+        // Syscalls the kernel lost since the last record: bytes missing, count unknown.
+        let d = dir.index();
+        if conn.lost[d] != h.lost {
+            conn.lost[d] = h.lost;
+            conn.hole[d] = true;
+            self.out.h.hole_syscall.inc();
+        }
         // The captured bytes, and the bytes of this event that were not captured: all of a
         // gap record, or the part of a data record the kernel cut.
         let (data, missing): (&[u8], u32) = if ev.kind == EventKind::Data {
-            conn.decide(&ev.data, dir, h.stream_offset);
+            conn.decide(&ev.data, dir, h.stream_offset, conn.hole[d]);
             (&ev.data, h.orig_len - h.len.min(h.orig_len))
         } else {
             (&[], h.orig_len)
         };
-        // Bytes lost before this event: an offset jump.
-        let expected = &mut conn.expected[dir.index()];
-        let before = expected.map_or(0, |e| h.stream_offset.saturating_sub(e));
+        // Bytes lost before this event: an offset jump, or a hole.
+        let expected = &mut conn.expected[d];
+        let mut before = expected.map_or(0, |e| h.stream_offset.saturating_sub(e));
         *expected = Some(h.stream_offset + u64::from(h.orig_len));
+        if std::mem::take(&mut conn.hole[d]) {
+            before = before.max(HOLE);
+        }
         let missing = u64::from(missing);
         let mut exchanges = Vec::new();
         if conn.feed(dir, h.ts_ns, before, data, missing, &mut exchanges) {
@@ -149,8 +174,39 @@ impl ConnTracker {
         }
     }
 
-    fn close(&mut self, key: (u64, u64), ts_ns: u64, out: &mut Vec<CallRecord>) {
-        if let Some(mut conn) = self.conns.remove(&key) {
+    /// Whether `ev` belongs to the connection tracked for its socket (or none is), after
+    /// settling a change of connection. The kernel's ids grow, so a smaller one is a late
+    /// record of a connection the socket no longer carries (dropped). A larger one is
+    /// either a new connection, which ends the old (its close went unseen), or, when the
+    /// kernel does not know who opened it, the same connection whose kernel state was
+    /// evicted and started over: it continues after a hole of unknown size.
+    fn same_connection(
+        &mut self,
+        sock: u64,
+        id: u64,
+        ev: &Event,
+        out: &mut Vec<CallRecord>,
+    ) -> bool {
+        let Some(conn) = self.conns.get_mut(&sock) else {
+            return true;
+        };
+        if id <= conn.kernel_id {
+            return id == conn.kernel_id;
+        }
+        if ev.role == ConnRole::Unknown && ev.kind != EventKind::Close {
+            conn.kernel_id = id;
+            conn.expected = [None, None];
+            conn.lost = [0, 0];
+            conn.hole = [true, true];
+            self.out.h.hole_forgotten.inc();
+        } else {
+            self.close(sock, ev.header.ts_ns, out);
+        }
+        true
+    }
+
+    fn close(&mut self, sock: u64, ts_ns: u64, out: &mut Vec<CallRecord>) {
+        if let Some(mut conn) = self.conns.remove(&sock) {
             let mut exchanges = Vec::new();
             if let Parser::Active(s) = &mut conn.parser {
                 s.close(ts_ns, &mut exchanges);
@@ -164,6 +220,7 @@ impl ConnTracker {
 impl Conn {
     fn new(ev: &Event) -> Conn {
         Conn {
+            kernel_id: ev.header.conn_id,
             role: Role::from_kernel(ev.role),
             parser: Parser::Undecided { segments: 0 },
             expected: [None, None],
@@ -174,12 +231,14 @@ impl Conn {
             comm: ev.comm().into(),
             reported: SessionStats::default(),
             tls: false,
+            lost: [0, 0],
+            hole: [false, false],
             services: None,
         }
     }
 
     /// Picks the parser from the first captured bytes of a connection.
-    fn decide(&mut self, data: &[u8], dir: Direction, offset: u64) {
+    fn decide(&mut self, data: &[u8], dir: Direction, offset: u64, after_hole: bool) {
         let Parser::Undecided { segments } = &mut self.parser else {
             return;
         };
@@ -188,7 +247,7 @@ impl Conn {
             data,
             dir,
             role: self.role,
-            from_start: offset == 0,
+            from_start: offset == 0 && !after_hole,
             tls: self.tls,
             segments: *segments,
         });
@@ -334,7 +393,7 @@ impl ConnTracker {
             .h
             .evicted_idle
             .inc_by((before - self.conns.len()) as u64);
-        let mut holding: Vec<(u64, usize, (u64, u64))> = self
+        let mut holding: Vec<(u64, usize, u64)> = self
             .conns
             .iter()
             .filter_map(|(k, c)| match &c.parser {

@@ -34,7 +34,7 @@ impl ProcessFacts {
 }
 
 /// Picks the unified (v2) entry `0::/path`, else the first v1 entry.
-fn cgroup_path(content: &str) -> Option<String> {
+pub(crate) fn cgroup_path(content: &str) -> Option<String> {
     let mut first = None;
     for line in content.lines() {
         let mut parts = line.splitn(3, ':');

@@ -109,7 +109,7 @@ fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::
 /// The kernel side's counters, in the order they are exported: name, help, value.
 type KernelCounter = (&'static str, &'static str, fn(&KernelCounters) -> u64);
 
-const KERNEL_COUNTERS: [KernelCounter; 12] = [
+const KERNEL_COUNTERS: [KernelCounter; 13] = [
     (
         "monitor_ringbuf_events",
         "Records the kernel wrote to the ring buffer",
@@ -152,8 +152,13 @@ const KERNEL_COUNTERS: [KernelCounter; 12] = [
     ),
     (
         "monitor_syscall_args_lost",
-        "Syscalls not captured because the argument map was full",
+        "Syscalls not captured because the kernel's table of syscalls in flight was full",
         |k| k.args_lost,
+    ),
+    (
+        "monitor_tls_calls_lost",
+        "TLS reads/writes not captured because the kernel's table of calls in flight was full",
+        |k| k.tls_lost,
     ),
     (
         "monitor_tls_connections",

@@ -40,7 +40,7 @@ const MAX_AUTHORIZATION_LEN: usize = 16 * 1024;
 const MAX_JWT_DECODED: usize = 8 * 1024;
 /// Claims are principal identifiers, not documents; longer ones are truncated so a
 /// hostile token cannot inflate every record that carries it.
-const MAX_CLAIM_CHARS: usize = 128;
+pub const MAX_CLAIM_CHARS: usize = 128;
 const MAX_USER_CHARS: usize = 64;
 const MAX_SCHEME_CHARS: usize = 32;
 

@@ -253,6 +253,8 @@ pub(super) fn build(s: &Settings) -> Result<Built> {
     let control = Control::new(s)?;
     let mut capture = Capture::load(&CaptureConfig {
         ring_buffer_bytes: s.ring_buffer_mb << 20,
+        connections: s.kernel_connections,
+        inflight_syscalls: s.kernel_inflight_syscalls,
         kernel_stats: s.kernel_stats,
     })?;
     let ring = capture.take_events()?;

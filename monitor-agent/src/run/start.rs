@@ -64,6 +64,7 @@ pub(super) struct Parts {
 struct Capturing {
     reader: JoinHandle<()>,
     kernel_log: Option<JoinHandle<()>>,
+    sweeper: JoinHandle<()>,
     tls: JoinHandle<()>,
     /// Dropped last: detaches the programs.
     capture: Capture,
@@ -84,6 +85,7 @@ impl Parts {
             Some(self.reload),
             self.kube,
             self.kernel.kernel_log,
+            Some(self.kernel.sweeper),
         ];
         for t in self.output.into_iter().chain(rest.into_iter().flatten()) {
             let _ = t.join();
@@ -192,6 +194,7 @@ fn start_capture(
         reader,
         tls: tls.spawn(exec_rx, stop.clone())?,
         kernel_log: capture.spawn_kernel_log(stop.clone())?,
+        sweeper: capture.spawn_sweeper(stop.clone())?,
         capture,
     })
 }

@@ -394,7 +394,7 @@ const fn build_steps() -> [[Step; 16]; 256] {
 static STEPS: [[Step; 16]; 256] = build_steps();
 
 /// Decodes the Huffman-coded `src` into `dst` (cleared first).
-pub(super) fn decode(src: &[u8], dst: &mut Vec<u8>) -> Result<(), HpackError> {
+pub(crate) fn decode(src: &[u8], dst: &mut Vec<u8>) -> Result<(), HpackError> {
     // At most 8/5 symbols per input octet (shortest code is 5 bits); one spare
     // slot because every step stores its symbol slot before deciding whether
     // it counts (branch-free emit).

@@ -63,7 +63,7 @@
 //! the Huffman decoder is a table-driven 4-bit state machine (see
 //! `huffman`).
 
-mod huffman;
+pub(crate) mod huffman;
 mod table;
 
 #[cfg(test)]
