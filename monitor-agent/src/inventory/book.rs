@@ -219,7 +219,7 @@ impl Inventory {
             .endpoints
             .keys()
             .filter(|k| k.service == m.service)
-            .filter_map(|k| apply_merge(&k.route, &m.prefix).map(|r| (k.clone(), r)))
+            .filter_map(|k| apply_merge(&k.route, m).map(|r| (k.clone(), r)))
             .collect();
         for (old, route) in affected {
             self.rekey(old, route);

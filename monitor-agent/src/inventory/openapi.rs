@@ -1,7 +1,7 @@
 //! Observed traffic as an OpenAPI 3.1 document: what a service really serves, ready to be
 //! diffed against its declared spec or to become the first draft of one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde_json::{json, Map, Value};
 
@@ -36,35 +36,44 @@ fn param_schema(placeholder: &str) -> Value {
 }
 
 /// The path with placeholder names made unique (`/a/{id}/b/{id}` → `/a/{id}/b/{id_2}`)
-/// as OpenAPI requires, and its path parameters (name, original placeholder).
+/// as OpenAPI requires, and its path parameters (name, original placeholder). Linear in
+/// the number of parameters: each base name's counter only moves forward.
 fn path_and_params(route: &str) -> (String, Vec<(String, String)>) {
     let mut params: Vec<(String, String)> = Vec::new();
+    let mut used: HashSet<String> = HashSet::new();
+    let mut next_suffix: HashMap<String, usize> = HashMap::new();
     let path = rewrite_params(route, |orig| {
-        let base: String = orig
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let base = if base.is_empty() {
-            "param".to_string()
-        } else {
-            base
-        };
+        let base = param_name_base(orig);
+        let n = next_suffix.entry(base.clone()).or_insert(1);
         let mut name = base.clone();
-        let mut n = 1;
-        while params.iter().any(|(p, _)| *p == name) {
-            n += 1;
+        while used.contains(&name) {
+            *n += 1;
             name = format!("{base}_{n}");
         }
+        used.insert(name.clone());
         params.push((name.clone(), orig.to_string()));
         format!("{{{name}}}")
     });
     (path, params)
+}
+
+/// A placeholder as an OpenAPI parameter name: unusual characters become `_`.
+fn param_name_base(orig: &str) -> String {
+    let base: String = orig
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if base.is_empty() {
+        "param".to_string()
+    } else {
+        base
+    }
 }
 
 /// Paths equal up to parameter names are one path in OpenAPI.
@@ -206,5 +215,20 @@ mod tests {
         let (p, _) = path_and_params("/files/{name}.json");
         assert_eq!(p, "/files/{name}.json");
         assert_eq!(shape_key("/u/{id}"), shape_key("/u/{uuid}"));
+        // A name a placeholder already holds is skipped, never repeated.
+        let (p, _) = path_and_params("/{id_2}/{id}/{id}/{id_3}");
+        assert_eq!(p, "/{id_2}/{id}/{id_3}/{id_3_2}");
+    }
+
+    /// Fuzzing found a route of thousands of `{param}` that took minutes to export when each
+    /// new name was searched for from `_2` among all names so far.
+    #[test]
+    fn thousands_of_same_named_placeholders_export_in_linear_time() {
+        let route = "/{param}".repeat(20_000);
+        let (p, params) = path_and_params(&route);
+        assert_eq!(params.len(), 20_000);
+        assert!(p.ends_with("/{param_20000}"), "{}", &p[p.len() - 40..]);
+        let names: HashSet<&str> = params.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.len(), 20_000);
     }
 }

@@ -32,12 +32,26 @@ struct Node {
     variable: bool,
 }
 
-/// A path position that just became a parameter: every endpoint of `service` whose route
-/// starts with `prefix` has a literal at index `prefix.len()` that must become `{param}`.
+/// Path positions that just became parameters, all along one route: every endpoint of
+/// `service` whose route agrees with `segments` up to a position, and has a literal there,
+/// must have `{param}` there. One route can turn many positions of a deep path into
+/// parameters; they are kept as one record so that neither making nor applying them costs
+/// more than the route's length.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Merge {
     pub service: String,
-    pub prefix: Vec<String>,
+    /// The route as shaped, up to its last merged position.
+    pub segments: Vec<String>,
+    /// Indices into `segments` that became parameters, ascending.
+    pub positions: Vec<usize>,
+}
+
+impl Merge {
+    /// The route prefix before each merged position (what tests and logs read).
+    pub fn prefixes(&self) -> Vec<Vec<&str>> {
+        let prefix = |p: usize| self.segments[..p].iter().map(String::as_str).collect();
+        self.positions.iter().map(|&p| prefix(p)).collect()
+    }
 }
 
 /// Learns, per service, how many distinct literal values each route position takes.
@@ -86,7 +100,7 @@ impl Cardinality {
     }
 
     /// The route with known parameter positions replaced, learning from it; positions that
-    /// became parameters because of this route are appended to `merges`.
+    /// became parameters because of this route are appended to `merges`, as one record.
     pub fn shape(&mut self, service: &str, route: &str, merges: &mut Vec<Merge>) -> String {
         if self.limit == 0 {
             return route.to_string();
@@ -102,6 +116,7 @@ impl Cardinality {
             return route.to_string();
         };
         let mut out: Vec<&str> = Vec::new();
+        let mut positions = Vec::new();
         let mut segs = route.split('/');
         for seg in segs.by_ref() {
             let node = &mut self.nodes[at as usize];
@@ -121,14 +136,18 @@ impl Cardinality {
             };
             if self.nodes[at as usize].literals > self.limit {
                 next = self.collapse(at);
-                merges.push(Merge {
-                    service: service.to_string(),
-                    prefix: out.iter().map(ToString::to_string).collect(),
-                });
+                positions.push(out.len());
                 seg = PARAM;
             }
             out.push(seg);
             at = next;
+        }
+        if let Some(&last) = positions.last() {
+            merges.push(Merge {
+                service: service.to_string(),
+                segments: out[..=last].iter().map(ToString::to_string).collect(),
+                positions,
+            });
         }
         out.extend(segs);
         out.join("/")
@@ -210,18 +229,22 @@ fn is_value(seg: &str) -> bool {
     !seg.is_empty() && !is_placeholder(seg)
 }
 
-/// Applies a merge to one route: `Some(new route)` when the route is affected.
-pub fn apply_merge(route: &str, prefix: &[String]) -> Option<String> {
+/// Applies a merge to one route: `Some(new route)` when the route is affected. One pass:
+/// each merged position applies when the route agrees with the merge up to it.
+pub fn apply_merge(route: &str, m: &Merge) -> Option<String> {
     let mut segs: Vec<&str> = route.split('/').collect();
-    let at = prefix.len();
-    if segs.len() <= at || !is_value(segs[at]) {
-        return None;
+    let mut positions = m.positions.iter().copied().peekable();
+    let mut changed = false;
+    for (i, seg) in segs.iter_mut().enumerate() {
+        if positions.next_if_eq(&i).is_some() && is_value(seg) {
+            *seg = PARAM;
+            changed = true;
+        }
+        if positions.peek().is_none() || m.segments.get(i).map(String::as_str) != Some(*seg) {
+            break;
+        }
     }
-    if segs[..at].iter().zip(prefix).any(|(a, b)| a != b) {
-        return None;
-    }
-    segs[at] = PARAM;
-    Some(segs.join("/"))
+    changed.then(|| segs.join("/"))
 }
 
 #[cfg(test)]
@@ -275,15 +298,15 @@ mod tests {
             .collect();
         let (routes, merges) = learn(&mut c, &names);
         assert_eq!(merges.len(), 1);
-        assert_eq!(merges[0].prefix, ["", "users"]);
+        assert_eq!(merges[0].prefixes(), [["", "users"]]);
         assert_eq!(routes[0], "/users/alice/repos");
         assert_eq!(routes[49], "/users/{param}/repos");
         assert_eq!(
-            apply_merge("/users/alice/repos", &merges[0].prefix).as_deref(),
+            apply_merge("/users/alice/repos", &merges[0]).as_deref(),
             Some("/users/{param}/repos")
         );
-        assert_eq!(apply_merge("/users/{id}", &merges[0].prefix), None);
-        assert_eq!(apply_merge("/orders/x", &merges[0].prefix), None);
+        assert_eq!(apply_merge("/users/{id}", &merges[0]), None);
+        assert_eq!(apply_merge("/orders/x", &merges[0]), None);
         // Later paths are shaped directly.
         let (r, m) = learn(&mut c, &["/users/zed/repos".to_string()]);
         assert_eq!(r, ["/users/{param}/repos"]);
@@ -346,7 +369,7 @@ mod realistic {
         // Routes filed before a merge are re-filed, as the inventory does.
         for m in &merges {
             for r in &mut seen {
-                if let Some(new) = apply_merge(r, &m.prefix) {
+                if let Some(new) = apply_merge(r, m) {
                     *r = new;
                 }
             }
@@ -485,8 +508,38 @@ mod deep {
             assert!(c.shape("s", &route, &mut merges).len() >= route.len() - 4);
         }
         assert_eq!(merges.len(), 1, "{merges:?}");
-        assert_eq!(merges[0].prefix, [""]);
+        assert_eq!(merges[0].prefixes(), [[""]]);
         drop(c);
+    }
+
+    /// One route that turns every position of a deep path into a parameter makes one
+    /// record, applied in one pass (fuzzing found a path of 16,000 segments that cost
+    /// minutes when each position was its own merge, its prefix copied).
+    #[test]
+    fn one_route_merging_every_position_is_one_record() {
+        let depth = 20_000;
+        let mut c = Cardinality::new(2);
+        let mut merges = Vec::new();
+        for name in ["/a", "/b"] {
+            c.shape("s", &name.repeat(depth), &mut merges);
+        }
+        assert!(merges.is_empty());
+        let all_params = "/{param}".repeat(depth);
+        assert_eq!(c.shape("s", &"/c".repeat(depth), &mut merges), all_params);
+        assert_eq!(merges.len(), 1);
+        assert_eq!(merges[0].positions, (1..=depth).collect::<Vec<_>>());
+        let m = &merges[0];
+        assert_eq!(apply_merge(&"/a".repeat(depth), m), Some(all_params));
+        assert_eq!(
+            apply_merge("/x/a/a", m).as_deref(),
+            Some("/{param}/{param}/{param}")
+        );
+        // A position that is not a value stops the merge where the route leaves it.
+        assert_eq!(apply_merge("/{id}/a", m), None);
+        assert_eq!(
+            apply_merge("/a/{id}/b", m).as_deref(),
+            Some("/{param}/{id}/b")
+        );
     }
 
     /// An empty segment is never a parameter's value, even at a merged position.
@@ -501,10 +554,7 @@ mod deep {
         assert_eq!(c.shape("s", "/", &mut merges), "/");
         assert_eq!(c.shape("s", "/e/", &mut merges), "/{param}/");
         assert_eq!(c.shape("s", "//", &mut merges), "//");
-        assert_eq!(apply_merge("/", &merges[0].prefix), None);
-        assert_eq!(
-            apply_merge("/x/", &merges[0].prefix).as_deref(),
-            Some("/{param}/")
-        );
+        assert_eq!(apply_merge("/", &merges[0]), None);
+        assert_eq!(apply_merge("/x/", &merges[0]).as_deref(), Some("/{param}/"));
     }
 }

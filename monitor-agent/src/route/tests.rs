@@ -234,7 +234,7 @@ fn the_router_merges_and_reports_merges() {
         merges.extend(routed.merges);
     }
     assert_eq!(merges.len(), 1);
-    assert_eq!(merges[0].prefix, ["", "u"]);
+    assert_eq!(merges[0].prefixes(), [["", "u"]]);
     let routed = r.route("s", "GET", "/u/zed/repos", RouteKind::Complete);
     assert_eq!(routed.route, "/u/{param}/repos");
     // Partial calls never teach the router.

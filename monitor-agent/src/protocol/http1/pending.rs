@@ -9,6 +9,12 @@
 //!   barrier. This relies on the client not pipelining across the loss.
 //! * `Skip`: requests evicted by `max_pending_requests`. Exactly one response
 //!   is owed per evicted request, so those are discarded by count.
+//! * The response stream lost sync between two responses, with at most one
+//!   request waiting. If a request was sent after the loss, the waiting one's
+//!   response was in it (the client waited for it): dropped. Otherwise the
+//!   next response answers it, if it was sent before that response began. The
+//!   same assumption as barriers; a loss that swallowed nothing (a kernel that
+//!   forgot a connection's state and picked it up again) so costs no call.
 
 use std::collections::VecDeque;
 
@@ -72,6 +78,8 @@ pub(super) struct Pending {
     next_id: u64,
     /// Request currently being answered; never evicted under its response.
     assigned: Option<u64>,
+    /// When the response stream lost sync between two responses, until the next.
+    response_loss_ns: Option<u64>,
 }
 
 impl Pending {
@@ -82,6 +90,7 @@ impl Pending {
             live: 0,
             next_id: 0,
             assigned: None,
+            response_loss_ns: None,
         }
     }
 
@@ -201,16 +210,54 @@ impl Pending {
         }
     }
 
-    /// The response stream lost sync: any unanswered request may have had
-    /// its response in the lost bytes, so none of them can be paired safely.
-    /// Returns how many requests were dropped.
-    pub(super) fn drop_unanswered(&mut self) -> u64 {
+    /// The response stream lost sync at `ts_ns` (`mid_response`: inside a response).
+    /// Between two responses, with at most one request waiting, the next response
+    /// settles it (`settle_response_loss`). Otherwise any unanswered request may have had
+    /// its response in the lost bytes, so none of them can be paired safely. Returns how
+    /// many requests were dropped.
+    pub(super) fn response_lost(&mut self, mid_response: bool, ts_ns: u64) -> u64 {
+        let waiting: u64 = self
+            .entries
+            .iter()
+            .map(|e| match e {
+                Entry::Request(r) => u64::from(r.response.is_none()),
+                Entry::Skip { count, .. } => *count,
+                Entry::Barrier => 0,
+            })
+            .sum();
+        if !mid_response && self.assigned.is_none() && waiting <= 1 {
+            self.response_loss_ns.get_or_insert(ts_ns);
+            return 0;
+        }
         let before = self.live;
         self.entries
             .retain(|e| matches!(e, Entry::Request(r) if r.response.is_some()));
         self.live = self.entries.len();
         self.assigned = None;
+        self.response_loss_ns = None;
         (before - self.live) as u64
+    }
+
+    /// Before the first response after a loss between responses: a request waiting since
+    /// before the loss, when another was sent after it, had its response lost (dropped,
+    /// counted in the return value). A barrier then keeps the response from answering a
+    /// request sent after it began.
+    pub(super) fn settle_response_loss(&mut self) -> u64 {
+        let Some(loss) = self.response_loss_ns.take() else {
+            return 0;
+        };
+        let unanswered_since = |e: &Entry, after: bool| matches!(e, Entry::Request(r) if r.response.is_none() && (r.start_ns > loss) == after);
+        let mut dropped = 0;
+        if self.entries.iter().any(|e| unanswered_since(e, true)) {
+            let before = self.entries.len();
+            self.entries.retain(|e| !unanswered_since(e, false));
+            dropped = (before - self.entries.len()) as u64;
+            self.live -= dropped as usize;
+        }
+        if !matches!(self.entries.front(), Some(Entry::Barrier)) {
+            self.entries.push_front(Entry::Barrier);
+        }
+        dropped
     }
 
     /// Empties the queue (connection closed).

@@ -5,7 +5,8 @@
 //! * Response stream loses sync (gap it cannot absorb, garbage): every
 //!   request still waiting for a response is dropped and counted, because
 //!   any of their responses may have been in the lost bytes. Requests that
-//!   arrive afterwards pair normally.
+//!   arrive afterwards pair normally. Only a loss between two responses with
+//!   at most one request waiting is settled by time instead (see `pending`).
 //! * Request stream loses sync: the partial request is dropped (counted) and
 //!   a barrier is queued; see `pending` for how responses pass it.
 
@@ -89,7 +90,7 @@ impl Session {
         }
         let mut input = data;
         while let Some(ev) = self.framer(side).next(&mut input, ts_ns) {
-            self.handle(side, ev, out);
+            self.handle(side, ev, ts_ns, out);
             if self.upgraded {
                 if side == Side::Response {
                     self.after_upgrade.extend_from_slice(input);
@@ -111,15 +112,15 @@ impl Session {
             return;
         }
         if let Some(ev) = self.framer(side).gap(len, ts_ns) {
-            self.handle(side, ev, out);
+            self.handle(side, ev, ts_ns, out);
         }
     }
 
     /// The connection closed: completes a close-delimited response; requests
     /// still waiting for a response are dropped (counted).
-    pub fn on_close(&mut self, _ts_ns: u64, out: &mut Vec<Exchange>) {
+    pub fn on_close(&mut self, ts_ns: u64, out: &mut Vec<Exchange>) {
         if let Some(ev) = self.resp.close() {
-            self.handle(Side::Response, ev, out);
+            self.handle(Side::Response, ev, ts_ns, out);
         }
         self.req.close();
         self.req_in_progress = None;
@@ -148,7 +149,7 @@ impl Session {
         }
     }
 
-    fn handle(&mut self, side: Side, ev: Event, out: &mut Vec<Exchange>) {
+    fn handle(&mut self, side: Side, ev: Event, ts_ns: u64, out: &mut Vec<Exchange>) {
         match ev {
             Event::Resynced => self.stats.resyncs += 1,
             Event::Lost {
@@ -160,7 +161,7 @@ impl Session {
                 }
                 match side {
                     Side::Request => self.request_lost(partial_head, out),
-                    Side::Response => self.response_lost(),
+                    Side::Response => self.response_lost(partial_head, ts_ns),
                 }
             }
             Event::Head {
@@ -253,6 +254,7 @@ impl Session {
             return;
         }
         let first_start = self.interim.map_or(start_ns, |i| i.start_ns);
+        self.stats.dropped_requests += self.pending.settle_response_loss();
         let assign = self.pending.assign(first_start);
         let mut upgrade = h.status == 101;
         match &assign {
@@ -312,10 +314,11 @@ impl Session {
         }
     }
 
-    fn response_lost(&mut self) {
+    fn response_lost(&mut self, partial_head: bool, ts_ns: u64) {
+        let mid_response = partial_head || self.resp_cur.is_some() || self.interim.is_some();
         self.resp_cur = None;
         self.interim = None;
-        self.stats.dropped_requests += self.pending.drop_unanswered();
+        self.stats.dropped_requests += self.pending.response_lost(mid_response, ts_ns);
     }
 }
 

@@ -389,6 +389,48 @@ fn gap_inside_headers_drops_message_and_next_parses() {
     assert_eq!(st.resyncs, 1);
 }
 
+/// The kernel forgot the connection and picked it up again: a hole of unknown size
+/// between two responses that in fact held nothing. The waiting request is answered.
+#[test]
+fn a_loss_between_responses_that_held_nothing_costs_no_call() {
+    let mut t = T::new();
+    t.req(REQ_POST, 1).resp(RESP_204, 2);
+    t.req(REQ_GET, 3)
+        .gap(Side::Response, 1 << 40, 4)
+        .resp(RESP_OK, 5);
+    assert_eq!(
+        t.statuses(),
+        pairs(&[("POST", "/up", 204), ("GET", "/a?x=1", 200)])
+    );
+    assert_eq!(t.stats().dropped_requests, 0);
+}
+
+/// A response lost between two responses, noticed before the client's next request: the
+/// next response answers that request, and the one whose response was lost is dropped.
+#[test]
+fn a_response_lost_between_responses_drops_only_its_request() {
+    let mut t = T::new();
+    t.req(REQ_POST, 1).resp(RESP_204, 2);
+    t.req(
+        b"GET /lost HTTP/1.1
+
+",
+        3,
+    )
+    .gap(Side::Response, 40, 4);
+    t.req(REQ_GET, 5).resp(RESP_OK, 6);
+    assert_eq!(
+        t.statuses(),
+        pairs(&[("POST", "/up", 204), ("GET", "/a?x=1", 200)])
+    );
+    let st = t.stats();
+    assert_eq!((st.dropped_requests, st.unmatched_responses), (1, 0));
+    // Pairing goes on in step.
+    t.req(REQ_POST, 7).resp(RESP_204, 8);
+    assert_eq!(t.out.len(), 3);
+    assert_eq!(t.out[2].status, 204);
+}
+
 #[test]
 fn gap_inside_response_headers_drops_pending() {
     let mut t = T::new();
