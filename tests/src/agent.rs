@@ -301,7 +301,19 @@ impl Agent {
     }
 
     /// Sends `signal` and waits for the agent to exit.
-    pub fn stop_with(mut self, signal: i32) -> ExitStatus {
+    pub fn stop_with(self, signal: i32) -> ExitStatus {
+        self.stop_with_log(signal).0
+    }
+
+    /// As `stop_with`, also returning all the agent logged.
+    pub fn stop_with_log(mut self, signal: i32) -> (ExitStatus, String) {
+        let status = self.wait_exit(signal);
+        // The log reader drains the closed pipe shortly after the exit.
+        std::thread::sleep(Duration::from_millis(300));
+        (status, self.stderr())
+    }
+
+    fn wait_exit(&mut self, signal: i32) -> ExitStatus {
         let mut child = self.child.take().expect("running agent");
         // SAFETY: signalling our own child by PID.
         unsafe { libc::kill(child.id() as i32, signal) };

@@ -344,11 +344,19 @@ fn head_204_and_sendfile_body_on_one_connection() {
 fn sigint_and_sigterm_exit_zero() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
         let agent = Agent::start();
-        let status = agent.stop_with(sig);
+        let (status, log) = agent.stop_with_log(sig);
         assert!(
             status.success(),
             "agent exit status on signal {sig}: {status}"
         );
+        // Every program attached is detached, by the agent itself (all at once).
+        let number_before = |text: &str, marker: &str| -> Option<usize> {
+            let (head, _) = text.split_once(marker)?;
+            head.rsplit(' ').next()?.parse().ok()
+        };
+        let tracepoints = number_before(&log, " tracepoints; capturing").expect("attached");
+        let detached = number_before(&log, " attachments in ").expect("detached line");
+        assert!(detached >= tracepoints, "{log}");
     }
 }
 

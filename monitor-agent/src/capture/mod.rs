@@ -4,6 +4,7 @@ pub(crate) mod btf;
 pub(crate) mod counters;
 pub(crate) mod event;
 pub(crate) mod inflight;
+mod links;
 pub(crate) mod preflight;
 pub(crate) mod reader;
 
@@ -66,16 +67,43 @@ const OTHER_TRACEPOINTS: &[(&str, &str, &str)] =
 /// The eBPF object built by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
 
-/// The loaded programs. Dropping it detaches everything.
+/// The loaded programs. Dropping it detaches everything, links first and all at once.
 pub(crate) struct Capture {
     /// Shared with the TLS attacher, which adds uprobes while the agent runs.
     ebpf: Arc<Mutex<Ebpf>>,
+    /// Every attachment, the TLS attacher's too.
+    links: Arc<links::Links>,
     logger: Option<aya_log::EbpfLogger<&'static dyn log::Log>>,
     pub attached: usize,
     /// Kernel ids of the loaded programs, with their names, for run-time statistics.
     pub programs: Vec<(u32, String)>,
     /// Holding this keeps the kernel's per-program run-time accounting on.
     _stats: Option<std::os::fd::OwnedFd>,
+}
+
+impl Capture {
+    /// Detaches every program on a thread of its own, so that the agent's threads finish
+    /// meanwhile; joining it logs what it took.
+    pub(crate) fn start_detaching(&self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        let links = self.links.clone();
+        std::thread::Builder::new()
+            .name("detach-all".into())
+            .spawn(move || log_detached(&links))
+    }
+}
+
+fn log_detached(links: &links::Links) {
+    let (n, took) = links.detach_all();
+    if n > 0 {
+        log::info!("detached {n} attachments in {} ms", took.as_millis());
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        // Whatever `start_detaching` did not get (or all, when it was not called).
+        log_detached(&self.links);
+    }
 }
 
 pub(crate) struct CaptureConfig {
@@ -132,7 +160,7 @@ impl Capture {
         };
         let mut programs = Vec::new();
         programs.push(load_copy_program(&mut ebpf)?);
-        let mut attached = 0;
+        let links = Arc::new(links::Links::default());
         let tracepoints = ATTACHMENTS
             .iter()
             .flat_map(|(prog, points)| points.iter().map(move |p| (*prog, "syscalls", *p)))
@@ -150,11 +178,12 @@ impl Capture {
                     programs.push((info.id(), prog.to_string()));
                 }
             }
-            program
+            let id = program
                 .attach(category, point)
                 .with_context(|| format!("attaching {prog} to {category}:{point}"))?;
-            attached += 1;
+            links.keep(program.take_link(id)?);
         }
+        let attached = links.len();
         for prog in tls::PROGRAMS.iter().chain(tls::GO_PROGRAMS) {
             let program: &mut aya::programs::UProbe = ebpf
                 .program_mut(prog)
@@ -177,6 +206,7 @@ impl Capture {
         };
         let mut cap = Capture {
             ebpf: Arc::new(Mutex::new(ebpf)),
+            links,
             logger,
             attached,
             programs,
@@ -214,7 +244,7 @@ impl Capture {
         &self,
         registry: &mut prometheus_client::registry::Registry,
     ) -> tls::TlsAttacher {
-        tls::TlsAttacher::new(self.ebpf.clone(), registry)
+        tls::TlsAttacher::new(self.ebpf.clone(), self.links.clone(), registry)
     }
 
     /// Forwards the kernel side's log records (aya-log) to this process's logger until

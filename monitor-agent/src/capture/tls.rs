@@ -168,6 +168,7 @@ pub(crate) fn libssl_paths(maps: &str) -> Vec<String> {
 
 pub(crate) struct TlsAttacher {
     ebpf: Arc<Mutex<Ebpf>>,
+    links: Arc<super::links::Links>,
     /// (device, inode) of every file already handled, attached or failed.
     seen: HashSet<(u64, u64)>,
     /// The files of `seen` probes were attached to (or tried), never forgotten.
@@ -177,9 +178,14 @@ pub(crate) struct TlsAttacher {
 }
 
 impl TlsAttacher {
-    pub(crate) fn new(ebpf: Arc<Mutex<Ebpf>>, registry: &mut Registry) -> Self {
+    pub(crate) fn new(
+        ebpf: Arc<Mutex<Ebpf>>,
+        links: Arc<super::links::Links>,
+        registry: &mut Registry,
+    ) -> Self {
         TlsAttacher {
             ebpf,
+            links,
             seen: HashSet::new(),
             probed: HashSet::new(),
             attached: register(
@@ -299,7 +305,9 @@ impl TlsAttacher {
                     .program_mut(prog)
                     .ok_or_else(|| anyhow!("program {prog} missing"))?
                     .try_into()?;
-                program.attach(AbsoluteOffset(offset), &path, UProbeScope::AllProcesses)?;
+                let id =
+                    program.attach(AbsoluteOffset(offset), &path, UProbeScope::AllProcesses)?;
+                self.links.keep(program.take_link(id)?);
                 done += 1;
             }
         }
@@ -382,7 +390,8 @@ impl TlsAttacher {
                 continue;
             };
             match program.attach(AbsoluteOffset(offset), &path, UProbeScope::AllProcesses) {
-                Ok(_) => {
+                Ok(id) => {
+                    self.links.keep(program.take_link(id)?);
                     done += 1;
                     if matches!(*symbol, "SSL_read" | "SSL_write") {
                         core += 1;

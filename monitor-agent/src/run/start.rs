@@ -73,6 +73,8 @@ struct Capturing {
 impl Parts {
     pub(super) fn join(self) {
         log::info!("stopping: detaching programs");
+        let started = std::time::Instant::now();
+        let detaching = self.kernel.capture.start_detaching();
         self.stop.store(true, Ordering::Relaxed);
         let _ = self.kernel.reader.join();
         for t in self.shards {
@@ -91,7 +93,16 @@ impl Parts {
             let _ = t.join();
         }
         let _ = self.kernel.tls.join();
+        let joined = started.elapsed();
+        if let Ok(d) = detaching {
+            let _ = d.join();
+        }
         drop(self.kernel.capture);
+        log::info!(
+            "stopped in {} ms ({} ms for the threads to finish)",
+            started.elapsed().as_millis(),
+            joined.as_millis()
+        );
     }
 }
 
