@@ -25,7 +25,10 @@ pub(crate) struct Links {
 impl Links {
     /// Keeps `link` attached until `detach_all`.
     pub(crate) fn keep(&self, link: impl Send + 'static) {
-        let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut held = self
+            .held
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         held.push(Box::new(link));
     }
 
@@ -106,6 +109,9 @@ mod tests {
         let (n, _) = links.detach_all();
         assert_eq!((n, dropped.load(Ordering::SeqCst)), (100, 100));
         assert_eq!(links.len(), 0);
-        assert!(most.load(Ordering::SeqCst) > 1, "links were detached one at a time");
+        assert!(
+            most.load(Ordering::SeqCst) > 1,
+            "links were detached one at a time"
+        );
     }
 }

@@ -129,10 +129,22 @@ impl Pending {
             .sum()
     }
 
-    pub(super) fn push_barrier(&mut self) {
-        if !matches!(self.entries.back(), Some(Entry::Barrier)) {
-            self.entries.push_back(Entry::Barrier);
+    /// Marks a loss on the request stream; returns how many requests were dropped. A
+    /// stream that keeps losing sync while nothing is answered would pile up markers
+    /// (barriers, and the evicted slots between them) without end: past twice the request
+    /// cap, the queue is given up as out of sync (its unanswered requests dropped, counted
+    /// in `http1_pending_requests`), and one barrier stands for all of it.
+    pub(super) fn push_barrier(&mut self) -> u64 {
+        if matches!(self.entries.back(), Some(Entry::Barrier)) {
+            return 0;
         }
+        let mut dropped = 0;
+        if self.entries.len() - self.live > 2 * self.max_requests {
+            dropped = self.drop_unanswered();
+            crate::limits::Limit::Http1Pending.reached();
+        }
+        self.entries.push_back(Entry::Barrier);
+        dropped
     }
 
     pub(super) fn get_mut(&mut self, id: u64) -> Option<&mut PendingRequest> {
@@ -229,6 +241,12 @@ impl Pending {
             self.response_loss_ns.get_or_insert(ts_ns);
             return 0;
         }
+        self.drop_unanswered()
+    }
+
+    /// Keeps only requests already answered (their bodies still arriving); returns how
+    /// many were dropped.
+    fn drop_unanswered(&mut self) -> u64 {
         let before = self.live;
         self.entries
             .retain(|e| matches!(e, Entry::Request(r) if r.response.is_some()));

@@ -231,7 +231,7 @@ impl Session {
             None if partial_head => self.stats.dropped_requests += 1,
             None => {}
         }
-        self.pending.push_barrier();
+        self.stats.dropped_requests += self.pending.push_barrier();
     }
 
     fn response_head(&mut self, h: ResponseHead, start_ns: u64, head_bytes: u64) {

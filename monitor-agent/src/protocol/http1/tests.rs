@@ -431,6 +431,26 @@ fn a_response_lost_between_responses_drops_only_its_request() {
     assert_eq!(t.out[2].status, 204);
 }
 
+/// Requests that each lose sync, never answered: the queue's markers stay bounded
+/// (a workload cannot grow a connection's parser state this way).
+#[test]
+fn a_request_stream_that_keeps_losing_sync_stays_bounded() {
+    use crate::protocol::session::ProtocolSession;
+    let mut t = T::new();
+    let mut most = 0;
+    for i in 0..5_000u64 {
+        t.req(b"GET /x HTTP/1.1\r\n\r\n", 2 * i)
+            .req(b"\x00\x01 not http\r\n", 2 * i + 1);
+        most = most.max(t.s.buffered_bytes());
+    }
+    assert!(most < 64 * 1024, "{most} bytes held");
+    assert!(t.stats().dropped_requests >= 4_000);
+    // Still pairing afterwards.
+    t.req(REQ_GET, 20_000).resp(RESP_OK, 20_001);
+    t.req(REQ_GET, 20_002).resp(RESP_204, 20_003);
+    assert_eq!(t.out.last().map(|e| e.status), Some(204));
+}
+
 #[test]
 fn gap_inside_response_headers_drops_pending() {
     let mut t = T::new();
