@@ -65,6 +65,18 @@ pub fn ready_server(cmd: &mut Command, what: &str, port: u16) -> Proc {
     p
 }
 
+/// `peers/any_method_server.py` on `port`: answers 200 to any method, with up to 300
+/// headers and 64 KiB lines, so that hostile request shapes all reach a server.
+pub fn any_method_server(port: u16) -> Proc {
+    ready_server(
+        Command::new("python3")
+            .arg(peer_script("any_method_server.py"))
+            .arg(port.to_string()),
+        "any_method_server.py",
+        port,
+    )
+}
+
 /// The tonic server of `src/bin/grpcpeer.rs`; `bin` is its path, which only the
 /// integration tests know (`env!("CARGO_BIN_EXE_grpcpeer")`).
 pub fn grpc_server(bin: &str, port: u16) -> Proc {

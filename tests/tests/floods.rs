@@ -16,7 +16,7 @@ use monitor_agent::record::Role;
 use monitor_tests::{
     agent::{served_on, RECORD_WAIT},
     free_port,
-    peers::{peer_script, ready_server, run_ok, Proc},
+    peers::{any_method_server, ready_server, run_ok},
     Agent,
 };
 
@@ -25,16 +25,6 @@ const H2PEER: &str = env!("CARGO_BIN_EXE_h2peer");
 const BUDGET_MB: u64 = 8;
 /// RSS the agent must stay under through every flood.
 const RSS_LIMIT: f64 = 512.0 * 1024.0 * 1024.0;
-
-fn http1_server(port: u16) -> Proc {
-    ready_server(
-        Command::new("python3")
-            .arg(peer_script("any_method_server.py"))
-            .arg(port.to_string()),
-        "any_method_server.py",
-        port,
-    )
-}
 
 /// One request on a fresh connection; returns the status line.
 fn get(port: u16, method: &str, path: &str) -> String {
@@ -79,7 +69,7 @@ fn still_watching(agent: &Agent, port: u16, flood: &str) {
 #[test]
 fn floods_leave_the_agent_alive_bounded_and_counting() {
     let port = free_port();
-    let _server = http1_server(port);
+    let _server = any_method_server(port);
     let budget = BUDGET_MB.to_string();
     let service = format!("flood=port:{port}");
     let agent = Agent::start_with(&["--parser-memory-mb", &budget, "--service", &service]);

@@ -14,21 +14,11 @@ use monitor_agent::record::{CallRecord, Role};
 use monitor_tests::{
     agent::{served_on, RECORD_WAIT},
     free_port,
-    peers::{peer_script, ready_server, run_ok, Proc},
+    peers::{any_method_server, ready_server, run_ok},
     Agent,
 };
 
 const H2PEER: &str = env!("CARGO_BIN_EXE_h2peer");
-
-fn server(port: u16) -> Proc {
-    ready_server(
-        Command::new("python3")
-            .arg(peer_script("any_method_server.py"))
-            .arg(port.to_string()),
-        "any_method_server.py",
-        port,
-    )
-}
 
 /// Sends one request as the given writes on a fresh connection, each write its own
 /// syscall, and reads the whole answer; returns its status line.
@@ -97,7 +87,7 @@ fn big_header(n: usize) -> Vec<(String, String)> {
 #[test]
 fn every_request_shape_the_server_answers_is_one_call() {
     let port = free_port();
-    let _server = server(port);
+    let _server = any_method_server(port);
     let agent = Agent::start();
     let mut missing = Vec::new();
     for (method, path, writes) in &shapes() {
@@ -249,7 +239,7 @@ fn check(
 #[test]
 fn deep_paths_do_not_crash_the_agent() {
     let port = free_port();
-    let _server = server(port);
+    let _server = any_method_server(port);
     let agent = Agent::start();
     for i in 0..60 {
         let path = format!("/u{i}{}", "/".repeat(15_000));
@@ -270,7 +260,7 @@ fn deep_paths_do_not_crash_the_agent() {
 #[test]
 fn a_corrupt_database_is_moved_aside_and_the_agent_starts() {
     let port = free_port();
-    let _server = server(port);
+    let _server = any_method_server(port);
     let data = monitor_tests::TempDir::new("corrupt-db");
     let junk = b"not a database; not even close".repeat(200);
     std::fs::write(data.0.join("inventory.db"), &junk).expect("junk");
@@ -305,7 +295,7 @@ fn a_corrupt_database_is_moved_aside_and_the_agent_starts() {
 #[test]
 fn terminal_controls_in_a_path_are_escaped_on_the_terminal() {
     let port = free_port();
-    let _server = server(port);
+    let _server = any_method_server(port);
     let agent = Agent::start_with(&["--service", &format!("svc=port:{port}")]);
     let path = "/esc/\u{9b}31mred\u{202e}txt.exe";
     let status = send(port, &[request("GET", path, &[])]);
@@ -424,7 +414,7 @@ fn api_floods_leave_healthz_answering() {
 #[test]
 fn a_killed_agent_restarted_at_once_takes_over() {
     let port = free_port();
-    let _server = server(port);
+    let _server = any_method_server(port);
     let data = monitor_tests::TempDir::new("restart");
     let dir = data.0.to_str().expect("utf-8").to_string();
     let service = format!("svc=port:{port}");

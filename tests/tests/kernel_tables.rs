@@ -7,7 +7,6 @@ use std::{
     collections::BTreeSet,
     io::{Read, Write},
     net::TcpStream,
-    process::Command,
     time::Duration,
 };
 
@@ -15,19 +14,9 @@ use monitor_agent::record::Role;
 use monitor_tests::{
     agent::{served_on, RECORD_WAIT},
     free_port,
-    peers::{peer_script, ready_server, Proc},
+    peers::any_method_server,
     Agent,
 };
-
-fn server(port: u16) -> Proc {
-    ready_server(
-        Command::new("python3")
-            .arg(peer_script("any_method_server.py"))
-            .arg(port.to_string()),
-        "any_method_server.py",
-        port,
-    )
-}
 
 fn connect(port: u16) -> TcpStream {
     let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -83,7 +72,7 @@ fn counter(agent: &Agent, name: &str) -> f64 {
 #[test]
 fn a_full_syscall_table_is_a_counted_hole_not_a_blind_connection() {
     let port = free_port();
-    let _server = server(port);
+    let _server = any_method_server(port);
     let service = format!("tables=port:{port}");
     let agent = Agent::start_with(&["--kernel-inflight-syscalls", "4", "--service", &service]);
     let mut conns: Vec<TcpStream> = (0..24).map(|_| connect(port)).collect();
@@ -144,7 +133,7 @@ fn a_full_syscall_table_is_a_counted_hole_not_a_blind_connection() {
 #[test]
 fn a_forgotten_connection_continues_after_a_counted_hole() {
     let port = free_port();
-    let _server = server(port);
+    let _server = any_method_server(port);
     let service = format!("tables=port:{port}");
     let agent = Agent::start_with(&["--kernel-connections", "16", "--service", &service]);
     let mut conns: Vec<TcpStream> = (0..40).map(|_| connect(port)).collect();
