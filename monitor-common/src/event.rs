@@ -223,9 +223,44 @@ pub struct SyscallArgs {
     pub _pad: [u8; 6],
 }
 
+/// `SSL*` values are addresses in one process.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SslKey {
+    pub tgid: u32,
+    #[allow(
+        clippy::pub_underscore_fields,
+        reason = "explicit padding of a kernel ABI struct"
+    )]
+    pub _pad: u32,
+    pub ssl: u64,
+}
+
+/// An `SSL_write` whose socket was not known when it returned (memory BIOs), with a copy of
+/// its first bytes, waiting (keyed by thread) for the write syscall that sends its
+/// ciphertext. In a plain map, not an LRU one, so that no waiting write is evicted unseen:
+/// the agent clears the entries of threads that died meanwhile.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct PendingWrite {
+    pub key: SslKey,
+    /// Bytes the call wrote.
+    pub len: u64,
+    pub ts_ns: u64,
+    /// How many of them are in `data`.
+    pub copied: u32,
+    #[allow(
+        clippy::pub_underscore_fields,
+        reason = "explicit padding of a kernel ABI struct"
+    )]
+    pub _pad: u32,
+    pub data: [u8; MAX_DATA],
+}
+
 #[cfg(feature = "user")]
 mod pod {
     unsafe impl aya::Pod for super::SyscallArgs {}
+    unsafe impl aya::Pod for super::PendingWrite {}
     // SAFETY: plain old data, `#[repr(C)]`, every bit pattern valid.
     unsafe impl aya::Pod for super::EventHeader {}
     unsafe impl aya::Pod for super::super::KernelOffsets {}

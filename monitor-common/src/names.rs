@@ -19,6 +19,8 @@ pub mod map {
     pub const ARGS: &str = "ARGS";
     /// Per-socket state: classification, role, stream offsets.
     pub const CONNS: &str = "CONNS";
+    /// `SSL_write`s through memory BIOs waiting for their write syscall, by thread.
+    pub const PENDING_WRITES: &str = "PENDING_WRITES";
     /// Per-CPU drop and truncation counters.
     pub const COUNTERS: &str = "COUNTERS";
     /// The program the data syscalls' exit hands its copying to (index 0).

@@ -9,10 +9,10 @@
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated},
     macros::{map, uprobe, uretprobe},
-    maps::{LruHashMap, PerCpuArray},
+    maps::{HashMap, LruHashMap, PerCpuArray},
     programs::{ProbeContext, RetProbeContext},
 };
-use monitor_common::{counter, Direction, FLAG_TLS, MAX_DATA};
+use monitor_common::{counter, Direction, PendingWrite, SslKey, FLAG_TLS, MAX_DATA};
 
 use crate::{
     conn::{advance, state_of},
@@ -31,15 +31,6 @@ pub(crate) struct TlsCall {
     pub out_len: u64,
     pub direction: Direction,
     pub _pad: [u8; 7],
-}
-
-/// `SSL*` values are addresses in one process.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub(crate) struct SslKey {
-    pub tgid: u32,
-    pub _pad: u32,
-    pub ssl: u64,
 }
 
 #[map]
@@ -231,21 +222,9 @@ fn plaintext_record(
     Some((start(&origin)?, offset, st))
 }
 
-/// An SSL_write whose socket was not known when it returned, with a copy of its first bytes.
-#[repr(C)]
-pub(crate) struct PendingWrite {
-    pub key: SslKey,
-    /// Bytes the call wrote.
-    pub len: u64,
-    pub ts_ns: u64,
-    /// How many of them are in `data`.
-    pub copied: u32,
-    pub _pad: u32,
-    pub data: [u8; MAX_DATA],
-}
-
+/// Full: the write is refused and counted (`TLS_LOST`), never an older one evicted unseen.
 #[map]
-static PENDING_WRITES: LruHashMap<u64, PendingWrite> = LruHashMap::with_max_entries(1024, 0);
+static PENDING_WRITES: HashMap<u64, PendingWrite> = HashMap::with_max_entries(1024, 0);
 
 /// Where a `PendingWrite` is built (too large for the stack).
 #[map]
@@ -274,7 +253,9 @@ fn stash_pending_write(id: u64, key: SslKey, buf: u64, n: u64) {
         (*p).copied = if rc == 0 { copy as u32 } else { 0 };
         // A write still pending on this thread is replaced, its plaintext never reported.
         let replaced = PENDING_WRITES.get_ptr(id).is_some();
-        if PENDING_WRITES.insert(id, &*p, 0).is_err() || replaced {
+        // By reference: 4 KiB would not fit the program's stack.
+        let write: &PendingWrite = &*p;
+        if PENDING_WRITES.insert(id, write, 0).is_err() || replaced {
             count(counter::TLS_LOST, 1);
         }
     }

@@ -79,11 +79,12 @@ pub(crate) fn stash_blocked_reads(args: &mut HashMap<&mut MapData, u64, SyscallA
     stashed
 }
 
-/// Removes the stashed arguments of threads that no longer exist; returns how many. The
-/// table is not LRU (an eviction would lose a live syscall's bytes unseen), so an entry left
-/// by a thread that died inside a syscall would otherwise hold its slot for good.
-pub(crate) fn sweep_dead_threads<T: std::borrow::BorrowMut<MapData>>(
-    args: &mut HashMap<T, u64, SyscallArgs>,
+/// Removes the entries of threads that no longer exist from a table keyed by thread
+/// (stashed syscall arguments, pending TLS writes); returns how many. The tables are not LRU
+/// (an eviction would lose a live call's bytes unseen), so an entry left by a thread that
+/// died in the middle would otherwise hold its slot for good.
+pub(crate) fn sweep_dead_threads<T: std::borrow::BorrowMut<MapData>, V: aya::Pod>(
+    args: &mut HashMap<T, u64, V>,
 ) -> usize {
     let dead: Vec<u64> = args
         .keys()

@@ -230,13 +230,15 @@ impl Capture {
         Ok(inflight::stash_blocked_reads(&mut args))
     }
 
+    fn take_map(&self, name: &str) -> Result<aya::maps::Map> {
+        self.ebpf()?
+            .take_map(name)
+            .with_context(|| format!("{name} map missing"))
+    }
+
     /// The ring buffer of captured events (can be taken once).
     pub(crate) fn take_events(&mut self) -> Result<RingBuf<MapData>> {
-        let map = self
-            .ebpf()?
-            .take_map(map::EVENTS)
-            .context("EVENTS map missing")?;
-        Ok(RingBuf::try_from(map)?)
+        Ok(RingBuf::try_from(self.take_map(map::EVENTS)?)?)
     }
 
     /// Attaches the OpenSSL probes to libraries as processes load them.
@@ -276,20 +278,19 @@ impl Capture {
         Ok(Some(handle))
     }
 
-    /// Clears, every few seconds until `stop` is set, the stashed syscall arguments of
-    /// threads that died inside a syscall (see `inflight::sweep_dead_threads`).
+    /// Clears, every few seconds until `stop` is set, the stashed syscall arguments and
+    /// pending TLS writes of threads that died in the middle (see
+    /// `inflight::sweep_dead_threads`).
     pub(crate) fn spawn_sweeper(
         &mut self,
         stop: Arc<std::sync::atomic::AtomicBool>,
     ) -> Result<std::thread::JoinHandle<()>> {
         const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
         const TICK: std::time::Duration = std::time::Duration::from_millis(250);
-        let map = self
-            .ebpf()?
-            .take_map(map::ARGS)
-            .context("ARGS map missing")?;
         let mut args: aya::maps::HashMap<MapData, u64, monitor_common::SyscallArgs> =
-            aya::maps::HashMap::try_from(map)?;
+            aya::maps::HashMap::try_from(self.take_map(map::ARGS)?)?;
+        let mut writes: aya::maps::HashMap<MapData, u64, monitor_common::PendingWrite> =
+            aya::maps::HashMap::try_from(self.take_map(map::PENDING_WRITES)?)?;
         let handle = std::thread::Builder::new()
             .name("inflight-sweep".into())
             .spawn(move || {
@@ -299,9 +300,10 @@ impl Capture {
                     waited += TICK;
                     if waited >= EVERY {
                         waited = std::time::Duration::ZERO;
-                        let n = inflight::sweep_dead_threads(&mut args);
+                        let n = inflight::sweep_dead_threads(&mut args)
+                            + inflight::sweep_dead_threads(&mut writes);
                         if n > 0 {
-                            log::debug!("cleared the stashed syscalls of {n} exited threads");
+                            log::debug!("cleared the in-flight calls of {n} exited threads");
                         }
                     }
                 }
