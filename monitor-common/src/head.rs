@@ -41,6 +41,13 @@ pub enum Start {
 }
 
 impl Start {
+    /// Whether the segment starts at an HTTP/2 frame boundary, with a header block among
+    /// its first frames: it is walked frame by frame (`crate::frames`).
+    #[inline(always)]
+    pub const fn opens_frames(self) -> bool {
+        matches!(self, Start::Http2Open | Start::Http2Frame(_))
+    }
+
     /// Whether a blank line at the end of the segment ends the head (HTTP/1), or only the
     /// frame length does (HTTP/2).
     #[inline(always)]

@@ -6,6 +6,7 @@
 #![no_std]
 
 pub mod event;
+pub mod frames;
 pub mod head;
 pub mod names;
 pub mod offsets;

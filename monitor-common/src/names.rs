@@ -25,6 +25,8 @@ pub mod map {
     pub const COUNTERS: &str = "COUNTERS";
     /// The program the data syscalls' exit hands its copying to (index 0).
     pub const COPY: &str = "COPY";
+    /// The program the TLS probes hand their copying to (index 0).
+    pub const COPY_PLAINTEXT: &str = "COPY_PLAINTEXT";
 }
 
 /// Programs, by the hook they serve.
@@ -42,6 +44,8 @@ pub mod program {
     pub const SYS_EXIT_DATA: &str = "sys_exit_data";
     /// Not attached: `sys_exit_data` tail-calls it, through `map::COPY`, to copy the bytes.
     pub const COPY_CALL: &str = "copy_call";
+    /// Not attached: the TLS probes tail-call it, through `map::COPY_PLAINTEXT`.
+    pub const COPY_PLAINTEXT: &str = "copy_plaintext";
     pub const SYS_ENTER_CONNECT: &str = "sys_enter_connect";
     pub const SYS_EXIT_CONNECT: &str = "sys_exit_connect";
     /// `accept` and `accept4`.
@@ -74,6 +78,7 @@ pub mod program {
         SYS_ENTER_SENDFILE64,
         SYS_EXIT_DATA,
         COPY_CALL,
+        COPY_PLAINTEXT,
         SYS_ENTER_CONNECT,
         SYS_EXIT_CONNECT,
         SYS_EXIT_ACCEPT,

@@ -6,7 +6,8 @@ use monitor_common::{counter, sniff, ConnRole, Direction, Sniff};
 
 use crate::{
     maps::{
-        count, ConnState, CONNS, PROTO_HTTP, PROTO_OTHER, PROTO_TLS, PROTO_UNKNOWN, SNIFF_ATTEMPTS,
+        count, Carry, ConnState, CONNS, PROTO_HTTP, PROTO_OTHER, PROTO_TLS, PROTO_UNKNOWN,
+        SNIFF_ATTEMPTS,
     },
     sock::fill_addresses,
 };
@@ -31,7 +32,7 @@ pub(crate) fn track(sock: u64, role: ConnRole) {
         local_addr: [0; 16],
         remote_addr: [0; 16],
         held: [0; SNIFF_LEN],
-        head_left: [0; 2],
+        carry: [Carry::NONE; 2],
     };
     fill_addresses(sock, &mut state);
     let _ = CONNS.insert(sock, state, 0);

@@ -1,6 +1,7 @@
 //! Copying one syscall's bytes into records: a message head in full (up to `HEAD_MAX`),
 //! anything else as its first `MAX_DATA` and last `TAIL_DATA` bytes
-//! (`monitor_common::head` decides which).
+//! (`monitor_common::head` decides which); a segment of HTTP/2 frames frame by frame
+//! (`monitor_common::frames`).
 //!
 //! One bounded loop sends one record per step, for every segment of the call. Its progress
 //! lives in the scratch record, memory whose contents the verifier does not track, so at
@@ -12,26 +13,36 @@ use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
 use aya_ebpf::{
     helpers::bpf_probe_read_user,
-    macros::{map, tracepoint},
+    macros::{map, tracepoint, uprobe},
     maps::ProgramArray,
-    programs::TracePointContext,
+    programs::{ProbeContext, RetProbeContext, TracePointContext},
 };
-use monitor_common::{counter, head, Direction, MAX_DATA, MAX_IOV};
+use monitor_common::{
+    counter,
+    frames::{Action, Frames, Walk},
+    head, Direction, MAX_DATA, MAX_IOV,
+};
 
 use crate::{
     emit::{send_bytes, send_gap},
-    maps::{count, EventBuffer, CONNS, SCRATCH},
+    maps::{count, Carry, EventBuffer, CONNS, SCRATCH},
 };
 
 /// Index 0 holds `copy_call`; filled by the agent before any program is attached.
 #[map]
 static COPY: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
-/// Records one flat buffer may need: a head of `HEAD_MAX`, then a tail.
-pub(crate) const FLAT_RECORDS: usize = head::HEAD_RECORDS + 1;
+/// Index 0 holds `copy_plaintext`, the same for the TLS probes (a tail call stays within
+/// one program type).
+#[map]
+static COPY_PLAINTEXT: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
-/// Records one vectored call may use: a long head in one segment, the ends of the others.
-pub(crate) const VECTOR_RECORDS: usize = head::HEAD_RECORDS + 2 * MAX_IOV;
+/// Steps one run of `copy_call` (or `copy_plaintext`) takes before it goes on in a fresh run by tail call. The
+/// kernel's limit on a chain of tail calls (33) bounds the whole copy: hundreds of steps,
+/// more than a long head and a walk in one segment and the ends of the others need
+/// (`head::HEAD_RECORDS + WALK_STEPS + 2 * MAX_IOV`). Verifying a few steps is cheap;
+/// verifying that many in one program would exceed the verifier's budget.
+const CALL_STEPS: usize = 24;
 
 /// Where a syscall's bytes are in the caller's memory.
 #[derive(Clone, Copy)]
@@ -67,6 +78,13 @@ pub(crate) struct Job {
     tail: u64,
     open_left: u64,
     closes: u64,
+    /// Non-zero while the segment is copied frame by frame, as `walk` says.
+    walking: u64,
+    walk: Walk,
+    /// The walk's next action, kind and operands, passed through memory (`Frames::settle`).
+    action: [u64; 3],
+    /// Bytes of the segment the walk skipped.
+    skipped: u64,
 }
 
 macro_rules! get {
@@ -88,26 +106,21 @@ pub(crate) fn user_u64(addr: u64) -> u64 {
     unsafe { bpf_probe_read_user(addr as *const u64).unwrap_or(0) }
 }
 
-/// Sends the `n` bytes a call moved, starting at stream `offset`, in at most `RECORDS`
-/// records; whatever does not fit is reported as a gap. `head_left` is the direction's
-/// head budget, carried from one segment to the next.
-#[inline(always)]
-pub(crate) fn send_call<const RECORDS: usize>(
-    buf: *mut EventBuffer,
-    head_left: *mut u32,
-    source: Source,
-    n: u64,
-    offset: u64,
-) {
-    let job = begin(buf, source, n, offset);
-    run::<RECORDS>(buf, job, head_left);
+/// Where a copy goes on: the program type of the hook that starts it, and the table that
+/// holds the copying program of that type.
+pub(crate) enum Copier<'a> {
+    Syscall(&'a TracePointContext),
+    Probe(&'a ProbeContext),
+    Return(&'a RetProbeContext),
 }
 
-/// [`send_call`] for a syscall exit: the copy runs in `copy_call`, which finds the head
-/// budget from `sock` and `direction`. This program ends with the tail call.
+/// Sends the `n` bytes a call moved, starting at stream `offset`, on `sock` in
+/// `direction`: the copy runs in `copy_call` or `copy_plaintext`, by tail call, which
+/// find what the segment before left them (`Carry`) from `sock` and `direction`; whatever
+/// does not fit is reported as a gap. This program ends with the tail call.
 #[inline(always)]
 pub(crate) fn send_call_later(
-    ctx: &TracePointContext,
+    copier: Copier<'_>,
     buf: *mut EventBuffer,
     sock: u64,
     direction: Direction,
@@ -119,20 +132,44 @@ pub(crate) fn send_call_later(
     set!(job, sock, sock);
     set!(job, direction, direction as u64);
     // SAFETY: the ctx is this program's; on success the call does not return.
-    unsafe { COPY.tail_call(ctx, 0) };
-    // Only when the agent has not filled `COPY`, or the tail-call limit was reached.
+    unsafe {
+        match copier {
+            Copier::Syscall(ctx) => COPY.tail_call(ctx, 0),
+            Copier::Probe(ctx) => COPY_PLAINTEXT.tail_call(ctx, 0),
+            Copier::Return(ctx) => COPY_PLAINTEXT.tail_call(ctx, 0),
+        }
+    };
+    // Only when the agent has not filled the table, or the tail-call limit was reached.
     report_rest(buf, job);
 }
 
 /// The copying half of the data syscalls' exit, run by tail call from `sys_exit_data`
-/// with the job in the scratch record.
+/// (and from itself) with the job in the scratch record.
 #[tracepoint]
-pub(crate) fn copy_call(_ctx: TracePointContext) -> u32 {
-    let _ = try_copy_call();
+pub(crate) fn copy_call(ctx: TracePointContext) -> u32 {
+    if let Some((buf, job)) = copy_steps() {
+        // SAFETY: the ctx is this program's; on success the call does not return.
+        unsafe { COPY.tail_call(&ctx, 0) };
+        report_rest(buf, job);
+    }
     0
 }
 
-fn try_copy_call() -> Option<()> {
+/// `copy_call` for the TLS probes' plaintext.
+#[uprobe]
+pub(crate) fn copy_plaintext(ctx: ProbeContext) -> u32 {
+    if let Some((buf, job)) = copy_steps() {
+        // SAFETY: as in `copy_call`.
+        unsafe { COPY_PLAINTEXT.tail_call(&ctx, 0) };
+        report_rest(buf, job);
+    }
+    0
+}
+
+/// Takes `CALL_STEPS` steps of the job in the scratch record; the job when it is not done,
+/// to go on in a fresh run (or, if the kernel allows no more, to report what is left).
+#[inline(always)]
+fn copy_steps() -> Option<(*mut EventBuffer, *mut Job)> {
     let buf = SCRATCH.get_ptr_mut(0)?;
     // SAFETY: scratch record owned by this invocation.
     let job = unsafe { addr_of_mut!((*buf).job) };
@@ -143,9 +180,14 @@ fn try_copy_call() -> Option<()> {
     };
     let slot = usize::from(get!(job, direction) == Direction::Ingress as u64);
     // SAFETY: a field of the map value just looked up; `slot` is 0 or 1.
-    let head_left = unsafe { addr_of_mut!((*st).head_left[slot & 1]) };
-    run::<VECTOR_RECORDS>(buf, job, head_left);
-    Some(())
+    let carry = unsafe { addr_of_mut!((*st).carry[slot & 1]) };
+    for _ in 0..CALL_STEPS {
+        if !step(buf, job, carry) {
+            report_rest(buf, job);
+            return None;
+        }
+    }
+    Some((buf, job))
 }
 
 /// Writes the job for a call into the scratch record.
@@ -164,23 +206,13 @@ fn begin(buf: *mut EventBuffer, source: Source, n: u64, offset: u64) -> *mut Job
     set!(job, unassigned, n);
     set!(job, next_offset, offset);
     set!(job, len, 0);
+    set!(job, walking, 0);
     job
-}
-
-/// Sends the job's records, then reports what did not fit.
-#[inline(always)]
-fn run<const RECORDS: usize>(buf: *mut EventBuffer, job: *mut Job, head_left: *mut u32) {
-    for _ in 0..RECORDS {
-        if !step(buf, job, head_left) {
-            break;
-        }
-    }
-    report_rest(buf, job);
 }
 
 /// Sends the next record; false when the call is done (or its iovecs are).
 #[inline(always)]
-fn step(buf: *mut EventBuffer, job: *mut Job, head_left: *mut u32) -> bool {
+fn step(buf: *mut EventBuffer, job: *mut Job, carry: *mut Carry) -> bool {
     if get!(job, len) == 0 {
         if !next_segment(job) {
             return false;
@@ -189,6 +221,10 @@ fn step(buf: *mut EventBuffer, job: *mut Job, head_left: *mut u32) -> bool {
             return true;
         }
     }
+    if get!(job, walking) != 0 {
+        walk_step(buf, job, carry);
+        return true;
+    }
     let (src, len, offset, done) = (
         get!(job, src),
         get!(job, len),
@@ -196,23 +232,9 @@ fn step(buf: *mut EventBuffer, job: *mut Job, head_left: *mut u32) -> bool {
         get!(job, done),
     );
     if done == 0 {
-        let first = if len > MAX_DATA as u64 {
-            MAX_DATA
-        } else {
-            len as usize
-        };
-        send_bytes(buf, src, first, offset);
-        let start = segment_start(buf);
-        // SAFETY: a map value field of this invocation. Volatile, like the job's fields:
-        // kept in a register across steps, its value would differ by path.
-        let left = unsafe { read_volatile(head_left) };
-        let budget = head::budget(start, u64::from(left));
-        let plan = head::plan(len, budget);
-        set!(job, full, plan.full);
-        set!(job, tail, plan.tail);
-        set!(job, open_left, budget.saturating_sub(len));
-        set!(job, closes, u64::from(start.closes_on_blank_line()));
-        set!(job, done, first as u64);
+        if first_record(buf, job, carry) {
+            return true;
+        }
     } else if done < get!(job, full) {
         let rest = get!(job, full) - done;
         let part = if rest < MAX_DATA as u64 {
@@ -244,11 +266,126 @@ fn step(buf: *mut EventBuffer, job: *mut Job, head_left: *mut u32) -> bool {
         } else {
             get!(job, open_left) as u32
         };
-        // SAFETY: as above.
-        unsafe { write_volatile(head_left, left) };
+        let next = Carry {
+            head_left: left,
+            ..Carry::NONE
+        };
+        // SAFETY: a map value field of this invocation. Volatile, like the job's fields:
+        // kept in a register across steps, its value would differ by path.
+        unsafe { write_volatile(carry, next) };
         set!(job, len, 0);
     }
     true
+}
+
+/// Sends a segment's first record and decides how the rest is copied: frame by frame when
+/// the segment before said where the next HTTP/2 frame starts, or this one starts with
+/// frames; else as a head and a tail. True when it is to be walked.
+#[inline(always)]
+fn first_record(buf: *mut EventBuffer, job: *mut Job, carry: *mut Carry) -> bool {
+    let (src, len, offset) = (get!(job, src), get!(job, len), get!(job, offset));
+    let first = if len > MAX_DATA as u64 {
+        MAX_DATA as u64
+    } else {
+        len
+    };
+    send_bytes(buf, src, first as usize, offset);
+    set!(job, done, first);
+    let start = segment_start(buf);
+    // SAFETY: as in `step`.
+    let Carry {
+        head_left,
+        frame_at,
+        ..
+    } = unsafe { read_volatile(carry) };
+    let left = u64::from(head_left);
+    let walk = if frame_at != 0 && frame_at >= offset {
+        Walk::resume(first, frame_at - offset, left, len)
+    } else if start.opens_frames() {
+        Walk::after_first(first)
+    } else {
+        let budget = head::budget(start, left);
+        let plan = head::plan(len, budget);
+        set!(job, full, plan.full);
+        set!(job, tail, plan.tail);
+        set!(job, open_left, budget.saturating_sub(len));
+        set!(job, closes, u64::from(start.closes_on_blank_line()));
+        return false;
+    };
+    set!(job, walking, 1);
+    set!(job, walk, walk);
+    set!(job, skipped, 0);
+    true
+}
+
+/// One step of a walk over a segment's HTTP/2 frames: at most one frame header read and
+/// one record sent.
+#[inline(always)]
+fn walk_step(buf: *mut EventBuffer, job: *mut Job, carry: *mut Carry) {
+    let len = get!(job, len);
+    let mut walk = get!(job, walk);
+    let mut skipped = 0;
+    let more = walk.step(len, &mut Writer { buf, job }, &mut skipped);
+    if skipped > 0 {
+        count(counter::TRUNCATED_BYTES, skipped);
+        let total = get!(job, skipped) + skipped;
+        set!(job, skipped, total);
+    }
+    set!(job, walk, walk);
+    set!(job, done, walk.done);
+    if !more {
+        if get!(job, skipped) > 0 {
+            count(counter::TRUNCATIONS, 1);
+        }
+        let next = Carry {
+            head_left: walk.head_left() as u32,
+            _pad: 0,
+            frame_at: walk.next_frame(len).map_or(0, |f| get!(job, offset) + f),
+        };
+        // SAFETY: a map value field of this invocation, as in `step`.
+        unsafe { write_volatile(carry, next) };
+        set!(job, walking, 0);
+        set!(job, len, 0);
+    }
+}
+
+/// The writer's segment, as a walk sees it.
+struct Writer {
+    buf: *mut EventBuffer,
+    job: *mut Job,
+}
+
+impl Frames for Writer {
+    fn header(&mut self, at: u64) -> Option<[u8; 9]> {
+        let src = get!(self.job, src);
+        // SAFETY: a read of the writer's memory, checked by the helper.
+        unsafe { bpf_probe_read_user((src + at) as *const [u8; 9]).ok() }
+    }
+
+    fn copy(&mut self, at: u64, len: u64) {
+        let (src, offset) = (get!(self.job, src), get!(self.job, offset));
+        send_bytes(self.buf, src + at, len as usize, offset + at);
+    }
+
+    fn settle(&mut self, action: Action) -> Action {
+        let (kind, at, len) = match action {
+            Action::Read(at) => (0, at, 0),
+            Action::Copy { at, len } => (1, at, len),
+            Action::Finish => (2, 0, 0),
+        };
+        set!(self.job, action, [kind, at, len]);
+        let [kind, at, len] = get!(self.job, action);
+        match kind {
+            0 => Action::Read(at),
+            1 => Action::Copy { at, len },
+            _ => Action::Finish,
+        }
+    }
+
+    fn settle_walk(&mut self, walk: Walk) -> Walk {
+        set!(self.job, walk, walk);
+        get!(self.job, walk)
+    }
 }
 
 /// Takes the next segment of the call; false when there is none.

@@ -12,10 +12,11 @@ use monitor_common::{
 
 use crate::{
     conn::{advance, classify, state_of, Class},
-    copy::{send_call_later, user_u64, Source},
+    copy::{send_call_later, user_u64, Copier, Source},
     emit::{send_copied, send_gap, start, Origin},
     maps::{
-        count, is_agent, ConnState, EventBuffer, ARGS, CONNS, PROTO_HTTP, PROTO_OTHER, PROTO_TLS,
+        count, is_agent, Carry, ConnState, EventBuffer, ARGS, CONNS, PROTO_HTTP, PROTO_OTHER,
+        PROTO_TLS,
     },
     sock::tcp_sock,
     tls::on_tls_syscall,
@@ -78,6 +79,8 @@ pub(crate) fn stash(
             // SAFETY: map value pointer from a lookup in this invocation.
             let lost = unsafe { &mut (*st).lost[direction.index()] };
             *lost = lost.wrapping_add(1);
+            // Where the next frame starts is no longer known.
+            unsafe { (*st).carry(direction).frame_at = 0 };
         }
         warn!(
             ctx,
@@ -168,7 +171,15 @@ fn try_exit_data(ctx: &TracePointContext) -> Option<()> {
         }
         _ => Source::Vector(iov, iovcnt),
     };
-    send_call_later(ctx, buf, args.sock, direction, source, n, offset);
+    send_call_later(
+        Copier::Syscall(ctx),
+        buf,
+        args.sock,
+        direction,
+        source,
+        n,
+        offset,
+    );
     Some(())
 }
 
@@ -178,7 +189,10 @@ fn try_exit_data(ctx: &TracePointContext) -> Option<()> {
 fn send_held(buf: *mut EventBuffer, st: &mut ConnState, direction: Direction, held: usize) {
     let offset = advance(st, direction, held as u64);
     send_copied(buf, st.held.as_ptr(), held, held as u64, offset);
-    *st.head_left(direction) = HEAD_MAX as u32;
+    *st.carry(direction) = Carry {
+        head_left: HEAD_MAX as u32,
+        ..Carry::NONE
+    };
 }
 
 /// Shared exit handler of every data syscall; attached to each `sys_exit_*` of the family.

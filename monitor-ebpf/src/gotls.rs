@@ -17,6 +17,7 @@ use aya_ebpf::{
 use monitor_common::{counter, Direction};
 
 use crate::{
+    copy::Copier,
     maps::{count, is_agent},
     sock::tcp_sock,
     tls::emit_plaintext,
@@ -73,7 +74,7 @@ fn enter(ctx: &ProbeContext, direction: Direction) {
         // `(*Conn).Write` writes all of `b` or fails. Reporting at entry keeps the request
         // ahead of its response: another goroutine may read the answer before this one
         // reaches its RET.
-        let _ = emit_at(r.rax, Direction::Egress, r.rbx, r.rcx);
+        let _ = emit_at(ctx, r.rax, Direction::Egress, r.rbx, r.rcx);
         return;
     }
     let call = GoCall {
@@ -107,12 +108,12 @@ fn try_ret(ctx: &ProbeContext) -> Option<()> {
     if n <= 0 {
         return None;
     }
-    emit_at(call.conn, call.direction, call.buf, n as u64)
+    emit_at(ctx, call.conn, call.direction, call.buf, n as u64)
 }
 
 /// Reports `n` plaintext bytes at `buf` on the socket under the `*tls.Conn` `conn`.
 #[inline(always)]
-fn emit_at(conn: u64, direction: Direction, buf: u64, n: u64) -> Option<()> {
+fn emit_at(ctx: &ProbeContext, conn: u64, direction: Direction, buf: u64, n: u64) -> Option<()> {
     if n == 0 || n > i64::MAX as u64 {
         return None;
     }
@@ -123,7 +124,7 @@ fn emit_at(conn: u64, direction: Direction, buf: u64, n: u64) -> Option<()> {
         count(counter::TLS_UNMAPPED, 1);
         return None;
     };
-    emit_plaintext(sock, direction, buf, n)
+    emit_plaintext(Copier::Probe(ctx), sock, direction, buf, n)
 }
 
 #[uprobe]

@@ -85,18 +85,38 @@ pub(crate) struct ConnState {
     /// The first bytes of a connection, too few to classify (a client writing byte by
     /// byte): kept, and sent ahead of the segment that decides.
     pub held: [u8; SNIFF_LEN],
-    /// Per direction: how many more bytes may belong to the message head being written,
-    /// and are copied in full (`monitor_common::head`).
-    pub head_left: [u32; 2],
+    /// Per direction (egress, ingress): what the copy of one segment tells the next.
+    pub carry: [Carry; 2],
+}
+
+/// What the copy of a segment tells the copy of the next one in the same direction.
+#[derive(Clone, Copy)]
+#[repr(C)]
+pub(crate) struct Carry {
+    /// Bytes that may still belong to the message head being written, and are copied in
+    /// full (`monitor_common::head`).
+    pub(crate) head_left: u32,
+    pub(crate) _pad: u32,
+    /// Stream offset of the next HTTP/2 frame header, when a walk over the frames ended
+    /// inside a frame (`monitor_common::frames`); 0 when not known.
+    pub(crate) frame_at: u64,
+}
+
+impl Carry {
+    pub(crate) const NONE: Carry = Carry {
+        head_left: 0,
+        _pad: 0,
+        frame_at: 0,
+    };
 }
 
 impl ConnState {
-    /// The head budget of one direction.
+    /// What the last segment of one direction left for the next.
     #[inline(always)]
-    pub(crate) fn head_left(&mut self, direction: Direction) -> &mut u32 {
+    pub(crate) fn carry(&mut self, direction: Direction) -> &mut Carry {
         match direction {
-            Direction::Egress => &mut self.head_left[0],
-            Direction::Ingress => &mut self.head_left[1],
+            Direction::Egress => &mut self.carry[0],
+            Direction::Ingress => &mut self.carry[1],
         }
     }
 }

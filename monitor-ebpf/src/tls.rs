@@ -16,7 +16,7 @@ use monitor_common::{counter, Direction, PendingWrite, SslKey, FLAG_TLS, MAX_DAT
 
 use crate::{
     conn::{advance, state_of},
-    copy::{send_call, Source, FLAT_RECORDS},
+    copy::{send_call_later, Copier, Source},
     emit::{send_copied, start, Origin},
     maps::{count, is_agent, ConnState, EventBuffer, PROTO_TLS},
 };
@@ -181,16 +181,24 @@ fn leave(ctx: &RetProbeContext) -> Option<()> {
         }
         return None;
     };
-    emit_plaintext(sock, call.direction, call.buf, n)
+    emit_plaintext(Copier::Return(ctx), sock, call.direction, call.buf, n)
 }
 
 /// Reports `n` plaintext bytes at user address `buf` on `sock`'s stream.
 #[inline(always)]
-pub(crate) fn emit_plaintext(sock: u64, direction: Direction, buf: u64, n: u64) -> Option<()> {
-    let (scratch, offset, st) = plaintext_record(sock, direction, n)?;
-    send_call::<FLAT_RECORDS>(
+pub(crate) fn emit_plaintext(
+    copier: Copier<'_>,
+    sock: u64,
+    direction: Direction,
+    buf: u64,
+    n: u64,
+) -> Option<()> {
+    let (scratch, offset, _) = plaintext_record(sock, direction, n)?;
+    send_call_later(
+        copier,
         scratch,
-        st.head_left(direction),
+        sock,
+        direction,
         Source::Flat(buf),
         n,
         offset,

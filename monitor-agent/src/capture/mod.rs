@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use anyhow::{anyhow, Context, Result};
 use aya::{
     maps::{MapData, PerCpuArray, ProgramArray, RingBuf},
-    programs::TracePoint,
+    programs::{Program, TracePoint, UProbe},
     Ebpf, EbpfLoader,
 };
 use monitor_common::{
@@ -117,26 +117,40 @@ pub(crate) struct CaptureConfig {
     pub kernel_stats: bool,
 }
 
-/// Loads the program `sys_exit_data` hands its copying to and puts it where the tail call
-/// looks; before anything is attached, so no call finds the slot empty.
-fn load_copy_program(ebpf: &mut Ebpf) -> Result<(u32, String)> {
-    let name = program::COPY_CALL;
-    let prog: &mut TracePoint = ebpf
-        .program_mut(name)
-        .with_context(|| format!("program {name} missing from the eBPF object"))?
-        .try_into()?;
-    prog.load()
-        .with_context(|| format!("verifier rejected {name}"))?;
-    let id = prog.info()?.id();
-    let fd = prog.fd()?.try_clone()?;
-    let mut table = ProgramArray::try_from(
-        ebpf.map_mut(map::COPY)
-            .with_context(|| format!("map {} missing from the eBPF object", map::COPY))?,
-    )?;
-    table
-        .set(0, &fd, 0)
-        .context("installing the copy program for tail calls")?;
-    Ok((id, name.to_string()))
+/// Loads the programs the data syscalls' exit and the TLS probes hand their copying to,
+/// and puts each where its tail calls look; before anything is attached, so no call finds
+/// a slot empty.
+fn load_copy_programs(ebpf: &mut Ebpf) -> Result<[(u32, String); 2]> {
+    let call = {
+        let prog: &mut TracePoint = copy_program(ebpf, program::COPY_CALL)?.try_into()?;
+        prog.load()
+            .with_context(|| format!("verifier rejected {}", program::COPY_CALL))?;
+        (prog.info()?.id(), prog.fd()?.try_clone()?)
+    };
+    let plaintext = {
+        let prog: &mut UProbe = copy_program(ebpf, program::COPY_PLAINTEXT)?.try_into()?;
+        prog.load()
+            .with_context(|| format!("verifier rejected {}", program::COPY_PLAINTEXT))?;
+        (prog.info()?.id(), prog.fd()?.try_clone()?)
+    };
+    for (table, fd) in [(map::COPY, &call.1), (map::COPY_PLAINTEXT, &plaintext.1)] {
+        let mut table = ProgramArray::try_from(
+            ebpf.map_mut(table)
+                .with_context(|| format!("map {table} missing from the eBPF object"))?,
+        )?;
+        table
+            .set(0, fd, 0)
+            .context("installing a copy program for tail calls")?;
+    }
+    Ok([
+        (call.0, program::COPY_CALL.to_string()),
+        (plaintext.0, program::COPY_PLAINTEXT.to_string()),
+    ])
+}
+
+fn copy_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program> {
+    ebpf.program_mut(name)
+        .with_context(|| format!("program {name} missing from the eBPF object"))
 }
 
 impl Capture {
@@ -159,7 +173,7 @@ impl Capture {
             }
         };
         let mut programs = Vec::new();
-        programs.push(load_copy_program(&mut ebpf)?);
+        programs.extend(load_copy_programs(&mut ebpf)?);
         let links = Arc::new(links::Links::default());
         let tracepoints = ATTACHMENTS
             .iter()
@@ -185,7 +199,7 @@ impl Capture {
         }
         let attached = links.len();
         for prog in tls::PROGRAMS.iter().chain(tls::GO_PROGRAMS) {
-            let program: &mut aya::programs::UProbe = ebpf
+            let program: &mut UProbe = ebpf
                 .program_mut(prog)
                 .with_context(|| format!("program {prog} missing from the eBPF object"))?
                 .try_into()?;
@@ -334,7 +348,14 @@ mod tests {
         let symbols: Vec<&str> = elf.symbols().filter_map(|s| s.name().ok()).collect();
         let names = [global::OFFSETS, global::AGENT_TGID]
             .into_iter()
-            .chain([map::EVENTS, map::ARGS, map::CONNS, map::COUNTERS, map::COPY])
+            .chain([
+                map::EVENTS,
+                map::ARGS,
+                map::CONNS,
+                map::COUNTERS,
+                map::COPY,
+                map::COPY_PLAINTEXT,
+            ])
             .chain(program::ALL.iter().copied());
         for name in names {
             assert!(symbols.contains(&name), "{name} is not in the eBPF object");
