@@ -86,13 +86,6 @@ pub enum Action {
 }
 
 impl Walk {
-    /// A segment that starts with a frame, of which the first `first` bytes are copied
-    /// already.
-    #[inline(always)]
-    pub const fn after_first(first: u64) -> Walk {
-        Walk::resume(first, 0, 0, 0)
-    }
-
     /// A segment of `len` bytes whose first frame header is `frame` bytes in (perhaps
     /// beyond its end), as the walk of the segment before found; the first `keep` bytes
     /// end a frame that is copied whole, and the first `first` are copied already.

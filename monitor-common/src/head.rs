@@ -20,6 +20,9 @@ pub const HEAD_MAX: u64 = 64 * 1024;
 /// Records a segment is copied in when its head is as long as it may be.
 pub const HEAD_RECORDS: usize = (HEAD_MAX as usize).div_ceil(MAX_DATA);
 
+/// What an HTTP/2 client sends before its first frame.
+pub const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// HTTP/2 frame types that carry a header block, and the flag that ends one.
 const H2_HEADERS: u8 = 1;
 const H2_CONTINUATION: u8 = 9;
@@ -30,9 +33,11 @@ const H2_END_HEADERS: u8 = 0x4;
 pub enum Start {
     /// Not the start of a head: body bytes, or more of a head begun earlier.
     Other,
-    /// An HTTP/1 request or status line (or the HTTP/2 preface): the head runs to a blank
-    /// line, at most `HEAD_MAX`.
+    /// An HTTP/1 request or status line: the head runs to a blank line, at most
+    /// `HEAD_MAX`.
     Http1,
+    /// The HTTP/2 client preface: frames follow it.
+    Preface,
     /// A header block frame without END_HEADERS: the block goes on in CONTINUATION frames.
     Http2Open,
     /// A HEADERS or CONTINUATION frame that ends its block, this many bytes long with
@@ -41,11 +46,16 @@ pub enum Start {
 }
 
 impl Start {
-    /// Whether the segment starts at an HTTP/2 frame boundary, with a header block among
-    /// its first frames: it is walked frame by frame (`crate::frames`).
+    /// Where the segment's HTTP/2 frames start, when it starts with the preface or at a
+    /// frame boundary with a header block among its first frames: it is walked frame by
+    /// frame (`crate::frames`).
     #[inline(always)]
-    pub const fn opens_frames(self) -> bool {
-        matches!(self, Start::Http2Open | Start::Http2Frame(_))
+    pub const fn frames_at(self) -> Option<u64> {
+        match self {
+            Start::Http2Open | Start::Http2Frame(_) => Some(0),
+            Start::Preface => Some(PREFACE.len() as u64),
+            Start::Http1 | Start::Other => None,
+        }
     }
 
     /// Whether a blank line at the end of the segment ends the head (HTTP/1), or only the
@@ -70,6 +80,7 @@ const H2_FRAMES_SCANNED: usize = 8;
 pub fn start(data: &[u8], len: usize) -> Start {
     let len = if len < data.len() { len } else { data.len() };
     match data.first() {
+        Some(b'P') if len >= PREFACE.len() && is_preface(data) => return Start::Preface,
         Some(c) if len > 0 && c.is_ascii_uppercase() => return Start::Http1,
         _ => {}
     }
@@ -92,6 +103,19 @@ pub fn start(data: &[u8], len: usize) -> Start {
         at += 9 + frame;
     }
     Start::Other
+}
+
+/// Byte by byte: a slice comparison would be a call to `memcmp`, which eBPF lacks.
+#[inline(always)]
+fn is_preface(data: &[u8]) -> bool {
+    let mut i = 0;
+    while i < PREFACE.len() {
+        if data.get(i) != Some(&PREFACE[i]) {
+            return false;
+        }
+        i += 1;
+    }
+    true
 }
 
 /// Which bytes of a segment are copied.
@@ -137,7 +161,7 @@ pub fn plan(n: u64, budget: u64) -> Plan {
 #[inline(always)]
 pub fn budget(start: Start, head_left: u64) -> u64 {
     match start {
-        Start::Http1 | Start::Http2Open => HEAD_MAX,
+        Start::Http1 | Start::Preface | Start::Http2Open => HEAD_MAX,
         // A frame may be longer than HEAD_MAX; the head budget is never.
         Start::Http2Frame(len) => {
             let len = u64::from(len);
@@ -178,6 +202,11 @@ mod tests {
         assert_eq!(st(b"GET / HTTP/1.1\r\n"), Start::Http1);
         assert_eq!(st(b"HTTP/1.1 200 OK\r\n"), Start::Http1);
         assert_eq!(st(b"PRI * HTTP/2.0\r\n"), Start::Http1);
+        assert_eq!(
+            st(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04"),
+            Start::Preface
+        );
+        assert_eq!(Start::Preface.frames_at(), Some(24));
         // HEADERS, END_HEADERS, stream 1, 300 octets; without END_HEADERS; CONTINUATION.
         assert_eq!(st(&[0, 1, 44, 1, 4, 0, 0, 0, 1]), Start::Http2Frame(309));
         assert_eq!(st(&[0, 1, 44, 1, 1, 0, 0, 0, 1]), Start::Http2Open);

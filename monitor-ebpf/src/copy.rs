@@ -301,8 +301,8 @@ fn first_record(buf: *mut EventBuffer, job: *mut Job, carry: *mut Carry) -> bool
     let left = u64::from(head_left);
     let walk = if frame_at != 0 && frame_at >= offset {
         Walk::resume(first, frame_at - offset, left, len)
-    } else if start.opens_frames() {
-        Walk::after_first(first)
+    } else if let Some(frame) = start.frames_at() {
+        Walk::resume(first, frame, 0, len)
     } else {
         let budget = head::budget(start, left);
         let plan = head::plan(len, budget);

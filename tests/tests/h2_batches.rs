@@ -1,7 +1,8 @@
 //! End-to-end: many HTTP/2 streams in one write. A client that batches its requests (each
-//! a HEADERS frame and a body) into one `write`, and a server that answers them in
-//! batches, must give one server-side call per request, with its path and status: the
-//! kernel copies every header block of a write, not only the first.
+//! a HEADERS frame and a body) into one `write`, also right after the preface in the
+//! connection's first write, and a server that answers them in batches, must give one
+//! server-side call per request, with its path and status: the kernel copies every header
+//! block of a write, not only the first.
 
 use std::{
     collections::HashSet,
@@ -55,18 +56,19 @@ fn header_block(path: &str, authority: &str) -> Vec<u8> {
     b
 }
 
-fn path_of(i: u32) -> String {
-    // Distinct response sizes, so that the server's batches carry bodies too.
-    format!("/bytes/{}", 1500 + i)
+/// Request `i` of connection `conn`: distinct response sizes, so that the server's
+/// batches carry bodies too.
+fn path_of(conn: u32, i: u32) -> String {
+    format!("/bytes/{}", 1500 + 100 * conn + i)
 }
 
 /// The whole batch: one HEADERS and one DATA frame (ending the stream) per request.
-fn batch(port: u16) -> Vec<u8> {
+fn batch(port: u16, conn: u32) -> Vec<u8> {
     let authority = format!("127.0.0.1:{port}");
     let mut w = Vec::new();
     for i in 0..REQUESTS {
         let stream = 1 + 2 * i;
-        let block = header_block(&path_of(i), &authority);
+        let block = header_block(&path_of(conn, i), &authority);
         frame(&mut w, HEADERS, END_HEADERS, stream, &block);
         frame(&mut w, DATA, END_STREAM, stream, &vec![b'x'; BODY]);
     }
@@ -106,6 +108,30 @@ fn read_answers(s: &mut TcpStream) -> HashSet<u32> {
     ended
 }
 
+/// Sends the batch on a fresh connection, after the preface in a write of its own or in
+/// the same write, and returns once the server has answered every request.
+fn send_batch(port: u16, conn: u32, with_preface: bool) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    let mut hello = PREFACE.to_vec();
+    frame(&mut hello, SETTINGS, 0, 0, &[]);
+    let mut batch = batch(port, conn);
+    assert!(batch.len() > 6 * 4096, "{}", batch.len());
+    if with_preface {
+        hello.append(&mut batch);
+        batch = hello;
+    } else {
+        s.write_all(&hello).expect("preface");
+    }
+    // One syscall: a loopback socket takes this much at once.
+    let n = s.write(&batch).expect("batch");
+    assert_eq!(n, batch.len(), "the batch went in more than one write");
+    let ended = read_answers(&mut s);
+    assert_eq!(ended.len(), REQUESTS as usize, "server answered {ended:?}");
+}
+
 #[test]
 fn every_request_of_a_batched_write_is_one_call() {
     let port = free_port();
@@ -115,27 +141,13 @@ fn every_request_of_a_batched_write_is_one_call() {
         port,
     );
     let agent = Agent::start();
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-    s.set_nodelay(true).expect("nodelay");
-    s.set_read_timeout(Some(Duration::from_secs(2)))
-        .expect("timeout");
-    let mut hello = PREFACE.to_vec();
-    frame(&mut hello, SETTINGS, 0, 0, &[]);
-    s.write_all(&hello).expect("preface");
-    let batch = batch(port);
-    assert!(batch.len() > 6 * 4096, "{}", batch.len());
-    // One syscall: a loopback socket takes this much at once.
-    let n = s.write(&batch).expect("batch");
-    assert_eq!(n, batch.len(), "the batch went in more than one write");
-    let ended = read_answers(&mut s);
-    assert_eq!(ended.len(), REQUESTS as usize, "server answered {ended:?}");
-
-    let records = agent.wait_records(REQUESTS as usize, RECORD_WAIT, |r| {
+    send_batch(port, 0, false);
+    send_batch(port, 1, true);
+    let records = agent.wait_records(2 * REQUESTS as usize, RECORD_WAIT, |r| {
         served_on(r, port) && r.role == Role::Server && r.path.starts_with("/bytes/")
     });
     let mut missing = Vec::new();
-    for i in 0..REQUESTS {
-        let path = path_of(i);
+    for path in (0..2).flat_map(|c| (0..REQUESTS).map(move |i| path_of(c, i))) {
         let got: Vec<_> = records.iter().filter(|r| r.path == path).collect();
         match got.as_slice() {
             [r] => {

@@ -1,10 +1,13 @@
 //! The kernel's copy decisions on arbitrary bytes and sizes: sniffing and head detection
 //! never panic, and a copy plan never sends a byte twice, never more than its bounds, and
-//! accounts for every byte of the segment.
+//! accounts for every byte of the segment; so does a walk over HTTP/2 frames, from the
+//! start or resumed anywhere, which also copies every frame header and header block
+//! within its budget, in no more steps than the kernel allows.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use monitor_common::{
+    frames::audit::audit_resumed,
     head,
     sniff::{sniff, SNIFF_LEN},
     MAX_DATA, TAIL_DATA,
@@ -32,4 +35,12 @@ fuzz_target!(|input: &[u8]| {
     assert!(seg - p.tail <= TAIL_DATA as u64);
     let next = head::head_left(start, budget, seg, ended & 1 == 1);
     assert!(next <= head::HEAD_MAX, "{next}");
+    // The same bytes as a segment of HTTP/2 frames, the walk starting at a frame boundary
+    // `s0` bytes in, the first `l0 * 16` bytes copied already, `l1 * 64` ending a frame.
+    let frame = u64::from(s0) * u64::from(s1 & 3);
+    let first = (u64::from(l0) * 16).min(MAX_DATA as u64);
+    let keep = u64::from(l1) * 64;
+    if let Err(e) = audit_resumed(data, first, frame, keep) {
+        panic!("walk from {frame}, first {first}, keep {keep}: {e}");
+    }
 });
