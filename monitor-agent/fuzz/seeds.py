@@ -237,6 +237,14 @@ def sessions():
         (0, b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings + req), (1, settings + resp)))
     head = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
     put("kernel_copy_plan", "head", struct.pack("<Q", 5000)[:6] + struct.pack("<I", 65536) + bytes([0, 0, 1]) + head)
+    # A write of many streams, each a header block and a body; the same after the preface.
+    batch = b"".join(frame(1, 4, 1 + 2 * i, b"h" * 40) + frame(0, 1, 1 + 2 * i, b"d" * 700)
+                     for i in range(12))
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + settings
+    for name, data, walk_from in (("h2-batch", batch, 0), ("h2-preface-batch", preface + batch, 24)):
+        # Segment length, head budget (l0 = 16: 256 bytes copied already), walk start, end.
+        sizes = struct.pack("<Q", len(data))[:6] + bytes([0x10, 0, 0, 0]) + struct.pack("<H", walk_from) + b"\0"
+        put("kernel_copy_plan", name, sizes + data)
     put("redaction", "targets", "/reset/Zx81kQp0aLr7uTq2Wb9cYv4N/confirm?user%5Bpassword%5D=hunter2&SECRETWORD&page=2")
 
 

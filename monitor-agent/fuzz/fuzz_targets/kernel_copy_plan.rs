@@ -23,7 +23,7 @@ fuzz_target!(|input: &[u8]| {
     let _ = sniff(&b, n);
     let record = &data[..data.len().min(MAX_DATA)];
     let start = head::start(record, record.len());
-    let [s0, s1, s2, s3, s4, s5, l0, l1, l2, l3, .., ended] = *sizes;
+    let [s0, s1, s2, s3, s4, s5, l0, l1, l2, l3, f0, f1, ended] = *sizes;
     let seg = u64::from_le_bytes([s0, s1, s2, s3, s4, s5, 0, 0]);
     let left = u64::from(u32::from_le_bytes([l0, l1, l2, l3])).min(head::HEAD_MAX);
     let budget = head::budget(start, left);
@@ -36,8 +36,8 @@ fuzz_target!(|input: &[u8]| {
     let next = head::head_left(start, budget, seg, ended & 1 == 1);
     assert!(next <= head::HEAD_MAX, "{next}");
     // The same bytes as a segment of HTTP/2 frames, the walk starting at a frame boundary
-    // `s0` bytes in, the first `l0 * 16` bytes copied already, `l1 * 64` ending a frame.
-    let frame = u64::from(s0) * u64::from(s1 & 3);
+    // `f0 f1` bytes in, the first `l0 * 16` bytes copied already, `l1 * 64` ending a frame.
+    let frame = u64::from(u16::from_le_bytes([f0, f1]));
     let first = (u64::from(l0) * 16).min(MAX_DATA as u64);
     let keep = u64::from(l1) * 64;
     if let Err(e) = audit_resumed(data, first, frame, keep) {

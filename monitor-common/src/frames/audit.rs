@@ -35,6 +35,9 @@ pub fn audit_resumed(data: &[u8], first: u64, frame: u64, keep: u64) -> Result<A
     let len = data.len() as u64;
     let first = first.min(len);
     let mut walk = Walk::resume(first, frame, keep, len);
+    let mut record = [0u8; MAX_DATA];
+    record[..first as usize].copy_from_slice(&data[..first as usize]);
+    walk.pass_copied(&record);
     let mut out = Audit::default();
     let mut copies = Vec::new();
     let bound = HEAD_RECORDS + WALK_STEPS;

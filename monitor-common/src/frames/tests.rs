@@ -142,6 +142,9 @@ fn a_walk_resumes_where_the_segment_before_left_its_frames() {
         let first = first(piece).min(1000);
         let a = super::audit::audit_resumed(piece, first, next - at, keep).unwrap();
         let mut walk = super::Walk::resume(first, next - at, keep, piece.len() as u64);
+        let mut record = [0u8; MAX_DATA];
+        record[..first as usize].copy_from_slice(&piece[..first as usize]);
+        walk.pass_copied(&record);
         let len = piece.len() as u64;
         let mut skipped = 0;
         let mut io = super::audit::Replay(piece);
