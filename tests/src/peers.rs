@@ -65,6 +65,15 @@ pub fn ready_server(cmd: &mut Command, what: &str, port: u16) -> Proc {
     p
 }
 
+/// `h2peer server` (the binary at `h2peer`, `CARGO_BIN_EXE_h2peer` in a test) on `port`.
+pub fn h2_server(h2peer: &str, port: u16) -> Proc {
+    ready_server(
+        Command::new(h2peer).args(["server", "--port", &port.to_string()]),
+        "h2peer server",
+        port,
+    )
+}
+
 /// `peers/any_method_server.py` on `port`: answers 200 to any method, with up to 300
 /// headers and 64 KiB lines, so that hostile request shapes all reach a server.
 pub fn any_method_server(port: u16) -> Proc {

@@ -16,7 +16,7 @@ use monitor_agent::record::Role;
 use monitor_tests::{
     agent::{served_on, RECORD_WAIT},
     free_port,
-    peers::{any_method_server, ready_server, run_ok},
+    peers::{any_method_server, h2_server, run_ok},
     Agent,
 };
 
@@ -208,11 +208,7 @@ fn unanswered_streams(agent: &Agent, port: u16) {
 /// codes and `_OTHER`.
 fn random_grpc_status(agent: &Agent, port: u16) {
     let h2_port = free_port();
-    let _server = ready_server(
-        Command::new(H2PEER).args(["server", "--port", &h2_port.to_string()]),
-        "h2peer server",
-        h2_port,
-    );
+    let _server = h2_server(H2PEER, h2_port);
     let paths: Vec<String> = (0..200)
         .map(|i| format!("/grpc-status/{}", 17 + i * 7919))
         .chain(["/grpc-status/5".to_string()])

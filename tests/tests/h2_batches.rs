@@ -8,7 +8,6 @@ use std::{
     collections::HashSet,
     io::{Read, Write},
     net::TcpStream,
-    process::Command,
     time::{Duration, Instant},
 };
 
@@ -16,7 +15,7 @@ use monitor_agent::record::Role;
 use monitor_tests::{
     agent::{served_on, RECORD_WAIT},
     free_port,
-    peers::ready_server,
+    peers::h2_server,
     Agent,
 };
 
@@ -135,11 +134,7 @@ fn send_batch(port: u16, conn: u32, with_preface: bool) {
 #[test]
 fn every_request_of_a_batched_write_is_one_call() {
     let port = free_port();
-    let _server = ready_server(
-        Command::new(H2PEER).args(["server", "--port", &port.to_string()]),
-        "h2peer server",
-        port,
-    );
+    let _server = h2_server(H2PEER, port);
     let agent = Agent::start();
     send_batch(port, 0, false);
     send_batch(port, 1, true);

@@ -14,7 +14,7 @@ use monitor_agent::record::{CallRecord, Role};
 use monitor_tests::{
     agent::{served_on, RECORD_WAIT},
     free_port,
-    peers::{any_method_server, ready_server, run_ok},
+    peers::{any_method_server, h2_server, run_ok},
     Agent,
 };
 
@@ -176,11 +176,7 @@ fn long_heads() -> Vec<Shape> {
 #[test]
 fn long_http2_header_blocks_are_one_call() {
     let port = free_port();
-    let _server = ready_server(
-        Command::new(H2PEER).args(["server", "--port", &port.to_string()]),
-        "h2peer server",
-        port,
-    );
+    let _server = h2_server(H2PEER, port);
     let agent = Agent::start();
     let long_path = format!("/h2-long/{}", "q".repeat(16 * 1024 - 9));
     let cases = [

@@ -17,7 +17,7 @@ use monitor_agent::{
 use monitor_tests::{
     agent::{by_role, served_on, RECORD_WAIT},
     free_port,
-    peers::{curl, grpc_server, ready_server, run_ok, GrpcCalls, Nginx, NginxOptions, Proc},
+    peers::{self, curl, grpc_server, ready_server, run_ok, GrpcCalls, Nginx, NginxOptions, Proc},
     workspace_root, Agent,
 };
 use serde_json::Value;
@@ -28,11 +28,7 @@ const GRPCPEER: &str = env!("CARGO_BIN_EXE_grpcpeer");
 const WAIT: Duration = RECORD_WAIT.saturating_mul(2);
 
 fn h2_server(port: u16) -> Proc {
-    ready_server(
-        Command::new(env!("CARGO_BIN_EXE_h2peer")).args(["server", "--port", &port.to_string()]),
-        "h2peer server",
-        port,
-    )
+    peers::h2_server(env!("CARGO_BIN_EXE_h2peer"), port)
 }
 
 /// Runs `h2peer client` to completion and returns its JSON summary.
