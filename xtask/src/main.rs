@@ -1,7 +1,8 @@
-//! Developer and CI tasks: `cargo xtask setup | run | test | bench`.
+//! Developer and CI tasks: `cargo xtask setup | run | test | bench | fuzz | kube`.
 
 mod bench;
 mod fuzz;
+mod kube;
 /// The nginx peer, shared with the end-to-end tests.
 #[path = "../../tests/src/nginx.rs"]
 #[allow(
@@ -49,6 +50,9 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Run every fuzz target (or those named) for a bounded time on its committed corpus.
     Fuzz(fuzz::FuzzArgs),
+    /// A real Kubernetes for the end-to-end tests.
+    #[command(subcommand)]
+    Kube(kube::KubeCmd),
 }
 
 fn main() {
@@ -65,6 +69,7 @@ fn main() {
         Cmd::Test { args } => test(args),
         Cmd::Bench(args) => bench::run(args),
         Cmd::Fuzz(args) => fuzz::run(&args),
+        Cmd::Kube(cmd) => kube::run(&cmd),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");

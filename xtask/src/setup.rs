@@ -212,6 +212,78 @@ fn python_tools() -> Result<()> {
     .context("pip could not install the Python test peers (openapi-spec-validator, h2)")
 }
 
+/// Makes apt wait for another apt or dpkg to finish instead of failing on its lock.
+pub(crate) const APT_LOCK_WAIT: [&str; 2] = ["-o", "DPkg::Lock::Timeout=600"];
+
+/// Installs those of `packages` that are not installed.
+pub(crate) fn apt_packages(packages: &[&str]) -> Result<()> {
+    let installed = |p: &&str| {
+        output(Command::new("dpkg-query").args(["-W", "-f=${Status}", p]))
+            .is_ok_and(|s| s.contains("install ok installed"))
+    };
+    let missing: Vec<&str> = packages.iter().filter(|p| !installed(p)).copied().collect();
+    apt_install(&missing)
+}
+
+/// Adds a `deb-src` entry for bookworm's `main`, on the mirror the machine's own `deb`
+/// entries use, and updates the package lists.
+pub(crate) fn deb_src_bookworm() -> Result<()> {
+    const FILE: &str = "/etc/apt/sources.list.d/monitor-agent-src.sources";
+    if !Path::new(FILE).exists() {
+        let mirror = debian_mirror().context(
+            "no Debian mirror found in /etc/apt/sources.list or /etc/apt/sources.list.d",
+        )?;
+        std::fs::write(
+            FILE,
+            format!(
+                "Types: deb-src\nURIs: {mirror}\nSuites: bookworm\nComponents: main\n\
+                 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+            ),
+        )
+        .with_context(|| format!("writing {FILE}"))?;
+    }
+    util::run(Command::new("apt-get").args(APT_LOCK_WAIT).arg("update"))
+}
+
+/// The first mirror of a `deb` entry for bookworm, in either format of apt's sources.
+fn debian_mirror() -> Option<String> {
+    let mut texts = vec![std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default()];
+    if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
+        texts.extend(
+            dir.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok()),
+        );
+    }
+    for text in &texts {
+        // One-line format: `deb [options] URI bookworm main ...`.
+        for line in text.lines() {
+            let words: Vec<&str> = line
+                .split_whitespace()
+                .filter(|w| !w.starts_with('['))
+                .collect();
+            if words.first() == Some(&"deb") && words.get(2) == Some(&"bookworm") {
+                return words.get(1).map(|u| (*u).to_string());
+            }
+        }
+        // deb822 format: stanzas of `Key: value` lines.
+        for stanza in text.split("\n\n") {
+            let field = |key: &str| {
+                stanza
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key).map(str::trim))
+                    .unwrap_or_default()
+            };
+            let suites: Vec<&str> = field("Suites:").split_whitespace().collect();
+            if field("Types:").split_whitespace().any(|t| t == "deb")
+                && suites.contains(&"bookworm")
+            {
+                return field("URIs:").split_whitespace().next().map(str::to_string);
+            }
+        }
+    }
+    None
+}
+
 fn apt_install(missing: &[&str]) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
@@ -223,9 +295,10 @@ fn apt_install(missing: &[&str]) -> Result<()> {
             missing.join(" ")
         );
     }
-    eprintln!("xtask: installing test peers: {}", missing.join(" "));
+    eprintln!("xtask: installing {}", missing.join(" "));
     let install = || {
         Command::new("apt-get")
+            .args(APT_LOCK_WAIT)
             .args(["install", "-y", "--no-install-recommends"])
             .args(missing)
             .env("DEBIAN_FRONTEND", "noninteractive")
@@ -233,7 +306,7 @@ fn apt_install(missing: &[&str]) -> Result<()> {
             .is_ok_and(|s| s.success())
     };
     if !install() {
-        util::run(Command::new("apt-get").arg("update"))?;
+        util::run(Command::new("apt-get").args(APT_LOCK_WAIT).arg("update"))?;
         if !install() {
             bail!("apt-get could not install {}", missing.join(" "));
         }

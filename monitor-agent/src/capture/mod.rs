@@ -366,7 +366,7 @@ mod tests {
             .chain(OTHER_TRACEPOINTS.iter().map(|(p, _, _)| *p))
             .chain(tls::PROGRAMS.iter().copied())
             .chain(tls::GO_PROGRAMS.iter().copied())
-            .chain([program::COPY_CALL])
+            .chain([program::COPY_CALL, program::COPY_PLAINTEXT])
             .collect();
         for p in program::ALL {
             assert!(used.contains(p), "{p} is defined but never loaded");
