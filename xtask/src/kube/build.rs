@@ -18,8 +18,28 @@ use crate::{setup, util};
 /// The source package built: Kubernetes v1.20.2 as Debian bookworm ships it.
 pub(crate) const SOURCE_VERSION: &str = "1.20.5+really1.20.2-1.1+deb12u1";
 
-/// Where built binaries are kept, one directory per source version.
+/// Where the source, the Go cache and the built binaries are kept, one directory per
+/// source version.
 const CACHE: &str = "/var/cache/monitor-agent/kubernetes";
+
+/// Bumped whenever the way the binaries are built changes, so that a cache made the old
+/// way is not taken for the new one.
+const RECIPE: u32 = 2;
+
+/// The version the binaries report (to each other, and to the agent through the API),
+/// stamped in as upstream's release build does.
+const VERSION_FLAGS: &[(&str, &str)] = &[
+    ("gitVersion", "v1.20.2"),
+    ("gitMajor", "1"),
+    ("gitMinor", "20"),
+    ("gitTreeState", "clean"),
+];
+
+/// The packages holding those variables, as GOPATH mode sees the vendored ones.
+const VERSION_PACKAGES: &[&str] = &[
+    "k8s.io/kubernetes/vendor/k8s.io/component-base/version",
+    "k8s.io/kubernetes/vendor/k8s.io/client-go/pkg/version",
+];
 
 /// Components built from the tree; `pause` (the pod sandbox) is compiled from C beside them.
 pub(crate) const COMPONENTS: &[&str] = &[
@@ -28,6 +48,9 @@ pub(crate) const COMPONENTS: &[&str] = &[
     "kube-scheduler",
     "kubelet",
     "kube-proxy",
+    // Built rather than installed: Debian's kubernetes-client conflicts with the `kubectl`
+    // package some images carry, and this one matches the server's version.
+    "kubectl",
 ];
 
 /// What building needs, and what running a node needs beside the built components.
@@ -39,7 +62,6 @@ const PACKAGES: &[&str] = &[
     "libc6-dev",
     "golang-github-modern-go-reflect2-dev",
     "etcd-server",
-    "kubernetes-client",
     "docker.io",
     "containernetworking-plugins",
     "debootstrap",
@@ -54,7 +76,7 @@ const REFLECT2_DEBIAN: &str = "/usr/share/gocode/src/github.com/modern-go/reflec
 /// The directory holding every component and `pause`, building them first if need be.
 pub(crate) fn binaries() -> Result<PathBuf> {
     let dir = Path::new(CACHE).join(SOURCE_VERSION);
-    let bin = dir.join("bin");
+    let bin = dir.join(format!("bin-{RECIPE}"));
     setup::apt_packages(PACKAGES).context("installing what the Kubernetes tests need")?;
     if complete(&bin) {
         return Ok(bin);
@@ -64,7 +86,7 @@ pub(crate) fn binaries() -> Result<PathBuf> {
         bin.display()
     );
     let tree = fetch_source(&dir)?;
-    let partial = dir.join("bin.partial");
+    let partial = dir.join(format!("bin-{RECIPE}.partial"));
     build(&dir, &tree, &partial)?;
     if bin.exists() {
         fs::remove_dir_all(&bin).with_context(|| format!("removing {}", bin.display()))?;
@@ -132,7 +154,10 @@ fn build(dir: &Path, tree: &Path, out: &Path) -> Result<()> {
     fs::create_dir_all(out)?;
     let go = |cmd: &mut Command| -> Result<()> {
         util::run(
+            // Go takes the import path from $PWD when it names the working directory:
+            // through the link, the tree is k8s.io/kubernetes and its vendor/ is used.
             cmd.current_dir(&package)
+                .env("PWD", &package)
                 .env("GOPATH", &gopath)
                 .env("GO111MODULE", "off")
                 .env("GOCACHE", dir.join("gocache"))
@@ -145,10 +170,18 @@ fn build(dir: &Path, tree: &Path, out: &Path) -> Result<()> {
     {
         go(Command::new("make").arg("gen_openapi")).context("generating the OpenAPI code")?;
     }
+    let ldflags: Vec<String> = VERSION_PACKAGES
+        .iter()
+        .flat_map(|p| {
+            VERSION_FLAGS
+                .iter()
+                .map(move |(k, v)| format!("-X {p}.{k}={v}"))
+        })
+        .collect();
     for component in COMPONENTS {
         eprintln!("xtask: go build {component}");
         go(Command::new("go")
-            .args(["build", "-o"])
+            .args(["build", "-ldflags", &ldflags.join(" "), "-o"])
             .arg(out.join(component))
             .arg(format!("./cmd/{component}")))
         .with_context(|| format!("building {component}"))?;
