@@ -2,6 +2,8 @@
 //! records it working on these machines.
 
 mod build;
+mod cluster;
+mod pki;
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -10,6 +12,8 @@ use clap::Subcommand;
 pub(crate) enum KubeCmd {
     /// Build the Kubernetes binaries (or find them cached) and print their directory.
     Build,
+    /// Bring the control plane up on loopback, show that it answers, and take it down.
+    Check,
 }
 
 pub(crate) fn run(cmd: &KubeCmd) -> Result<()> {
@@ -19,5 +23,26 @@ pub(crate) fn run(cmd: &KubeCmd) -> Result<()> {
             println!("{}", bin.display());
             Ok(())
         }
+        KubeCmd::Check => check(),
     }
+}
+
+fn check() -> Result<()> {
+    let bin = build::binaries()?;
+    let started = std::time::Instant::now();
+    let mut cluster = cluster::Cluster::control_plane(&bin)?;
+    eprintln!("xtask: control plane ready in {:?}", started.elapsed());
+    crate::util::run(cluster.kubectl().args(["get", "namespaces"]))?;
+    crate::util::run(cluster.kubectl().args([
+        "auth",
+        "can-i",
+        "list",
+        "pods",
+        "--all-namespaces",
+    ]))?;
+    // The controllers need a moment to publish their first objects.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    cluster.check_alive()?;
+    crate::util::run(cluster.kubectl().args(["get", "serviceaccounts", "-A"]))?;
+    Ok(())
 }

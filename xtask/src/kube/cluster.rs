@@ -1,0 +1,236 @@
+//! A Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager
+//! and kube-scheduler, each a child process stopped by its PID when the cluster is dropped
+//! (also when a test fails), with its state and logs in one directory that goes with it.
+
+use std::{
+    fs,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+
+use super::pki;
+
+/// How long a component may take to answer once started.
+const START_TIMEOUT: Duration = Duration::from_mins(1);
+
+/// Addresses of ClusterIP Services; never routed off the machine.
+pub(crate) const SERVICE_RANGE: &str = "10.96.0.0/12";
+
+pub(crate) struct Cluster {
+    pub(crate) dir: PathBuf,
+    bin: PathBuf,
+    procs: Vec<(&'static str, Child)>,
+}
+
+impl Cluster {
+    /// Starts the control plane from the binaries in `bin`; ready when this returns.
+    pub(crate) fn control_plane(bin: &Path) -> Result<Cluster> {
+        let dir = PathBuf::from(format!("/tmp/monitor-kube-{}", std::process::id()));
+        if dir.exists() {
+            fs::remove_dir_all(&dir)?;
+        }
+        fs::create_dir_all(dir.join("logs"))?;
+        let mut cluster = Cluster {
+            dir,
+            bin: bin.to_path_buf(),
+            procs: Vec::new(),
+        };
+        let port = free_port()?;
+        pki::write(&cluster.pki(), port)?;
+        let etcd = cluster.start_etcd()?;
+        cluster.start_apiserver(port, etcd)?;
+        cluster.wait_ready()?;
+        cluster.start_controllers()?;
+        Ok(cluster)
+    }
+
+    fn pki(&self) -> PathBuf {
+        self.dir.join("pki")
+    }
+
+    /// A file of the PKI directory, as a flag value.
+    fn file(&self, name: &str) -> String {
+        self.pki().join(name).display().to_string()
+    }
+
+    /// The administrator's kubeconfig (group `system:masters`).
+    pub(crate) fn admin_kubeconfig(&self) -> PathBuf {
+        self.pki().join("admin.kubeconfig")
+    }
+
+    /// `kubectl` as the administrator.
+    pub(crate) fn kubectl(&self) -> Command {
+        let mut cmd = Command::new(self.bin.join("kubectl"));
+        cmd.arg("--kubeconfig").arg(self.admin_kubeconfig());
+        cmd
+    }
+
+    fn spawn(&mut self, name: &'static str, cmd: &mut Command) -> Result<()> {
+        let log = fs::File::create(self.dir.join("logs").join(format!("{name}.log")))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {name}"))?;
+        self.procs.push((name, child));
+        Ok(())
+    }
+
+    fn start_etcd(&mut self) -> Result<u16> {
+        let (client, peer) = (free_port()?, free_port()?);
+        let data = self.dir.join("etcd");
+        self.spawn(
+            "etcd",
+            Command::new("etcd")
+                .arg("--data-dir")
+                .arg(&data)
+                .arg(format!("--listen-client-urls=http://127.0.0.1:{client}"))
+                .arg(format!("--advertise-client-urls=http://127.0.0.1:{client}"))
+                .arg(format!("--listen-peer-urls=http://127.0.0.1:{peer}"))
+                .arg(format!(
+                    "--initial-advertise-peer-urls=http://127.0.0.1:{peer}"
+                ))
+                .arg(format!("--initial-cluster=default=http://127.0.0.1:{peer}")),
+        )?;
+        self.wait_port("etcd", client)?;
+        Ok(client)
+    }
+
+    fn start_apiserver(&mut self, port: u16, etcd: u16) -> Result<()> {
+        let f = |n: &str| self.file(n);
+        let args = [
+            format!("--etcd-servers=http://127.0.0.1:{etcd}"),
+            "--bind-address=127.0.0.1".into(),
+            "--advertise-address=127.0.0.1".into(),
+            format!("--secure-port={port}"),
+            "--insecure-port=0".into(),
+            format!("--client-ca-file={}", f("ca.crt")),
+            format!("--tls-cert-file={}", f("apiserver.crt")),
+            format!("--tls-private-key-file={}", f("apiserver.key")),
+            format!(
+                "--kubelet-client-certificate={}",
+                f("apiserver-kubelet.crt")
+            ),
+            format!("--kubelet-client-key={}", f("apiserver-kubelet.key")),
+            "--authorization-mode=Node,RBAC".into(),
+            format!("--service-account-key-file={}", f("sa.pub")),
+            format!("--service-account-signing-key-file={}", f("sa.key")),
+            "--service-account-issuer=https://kubernetes.default.svc".into(),
+            format!("--service-cluster-ip-range={SERVICE_RANGE}"),
+            "--enable-admission-plugins=NodeRestriction".into(),
+            // A loopback advertise address is refused for the `kubernetes` Endpoints.
+            "--endpoint-reconciler-type=none".into(),
+            "--allow-privileged=true".into(),
+        ];
+        let bin = self.bin.join("kube-apiserver");
+        self.spawn("kube-apiserver", Command::new(bin).args(args))
+    }
+
+    fn start_controllers(&mut self) -> Result<()> {
+        let f = |n: &str| self.file(n);
+        let manager = [
+            format!("--kubeconfig={}", f("controller-manager.kubeconfig")),
+            "--leader-elect=false".into(),
+            "--port=0".into(),
+            "--secure-port=0".into(),
+            "--use-service-account-credentials=true".into(),
+            format!("--service-account-private-key-file={}", f("sa.key")),
+            format!("--root-ca-file={}", f("ca.crt")),
+            format!("--cluster-signing-cert-file={}", f("ca.crt")),
+            format!("--cluster-signing-key-file={}", f("ca.key")),
+            format!("--service-cluster-ip-range={SERVICE_RANGE}"),
+        ];
+        let scheduler = [
+            format!("--kubeconfig={}", f("scheduler.kubeconfig")),
+            "--leader-elect=false".into(),
+            "--port=0".into(),
+            "--secure-port=0".into(),
+        ];
+        let (cm, sch) = (
+            self.bin.join("kube-controller-manager"),
+            self.bin.join("kube-scheduler"),
+        );
+        self.spawn("kube-controller-manager", Command::new(cm).args(manager))?;
+        self.spawn("kube-scheduler", Command::new(sch).args(scheduler))
+    }
+
+    /// Waits for the API server's `/readyz`, failing early if a component exited.
+    fn wait_ready(&mut self) -> Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            self.check_alive()?;
+            let ok = self
+                .kubectl()
+                .args(["get", "--raw", "/readyz"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "kube-apiserver was not ready within {START_TIMEOUT:?}; see {}",
+                    self.dir.join("logs/kube-apiserver.log").display()
+                );
+            }
+            sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn wait_port(&mut self, name: &str, port: u16) -> Result<()> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            self.check_alive()?;
+            if Instant::now() > deadline {
+                bail!("{name} did not listen on 127.0.0.1:{port} within {START_TIMEOUT:?}");
+            }
+            sleep(Duration::from_millis(100));
+        }
+        Ok(())
+    }
+
+    /// Fails, naming it and its log, if a component has exited.
+    pub(crate) fn check_alive(&mut self) -> Result<()> {
+        for (name, child) in &mut self.procs {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "{name} exited ({status}); see {}",
+                    self.dir.join(format!("logs/{name}.log")).display()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Cluster {
+    /// Stops every component, newest first, by PID: SIGTERM, then SIGKILL after 10 s.
+    fn drop(&mut self) {
+        while let Some((name, mut child)) = self.procs.pop() {
+            let pid = child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                sleep(Duration::from_millis(50));
+            }
+            if child.try_wait().ok().flatten().is_none() {
+                eprintln!("xtask: {name} (pid {pid}) ignored SIGTERM; killing it");
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
+}
