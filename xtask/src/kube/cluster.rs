@@ -23,8 +23,10 @@ pub(crate) const SERVICE_RANGE: &str = "10.96.0.0/12";
 
 pub(crate) struct Cluster {
     pub(crate) dir: PathBuf,
-    bin: PathBuf,
+    pub(super) bin: PathBuf,
     procs: Vec<(&'static str, Child)>,
+    /// Whether a Docker daemon was started, whose containers go before it does.
+    pub(super) docker_started: bool,
 }
 
 impl Cluster {
@@ -39,6 +41,7 @@ impl Cluster {
             dir,
             bin: bin.to_path_buf(),
             procs: Vec::new(),
+            docker_started: false,
         };
         let port = free_port()?;
         pki::write(&cluster.pki(), port)?;
@@ -54,7 +57,7 @@ impl Cluster {
     }
 
     /// A file of the PKI directory, as a flag value.
-    fn file(&self, name: &str) -> String {
+    pub(super) fn file(&self, name: &str) -> String {
         self.pki().join(name).display().to_string()
     }
 
@@ -70,7 +73,7 @@ impl Cluster {
         cmd
     }
 
-    fn spawn(&mut self, name: &'static str, cmd: &mut Command) -> Result<()> {
+    pub(super) fn spawn(&mut self, name: &'static str, cmd: &mut Command) -> Result<()> {
         let log = fs::File::create(self.dir.join("logs").join(format!("{name}.log")))?;
         let child = cmd
             .stdin(Stdio::null())
@@ -212,9 +215,13 @@ impl Cluster {
 }
 
 impl Drop for Cluster {
-    /// Stops every component, newest first, by PID: SIGTERM, then SIGKILL after 10 s.
+    /// Stops every component, newest first, by PID: SIGTERM, then SIGKILL after 10 s; the
+    /// containers go before their daemon, the mounts below the directory before it.
     fn drop(&mut self) {
         while let Some((name, mut child)) = self.procs.pop() {
+            if name == "dockerd" && self.docker_started {
+                self.remove_containers();
+            }
             let pid = child.id().to_string();
             let _ = Command::new("kill").args(["-TERM", &pid]).status();
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -227,10 +234,13 @@ impl Drop for Cluster {
                 let _ = child.wait();
             }
         }
+        for mount in super::node::mounts_under(&self.dir) {
+            let _ = Command::new("umount").arg("-l").arg(&mount).status();
+        }
         let _ = fs::remove_dir_all(&self.dir);
     }
 }
 
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     Ok(TcpListener::bind(("127.0.0.1", 0))?.local_addr()?.port())
 }

@@ -3,6 +3,7 @@
 
 mod build;
 mod cluster;
+mod node;
 mod pki;
 
 use anyhow::Result;
@@ -12,7 +13,7 @@ use clap::Subcommand;
 pub(crate) enum KubeCmd {
     /// Build the Kubernetes binaries (or find them cached) and print their directory.
     Build,
-    /// Bring the control plane up on loopback, show that it answers, and take it down.
+    /// Bring a one-node cluster up on loopback, show that it answers, and take it down.
     Check,
 }
 
@@ -32,6 +33,8 @@ fn check() -> Result<()> {
     let started = std::time::Instant::now();
     let mut cluster = cluster::Cluster::control_plane(&bin)?;
     eprintln!("xtask: control plane ready in {:?}", started.elapsed());
+    cluster.start_node()?;
+    eprintln!("xtask: node Ready in {:?}", started.elapsed());
     crate::util::run(cluster.kubectl().args(["get", "namespaces"]))?;
     crate::util::run(cluster.kubectl().args([
         "auth",
@@ -43,6 +46,21 @@ fn check() -> Result<()> {
     // The controllers need a moment to publish their first objects.
     std::thread::sleep(std::time::Duration::from_secs(3));
     cluster.check_alive()?;
-    crate::util::run(cluster.kubectl().args(["get", "serviceaccounts", "-A"]))?;
+    crate::util::run(cluster.kubectl().args(["get", "nodes", "-o", "wide"]))?;
+    // A pod on the host network, from an imported image: the runtime wrapper works.
+    crate::util::run(cluster.kubectl().args([
+        "run",
+        "probe",
+        &format!("--image={}", node::PAUSE_IMAGE),
+        "--image-pull-policy=Never",
+        r#"--overrides={"spec":{"hostNetwork":true}}"#,
+    ]))?;
+    crate::util::run(cluster.kubectl().args([
+        "wait",
+        "--for=condition=Ready",
+        "pod/probe",
+        "--timeout=60s",
+    ]))?;
+    eprintln!("xtask: a pod ran in {:?}", started.elapsed());
     Ok(())
 }

@@ -49,7 +49,7 @@ pub(crate) fn clients() -> Vec<Client> {
 /// server at `https://127.0.0.1:port`.
 pub(crate) fn write(dir: &Path, port: u16) -> Result<()> {
     fs::create_dir_all(dir)?;
-    let openssl = |args: &[&str]| util::run(Command::new("openssl").args(args).current_dir(dir));
+    let openssl = |args: &[&str]| openssl(dir, args);
     openssl(&[
         "req",
         "-x509",
@@ -88,6 +88,11 @@ pub(crate) fn write(dir: &Path, port: u16) -> Result<()> {
     openssl(&["rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub"])
 }
 
+/// Runs `openssl` in `dir`, quietly unless it fails.
+fn openssl(dir: &Path, args: &[&str]) -> Result<()> {
+    util::output(Command::new("openssl").args(args).current_dir(dir)).map(drop)
+}
+
 /// A key and a certificate signed by the CA, good for serving and as a client.
 fn sign(dir: &Path, name: &str, subject: &str, sans: &str) -> Result<()> {
     let ext = dir.join(format!("{name}.ext"));
@@ -103,7 +108,7 @@ fn sign(dir: &Path, name: &str, subject: &str, sans: &str) -> Result<()> {
         format!("{name}.csr"),
         format!("{name}.crt"),
     );
-    let run = |args: &[&str]| util::run(Command::new("openssl").args(args).current_dir(dir));
+    let run = |args: &[&str]| openssl(dir, args);
     run(&[
         "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", subject,
     ])?;
