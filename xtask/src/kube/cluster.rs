@@ -165,39 +165,46 @@ impl Cluster {
 
     /// Waits for the API server's `/readyz`, failing early if a component exited.
     fn wait_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            self.check_alive()?;
-            let ok = self
-                .kubectl()
-                .args(["get", "--raw", "/readyz"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "kube-apiserver was not ready within {START_TIMEOUT:?}; see {}",
-                    self.dir.join("logs/kube-apiserver.log").display()
-                );
-            }
-            sleep(Duration::from_millis(250));
+        let ready = self.wait_for(START_TIMEOUT, |c| {
+            succeeds(c.kubectl().args(["get", "--raw", "/readyz"]))
+        })?;
+        if !ready {
+            bail!(
+                "kube-apiserver was not ready within {START_TIMEOUT:?}; see {}",
+                self.dir.join("logs/kube-apiserver.log").display()
+            );
         }
+        Ok(())
     }
 
     fn wait_port(&mut self, name: &str, port: u16) -> Result<()> {
-        let deadline = Instant::now() + START_TIMEOUT;
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            self.check_alive()?;
-            if Instant::now() > deadline {
-                bail!("{name} did not listen on 127.0.0.1:{port} within {START_TIMEOUT:?}");
-            }
-            sleep(Duration::from_millis(100));
+        let up = self.wait_for(START_TIMEOUT, |_| {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })?;
+        if !up {
+            bail!("{name} did not listen on 127.0.0.1:{port} within {START_TIMEOUT:?}");
         }
         Ok(())
+    }
+
+    /// Polls `ready` every 250 ms until it holds (true) or `timeout` passed (false),
+    /// failing at once if a component exits meanwhile.
+    pub(super) fn wait_for(
+        &mut self,
+        timeout: Duration,
+        mut ready: impl FnMut(&Cluster) -> bool,
+    ) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            self.check_alive()?;
+            if ready(self) {
+                return Ok(true);
+            }
+            if Instant::now() > deadline {
+                return Ok(false);
+            }
+            sleep(Duration::from_millis(250));
+        }
     }
 
     /// Fails, naming it and its log, if a component has exited.
@@ -239,6 +246,14 @@ impl Drop for Cluster {
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Whether a command runs and succeeds, its output discarded.
+pub(super) fn succeeds(cmd: &mut Command) -> bool {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 pub(super) fn free_port() -> Result<u16> {

@@ -6,13 +6,15 @@ use std::{
     os::unix::fs::PermissionsExt,
     path::PathBuf,
     process::{Command, Stdio},
-    thread::sleep,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{bail, Context, Result};
 
-use super::{cluster::Cluster, pki};
+use super::{
+    cluster::{succeeds, Cluster},
+    pki,
+};
 use crate::util;
 
 /// The pod sandbox image, imported from the `pause` binary built with the components.
@@ -77,24 +79,10 @@ impl Cluster {
             .arg("--default-runtime=wrapped");
         self.spawn("dockerd", &mut cmd)?;
         self.docker_started = true;
-        let deadline = Instant::now() + READY_TIMEOUT;
-        loop {
-            self.check_alive()?;
-            let up = self
-                .docker()
-                .arg("info")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if up {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!("dockerd did not answer within {READY_TIMEOUT:?}");
-            }
-            sleep(Duration::from_millis(250));
+        if !self.wait_for(READY_TIMEOUT, |c| succeeds(c.docker().arg("info")))? {
+            bail!("dockerd did not answer within {READY_TIMEOUT:?}");
         }
+        Ok(())
     }
 
     /// `docker import`s a root filesystem holding only `/pause`.
@@ -153,28 +141,25 @@ impl Cluster {
     }
 
     fn wait_node_ready(&mut self) -> Result<()> {
-        let deadline = Instant::now() + READY_TIMEOUT;
         let query = r#"jsonpath={.status.conditions[?(@.type=="Ready")].status}"#;
-        loop {
-            self.check_alive()?;
-            let status = self
+        let mut status = String::new();
+        let ready = self.wait_for(READY_TIMEOUT, |c| {
+            status = c
                 .kubectl()
                 .args(["get", "node", pki::NODE, "-o", query])
                 .stderr(Stdio::null())
                 .output()
                 .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
                 .unwrap_or_default();
-            if status == "True" {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "the node was not Ready within {READY_TIMEOUT:?} (Ready={status:?}); see {}",
-                    self.dir.join("logs/kubelet.log").display()
-                );
-            }
-            sleep(Duration::from_millis(500));
+            status == "True"
+        })?;
+        if !ready {
+            bail!(
+                "the node was not Ready within {READY_TIMEOUT:?} (Ready={status:?}); see {}",
+                self.dir.join("logs/kubelet.log").display()
+            );
         }
+        Ok(())
     }
 
     /// Removes every container of the cluster's daemon, so that none outlives it.
