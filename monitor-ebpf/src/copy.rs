@@ -3,11 +3,13 @@
 //! (`monitor_common::head` decides which); a segment of HTTP/2 frames frame by frame
 //! (`monitor_common::frames`).
 //!
-//! One bounded loop sends one record per step, for every segment of the call. Its progress
-//! lives in the scratch record, memory whose contents the verifier does not track, so at
-//! each step it sees one state whatever path led there. The syscall exit runs it in a
-//! program of its own (`copy_call`, by tail call): inside the exit handler the verifier
-//! would walk it once for every path through classification, and exceed its budget.
+//! Bounded loops send at most one record per step, for every segment of the call. Their
+//! progress lives in the scratch record, memory whose contents the verifier does not
+//! track, so at each step it sees one state whatever path led there. They run in programs
+//! of their own (`copy_call` for the syscall exit, `copy_plaintext` for the TLS probes,
+//! reached by tail call, and going on by tail call into themselves): inside the hooks the
+//! verifier would walk them once for every path through classification, and exceed its
+//! budget.
 
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
@@ -37,8 +39,8 @@ static COPY: ProgramArray = ProgramArray::with_max_entries(1, 0);
 #[map]
 static COPY_PLAINTEXT: ProgramArray = ProgramArray::with_max_entries(1, 0);
 
-/// Steps one run of `copy_call` (or `copy_plaintext`) takes before it goes on in a fresh run by tail call. The
-/// kernel's limit on a chain of tail calls (33) bounds the whole copy: hundreds of steps,
+/// Steps one run of `copy_call` (or `copy_plaintext`) takes before it goes on in a fresh
+/// run by tail call. The kernel's limit on a chain of tail calls (33) bounds the whole copy: hundreds of steps,
 /// more than a long head and a walk in one segment and the ends of the others need
 /// (`head::HEAD_RECORDS + WALK_STEPS + 2 * MAX_IOV`). Verifying a few steps is cheap;
 /// verifying that many in one program would exceed the verifier's budget.
