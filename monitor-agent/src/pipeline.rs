@@ -6,7 +6,7 @@ use std::{
     sync::{
         atomic::{AtomicBool, Ordering},
         mpsc::{Receiver, RecvTimeoutError, SyncSender},
-        Arc, Mutex,
+        Arc, Mutex, RwLock,
     },
     thread::{self, JoinHandle},
     time::Duration,
@@ -22,6 +22,7 @@ use crate::{
     clock::Clock,
     enforcement::Enforcement,
     health::Alive,
+    identity::KubeIndex,
     inventory::{pairing::Pairing, Inventory},
     metrics::{register, traffic::TrafficRecorder},
     record::CallRecord,
@@ -80,6 +81,8 @@ pub(crate) struct Pipeline {
     pub traffic: TrafficRecorder,
     pub enforcement: Arc<Enforcement>,
     pub violations: Arc<Violations>,
+    /// The cluster's Services, to count calls through them once.
+    pub kube: Option<Arc<RwLock<KubeIndex>>>,
 }
 
 /// A batch's calls on their way through, kept between batches to reuse their allocations.
@@ -103,7 +106,7 @@ pub(crate) fn spawn(
         .name("pipeline".into())
         .spawn(move || {
             let _alive = alive;
-            let mut pairing = Pairing::new(PAIRING_WINDOW_NS);
+            let mut pairing = Pairing::new(PAIRING_WINDOW_NS).with_kubernetes(p.kube.clone());
             let mut b = Batch::default();
             loop {
                 let closed = receive(&rx, &mut b.received);

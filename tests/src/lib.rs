@@ -2,8 +2,10 @@
 //! records a test caused among everything the agent sees on the machine.
 
 pub mod agent;
+pub mod kube;
 pub mod nginx;
 pub mod peers;
+pub mod prometheus;
 
 pub use agent::Agent;
 

@@ -8,17 +8,14 @@
     reason = "Prometheus returns these sums and counts exactly"
 )]
 
-use std::{
-    net::SocketAddr,
-    process::{Command, Stdio},
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
 use monitor_tests::{
     agent::http_get,
     free_port,
-    peers::{api_server, curl, grpc_server, run_ok, spec_path, GrpcCalls, Proc},
-    wait_listening, workspace_root, Agent, TempDir,
+    peers::{api_server, curl, grpc_server, run_ok, spec_path, GrpcCalls},
+    prometheus::Prometheus,
+    workspace_root, Agent,
 };
 use serde_json::Value;
 
@@ -43,94 +40,6 @@ fn expressions(dash: &Value) -> Vec<(String, String)> {
     let mut out = Vec::new();
     walk(&dash["panels"], &mut out);
     out
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-struct Prometheus {
-    _proc: Proc,
-    addr: SocketAddr,
-    _dir: TempDir,
-}
-
-impl Prometheus {
-    fn start(target: SocketAddr) -> Prometheus {
-        let bin = ["/usr/bin/prometheus", "/usr/local/bin/prometheus"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect("prometheus is not installed: run `cargo xtask setup --peers` (Debian package prometheus)");
-        let dir = TempDir::new("prometheus");
-        let conf = dir.0.join("prometheus.yml");
-        std::fs::write(
-            &conf,
-            format!(
-                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: monitor\n    static_configs:\n      - targets: ['{target}']\n"
-            ),
-        )
-        .unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let proc = Proc::spawn(
-            Command::new(bin)
-                .arg(format!("--config.file={}", conf.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.0.join("data").display()
-                ))
-                .arg(format!("--web.listen-address={addr}"))
-                .arg("--log.level=warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null()),
-            "prometheus",
-        );
-        wait_listening(addr, "prometheus");
-        // Listening comes before ready: queries get 503 until the TSDB is open.
-        let deadline = Instant::now() + Duration::from_mins(1);
-        while !matches!(http_get(addr, "/-/ready"), Ok((200, _))) {
-            assert!(
-                Instant::now() < deadline,
-                "prometheus not ready within 60 s"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Prometheus {
-            _proc: proc,
-            addr,
-            _dir: dir,
-        }
-    }
-
-    fn query(&self, expr: &str) -> Vec<Value> {
-        let (status, body) = http_get(
-            self.addr,
-            &format!("/api/v1/query?query={}", percent_encode(expr)),
-        )
-        .unwrap_or_else(|e| panic!("querying prometheus: {e}"));
-        let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        assert_eq!(status, 200, "prometheus rejected {expr}: {body}");
-        assert_eq!(v["status"], "success", "{expr}: {body}");
-        v["data"]["result"].as_array().cloned().unwrap_or_default()
-    }
-
-    /// Waits until `expr` returns something and `ok` accepts it.
-    fn wait(&self, expr: &str, ok: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let r = self.query(expr);
-            if (!r.is_empty() && ok(&r)) || Instant::now() > deadline {
-                return r;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
-    }
 }
 
 fn value(sample: &Value) -> f64 {

@@ -24,6 +24,7 @@ fn documents() -> Vec<(String, Value)> {
         .expect("deploy/kubernetes")
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .filter(|p| !p.ends_with("kustomization.yaml"))
         .collect();
     files.sort();
     let mut out = Vec::new();
@@ -91,9 +92,25 @@ fn kubernetes_manifests_are_complete_and_consistent() {
     assert_eq!(get(ds, &["spec", "selector", "matchLabels"]), pod_labels);
     let c = &list(pod, &["containers"])[0];
 
-    // Capabilities instead of privileged.
+    // Capabilities instead of privileged, the runtime's seccomp filter, and AppArmor by the
+    // annotation that API servers before 1.30 accept.
     let sc = get(c, &["securityContext"]);
     assert_eq!(get(sc, &["privileged"]).as_bool(), Some(false));
+    assert_eq!(s(sc, &["seccompProfile", "type"]), "RuntimeDefault");
+    assert!(sc.get("appArmorProfile").is_none());
+    assert_eq!(
+        s(
+            ds,
+            &[
+                "spec",
+                "template",
+                "metadata",
+                "annotations",
+                "container.apparmor.security.beta.kubernetes.io/agent"
+            ]
+        ),
+        "unconfined"
+    );
     let caps: BTreeSet<&str> = list(sc, &["capabilities", "add"])
         .iter()
         .map(|v| v.as_str().unwrap())
@@ -263,6 +280,24 @@ fn kubernetes_manifests_are_complete_and_consistent() {
         "entrypoint is {}",
         argv[0]
     );
+}
+
+/// `kubectl apply -k deploy/kubernetes` applies every manifest but the ServiceMonitor,
+/// which needs the Prometheus Operator's CRDs.
+#[test]
+fn the_kustomization_lists_every_manifest() {
+    let text = std::fs::read_to_string(deploy("kubernetes/kustomization.yaml")).unwrap();
+    let k: Value = serde_yaml_ng::from_str(&text).unwrap();
+    let listed: BTreeSet<&str> = list(&k, &["resources"])
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let files: BTreeSet<String> = documents()
+        .into_iter()
+        .map(|(f, _)| f)
+        .filter(|f| f != "servicemonitor.yaml")
+        .collect();
+    assert_eq!(listed, files.iter().map(String::as_str).collect());
 }
 
 #[test]

@@ -1,9 +1,9 @@
-//! End-to-end: Kubernetes names. A real server process is put in a cgroup named like a
-//! containerd container; the agent reads pods, Services and EndpointSlices over HTTPS with
-//! a bearer token and names the server by its workload (`shop/orders`) and loopback
-//! addresses by the Service the recorded EndpointSlice puts them in. No real cluster runs
-//! on the test machines, so the API responses are recorded ones, served by
-//! `tests/peers/kube_api.py`.
+//! End-to-end, fast: Kubernetes names from recorded API responses. A real server process
+//! is put in a cgroup named like a containerd container; the agent lists and watches pods,
+//! Services and EndpointSlices over HTTPS with a bearer token and names the server by its
+//! workload (`shop/orders`) and loopback addresses by the Service the recorded
+//! EndpointSlice puts them in. The responses are served by `tests/peers/kube_api.py`; the
+//! real API server is in `cluster.rs`.
 
 use std::{
     io::{BufRead, BufReader},
@@ -51,7 +51,7 @@ fn containers_are_named_by_workload_and_addresses_by_service() {
     };
     write(
         "pods.json",
-        json!({"kind": "PodList", "apiVersion": "v1", "items": [
+        json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": [
             {"metadata": {"name": "orders-6c9f7d8b4f-q8r2t", "namespace": "shop",
                 "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "orders-6c9f7d8b4f", "controller": true}]},
              "spec": {"nodeName": "test-node", "serviceAccountName": "orders"},
@@ -60,12 +60,12 @@ fn containers_are_named_by_workload_and_addresses_by_service() {
     );
     write(
         "services.json",
-        json!({"kind": "ServiceList", "items": [
+        json!({"kind": "ServiceList", "metadata": {"resourceVersion": "1"}, "items": [
             {"metadata": {"name": "orders", "namespace": "shop"}, "spec": {"clusterIP": "10.96.12.34"}}]}),
     );
     write(
         "slices.json",
-        json!({"kind": "EndpointSliceList", "items": [
+        json!({"kind": "EndpointSliceList", "metadata": {"resourceVersion": "1"}, "items": [
             {"metadata": {"name": "loopback-x1", "namespace": "shop", "labels": {"kubernetes.io/service-name": "loopback"}},
              "endpoints": [{"addresses": ["127.0.0.1"]}]}]}),
     );
@@ -157,8 +157,8 @@ fn containers_are_named_by_workload_and_addresses_by_service() {
     );
     let seen = requests.lock().unwrap().clone();
     assert!(
-        seen.iter()
-            .any(|p| p.starts_with("/api/v1/pods?fieldSelector=spec.nodeName%3Dtest-node")),
+        seen.iter().any(|p| p.starts_with("/api/v1/pods?")
+            && p.contains("fieldSelector=spec.nodeName%3Dtest-node")),
         "pods were not listed for this node only: {seen:?}"
     );
     assert_eq!(agent.metric("monitor_kubernetes_errors_total"), Some(0.0));

@@ -115,7 +115,9 @@ fn test(args: Vec<String>) -> Result<()> {
     let mut e2e = vec!["test", "--release", "--package", "monitor-tests", "--tests"];
     e2e.extend(&extra);
     e2e.extend(["--", "--test-threads=1"]);
-    util::cargo(&e2e)
+    util::cargo(&e2e)?;
+    // Last, the real Kubernetes: the cluster is brought up for these tests alone.
+    kube::test(&bin, &extra)
 }
 
 /// Formatting and clippy (with the workspace lints, warnings denied) before any test, so CI

@@ -246,7 +246,7 @@ pub(crate) fn deb_src_bookworm() -> Result<()> {
 }
 
 /// The first mirror of a `deb` entry for bookworm, in either format of apt's sources.
-fn debian_mirror() -> Option<String> {
+pub(crate) fn debian_mirror() -> Option<String> {
     let mut texts = vec![std::fs::read_to_string("/etc/apt/sources.list").unwrap_or_default()];
     if let Ok(dir) = std::fs::read_dir("/etc/apt/sources.list.d") {
         texts.extend(

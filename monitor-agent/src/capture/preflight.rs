@@ -9,6 +9,8 @@ use thiserror::Error;
 pub(crate) enum Missing {
     #[error("the agent must run as root (it loads eBPF programs: needs CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE); try: sudo monitor-agent run")]
     NotRoot,
+    #[error("the agent lacks {0}, which it needs {1}; grant it (in a DaemonSet: securityContext.capabilities.add) or run it as root on the host")]
+    NoCapability(&'static str, &'static str),
     #[error(
         "the kernel exposes no BTF at /sys/kernel/btf/vmlinux (needs CONFIG_DEBUG_INFO_BTF=y)"
     )]
@@ -31,6 +33,9 @@ pub(crate) fn check() -> Result<(), Missing> {
     if unsafe { libc::geteuid() } != 0 {
         return Err(Missing::NotRoot);
     }
+    if let Some(effective) = effective_capabilities() {
+        check_capabilities(effective)?;
+    }
     if !Path::new("/sys/kernel/btf/vmlinux").exists() {
         return Err(Missing::NoBtf);
     }
@@ -45,6 +50,42 @@ pub(crate) fn check() -> Result<(), Missing> {
     }
     raise_memlock();
     Ok(())
+}
+
+/// Capabilities the programs cannot be loaded or attached without. CAP_SYS_ADMIN stands in
+/// for each (kernels before 5.8 know only it).
+const REQUIRED: &[(u32, &str, &str)] = &[
+    (39, "CAP_BPF", "to load eBPF programs and maps"),
+    (
+        38,
+        "CAP_PERFMON",
+        "to attach them to tracepoints and uprobes",
+    ),
+];
+const CAP_SYS_ADMIN: u32 = 21;
+
+/// A container runs as UID 0 with only the capabilities it was granted, so root alone says
+/// little: a missing one would otherwise surface as an obscure error from the first load.
+fn check_capabilities(effective: u64) -> Result<(), Missing> {
+    let has = |bit: u32| effective & (1u64 << bit) != 0;
+    if has(CAP_SYS_ADMIN) {
+        return Ok(());
+    }
+    match REQUIRED.iter().find(|(bit, _, _)| !has(*bit)) {
+        Some((_, name, why)) => Err(Missing::NoCapability(name, why)),
+        None => Ok(()),
+    }
+}
+
+/// The effective set from `/proc/self/status`, if it can be read.
+fn effective_capabilities() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    parse_cap_eff(&status)
+}
+
+fn parse_cap_eff(status: &str) -> Option<u64> {
+    let hex = status.lines().find_map(|l| l.strip_prefix("CapEff:"))?;
+    u64::from_str_radix(hex.trim(), 16).ok()
 }
 
 fn kernel_release() -> String {
@@ -97,5 +138,23 @@ mod tests {
         assert!(release_at_least("5.8.0", 5, 8));
         assert!(!release_at_least("5.4.0-150-generic", 5, 8));
         assert!(!release_at_least("garbage", 5, 8));
+    }
+
+    #[test]
+    fn capabilities_needed_are_named() {
+        let granted = |bits: &[u32]| bits.iter().fold(0u64, |m, b| m | (1 << b));
+        // What the DaemonSet grants: BPF, PERFMON, SYS_RESOURCE, SYS_PTRACE, DAC_READ_SEARCH.
+        assert!(check_capabilities(granted(&[39, 38, 24, 19, 2])).is_ok());
+        assert!(check_capabilities(granted(&[CAP_SYS_ADMIN])).is_ok());
+        let err = check_capabilities(granted(&[38, 24, 19, 2])).unwrap_err();
+        assert!(
+            err.to_string().starts_with("the agent lacks CAP_BPF"),
+            "{err}"
+        );
+        let err = check_capabilities(granted(&[39])).unwrap_err();
+        assert!(err.to_string().contains("CAP_PERFMON"), "{err}");
+        let status = "Name:\tx\nCapInh:\t0000000000000000\nCapEff:\t000000c001080004\n";
+        assert_eq!(parse_cap_eff(status), Some(granted(&[39, 38, 24, 19, 2])));
+        assert_eq!(parse_cap_eff("CapEff:\tzz\n"), None);
     }
 }

@@ -1,26 +1,24 @@
 //! Kubernetes names for what the agent sees: a container id becomes namespace / pod /
-//! workload / service account, and a pod or cluster IP becomes the Service behind it. Read
-//! from the API server with the pod's service-account token, refreshed periodically;
-//! failures are logged and retried, and the last good view is kept meanwhile.
+//! workload / service account, a pod or cluster IP becomes the Service behind it, and a
+//! Service's backend address leads back to the Service's own. Kept current by watches of
+//! the API server (`watch`), from which each object's facts are taken here.
+
+mod watch;
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     net::{IpAddr, SocketAddr},
     path::PathBuf,
-    sync::{
-        atomic::{AtomicBool, Ordering},
-        Arc, RwLock,
-    },
-    thread::{self, JoinHandle},
-    time::{Duration, Instant},
+    sync::Arc,
+    time::Instant,
 };
 
-use prometheus_client::{metrics::counter::Counter, registry::Registry};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
 use super::process::container_id;
+pub use watch::{read_errors, spawn, WatchCounters, MAX_OBJECTS};
 
 const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -33,8 +31,10 @@ pub enum KubeError {
     },
     #[error("the CA file {0} holds no PEM certificate")]
     Ca(PathBuf),
-    #[error("GET {url}: {reason}")]
-    Http { url: String, reason: String },
+    #[error("the API server address {0:?} is not a URL")]
+    Url(String),
+    #[error("cannot make a client for the API server: {0}")]
+    Client(String),
     #[error("cannot start the kubernetes thread: {0}")]
     Thread(std::io::Error),
 }
@@ -46,9 +46,8 @@ pub struct KubeConfig {
     pub api_server: String,
     pub token_file: PathBuf,
     pub ca_file: PathBuf,
-    /// Only this node's pods are listed (the DaemonSet sets it from `spec.nodeName`).
+    /// Only this node's pods are watched (the DaemonSet sets it from `spec.nodeName`).
     pub node_name: Option<String>,
-    pub refresh: Duration,
 }
 
 impl KubeConfig {
@@ -71,7 +70,6 @@ impl KubeConfig {
             token_file: PathBuf::from(SA_DIR).join("token"),
             ca_file: PathBuf::from(SA_DIR).join("ca.crt"),
             node_name: std::env::var("NODE_NAME").ok().filter(|n| !n.is_empty()),
-            refresh: Duration::from_secs(30),
         }
     }
 }
@@ -103,6 +101,12 @@ pub struct KubeIndex {
     pub ips: HashMap<IpAddr, Arc<str>>,
     /// Pod IPs (not host-network pods, whose IP is the node's) → the pod's workload.
     pub pods: HashMap<IpAddr, Arc<Workload>>,
+    /// A Service backend's address (pod IP, target port) → the Service's (cluster IP,
+    /// port), which is where its clients connect before DNAT.
+    pub frontends: HashMap<SocketAddr, SocketAddr>,
+    /// Service addresses with a backend among this node's pods (only this node's are
+    /// watched): a client's call to one will be seen from the server's side too.
+    pub fronts_here: HashSet<SocketAddr>,
     pub refreshed: Option<Instant>,
 }
 
@@ -129,267 +133,193 @@ fn deployment_of(replica_set: &str) -> &str {
     }
 }
 
-/// Containers of a pod list (`GET /api/v1/pods`) → their workloads.
-pub fn index_pods(list: &Value, into: &mut KubeIndex) {
-    for pod in list["items"].as_array().into_iter().flatten() {
-        let (Some(ns), Some(name)) = (
-            s(pod, &["metadata", "namespace"]),
-            s(pod, &["metadata", "name"]),
-        ) else {
-            continue;
-        };
-        let owner = pod["metadata"]["ownerReferences"].as_array().and_then(|o| {
-            o.iter()
-                .find(|r| r["controller"].as_bool() == Some(true))
-                .or(o.first())
-        });
-        let (kind, workload) = match owner.and_then(|o| Some((s(o, &["kind"])?, s(o, &["name"])?)))
-        {
-            Some(("ReplicaSet", rs)) => ("Deployment", deployment_of(rs)),
-            Some((k, n)) => (k, n),
-            None => ("Pod", name),
-        };
-        let w = Arc::new(Workload {
-            namespace: ns.to_string(),
-            pod: name.to_string(),
-            workload: workload.to_string(),
-            kind: kind.to_string(),
-            service_account: s(pod, &["spec", "serviceAccountName"])
-                .unwrap_or("default")
-                .to_string(),
-        });
-        if pod["spec"]["hostNetwork"].as_bool() != Some(true) {
-            for ip in pod["status"]["podIPs"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|p| s(p, &["ip"]))
-                .chain(s(pod, &["status", "podIP"]))
-            {
-                if let Ok(ip) = ip.parse() {
-                    into.pods.insert(ip, w.clone());
-                }
-            }
-        }
-        for field in [
-            "containerStatuses",
-            "initContainerStatuses",
-            "ephemeralContainerStatuses",
-        ] {
-            for c in pod["status"][field].as_array().into_iter().flatten() {
-                if let Some(id) = s(c, &["containerID"]).and_then(|raw| {
-                    // `containerd://<64 hex>`, `docker://...`, `cri-o://...`
-                    container_id(raw.rsplit('/').next().unwrap_or(raw))
-                }) {
-                    into.containers.insert(id, w.clone());
-                }
-            }
-        }
-    }
+/// What one pod tells: its workload, its own IPs, its containers.
+#[derive(Debug, Clone)]
+pub struct PodFacts {
+    pub workload: Arc<Workload>,
+    pub ips: Vec<IpAddr>,
+    pub containers: Vec<String>,
 }
 
-/// Cluster IPs of a service list (`GET /api/v1/services`).
-pub fn index_services(list: &Value, into: &mut KubeIndex) {
-    for svc in list["items"].as_array().into_iter().flatten() {
-        let (Some(ns), Some(name)) = (
-            s(svc, &["metadata", "namespace"]),
-            s(svc, &["metadata", "name"]),
-        ) else {
-            continue;
-        };
-        let label: Arc<str> = format!("{ns}/{name}").into();
-        let ips = svc["spec"]["clusterIPs"]
-            .as_array()
-            .cloned()
-            .unwrap_or_else(|| vec![svc["spec"]["clusterIP"].clone()]);
-        for ip in ips
-            .iter()
-            .filter_map(Value::as_str)
-            .filter_map(|i| i.parse().ok())
-        {
-            into.ips.insert(ip, label.clone());
-        }
-    }
+/// What one Service tells: its name, cluster IPs and ports (name, port).
+#[derive(Debug, Clone)]
+pub struct ServiceFacts {
+    pub name: Arc<str>,
+    pub ips: Vec<IpAddr>,
+    pub ports: Vec<(String, u16)>,
 }
 
-/// Pod IPs behind services, from EndpointSlices (`discovery.k8s.io/v1`).
-pub fn index_endpoint_slices(list: &Value, into: &mut KubeIndex) {
-    for slice in list["items"].as_array().into_iter().flatten() {
-        let (Some(ns), Some(svc)) = (
-            s(slice, &["metadata", "namespace"]),
-            s(slice, &["metadata", "labels", "kubernetes.io/service-name"]),
-        ) else {
-            continue;
-        };
-        let label: Arc<str> = format!("{ns}/{svc}").into();
-        for ep in slice["endpoints"].as_array().into_iter().flatten() {
-            for ip in ep["addresses"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-            {
-                if let Ok(ip) = ip.parse() {
-                    into.ips.insert(ip, label.clone());
-                }
-            }
-        }
-    }
+/// What one EndpointSlice tells: its Service, backend addresses and ports (name, port).
+/// `discovery.k8s.io/v1` and `v1beta1` agree on these fields.
+#[derive(Debug, Clone)]
+pub struct SliceFacts {
+    pub service: Arc<str>,
+    pub addrs: Vec<IpAddr>,
+    pub ports: Vec<(String, u16)>,
 }
 
-struct Client {
-    cfg: KubeConfig,
-    agent: ureq::Agent,
+fn ips<'a>(values: impl Iterator<Item = &'a Value>) -> Vec<IpAddr> {
+    let mut out: Vec<IpAddr> = values
+        .filter_map(Value::as_str)
+        .filter_map(|i| i.parse().ok())
+        .collect();
+    out.dedup();
+    out
 }
 
-impl Client {
-    fn new(cfg: KubeConfig) -> Result<Client, KubeError> {
-        use ureq::tls::{Certificate, RootCerts, TlsConfig};
-        let pem = std::fs::read(&cfg.ca_file).map_err(|source| KubeError::File {
-            path: cfg.ca_file.clone(),
-            source,
-        })?;
-        let certs: Vec<Certificate<'static>> = ureq::tls::parse_pem(&pem)
-            .filter_map(|i| match i {
-                Ok(ureq::tls::PemItem::Certificate(c)) => Some(c),
-                _ => None,
-            })
-            .collect();
-        if certs.is_empty() {
-            return Err(KubeError::Ca(cfg.ca_file.clone()));
-        }
-        let tls = TlsConfig::builder()
-            .root_certs(RootCerts::new_with_certs(&certs))
-            .build();
-        let agent = ureq::Agent::config_builder()
-            .tls_config(tls)
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(20)))
-            .build()
-            .into();
-        Ok(Client { cfg, agent })
-    }
-
-    fn get(&self, path: &str) -> Result<Value, KubeError> {
-        let url = format!("{}{path}", self.cfg.api_server);
-        // Re-read each time: kubelet rotates projected tokens.
-        let token =
-            std::fs::read_to_string(&self.cfg.token_file).map_err(|source| KubeError::File {
-                path: self.cfg.token_file.clone(),
-                source,
-            })?;
-        let http = |reason: String| KubeError::Http {
-            url: url.clone(),
-            reason,
-        };
-        let mut resp = self
-            .agent
-            .get(&url)
-            .header("Authorization", &format!("Bearer {}", token.trim()))
-            .header("Accept", "application/json")
-            .call()
-            .map_err(|e| http(e.to_string()))?;
-        let status = resp.status();
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(256 << 20)
-            .read_to_string()
-            .map_err(|e| http(e.to_string()))?;
-        if !status.is_success() {
-            let msg = serde_json::from_str::<Value>(&body)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_string))
-                .unwrap_or(body);
-            return Err(http(format!("{}: {}", status.as_u16(), msg.trim())));
-        }
-        serde_json::from_str(&body).map_err(|e| http(format!("not JSON: {e}")))
-    }
-
-    fn read_index(&self) -> Result<KubeIndex, KubeError> {
-        let mut idx = KubeIndex::default();
-        let pods = match &self.cfg.node_name {
-            Some(n) => format!("/api/v1/pods?fieldSelector=spec.nodeName%3D{n}"),
-            None => "/api/v1/pods".to_string(),
-        };
-        index_pods(&self.get(&pods)?, &mut idx);
-        index_services(&self.get("/api/v1/services")?, &mut idx);
-        index_endpoint_slices(
-            &self.get("/apis/discovery.k8s.io/v1/endpointslices")?,
-            &mut idx,
-        );
-        idx.refreshed = Some(Instant::now());
-        Ok(idx)
-    }
-}
-
-/// Failed reads of the cluster; registered whether or not Kubernetes is configured, so a
-/// dashboard shows 0 rather than nothing.
-pub fn read_errors(registry: &mut Registry) -> Counter {
-    crate::metrics::register(
-        registry,
-        "monitor_kubernetes_errors",
-        "Failed reads of Kubernetes metadata (retried; the last good view is kept)",
-    )
-}
-
-/// Reads the cluster now (so the first calls are named), then every `refresh`.
-pub fn spawn(
-    cfg: KubeConfig,
-    index: Arc<RwLock<KubeIndex>>,
-    errors: Counter,
-    stop: Arc<AtomicBool>,
-) -> Result<JoinHandle<()>, KubeError> {
-    let client = Client::new(cfg.clone())?;
-    let load = move |client: &Client| match client.read_index() {
-        Ok(idx) => {
-            log::debug!(
-                "kubernetes: {} containers, {} service IPs",
-                idx.containers.len(),
-                idx.ips.len()
-            );
-            if let Ok(mut cur) = index.write() {
-                *cur = idx;
-            }
-            true
-        }
-        Err(e) => {
-            errors.inc();
-            log::warn!("kubernetes metadata not refreshed (keeping the last view, retrying): {e}");
-            false
-        }
-    };
-    let first_ok = load(&client);
-    if first_ok {
-        log::info!("kubernetes metadata from {}", cfg.api_server);
-    }
-    thread::Builder::new()
-        .name("kubernetes".into())
-        .spawn(move || {
-            let mut wait = if first_ok {
-                cfg.refresh
-            } else {
-                Duration::from_secs(2)
-            };
-            let mut since = Instant::now();
-            while !stop.load(Ordering::Relaxed) {
-                thread::sleep(Duration::from_millis(200));
-                if since.elapsed() < wait {
-                    continue;
-                }
-                since = Instant::now();
-                wait = if load(&client) {
-                    cfg.refresh
-                } else {
-                    // Back off while the API server is unreachable.
-                    (wait * 2).min(cfg.refresh)
-                };
-            }
+fn named_ports(ports: &Value, number: &str) -> Vec<(String, u16)> {
+    ports
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| s(p, &["protocol"]).unwrap_or("TCP") == "TCP")
+        .filter_map(|p| {
+            let port = u16::try_from(p[number].as_u64()?).ok()?;
+            Some((s(p, &["name"]).unwrap_or_default().to_string(), port))
         })
-        .map_err(KubeError::Thread)
+        .collect()
+}
+
+/// A pod object (as the API server serves it) → its facts.
+pub fn pod_facts(pod: &Value) -> Option<PodFacts> {
+    let ns = s(pod, &["metadata", "namespace"])?;
+    let name = s(pod, &["metadata", "name"])?;
+    let owner = pod["metadata"]["ownerReferences"].as_array().and_then(|o| {
+        o.iter()
+            .find(|r| r["controller"].as_bool() == Some(true))
+            .or(o.first())
+    });
+    let (kind, workload) = match owner.and_then(|o| Some((s(o, &["kind"])?, s(o, &["name"])?))) {
+        Some(("ReplicaSet", rs)) => ("Deployment", deployment_of(rs)),
+        Some((k, n)) => (k, n),
+        None => ("Pod", name),
+    };
+    let workload = Arc::new(Workload {
+        namespace: ns.to_string(),
+        pod: name.to_string(),
+        workload: workload.to_string(),
+        kind: kind.to_string(),
+        service_account: s(pod, &["spec", "serviceAccountName"])
+            .unwrap_or("default")
+            .to_string(),
+    });
+    let own_ips = if pod["spec"]["hostNetwork"].as_bool() == Some(true) {
+        Vec::new()
+    } else {
+        let listed = pod["status"]["podIPs"].as_array().into_iter().flatten();
+        ips(listed
+            .map(|p| &p["ip"])
+            .chain(std::iter::once(&pod["status"]["podIP"])))
+    };
+    let containers = [
+        "containerStatuses",
+        "initContainerStatuses",
+        "ephemeralContainerStatuses",
+    ]
+    .iter()
+    .flat_map(|field| pod["status"][*field].as_array().into_iter().flatten())
+    .filter_map(|c| {
+        // `containerd://<64 hex>`, `docker://...`, `cri-o://...`
+        let raw = s(c, &["containerID"])?;
+        container_id(raw.rsplit('/').next().unwrap_or(raw))
+    })
+    .collect();
+    Some(PodFacts {
+        workload,
+        ips: own_ips,
+        containers,
+    })
+}
+
+/// A Service object → its facts (a headless Service has no cluster IP).
+pub fn service_facts(svc: &Value) -> Option<ServiceFacts> {
+    let ns = s(svc, &["metadata", "namespace"])?;
+    let name = s(svc, &["metadata", "name"])?;
+    let listed = svc["spec"]["clusterIPs"].as_array();
+    let cluster_ips = match listed {
+        Some(l) => ips(l.iter()),
+        None => ips(std::iter::once(&svc["spec"]["clusterIP"])),
+    };
+    Some(ServiceFacts {
+        name: format!("{ns}/{name}").into(),
+        ips: cluster_ips,
+        ports: named_ports(&svc["spec"]["ports"], "port"),
+    })
+}
+
+/// An EndpointSlice object → its facts; a slice that names no Service tells nothing.
+pub fn slice_facts(slice: &Value) -> Option<SliceFacts> {
+    let ns = s(slice, &["metadata", "namespace"])?;
+    let svc = s(slice, &["metadata", "labels", "kubernetes.io/service-name"])?;
+    let endpoints = slice["endpoints"].as_array().into_iter().flatten();
+    Some(SliceFacts {
+        service: format!("{ns}/{svc}").into(),
+        addrs: ips(endpoints.flat_map(|e| e["addresses"].as_array().into_iter().flatten())),
+        ports: named_ports(&slice["ports"], "port"),
+    })
 }
 
 impl KubeIndex {
+    /// The index of everything watched, rebuilt whole: Services first, so that their
+    /// backends can be linked to them.
+    pub fn build<'a>(
+        pods: impl Iterator<Item = &'a PodFacts>,
+        services: impl Iterator<Item = &'a ServiceFacts>,
+        slices: impl Iterator<Item = &'a SliceFacts>,
+    ) -> KubeIndex {
+        let mut idx = KubeIndex::default();
+        for p in pods {
+            idx.add_pod(p);
+        }
+        let mut by_name: HashMap<&str, &ServiceFacts> = HashMap::new();
+        for svc in services {
+            for ip in &svc.ips {
+                idx.ips.insert(*ip, svc.name.clone());
+            }
+            by_name.insert(&svc.name, svc);
+        }
+        for slice in slices {
+            idx.add_slice(slice, by_name.get(&*slice.service).copied());
+        }
+        idx.refreshed = Some(Instant::now());
+        idx
+    }
+
+    fn add_pod(&mut self, p: &PodFacts) {
+        for ip in &p.ips {
+            self.pods.insert(*ip, p.workload.clone());
+        }
+        for id in &p.containers {
+            self.containers.insert(id.clone(), p.workload.clone());
+        }
+    }
+
+    /// Backend addresses name their Service; each backend port leads to the Service port of
+    /// the same name (the first cluster IP, as clients of a single-stack Service see it).
+    fn add_slice(&mut self, slice: &SliceFacts, service: Option<&ServiceFacts>) {
+        for ip in &slice.addrs {
+            self.ips.insert(*ip, slice.service.clone());
+        }
+        let Some(svc) = service else { return };
+        let Some(front_ip) = svc.ips.first() else {
+            return;
+        };
+        for (name, target) in &slice.ports {
+            let Some((_, port)) = svc.ports.iter().find(|(n, _)| n == name) else {
+                continue;
+            };
+            let front = SocketAddr::new(*front_ip, *port);
+            for ip in &slice.addrs {
+                self.frontends
+                    .entry(SocketAddr::new(*ip, *target))
+                    .or_insert(front);
+                if self.pods.contains_key(ip) {
+                    self.fronts_here.insert(front);
+                }
+            }
+        }
+    }
+
     pub fn workload(&self, container: &str) -> Option<Arc<Workload>> {
         self.containers.get(container).cloned()
     }
@@ -401,6 +331,27 @@ impl KubeIndex {
     pub fn service_at(&self, addr: SocketAddr) -> Option<Arc<str>> {
         self.ips.get(&addr.ip()).cloned()
     }
+
+    /// Whether the Service address `front` has a backend on this node.
+    pub fn backed_here(&self, front: SocketAddr) -> bool {
+        self.fronts_here.contains(&front)
+    }
+
+    /// Where the clients of a Service backend at `addr` connected: the Service's cluster
+    /// address, or `addr` itself when it backs no Service.
+    pub fn frontend_of(&self, addr: SocketAddr) -> SocketAddr {
+        self.frontends.get(&addr).copied().unwrap_or(addr)
+    }
+}
+
+/// Every item of a list (as `GET /api/v1/pods` returns it), through `facts`.
+pub fn list_facts<T>(list: &Value, facts: impl Fn(&Value) -> Option<T>) -> Vec<T> {
+    list["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(facts)
+        .collect()
 }
 
 #[cfg(test)]

@@ -2,17 +2,24 @@
 //! node, the agent sees the call twice, once from each process. The two records share the
 //! connection's addresses (mirrored), method and target, and come in the same order on
 //! that connection, which is enough to pair them.
+//!
+//! Through a Kubernetes Service the two sides disagree on the server's address: the client
+//! connected to the Service's cluster IP, which kube-proxy's DNAT turned into a backend
+//! pod's. With the cluster's EndpointSlices the backend's address leads back to the
+//! Service's, so both sides are keyed by the address the client dialled. SNAT (a client
+//! outside the pod network, `externalTrafficPolicy: Cluster`) is not undone.
 
 use std::{
     collections::VecDeque,
     hash::BuildHasher,
     net::{IpAddr, SocketAddr},
+    sync::{Arc, RwLock},
 };
 
 use hashbrown::{DefaultHashBuilder, HashMap, HashSet};
 
 use crate::{
-    identity::same_node,
+    identity::{same_node, KubeIndex},
     limits::Limit,
     record::{CallRecord, Role},
 };
@@ -36,6 +43,16 @@ fn conn_key(r: &CallRecord) -> ConnKey {
         SocketAddr::new(r.client.ip, r.client.port),
         SocketAddr::new(r.server.ip, r.server.port),
     )
+}
+
+/// How the client dialled the server: a Service backend's address becomes the Service's.
+/// Also whether that address leads to a backend on this node, whose side will be seen too.
+fn dialled(key: ConnKey, kube: Option<&RwLock<KubeIndex>>) -> (ConnKey, bool) {
+    let Some(index) = kube.and_then(|k| k.read().ok()) else {
+        return (key, false);
+    };
+    let front = index.frontend_of(key.1);
+    ((key.0, front), index.backed_here(front))
 }
 
 fn opposite(role: Role) -> Role {
@@ -117,6 +134,8 @@ pub struct Pairing {
     hasher: DefaultHashBuilder,
     /// Calls seen from both sides (for metrics).
     pub paired: u64,
+    /// Services and their backends, when the agent knows the cluster.
+    kube: Option<Arc<RwLock<KubeIndex>>>,
 }
 
 impl Pairing {
@@ -129,15 +148,19 @@ impl Pairing {
             local_ips: HashSet::new(),
             hasher: Default::default(),
             paired: 0,
+            kube: None,
         }
     }
 
-    fn slot(&self, r: &CallRecord, role: Role) -> Slot {
-        (
-            conn_key(r),
-            self.hasher.hash_one((&r.method, &r.path)),
-            role,
-        )
+    /// Pairs calls through the cluster's Services too.
+    #[must_use]
+    pub fn with_kubernetes(mut self, index: Option<Arc<RwLock<KubeIndex>>>) -> Pairing {
+        self.kube = index;
+        self
+    }
+
+    fn slot(&self, key: ConnKey, r: &CallRecord, role: Role) -> Slot {
+        (key, self.hasher.hash_one((&r.method, &r.path)), role)
     }
 
     fn seq(&mut self) -> u64 {
@@ -165,7 +188,8 @@ impl Pairing {
             self.local_ips.clear();
         }
         self.local_ips.insert(mine);
-        let other = self.slot(&rec, opposite(rec.role));
+        let (key, backed_here) = dialled(conn_key(&rec), self.kube.as_deref());
+        let other = self.slot(key, &rec, opposite(rec.role));
         let same = |w: &Waiting| w.rec.method == rec.method && w.rec.path == rec.path;
         if self
             .waiting
@@ -184,10 +208,10 @@ impl Pairing {
             self.paired += 1;
             return;
         }
-        let slot = self.slot(&rec, rec.role);
+        let slot = self.slot(key, &rec, rec.role);
         let seq = self.seq();
         let deadline_ns = now_ns.saturating_add(self.window_ns);
-        if same_node(mine, peer) || self.local_ips.contains(&peer) {
+        if same_node(mine, peer) || self.local_ips.contains(&peer) || backed_here {
             if self.waiting.len() >= MAX_WAITING {
                 Limit::PairingWaiting.reached();
                 self.expire_oldest_waiting(now_ns, out);
@@ -216,7 +240,8 @@ impl Pairing {
     }
 
     fn count_alone(&mut self, w: Waiting, now_ns: u64, out: &mut Vec<CallRecord>) {
-        let slot = self.slot(&w.rec, w.rec.role);
+        let (key, _) = dialled(conn_key(&w.rec), self.kube.as_deref());
+        let slot = self.slot(key, &w.rec, w.rec.role);
         self.remember_counted(slot, w.seq, now_ns.saturating_add(self.window_ns));
         out.push(w.rec);
     }

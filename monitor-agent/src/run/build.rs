@@ -226,7 +226,7 @@ pub(super) struct Handles {
     pub traffic: TrafficFamilies,
     pub reload: ReloadMetrics,
     pub store_errors: Counter,
-    pub kube_errors: Counter,
+    pub kube: kubernetes::WatchCounters,
     pub violations: Arc<Violations>,
     pub api: Arc<api::serve::Guard>,
 }
@@ -291,7 +291,7 @@ fn register(metrics: &mut Metrics, s: &Settings, state: &State) -> Handles {
         conn: ConnMetrics::register(r, pipeline.records_dropped.clone()),
         traffic: TrafficFamilies::register(r, s.max_metric_routes as usize),
         store_errors: store::flush_errors(r),
-        kube_errors: kubernetes::read_errors(r),
+        kube: kubernetes::WatchCounters::register(r),
         violations: Arc::new(Violations::new(s.recent_calls as usize, r)),
         api: Arc::new(api::serve::Guard::register(r)),
         pipeline,

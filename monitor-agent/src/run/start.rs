@@ -12,7 +12,6 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use prometheus_client::metrics::counter::Counter;
 use ringbuf::{traits::Split, HeapRb};
 
 use super::build::{Built, Control, Kernel};
@@ -119,6 +118,10 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
     let recent = Arc::new(RecentCalls::new(s.recent_calls as usize));
     let (out_tx, output) = start_output(s.output)?.unzip();
     let (records, rx) = mpsc::sync_channel(RECORD_QUEUE);
+    let kube_index = s
+        .kubernetes
+        .as_ref()
+        .map(|_| Arc::new(RwLock::new(KubeIndex::default())));
     let pipeline = pipeline::spawn(
         Pipeline {
             inventory: state.inventory.clone(),
@@ -128,6 +131,7 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
             traffic: TrafficRecorder::new(h.traffic, s.max_metric_routes as usize),
             enforcement: state.enforcement.clone(),
             violations: h.violations.clone(),
+            kube: kube_index.clone(),
         },
         rx,
         stop.clone(),
@@ -150,7 +154,7 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
         control.hangup.clone(),
         stop.clone(),
     )?;
-    let (identity, kube) = start_identity(s, &h.kube_errors, &stop)?;
+    let (identity, kube) = start_identity(s, kube_index, &h.kube, &stop)?;
     let (inlets, shards) = start_shards(s, &identity, &h.conn, &records, &stop, &health)?;
     drop(records);
     let reader_alive = health.watch("capture reader");
@@ -222,15 +226,15 @@ fn start_output(format: OutputFormat) -> Result<Option<(SyncSender<CallRecord>, 
 /// Service rules, and pod names from the API server when Kubernetes is configured.
 fn start_identity(
     s: &Settings,
-    errors: &Counter,
+    index: Option<Arc<RwLock<KubeIndex>>>,
+    counters: &kubernetes::WatchCounters,
     stop: &Arc<AtomicBool>,
 ) -> Result<(Arc<Identity>, Option<JoinHandle<()>>)> {
     let identity = Identity::new(s.services.clone());
-    let Some(cfg) = &s.kubernetes else {
+    let (Some(cfg), Some(index)) = (&s.kubernetes, index) else {
         return Ok((Arc::new(identity), None));
     };
-    let index = Arc::new(RwLock::new(KubeIndex::default()));
-    let t = kubernetes::spawn(cfg.clone(), index.clone(), errors.clone(), stop.clone())
+    let t = kubernetes::spawn(cfg.clone(), index.clone(), counters.clone(), stop.clone())
         .context("Kubernetes metadata is configured but unusable")?;
     Ok((Arc::new(identity.with_kubernetes(index)), Some(t)))
 }

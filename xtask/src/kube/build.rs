@@ -62,10 +62,13 @@ const PACKAGES: &[&str] = &[
     "libc6-dev",
     "golang-github-modern-go-reflect2-dev",
     "etcd-server",
-    "docker.io",
+    "containerd",
+    "runc",
     "containernetworking-plugins",
     "debootstrap",
     "iptables",
+    "busybox-static",
+    "binutils",
 ];
 
 /// The vendored reflect2 1.0.1 crashes kube-apiserver under Go 1.19 (`fatal error: fault`

@@ -13,7 +13,10 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use super::pki;
+use super::{
+    network::{PodNetwork, NODE_IP, POD_RANGE},
+    pki,
+};
 
 /// How long a component may take to answer once started.
 const START_TIMEOUT: Duration = Duration::from_mins(1);
@@ -25,8 +28,42 @@ pub(crate) struct Cluster {
     pub(crate) dir: PathBuf,
     pub(super) bin: PathBuf,
     procs: Vec<(&'static str, Child)>,
-    /// Whether a Docker daemon was started, whose containers go before it does.
-    pub(super) docker_started: bool,
+    /// Whether containerd was started, whose containers go before it does.
+    pub(super) containerd_started: bool,
+    /// Network namespaces present before the node started: the pods' are the others.
+    pub(super) netns_before: Vec<String>,
+    /// Dropped after every component is stopped (fields drop after `Drop::drop`).
+    _network: PodNetwork,
+    _agent_data: AgentData,
+}
+
+/// The DaemonSet keeps its inventory in the node's `/var/lib/monitor-agent`: a run starts
+/// with it empty, and what was there before (an agent's of this machine) is put back.
+struct AgentData {
+    saved: Option<PathBuf>,
+}
+
+const AGENT_DATA: &str = "/var/lib/monitor-agent";
+
+impl AgentData {
+    fn set_aside() -> Result<AgentData> {
+        let dir = Path::new(AGENT_DATA);
+        if !dir.exists() {
+            return Ok(AgentData { saved: None });
+        }
+        let saved = PathBuf::from(format!("{AGENT_DATA}.before-test-{}", std::process::id()));
+        fs::rename(dir, &saved).with_context(|| format!("moving {AGENT_DATA} aside"))?;
+        Ok(AgentData { saved: Some(saved) })
+    }
+}
+
+impl Drop for AgentData {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(AGENT_DATA);
+        if let Some(saved) = &self.saved {
+            let _ = fs::rename(saved, AGENT_DATA);
+        }
+    }
 }
 
 impl Cluster {
@@ -37,11 +74,15 @@ impl Cluster {
             fs::remove_dir_all(&dir)?;
         }
         fs::create_dir_all(dir.join("logs"))?;
+        let network = PodNetwork::create()?;
         let mut cluster = Cluster {
             dir,
             bin: bin.to_path_buf(),
             procs: Vec::new(),
-            docker_started: false,
+            containerd_started: false,
+            netns_before: super::network::netns_names(),
+            _network: network,
+            _agent_data: AgentData::set_aside()?,
         };
         let port = free_port()?;
         pki::write(&cluster.pki(), port)?;
@@ -109,8 +150,8 @@ impl Cluster {
         let f = |n: &str| self.file(n);
         let args = [
             format!("--etcd-servers=http://127.0.0.1:{etcd}"),
-            "--bind-address=127.0.0.1".into(),
-            "--advertise-address=127.0.0.1".into(),
+            format!("--bind-address={NODE_IP}"),
+            format!("--advertise-address={NODE_IP}"),
             format!("--secure-port={port}"),
             "--insecure-port=0".into(),
             format!("--client-ca-file={}", f("ca.crt")),
@@ -121,14 +162,14 @@ impl Cluster {
                 f("apiserver-kubelet.crt")
             ),
             format!("--kubelet-client-key={}", f("apiserver-kubelet.key")),
+            // The node's name resolves nowhere; its address does.
+            "--kubelet-preferred-address-types=InternalIP".into(),
             "--authorization-mode=Node,RBAC".into(),
             format!("--service-account-key-file={}", f("sa.pub")),
             format!("--service-account-signing-key-file={}", f("sa.key")),
             "--service-account-issuer=https://kubernetes.default.svc".into(),
             format!("--service-cluster-ip-range={SERVICE_RANGE}"),
             "--enable-admission-plugins=NodeRestriction".into(),
-            // A loopback advertise address is refused for the `kubernetes` Endpoints.
-            "--endpoint-reconciler-type=none".into(),
             "--allow-privileged=true".into(),
         ];
         let bin = self.bin.join("kube-apiserver");
@@ -148,6 +189,7 @@ impl Cluster {
             format!("--cluster-signing-cert-file={}", f("ca.crt")),
             format!("--cluster-signing-key-file={}", f("ca.key")),
             format!("--service-cluster-ip-range={SERVICE_RANGE}"),
+            format!("--cluster-cidr={POD_RANGE}"),
         ];
         let scheduler = [
             format!("--kubeconfig={}", f("scheduler.kubeconfig")),
@@ -226,9 +268,10 @@ impl Drop for Cluster {
     /// containers go before their daemon, the mounts below the directory before it.
     fn drop(&mut self) {
         while let Some((name, mut child)) = self.procs.pop() {
-            if name == "dockerd" && self.docker_started {
+            if name == "containerd" && self.containerd_started {
                 self.remove_containers();
             }
+            let proxy = name == "kube-proxy";
             let pid = child.id().to_string();
             let _ = Command::new("kill").args(["-TERM", &pid]).status();
             let deadline = Instant::now() + Duration::from_secs(10);
@@ -240,7 +283,11 @@ impl Drop for Cluster {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+            if proxy {
+                self.clean_proxy_rules();
+            }
         }
+        super::network::remove_netns_except(&self.netns_before);
         for mount in super::node::mounts_under(&self.dir) {
             let _ = Command::new("umount").arg("-l").arg(&mount).status();
         }

@@ -6,6 +6,7 @@ use std::{fs, path::Path, process::Command};
 
 use anyhow::{Context, Result};
 
+use super::network::NODE_IP;
 use crate::util;
 
 /// A client identity: the certificate's CN is the user, its O the group.
@@ -46,7 +47,7 @@ pub(crate) fn clients() -> Vec<Client> {
 
 /// Writes `ca.crt`, `ca.key`, `apiserver.{crt,key}`, `kubelet-serving.{crt,key}`,
 /// `sa.{key,pub}` and a certificate and kubeconfig per client into `dir`, for an API
-/// server at `https://127.0.0.1:port`.
+/// server at `https://NODE_IP:port`.
 pub(crate) fn write(dir: &Path, port: u16) -> Result<()> {
     fs::create_dir_all(dir)?;
     let openssl = |args: &[&str]| openssl(dir, args);
@@ -66,16 +67,15 @@ pub(crate) fn write(dir: &Path, port: u16) -> Result<()> {
         "/CN=monitor-test-ca",
     ])
     .context("making the test cluster's CA with openssl")?;
-    let sans = "IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,\
-                DNS:kubernetes.default,DNS:kubernetes.default.svc,\
-                DNS:kubernetes.default.svc.cluster.local";
-    sign(dir, "apiserver", "/CN=kube-apiserver", sans)?;
-    sign(
-        dir,
-        "kubelet-serving",
-        &format!("/CN={NODE}"),
-        "IP:127.0.0.1,DNS:localhost",
-    )?;
+    // The API server is reached at the node's address and, from pods, at the `kubernetes`
+    // Service's first address of the range.
+    let sans = format!(
+        "IP:{NODE_IP},IP:10.96.0.1,DNS:kubernetes,DNS:kubernetes.default,\
+         DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    );
+    sign(dir, "apiserver", "/CN=kube-apiserver", &sans)?;
+    let node_sans = format!("IP:{NODE_IP},DNS:{NODE}");
+    sign(dir, "kubelet-serving", &format!("/CN={NODE}"), &node_sans)?;
     for c in clients() {
         let subject = match c.group {
             Some(g) => format!("/O={g}/CN={}", c.user),
@@ -140,7 +140,7 @@ fn kubeconfig(dir: &Path, name: &str, port: u16) -> Result<()> {
     let at = |f: &str| dir.join(f).display().to_string();
     let text = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    \
-         server: https://127.0.0.1:{port}\n    certificate-authority: {ca}\nusers:\n\
+         server: https://{NODE_IP}:{port}\n    certificate-authority: {ca}\nusers:\n\
          - name: {name}\n  user:\n    client-certificate: {crt}\n    client-key: {key}\n\
          contexts:\n- name: test\n  context:\n    cluster: test\n    user: {name}\n\
          current-context: test\n",

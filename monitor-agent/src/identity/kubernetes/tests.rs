@@ -28,8 +28,8 @@ fn pods() -> Value {
 
 #[test]
 fn containers_map_to_workloads() {
-    let mut idx = KubeIndex::default();
-    index_pods(&pods(), &mut idx);
+    let pods = list_facts(&pods(), pod_facts);
+    let idx = KubeIndex::build(pods.iter(), [].iter(), [].iter());
     let w = idx.workload(&ID1[..12]).expect("orders container");
     assert_eq!(w.service(), "shop/orders");
     assert_eq!(
@@ -62,28 +62,58 @@ fn replica_set_hashes_are_stripped_only_when_they_look_like_one() {
     );
 }
 
-#[test]
-fn service_and_pod_ips_map_to_services() {
-    let mut idx = KubeIndex::default();
-    index_services(
+fn services() -> Vec<ServiceFacts> {
+    list_facts(
         &json!({"items": [
-            {"metadata": {"name": "orders", "namespace": "shop"}, "spec": {"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20", "fd00::20"]}},
+            {"metadata": {"name": "orders", "namespace": "shop"},
+             "spec": {"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20", "fd00::20"],
+                      "ports": [{"name": "http", "port": 80, "targetPort": 8080},
+                                {"name": "dns", "port": 53, "protocol": "UDP"}]}},
             {"metadata": {"name": "headless", "namespace": "shop"}, "spec": {"clusterIP": "None"}}
         ]}),
-        &mut idx,
-    );
-    index_endpoint_slices(
+        service_facts,
+    )
+}
+
+fn slices() -> Vec<SliceFacts> {
+    list_facts(
         &json!({"items": [
             {"metadata": {"namespace": "shop", "labels": {"kubernetes.io/service-name": "orders"}},
-             "endpoints": [{"addresses": ["10.1.0.7"]}, {"addresses": ["10.1.0.8"]}]},
+             "endpoints": [{"addresses": ["10.1.0.7"]}, {"addresses": ["10.1.0.8"]}],
+             "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}]},
             {"metadata": {"namespace": "shop"}, "endpoints": [{"addresses": ["10.9.9.9"]}]}
         ]}),
-        &mut idx,
-    );
+        slice_facts,
+    )
+}
+
+#[test]
+fn service_and_pod_ips_map_to_services() {
+    let idx = KubeIndex::build([].iter(), services().iter(), slices().iter());
     for ip in ["10.96.0.20", "10.1.0.7", "10.1.0.8", "fd00::20"] {
         let addr = SocketAddr::new(ip.parse().unwrap(), 8080);
         assert_eq!(idx.service_at(addr).as_deref(), Some("shop/orders"), "{ip}");
     }
     assert!(idx.service_at("10.9.9.9:80".parse().unwrap()).is_none());
     assert_eq!(idx.ips.len(), 4);
+}
+
+#[test]
+fn service_backends_lead_to_the_service_address_by_port_name() {
+    let idx = KubeIndex::build([].iter(), services().iter(), slices().iter());
+    let front: SocketAddr = "10.96.0.20:80".parse().unwrap();
+    for backend in ["10.1.0.7:8080", "10.1.0.8:8080"] {
+        assert_eq!(
+            idx.frontend_of(backend.parse().unwrap()),
+            front,
+            "{backend}"
+        );
+    }
+    // Another port of a backend, an address that backs nothing, the front itself: as they are.
+    for addr in ["10.1.0.7:9090", "10.9.9.9:8080", "10.96.0.20:80"] {
+        let a: SocketAddr = addr.parse().unwrap();
+        assert_eq!(idx.frontend_of(a), a, "{addr}");
+    }
+    // The UDP port is not a TCP frontend.
+    assert_eq!(services()[0].ports, vec![("http".to_string(), 80)]);
 }

@@ -139,3 +139,62 @@ fn waiting_calls_are_capped_and_the_oldest_counted_alone() {
     p.flush(&mut out);
     assert_eq!(out.len(), MAX_WAITING + 10);
 }
+
+/// A pod calling a Service's cluster IP, DNAT'd to a backend pod on this node: the client
+/// saw the cluster IP, the server its own pod IP; the Service's EndpointSlice joins them.
+#[test]
+fn a_call_through_a_service_pairs_with_its_backend() {
+    use crate::identity::kubernetes::{list_facts, pod_facts, service_facts, slice_facts};
+    let pods = list_facts(
+        &serde_json::json!({"items": [
+            {"metadata": {"name": "orders-1", "namespace": "shop"},
+             "status": {"podIP": "10.244.0.9"}}]}),
+        pod_facts,
+    );
+    let services = list_facts(
+        &serde_json::json!({"items": [
+            {"metadata": {"name": "orders-api", "namespace": "shop"},
+             "spec": {"clusterIP": "10.96.0.50", "ports": [{"name": "web", "port": 80}]}}]}),
+        service_facts,
+    );
+    let slices = list_facts(
+        &serde_json::json!({"items": [
+            {"metadata": {"namespace": "shop", "labels": {"kubernetes.io/service-name": "orders-api"}},
+             "endpoints": [{"addresses": ["10.244.0.9"]}],
+             "ports": [{"name": "web", "port": 8080}]}]}),
+        slice_facts,
+    );
+    let index = KubeIndex::build(pods.iter(), services.iter(), slices.iter());
+    let mut p = Pairing::new(W).with_kubernetes(Some(Arc::new(RwLock::new(index))));
+    let mut out = Vec::new();
+    let client = "10.244.0.7:41000";
+    // The client's side first: the cluster IP is no local address, but its backend is here.
+    p.push(
+        rec(Role::Client, client, "10.96.0.50:80", "/o"),
+        0,
+        &mut out,
+    );
+    assert!(out.is_empty(), "counted alone before its server side came");
+    p.push(
+        rec(Role::Server, client, "10.244.0.9:8080", "/o"),
+        10,
+        &mut out,
+    );
+    assert_eq!(out.len(), 1);
+    assert!(out[0].seen_by_both);
+    assert_eq!(out[0].client.pid, Some(10));
+    // A backend's other port, or another pod, is not that Service.
+    p.push(
+        rec(Role::Client, client, "10.96.0.50:80", "/p"),
+        20,
+        &mut out,
+    );
+    p.push(
+        rec(Role::Server, client, "10.244.0.9:9090", "/p"),
+        30,
+        &mut out,
+    );
+    p.expire(10 * W, &mut out);
+    assert_eq!(out.len(), 3);
+    assert!(out[1..].iter().all(|r| !r.seen_by_both));
+}

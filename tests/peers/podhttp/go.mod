@@ -1,0 +1,3 @@
+module podhttp
+
+go 1.19
