@@ -92,6 +92,12 @@ fn kubernetes_manifests_are_complete_and_consistent() {
     assert_eq!(get(ds, &["spec", "selector", "matchLabels"]), pod_labels);
     let c = &list(pod, &["containers"])[0];
 
+    // Tainted nodes (control-plane ones) only when asked for.
+    assert!(
+        pod.get("tolerations").is_none(),
+        "the DaemonSet must not tolerate every taint"
+    );
+
     // Capabilities instead of privileged, the runtime's seccomp filter, and AppArmor by the
     // annotation that API servers before 1.30 accept.
     let sc = get(c, &["securityContext"]);
@@ -214,6 +220,24 @@ fn kubernetes_manifests_are_complete_and_consistent() {
         ServiceSpec::from_str("example", std::path::Path::new(name), v.as_str().unwrap())
             .unwrap_or_else(|e| panic!("{e}"));
     }
+
+    // The NetworkPolicy selects the agent's pods, lets in their one port, lets out only the
+    // API server's ports and DNS.
+    let np = find(&docs, "NetworkPolicy", "monitor-agent");
+    assert_eq!(get(np, &["spec", "podSelector", "matchLabels"]), pod_labels);
+    let ingress = list(np, &["spec", "ingress"]);
+    assert_eq!(ingress.len(), 1);
+    assert_eq!(list(&ingress[0], &["ports"]).len(), 1);
+    assert_eq!(
+        get(&list(&ingress[0], &["ports"])[0], &["port"]).as_u64(),
+        Some(9464)
+    );
+    let egress_ports: BTreeSet<u64> = list(np, &["spec", "egress"])
+        .iter()
+        .flat_map(|rule| list(rule, &["ports"]).iter())
+        .filter_map(|p| get(p, &["port"]).as_u64())
+        .collect();
+    assert_eq!(egress_ports, BTreeSet::from([53, 443, 6443]));
 
     // Service → pods, ServiceMonitor → Service, by labels and port names.
     let svc = find(&docs, "Service", "monitor-agent");

@@ -36,6 +36,9 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 pub const MAX_OBJECTS: usize = 200_000;
 /// Objects per page of the initial lists.
 const PAGE: u32 = 500;
+/// How long the agent's start waits for the first complete lists, so that its first calls
+/// are named; past it, calls are named as the lists arrive.
+const FIRST_LISTS: Duration = Duration::from_secs(10);
 
 /// Failed reads of the cluster; registered whether or not Kubernetes is configured, so a
 /// dashboard shows 0 rather than nothing.
@@ -59,6 +62,8 @@ enum Change {
 struct Store<F> {
     live: HashMap<String, F>,
     relisting: Option<HashMap<String, F>>,
+    /// A complete list has been read at least once.
+    listed: bool,
 }
 
 impl<F> Default for Store<F> {
@@ -66,6 +71,7 @@ impl<F> Default for Store<F> {
         Store {
             live: HashMap::new(),
             relisting: None,
+            listed: false,
         }
     }
 }
@@ -90,6 +96,7 @@ impl<F> Store<F> {
                 if let Some(listed) = self.relisting.take() {
                     self.live = listed;
                 }
+                self.listed = true;
             }
             watcher::Event::InitApply(obj) => {
                 let into = self.relisting.get_or_insert_with(HashMap::new);
@@ -132,6 +139,10 @@ impl Stores {
         }
     }
 
+    fn all_listed(&self) -> bool {
+        self.pods.listed && self.services.listed && self.slices.listed
+    }
+
     fn index(&self) -> KubeIndex {
         KubeIndex::build(
             self.pods.live.values(),
@@ -169,7 +180,7 @@ fn client_for(cfg: &KubeConfig) -> Result<Client, KubeError> {
             source,
         })
     };
-    read(&cfg.token_file)?;
+    let token = read(&cfg.token_file)?;
     let ca = read(&cfg.ca_file)?;
     if !ca.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
         return Err(KubeError::Ca(cfg.ca_file.clone()));
@@ -179,9 +190,15 @@ fn client_for(cfg: &KubeConfig) -> Result<Client, KubeError> {
         .parse()
         .map_err(|_| KubeError::Url(cfg.api_server.clone()))?;
     let mut config = kube::Config::new(url);
-    // Both files are re-read as the kubelet rotates them.
+    // Both files are re-read as the kubelet rotates them. kube sends a token file's bytes as
+    // they are, so one written by hand with a final newline is read once, trimmed.
     config.root_cert_file = Some(cfg.ca_file.clone());
-    config.auth_info.token_file = Some(cfg.token_file.display().to_string());
+    let token = String::from_utf8_lossy(&token);
+    if token.trim() == token {
+        config.auth_info.token_file = Some(cfg.token_file.display().to_string());
+    } else {
+        config.auth_info.token = Some(secrecy::SecretString::from(token.trim().to_string()));
+    }
     config.connect_timeout = Some(Duration::from_secs(10));
     Client::try_from(config).map_err(|e| KubeError::Client(e.to_string()))
 }
@@ -200,10 +217,15 @@ pub fn spawn(
         .map_err(KubeError::Thread)?;
     // Made here so that a bad address or file is refused at start, in one sentence.
     let client = runtime.block_on(async { client_for(&cfg) })?;
-    thread::Builder::new()
+    let (listed_tx, listed) = std::sync::mpsc::sync_channel(1);
+    let handle = thread::Builder::new()
         .name("kubernetes".into())
-        .spawn(move || runtime.block_on(follow(client, cfg, index, counters, stop)))
-        .map_err(KubeError::Thread)
+        .spawn(move || runtime.block_on(follow(client, cfg, index, counters, stop, listed_tx)))
+        .map_err(KubeError::Thread)?;
+    if listed.recv_timeout(FIRST_LISTS).is_err() {
+        log::warn!("kubernetes: the first lists were not complete within {FIRST_LISTS:?}; calls are named as they arrive");
+    }
+    Ok(handle)
 }
 
 /// `discovery.k8s.io/v1` where the API server serves it (Kubernetes 1.21 and later), else
@@ -254,18 +276,17 @@ async fn follow(
     index: Arc<RwLock<KubeIndex>>,
     counters: WatchCounters,
     stop: Arc<AtomicBool>,
+    listed: std::sync::mpsc::SyncSender<()>,
 ) {
-    let Some(slices) = slice_version(&client, &counters.errors, &stop).await else {
-        if !stop.load(Ordering::Relaxed) {
-            log::warn!("kubernetes: the API server serves no EndpointSlices; Service backends are not named");
-        }
+    let slices = slice_version(&client, &counters.errors, &stop).await;
+    if stop.load(Ordering::Relaxed) {
         return;
-    };
+    }
     let pods_config = match &cfg.node_name {
         Some(node) => watcher::Config::default().fields(&format!("spec.nodeName={node}")),
         None => watcher::Config::default(),
     };
-    let changes = futures_util::stream::select_all([
+    let mut streams = vec![
         watch_of(&client, ("", "v1", "Pod", "pods"), pods_config)
             .map(|r| r.map(Change::Pod))
             .boxed(),
@@ -276,36 +297,53 @@ async fn follow(
         )
         .map(|r| r.map(Change::Service))
         .boxed(),
-        watch_of(
-            &client,
-            (
-                "discovery.k8s.io",
-                slices,
-                "EndpointSlice",
-                "endpointslices",
-            ),
-            watcher::Config::default(),
-        )
-        .map(|r| r.map(Change::Slice))
-        .boxed(),
-    ]);
+    ];
+    if let Some(version) = slices {
+        streams.push(
+            watch_of(
+                &client,
+                (
+                    "discovery.k8s.io",
+                    version,
+                    "EndpointSlice",
+                    "endpointslices",
+                ),
+                watcher::Config::default(),
+            )
+            .map(|r| r.map(Change::Slice))
+            .boxed(),
+        );
+    } else {
+        log::warn!(
+            "kubernetes: the API server serves no EndpointSlices; Service backends are not named"
+        );
+    }
     log::info!(
-        "kubernetes: watching pods{}, services and endpointslices (discovery.k8s.io/{slices}) at {}",
-        cfg.node_name.as_deref().map(|n| format!(" of node {n}")).unwrap_or_default(),
+        "kubernetes: watching pods{}, services and endpointslices ({}) at {}",
+        cfg.node_name
+            .as_deref()
+            .map(|n| format!(" of node {n}"))
+            .unwrap_or_default(),
+        slices.map_or("none".to_string(), |v| format!("discovery.k8s.io/{v}")),
         cfg.api_server
     );
-    apply_changes(changes, &index, &counters, &stop).await;
+    let mut stores = Stores::default();
+    stores.slices.listed = slices.is_none();
+    let changes = futures_util::stream::select_all(streams);
+    apply_changes(changes, stores, &index, &counters, &stop, listed).await;
 }
 
 /// Applies changes as they come, publishing a rebuilt index when something changed and
 /// `PUBLISH_EVERY` has passed; checks `stop` at least that often.
 async fn apply_changes(
     mut changes: impl futures_util::Stream<Item = Result<Change, watcher::Error>> + Unpin,
+    mut stores: Stores,
     index: &RwLock<KubeIndex>,
     counters: &WatchCounters,
     stop: &AtomicBool,
+    listed: std::sync::mpsc::SyncSender<()>,
 ) {
-    let mut stores = Stores::default();
+    let mut listed = Some(listed);
     let mut dirty = false;
     let mut published = Instant::now();
     while !stop.load(Ordering::Relaxed) {
@@ -336,6 +374,11 @@ async fn apply_changes(
             }
             dirty = false;
             published = Instant::now();
+            if stores.all_listed() {
+                if let Some(tx) = listed.take() {
+                    let _ = tx.try_send(());
+                }
+            }
         }
     }
 }
