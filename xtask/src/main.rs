@@ -87,7 +87,7 @@ fn run(args: Vec<String>) -> Result<()> {
 }
 
 /// Seconds each fuzz target runs in `cargo xtask test` (the README says so too).
-const FUZZ_SECONDS_IN_TEST: u64 = 20;
+const FUZZ_SECONDS_IN_TEST: u64 = 12;
 
 fn test(args: Vec<String>) -> Result<()> {
     setup::all(true)?;
