@@ -65,6 +65,9 @@ fn opposite(role: Role) -> Role {
 struct Waiting {
     rec: CallRecord,
     seq: u64,
+    /// Its slot as computed on arrival, so that counting it alone later files it where its
+    /// other side will look, whatever the cluster's Services have become meanwhile.
+    slot: Slot,
 }
 
 /// Calls of one side in arrival order under their slot, and one queue of every entry in
@@ -217,7 +220,7 @@ impl Pairing {
                 self.expire_oldest_waiting(now_ns, out);
             }
             self.waiting
-                .push(slot, seq, deadline_ns, Waiting { rec, seq });
+                .push(slot, seq, deadline_ns, Waiting { rec, seq, slot });
         } else {
             self.remember_counted(slot, seq, deadline_ns);
             out.push(rec);
@@ -240,9 +243,7 @@ impl Pairing {
     }
 
     fn count_alone(&mut self, w: Waiting, now_ns: u64, out: &mut Vec<CallRecord>) {
-        let (key, _) = dialled(conn_key(&w.rec), self.kube.as_deref());
-        let slot = self.slot(key, &w.rec, w.rec.role);
-        self.remember_counted(slot, w.seq, now_ns.saturating_add(self.window_ns));
+        self.remember_counted(w.slot, w.seq, now_ns.saturating_add(self.window_ns));
         out.push(w.rec);
     }
 
