@@ -205,9 +205,12 @@ impl Cluster {
             .join(format!("oci-{}", name.replace(['/', ':'], "_")));
         let blobs = layout.join("blobs/sha256");
         fs::create_dir_all(&blobs)?;
+        // Written once under a temporary name, hashed there, renamed to its digest.
         let blob = |bytes: &[u8]| -> Result<serde_json::Value> {
-            let digest = sha256(bytes)?;
-            fs::write(blobs.join(&digest), bytes)?;
+            let part = blobs.join("part");
+            fs::write(&part, bytes)?;
+            let digest = sha256_file(&part)?;
+            fs::rename(&part, blobs.join(&digest))?;
             Ok(serde_json::json!({"digest": format!("sha256:{digest}"), "size": bytes.len()}))
         };
         let layer_digest = sha256_file(layer)?;
@@ -311,12 +314,4 @@ fn sha256_file(path: &Path) -> Result<String> {
         .next()
         .map(str::to_string)
         .context("sha256sum printed nothing")
-}
-
-fn sha256(bytes: &[u8]) -> Result<String> {
-    let tmp = std::env::temp_dir().join(format!("monitor-blob-{}", std::process::id()));
-    fs::write(&tmp, bytes)?;
-    let digest = sha256_file(&tmp);
-    let _ = fs::remove_file(&tmp);
-    digest
 }
