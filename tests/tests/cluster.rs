@@ -248,7 +248,9 @@ fn without_cap_bpf_the_agent_pod_fails_saying_so() {
             }
             let out = cluster.kubectl_output(&["logs", "-n", NAMESPACE, &pod, "--previous"]);
             logs = String::from_utf8_lossy(&out.stdout).into_owned();
-            !logs.is_empty()
+            // While the container is being replaced kubectl prints "unable to retrieve
+            // container logs" instead: wait for the agent's own words.
+            logs.contains("the agent lacks")
         },
     );
     assert!(
