@@ -3,14 +3,18 @@
 //! cluster that `cargo xtask kube test` brings up (and takes down). Ignored in a plain
 //! `cargo test`: they need that cluster, and xtask runs them with `--ignored`.
 
-use std::{collections::BTreeSet, net::SocketAddr, time::Duration};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+    time::{Duration, Instant},
+};
 
 use monitor_agent::{
-    api::response::{CallsAnswer, InventoryAnswer},
+    api::response::{CallsAnswer, InventoryAnswer, WorkloadsAnswer},
     identity::Workload,
 };
 use monitor_tests::{
-    agent::{http_get, http_get_with},
+    agent::{http_get, http_get_with, run_cli},
     kube::{capabilities, kustomization_dir, Applied, Cluster, BASE_FROM_KUSTOMIZATION},
     prometheus::Prometheus,
     workspace_root,
@@ -360,6 +364,8 @@ fn workloads_are_named_from_the_api_server_and_calls_through_services_count_once
 
     each_call_counted_once_with_its_caller(&cluster, api);
     records_name_both_sides_as_the_api_server_has_them(&cluster, api);
+    suggested_network_policies_select_the_real_pods(&cluster, api);
+    changes_in_the_cluster_are_seen_within_a_second(&cluster, api);
 }
 
 /// A GET on the agent's query API with the token; the body of its 200.
@@ -451,4 +457,137 @@ fn records_name_both_sides_as_the_api_server_has_them(cluster: &Cluster, api: So
             assert_eq!(c.server.kubernetes.as_deref(), Some(server), "{c:?}");
         }
     }
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect()
+}
+
+fn match_labels(v: &serde_json::Value) -> BTreeMap<String, String> {
+    serde_json::from_value(v["matchLabels"].clone()).unwrap_or_default()
+}
+
+/// `policy suggest --format networkpolicy` from this traffic, as the README shows it: the
+/// API server accepts every object (a server-side dry run, which validates and defaults
+/// them), and the objects select the workloads by the labels the API server has for their
+/// pods, per-replica labels left out, in their own namespace.
+fn suggested_network_policies_select_the_real_pods(cluster: &Cluster, api: SocketAddr) {
+    let server = format!("http://{api}");
+    let (code, yaml, err) = run_cli(&[
+        "policy",
+        "suggest",
+        "--server",
+        &server,
+        "--token",
+        TOKEN,
+        "--format",
+        "networkpolicy",
+    ]);
+    assert_eq!(code, 0, "policy suggest failed: {err}");
+    let file = kustomization_dir("suggested").with_extension("yaml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, &yaml).unwrap();
+    let path = file.display().to_string();
+    let accepted = cluster.kubectl(&["apply", "--dry-run=server", "-f", &path, "-o", "json"]);
+    let _ = std::fs::remove_file(&file);
+    let accepted: serde_json::Value = serde_json::from_str(&accepted).unwrap();
+    let items = accepted["items"].as_array().cloned().unwrap_or_default();
+    let policy = |namespace: &str, selects: &BTreeMap<String, String>| {
+        items
+            .iter()
+            .find(|o| {
+                o["metadata"]["namespace"] == namespace
+                    && match_labels(&o["spec"]["podSelector"]) == *selects
+            })
+            .unwrap_or_else(|| {
+                panic!("no NetworkPolicy selects {selects:?} in {namespace}:\n{yaml}")
+            })
+            .clone()
+    };
+    let client = labels(&[("app", "client")]);
+    for selects in [
+        labels(&[("app", "orders"), ("tier", "backend")]),
+        labels(&[("app", "ledger")]),
+    ] {
+        let p = policy("shop", &selects);
+        let from = p["spec"]["ingress"][0]["from"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let callers: Vec<_> = from
+            .iter()
+            .map(|f| match_labels(&f["podSelector"]))
+            .collect();
+        assert_eq!(callers, vec![client.clone()], "{selects:?}: {yaml}");
+        assert!(from[0].get("namespaceSelector").is_none(), "{yaml}");
+    }
+    let deny = policy("shop", &BTreeMap::new());
+    assert_eq!(deny["metadata"]["name"], "monitor-default-deny", "{yaml}");
+}
+
+/// Polls the agent's view of the cluster until `seen` holds; fails past one second after
+/// the change was made (kubectl has returned: the API server has it).
+fn seen_within_a_second(
+    api: SocketAddr,
+    what: &str,
+    seen: impl Fn(&BTreeMap<String, monitor_agent::identity::kubernetes::WorkloadSelector>) -> bool,
+) {
+    let changed = Instant::now();
+    loop {
+        let answer: WorkloadsAnswer =
+            serde_json::from_str(&agent_get(api, "/api/v1/workloads")).unwrap();
+        let by_name = answer
+            .workloads
+            .into_iter()
+            .map(|w| (w.service.clone(), w))
+            .collect();
+        if seen(&by_name) {
+            eprintln!("{what}: seen after {:?}", changed.elapsed());
+            return;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(1),
+            "{what}: not seen within a second: {by_name:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Pods and Services that change and disappear while the agent runs: its view follows.
+fn changes_in_the_cluster_are_seen_within_a_second(cluster: &Cluster, api: SocketAddr) {
+    cluster.kubectl(&["-n", "shop", "label", "pod", "client", "role=buyer"]);
+    seen_within_a_second(api, "a pod relabelled", |w| {
+        w.get("shop/client")
+            .is_some_and(|c| c.labels == labels(&[("app", "client"), ("role", "buyer")]))
+    });
+    cluster.kubectl(&[
+        "-n",
+        "shop",
+        "patch",
+        "service",
+        "orders-api",
+        "--type=merge",
+        "-p",
+        r#"{"spec":{"selector":{"app":"orders","tier":"backend"}}}"#,
+    ]);
+    seen_within_a_second(api, "a Service's selector changed", |w| {
+        w.get("shop/orders-api")
+            .is_some_and(|s| s.labels == labels(&[("app", "orders"), ("tier", "backend")]))
+    });
+    cluster.kubectl(&[
+        "-n",
+        "shop",
+        "delete",
+        "service",
+        "ledger-api",
+        "--wait=true",
+    ]);
+    seen_within_a_second(api, "a Service deleted", |w| {
+        !w.contains_key("shop/ledger-api")
+    });
+    cluster.kubectl(&["-n", "shop", "delete", "pod", "client", "--wait=true"]);
+    seen_within_a_second(api, "a pod deleted", |w| !w.contains_key("shop/client"));
 }

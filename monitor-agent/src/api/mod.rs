@@ -7,7 +7,7 @@ pub(crate) mod serve;
 
 use std::{
     net::{IpAddr, SocketAddr},
-    sync::{Arc, Mutex},
+    sync::{Arc, Mutex, RwLock},
 };
 
 use axum::{
@@ -23,8 +23,8 @@ use thiserror::Error;
 pub use error::ApiError;
 
 use crate::{
-    calls::RecentCalls, enforcement::Enforcement, health::Health, inventory::Inventory,
-    metrics::Metrics, spec::registry::SpecRegistry, violations::Violations,
+    calls::RecentCalls, enforcement::Enforcement, health::Health, identity::KubeIndex,
+    inventory::Inventory, metrics::Metrics, spec::registry::SpecRegistry, violations::Violations,
 };
 
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -52,6 +52,8 @@ pub(crate) struct ApiState {
     pub(crate) specs: Arc<Mutex<SpecRegistry>>,
     pub(crate) violations: Arc<Violations>,
     pub(crate) enforcement: Arc<Enforcement>,
+    /// Kubernetes names, when the agent reads them.
+    pub(crate) kube: Option<Arc<RwLock<KubeIndex>>>,
     /// Required as `Authorization: Bearer` on `/api/` when set.
     pub(crate) token: Option<Arc<str>>,
     /// Connection and follow-stream limits.
@@ -67,6 +69,7 @@ pub(crate) fn router(state: ApiState) -> Router {
         .route("/api/v1/specs", get(query::specs))
         .route("/api/v1/violations", get(query::violations))
         .route("/api/v1/policy", get(query::policy))
+        .route("/api/v1/workloads", get(query::workloads))
         .fallback(api_not_found)
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()

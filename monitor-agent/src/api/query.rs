@@ -7,6 +7,7 @@ use std::{collections::HashMap, convert::Infallible, time::SystemTime};
 use super::{
     response::{
         CallsAnswer, InventoryAnswer, PolicyAnswer, SpecsAnswer, UnusedAnswer, ViolationsAnswer,
+        WorkloadsAnswer,
     },
     serve::{Follower, FOLLOW_MAX, MAX_FOLLOWERS},
     ApiError, ApiState,
@@ -248,6 +249,23 @@ pub(super) async fn specs(State(st): State<ApiState>, raw: Raw) -> Result<Respon
     Params::parse(raw, &[])?;
     let states = st.specs.lock().map_err(|_| internal())?.states();
     Ok(Json(SpecsAnswer { specs: states }).into_response())
+}
+
+pub(super) async fn workloads(State(st): State<ApiState>, raw: Raw) -> Result<Response, ApiError> {
+    let p = Params::parse(raw, &["service"])?;
+    let service = p.non_empty("service")?;
+    let mut workloads = match &st.kube {
+        Some(index) => index.read().map_err(|_| internal())?.selectors(),
+        None => Vec::new(),
+    };
+    if let Some(s) = service {
+        workloads.retain(|w| w.service == s);
+    }
+    Ok(Json(WorkloadsAnswer {
+        count: workloads.len(),
+        workloads,
+    })
+    .into_response())
 }
 
 fn internal() -> ApiError {

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     enforcement::PolicyState,
+    identity::kubernetes::WorkloadSelector,
     inventory::view::{EndpointView, UnusedView},
     record::CallRecord,
     spec::registry::SpecState,
@@ -55,6 +56,14 @@ pub struct SpecsAnswer {
 
 /// `GET /api/v1/policy`.
 pub type PolicyAnswer = PolicyState;
+
+/// `GET /api/v1/workloads`: how the cluster selects the pods behind each service name,
+/// as the API server has them; empty when the agent does not read Kubernetes.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WorkloadsAnswer {
+    pub count: usize,
+    pub workloads: Vec<WorkloadSelector>,
+}
 
 /// Every error: what went wrong and what to do about it, in one sentence.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -96,7 +96,8 @@ pub struct SuggestArgs {
     #[arg(long, default_value = "policy")]
     pub format: String,
 
-    /// Kubernetes namespace for the exported objects.
+    /// Kubernetes namespace for the objects of services the agent did not see in a
+    /// cluster (those it did go in their own namespace, selected by their real labels).
     #[arg(long, default_value = "default")]
     pub namespace: String,
 }

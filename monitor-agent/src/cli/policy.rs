@@ -10,8 +10,8 @@ use super::{
     SuggestArgs,
 };
 use crate::{
-    api::response::InventoryAnswer,
-    policy::{export, suggest, ExportFormat, Policy},
+    api::response::{InventoryAnswer, WorkloadsAnswer},
+    policy::{export, suggest, ExportFormat, Placements, Policy},
 };
 
 pub fn policy_suggest(a: SuggestArgs) -> Result<()> {
@@ -28,7 +28,14 @@ pub fn policy_suggest(a: SuggestArgs) -> Result<()> {
     for w in warnings {
         eprintln!("warning: {w}");
     }
-    print!("{}", export(&policy, format, &a.namespace));
+    let placements = if format == ExportFormat::Policy {
+        Placements::assumed(&a.namespace)
+    } else {
+        // Pods are selected as the API server has them, where the agent reads it.
+        let known: WorkloadsAnswer = client.get_json("/api/v1/workloads")?;
+        Placements::from_cluster(&a.namespace, known.workloads)
+    };
+    print!("{}", export(&policy, format, &placements));
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 //! Service's backend address leads back to the Service's own. Kept current by watches of
 //! the API server (`watch`), from which each object's facts are taken here.
 
+mod selector;
 mod watch;
 
 use std::{
@@ -18,6 +19,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::process::container_id;
+pub use selector::{Labels, WorkloadSelector};
 pub use watch::{read_errors, spawn, WatchCounters, MAX_OBJECTS};
 
 const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -107,6 +109,8 @@ pub struct KubeIndex {
     /// Service addresses with a backend among this node's pods (only this node's are
     /// watched): a client's call to one will be seen from the server's side too.
     pub fronts_here: HashSet<SocketAddr>,
+    /// By service name: how a policy selects its pods.
+    pub selectors: HashMap<String, WorkloadSelector>,
     pub refreshed: Option<Instant>,
 }
 
@@ -139,6 +143,8 @@ pub struct PodFacts {
     pub workload: Arc<Workload>,
     pub ips: Vec<IpAddr>,
     pub containers: Vec<String>,
+    /// `None` when the pod has more labels than are kept.
+    pub labels: Option<Labels>,
 }
 
 /// What one Service tells: its name, cluster IPs and ports (name, port).
@@ -147,6 +153,8 @@ pub struct ServiceFacts {
     pub name: Arc<str>,
     pub ips: Vec<IpAddr>,
     pub ports: Vec<(String, u16)>,
+    /// `spec.selector`; `None` for a Service without one (or with too many labels).
+    pub selector: Option<Labels>,
 }
 
 /// What one EndpointSlice tells: its Service, backend addresses and ports (name, port).
@@ -228,6 +236,10 @@ pub fn pod_facts(pod: &Value) -> Option<PodFacts> {
         workload,
         ips: own_ips,
         containers,
+        labels: selector::labels_of(&pod["metadata"]["labels"]).or_else(|| {
+            // A pod without labels has an empty set, not an unreadable one.
+            pod["metadata"].get("labels").is_none().then(Labels::new)
+        }),
     })
 }
 
@@ -244,6 +256,7 @@ pub fn service_facts(svc: &Value) -> Option<ServiceFacts> {
         name: format!("{ns}/{name}").into(),
         ips: cluster_ips,
         ports: named_ports(&svc["spec"]["ports"], "port"),
+        selector: selector::labels_of(&svc["spec"]["selector"]),
     })
 }
 
@@ -263,11 +276,14 @@ impl KubeIndex {
     /// The index of everything watched, rebuilt whole: Services first, so that their
     /// backends can be linked to them.
     pub fn build<'a>(
-        pods: impl Iterator<Item = &'a PodFacts>,
-        services: impl Iterator<Item = &'a ServiceFacts>,
+        pods: impl Iterator<Item = &'a PodFacts> + Clone,
+        services: impl Iterator<Item = &'a ServiceFacts> + Clone,
         slices: impl Iterator<Item = &'a SliceFacts>,
     ) -> KubeIndex {
-        let mut idx = KubeIndex::default();
+        let mut idx = KubeIndex {
+            selectors: selector::selectors(pods.clone(), services.clone()),
+            ..KubeIndex::default()
+        };
         for p in pods {
             idx.add_pod(p);
         }
@@ -330,6 +346,13 @@ impl KubeIndex {
 
     pub fn service_at(&self, addr: SocketAddr) -> Option<Arc<str>> {
         self.ips.get(&addr.ip()).cloned()
+    }
+
+    /// Every selector, ordered by service name.
+    pub fn selectors(&self) -> Vec<WorkloadSelector> {
+        let mut out: Vec<WorkloadSelector> = self.selectors.values().cloned().collect();
+        out.sort_by(|a, b| a.service.cmp(&b.service));
+        out
     }
 
     /// Whether the Service address `front` has a backend on this node.

@@ -2,21 +2,22 @@
 //! network or the mesh.
 //!
 //! The policy names services the way the agent does; a cluster selects pods by labels and
-//! identifies callers by service account. The mapping assumed here, stated again in every
-//! export's header:
+//! identifies callers by service account. [`Placements`] says how, for each name: from the
+//! API server when the agent reads it (the labels its pods really carry, in their own
+//! namespace), else assumed (`app.kubernetes.io/name: <service>` in the operator's
+//! namespace, a service account named like the service). Every export's header says which.
+//! Beyond that:
 //!
-//! - a service's pods carry the label `app.kubernetes.io/name: <service>`, in `namespace`;
-//! - for Istio, a caller runs as the service account named like the service
-//!   (`cluster.local/ns/<namespace>/sa/<service>`);
 //! - a caller named by an IP address (a peer the agent did not observe) is that address;
-//! - `*` is any pod (as a server) or any source (as a caller).
+//! - `*` is any pod (as a server) or any source (as a caller);
+//! - a caller in another namespace than the server is selected with its namespace too.
 //!
-//! Names that cannot be labels or accounts are skipped with a comment rather than
-//! guessed at. One manifest is written per server service (per `to` entry), since each
-//! system unions the allow rules that select a workload; `default: deny` adds a
-//! namespace-wide deny where the system has a reliable way to say it. `endpoints`
-//! requirements are not exported: enforcing them needs the issuers' keys (Istio
-//! `RequestAuthentication`), which the policy does not know.
+//! Names that cannot be placed are skipped with a comment rather than guessed at. One
+//! manifest is written per server service (per `to` entry), since each system unions the
+//! allow rules that select a workload; `default: deny` adds a namespace-wide deny, in each
+//! namespace a manifest lands in, where the system has a reliable way to say it.
+//! `endpoints` requirements are not exported: enforcing them needs the issuers' keys
+//! (Istio `RequestAuthentication`), which the policy does not know.
 //!
 //! What each system can express differs:
 //! - `NetworkPolicy` is L4: callers only, every port (the policy does not know ports).
@@ -33,12 +34,15 @@ use std::{
 use crate::route::{Part, RoutePattern, Seg};
 
 use super::{
+    placement::{Placements, Pods, SERVICE_LABEL},
     schema::{AllowRule, DefaultAction, Method, NonEmpty, Policy, ServiceName},
     yaml::{flow, scalar},
 };
 
-/// The label that selects a service's pods.
-pub const SERVICE_LABEL: &str = "app.kubernetes.io/name";
+/// The label Kubernetes (1.21 and later) puts on every namespace, naming it.
+const NAMESPACE_LABEL: &str = "kubernetes.io/metadata.name";
+/// The label Cilium gives every endpoint, naming its namespace.
+const CILIUM_NAMESPACE_LABEL: &str = "k8s:io.kubernetes.pod.namespace";
 /// The named container port Cilium's L7 rules apply to.
 pub const CILIUM_HTTP_PORT: &str = "http";
 
@@ -89,14 +93,17 @@ impl FromStr for ExportFormat {
     }
 }
 
-/// Multi-document YAML for `format`, the manifests in `namespace`.
-pub fn export(p: &Policy, format: ExportFormat, namespace: &str) -> String {
+/// Multi-document YAML for `format`, each manifest in the namespace of the pods it selects.
+pub fn export(p: &Policy, format: ExportFormat, placements: &Placements) -> String {
     if format == ExportFormat::Policy {
         return p.to_yaml();
     }
-    let mut out = header(p, format, namespace);
+    let mut out = header(p, format, placements);
     if p.default_action() == DefaultAction::Deny {
-        default_deny(&mut out, format, namespace);
+        let names = targets(p).into_iter().map(ServiceName::as_str);
+        for namespace in placements.namespaces(names) {
+            default_deny(&mut out, format, &namespace);
+        }
     }
     for target in targets(p) {
         let rules: Vec<(usize, &AllowRule)> = p
@@ -105,19 +112,20 @@ pub fn export(p: &Policy, format: ExportFormat, namespace: &str) -> String {
             .enumerate()
             .filter(|(_, r)| r.to.contains(target))
             .collect();
-        let Some(selector) = Selector::of(target) else {
+        let Some((namespace, selector)) = Selector::of(target, placements) else {
             let _ = writeln!(
                 out,
-                "# {}: not a pod label value, so no manifest selects it\n",
+                "# {}: not a pod label value or a workload the cluster named, so no manifest selects it\n",
                 scalar(target.as_str())
             );
             continue;
         };
         let doc = Doc {
-            namespace,
+            namespace: &namespace,
             target,
             selector: &selector,
             rules: &rules,
+            placements,
         };
         match format {
             ExportFormat::NetworkPolicy => doc.network_policy(&mut out),
@@ -129,23 +137,34 @@ pub fn export(p: &Policy, format: ExportFormat, namespace: &str) -> String {
     out
 }
 
-fn header(p: &Policy, format: ExportFormat, namespace: &str) -> String {
+fn header(p: &Policy, format: ExportFormat, placements: &Placements) -> String {
     // Quoted when odd, so that no namespace can break out of a comment line.
-    let namespace = scalar(namespace);
+    let namespace = scalar(placements.namespace());
     let mut s = format!(
         "# Generated by monitor-agent from a policy with default: {} ({} allow rules), as {}.\n",
         p.default_action().as_str(),
         p.allow_rules().len(),
         format
     );
-    let _ = writeln!(
-        s,
-        "# Assumes each service's pods are labelled {SERVICE_LABEL}: <service> in namespace {namespace}."
-    );
+    if placements.known() > 0 {
+        let _ = writeln!(
+            s,
+            "# Pods are selected by the labels the API server has for them ({} workloads and Services, each\n\
+             # in its own namespace); other names are assumed labelled {SERVICE_LABEL}: <service> in namespace {namespace}.",
+            placements.known()
+        );
+    } else {
+        let _ = writeln!(
+            s,
+            "# Assumes each service's pods are labelled {SERVICE_LABEL}: <service> in namespace {namespace}."
+        );
+    }
     match format {
         ExportFormat::NetworkPolicy => s.push_str(
             "# L4 only: methods and routes are not enforced, and allowed callers may use every port\n\
-             # (the policy does not know ports). Callers are pods of this namespace or IP addresses.\n",
+             # (the policy does not know ports). Callers are pods or IP addresses; a caller in another\n\
+             # namespace is selected by its namespace's kubernetes.io/metadata.name label (set by\n\
+             # Kubernetes 1.21 and later; label the namespace so on older clusters).\n",
         ),
         ExportFormat::Cilium => {
             let _ = writeln!(
@@ -157,8 +176,8 @@ fn header(p: &Policy, format: ExportFormat, namespace: &str) -> String {
         ExportFormat::Istio => {
             let _ = writeln!(
                 s,
-                "# Callers are the service accounts named like the services\n\
-                 # (cluster.local/ns/{namespace}/sa/<service>). Istio paths only end in `*`, so each\n\
+                "# Callers are their pods' service accounts (assumed named like the service:\n\
+                 # cluster.local/ns/{namespace}/sa/<service>). Istio paths only end in `*`, so each\n\
                  # route pattern becomes a prefix ending at its first wildcard: broader than the policy."
             );
         }
@@ -225,16 +244,17 @@ fn meta(out: &mut String, api: &str, kind: &str, name: &str, namespace: &str) {
 /// The pods a manifest applies to.
 enum Selector {
     All,
-    Service(String),
+    Pods(Vec<(String, String)>),
 }
 
 impl Selector {
-    fn of(target: &ServiceName) -> Option<Selector> {
+    /// The selector and the namespace its manifest goes in.
+    fn of(target: &ServiceName, placements: &Placements) -> Option<(String, Selector)> {
         if target.is_any() {
-            Some(Selector::All)
-        } else {
-            is_label_value(target.as_str()).then(|| Selector::Service(target.as_str().to_owned()))
+            return Some((placements.namespace().to_owned(), Selector::All));
         }
+        let pods = placements.pods(target.as_str())?;
+        Some((pods.namespace, Selector::Pods(pods.labels)))
     }
 
     /// `podSelector`/`endpointSelector`/`selector` body at `indent`.
@@ -243,14 +263,26 @@ impl Selector {
             Selector::All => {
                 let _ = writeln!(out, "{indent}{key}: {{}}");
             }
-            Selector::Service(s) => {
-                let _ = writeln!(
-                    out,
-                    "{indent}{key}:\n{indent}  matchLabels:\n{indent}    {SERVICE_LABEL}: {}",
-                    scalar(s)
-                );
+            Selector::Pods(labels) => {
+                let _ = writeln!(out, "{indent}{key}:");
+                let inner = format!("{indent}  ");
+                match_labels(out, &inner, &inner, labels.iter());
             }
         }
+    }
+}
+
+/// `matchLabels:` after `head`, with one `key: value` line per label below it; `indent`
+/// is the column of `matchLabels` (`head` may end in a list's `- `).
+fn match_labels<'a>(
+    out: &mut String,
+    head: &str,
+    indent: &str,
+    labels: impl Iterator<Item = &'a (String, String)>,
+) {
+    let _ = writeln!(out, "{head}matchLabels:");
+    for (k, v) in labels {
+        let _ = writeln!(out, "{indent}  {}: {}", scalar(k), scalar(v));
     }
 }
 
@@ -258,13 +290,17 @@ impl Selector {
 #[derive(Default)]
 struct Callers {
     any: bool,
-    pods: BTreeSet<String>,
+    pods: BTreeSet<Pods>,
     ips: BTreeSet<IpAddr>,
-    skipped: BTreeSet<String>,
+    /// Names, and why.
+    skipped: BTreeSet<(String, &'static str)>,
 }
 
 impl Callers {
-    fn of<'a>(names: impl IntoIterator<Item = &'a ServiceName>) -> Callers {
+    fn of<'a>(
+        names: impl IntoIterator<Item = &'a ServiceName>,
+        placements: &Placements,
+    ) -> Callers {
         let mut c = Callers::default();
         for n in names {
             let s = n.as_str();
@@ -272,11 +308,39 @@ impl Callers {
                 c.any = true;
             } else if let Some(ip) = ip_of(s) {
                 c.ips.insert(ip);
-            } else if is_label_value(s) {
-                c.pods.insert(s.to_owned());
+            } else if let Some(pods) = placements.pods(s) {
+                c.pods.insert(pods);
             } else {
-                c.skipped.insert(s.to_owned());
+                let why = "not a pod label value, a workload the cluster named or an address";
+                c.skipped.insert((s.to_owned(), why));
             }
+        }
+        c
+    }
+
+    /// Callers as service accounts (Istio's principals): pods whose account is unknown
+    /// are skipped.
+    fn by_account<'a>(
+        names: impl IntoIterator<Item = &'a ServiceName>,
+        placements: &Placements,
+    ) -> Callers {
+        let mut c = Callers::of(names, placements);
+        let unknown: Vec<Pods> = c
+            .pods
+            .iter()
+            .filter(|p| p.account.is_none())
+            .cloned()
+            .collect();
+        for pods in unknown {
+            c.pods.remove(&pods);
+            let name = pods
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>();
+            let why = "a Service whose pods' service account the agent has not seen";
+            c.skipped
+                .insert((format!("{}/{{{}}}", pods.namespace, name.join(",")), why));
         }
         c
     }
@@ -286,21 +350,19 @@ impl Callers {
     }
 
     fn note_skipped(&self, out: &mut String, indent: &str) {
-        for s in &self.skipped {
-            let _ = writeln!(
-                out,
-                "{indent}# caller {} skipped: not a pod label value or an address",
-                scalar(s)
-            );
+        for (s, why) in &self.skipped {
+            let _ = writeln!(out, "{indent}# caller {} skipped: {why}", scalar(s));
         }
     }
 }
 
 struct Doc<'a> {
+    /// Where the target's pods are, and so the manifest.
     namespace: &'a str,
     target: &'a ServiceName,
     selector: &'a Selector,
     rules: &'a [(usize, &'a AllowRule)],
+    placements: &'a Placements,
 }
 
 impl Doc<'_> {
@@ -308,7 +370,13 @@ impl Doc<'_> {
         if self.target.is_any() {
             "monitor-allow-any-service".to_owned()
         } else {
-            format!("monitor-allow-{}", dns_name(self.target.as_str()))
+            // `shop/orders`, placed in namespace shop, is `orders` there.
+            let name = self.target.as_str();
+            let local = name
+                .strip_prefix(self.namespace)
+                .and_then(|n| n.strip_prefix('/'))
+                .unwrap_or(name);
+            format!("monitor-allow-{}", dns_name(local))
         }
     }
 
@@ -338,7 +406,10 @@ impl Doc<'_> {
         out.push_str("spec:\n");
         self.selector.write(out, "podSelector", "  ");
         out.push_str("  policyTypes: [Ingress]\n");
-        let callers = Callers::of(self.rules.iter().flat_map(|(_, r)| r.from.iter()));
+        let callers = Callers::of(
+            self.rules.iter().flat_map(|(_, r)| r.from.iter()),
+            self.placements,
+        );
         callers.note_skipped(out, "  ");
         if callers.any {
             out.push_str("  ingress:\n    - {}\n\n");
@@ -349,12 +420,16 @@ impl Doc<'_> {
             return;
         }
         out.push_str("  ingress:\n    - from:\n");
-        for pod in &callers.pods {
-            let _ = writeln!(
-                out,
-                "        - podSelector:\n            matchLabels:\n              {SERVICE_LABEL}: {}",
-                scalar(pod)
-            );
+        for pods in &callers.pods {
+            if pods.namespace == self.namespace {
+                out.push_str("        - podSelector:\n");
+            } else {
+                out.push_str("        - namespaceSelector:\n");
+                let ns = [(NAMESPACE_LABEL.to_owned(), pods.namespace.clone())];
+                match_labels(out, "            ", "            ", ns.iter());
+                out.push_str("          podSelector:\n");
+            }
+            match_labels(out, "            ", "            ", pods.labels.iter());
         }
         for ip in &callers.ips {
             let _ = writeln!(
@@ -370,7 +445,7 @@ impl Doc<'_> {
         let mut ingress = String::new();
         let mut entries = 0;
         for (i, rule) in self.rules {
-            let callers = Callers::of(rule.from.iter());
+            let callers = Callers::of(rule.from.iter(), self.placements);
             callers.note_skipped(&mut ingress, "    ");
             if callers.is_empty() {
                 let _ = writeln!(ingress, "    # allow[{i}]: no caller can be selected");
@@ -384,12 +459,12 @@ impl Doc<'_> {
             }
             if !callers.pods.is_empty() {
                 let mut s = "fromEndpoints:\n".to_owned();
-                for pod in &callers.pods {
-                    let _ = writeln!(
-                        s,
-                        "        - matchLabels:\n            {SERVICE_LABEL}: {}",
-                        scalar(pod)
-                    );
+                for pods in &callers.pods {
+                    let mut labels = pods.labels.clone();
+                    if pods.namespace != self.namespace {
+                        labels.push((CILIUM_NAMESPACE_LABEL.to_owned(), pods.namespace.clone()));
+                    }
+                    match_labels(&mut s, "        - ", "          ", labels.iter());
                 }
                 peers.push(s);
             }
@@ -444,7 +519,7 @@ impl Doc<'_> {
         let mut rules = String::new();
         let mut entries = 0;
         for (i, rule) in self.rules {
-            let callers = Callers::of(rule.from.iter());
+            let callers = Callers::by_account(rule.from.iter(), self.placements);
             callers.note_skipped(&mut rules, "    ");
             if callers.is_empty() {
                 // A rule without `from` would allow every source.
@@ -460,7 +535,10 @@ impl Doc<'_> {
                     let principals: Vec<String> = callers
                         .pods
                         .iter()
-                        .map(|p| format!("cluster.local/ns/{}/sa/{p}", self.namespace))
+                        .filter_map(|p| {
+                            let account = p.account.as_deref()?;
+                            Some(format!("cluster.local/ns/{}/sa/{account}", p.namespace))
+                        })
                         .collect();
                     let _ = writeln!(
                         body,
@@ -648,17 +726,6 @@ fn host_cidr(ip: IpAddr) -> String {
     }
 }
 
-/// Kubernetes label values: at most 63 characters, alphanumerics at both ends, `-_.`
-/// inside.
-fn is_label_value(s: &str) -> bool {
-    let ok_end = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
-    s.len() <= 63
-        && ok_end(s.chars().next())
-        && ok_end(s.chars().last())
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-}
-
 /// A DNS label for object names, with a hash of the original when it had to change, so
 /// that `Orders` and `orders` do not collide.
 fn dns_name(service: &str) -> String {
@@ -690,6 +757,7 @@ mod tests {
     use serde_yaml_ng::Value;
 
     use super::*;
+    use crate::identity::kubernetes::WorkloadSelector;
 
     const FULL: &str = include_str!("testdata/full.yaml");
 
@@ -729,13 +797,17 @@ mod tests {
     #[test]
     fn policy_format_is_the_policy_file() {
         let p = full();
-        let out = export(&p, ExportFormat::Policy, "shop");
+        let out = export(&p, ExportFormat::Policy, &Placements::assumed("shop"));
         assert_eq!(Policy::parse("x", &out).unwrap(), p);
     }
 
     #[test]
     fn network_policy() {
-        let out = export(&full(), ExportFormat::NetworkPolicy, "shop");
+        let out = export(
+            &full(),
+            ExportFormat::NetworkPolicy,
+            &Placements::assumed("shop"),
+        );
         assert!(out.contains("app.kubernetes.io/name: <service>"), "{out}");
         let d = docs(&out);
         assert_eq!(kinds(&d), ["NetworkPolicy"; 4]);
@@ -771,7 +843,7 @@ mod tests {
 
     #[test]
     fn cilium() {
-        let out = export(&full(), ExportFormat::Cilium, "shop");
+        let out = export(&full(), ExportFormat::Cilium, &Placements::assumed("shop"));
         let d = docs(&out);
         assert_eq!(kinds(&d), ["CiliumNetworkPolicy"; 3]);
         let orders = by_name(&d, "monitor-allow-orders");
@@ -799,7 +871,7 @@ mod tests {
 
     #[test]
     fn istio() {
-        let out = export(&full(), ExportFormat::Istio, "shop");
+        let out = export(&full(), ExportFormat::Istio, &Placements::assumed("shop"));
         assert!(out.contains("broader than the policy"), "{out}");
         let d = docs(&out);
         assert_eq!(kinds(&d), ["AuthorizationPolicy"; 4]);
@@ -846,7 +918,7 @@ mod tests {
             ExportFormat::Cilium,
             ExportFormat::Istio,
         ] {
-            let out = export(&p, format, "team-a");
+            let out = export(&p, format, &Placements::assumed("team-a"));
             let d = docs(&out);
             assert!(
                 out.contains("\"10.0.0.9:8080\": not a pod label value"),
@@ -941,7 +1013,7 @@ mod tests {
     fn a_namespace_cannot_break_out_of_a_comment() {
         let p = Policy::parse("p.yaml", "allow:\n  - {from: [a], to: [b]}\n").unwrap();
         for format in ExportFormat::ALL {
-            let out = export(&p, format, "x\nkind: Secret");
+            let out = export(&p, format, &Placements::assumed("x\nkind: Secret"));
             let d = docs(&out);
             assert!(
                 d.iter()
@@ -954,11 +1026,136 @@ mod tests {
     #[test]
     fn empty_policies_export_cleanly() {
         for format in ExportFormat::ALL {
-            let out = export(&Policy::default(), format, "ns");
+            let out = export(&Policy::default(), format, &Placements::assumed("ns"));
             let d = docs(&out);
             if format != ExportFormat::Policy {
                 assert!(d.len() <= 1, "{format}: {out}");
             }
         }
+    }
+
+    fn selector(
+        service: &str,
+        kind: &str,
+        labels: &[(&str, &str)],
+        sa: Option<&str>,
+    ) -> WorkloadSelector {
+        WorkloadSelector {
+            service: service.to_owned(),
+            namespace: service.split_once('/').unwrap().0.to_owned(),
+            kind: kind.to_owned(),
+            labels: labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            service_account: sa.map(str::to_owned),
+        }
+    }
+
+    /// A suggestion from a cluster: names `namespace/workload`, placed by the API server.
+    fn placed() -> (Policy, Placements) {
+        let p = Policy::parse(
+            "p.yaml",
+            "default: deny\nallow:\n  - {from: [shop/client, edge/gateway, pay/billing, 10.1.2.3, unknown/x], to: [shop/orders]}\n  - {from: [shop/client], to: [pay/payments], methods: [POST]}\n",
+        )
+        .unwrap();
+        let placements = Placements::from_cluster(
+            "default",
+            vec![
+                selector(
+                    "shop/orders",
+                    "Deployment",
+                    &[("app", "orders"), ("tier", "backend")],
+                    Some("orders"),
+                ),
+                selector("shop/client", "Pod", &[("app", "client")], Some("shopper")),
+                selector("edge/gateway", "DaemonSet", &[("app", "gw")], Some("gw")),
+                selector("pay/billing", "Service", &[("app", "billing")], None),
+                selector("pay/payments", "Service", &[("app", "payments")], None),
+            ],
+        );
+        (p, placements)
+    }
+
+    #[test]
+    fn pods_the_cluster_placed_are_selected_by_their_own_labels_and_namespace() {
+        let (p, placements) = placed();
+        let out = export(&p, ExportFormat::NetworkPolicy, &placements);
+        assert!(
+            out.contains("labels the API server has for them (5 workloads"),
+            "{out}"
+        );
+        let d = docs(&out);
+        let denies: Vec<&str> = d
+            .iter()
+            .filter(|v| v["metadata"]["name"] == "monitor-default-deny")
+            .map(|v| v["metadata"]["namespace"].as_str().unwrap())
+            .collect();
+        assert_eq!(denies, ["pay", "shop"], "a deny where each manifest lands");
+        let orders = d
+            .iter()
+            .find(|v| v["spec"]["podSelector"]["matchLabels"]["app"] == "orders")
+            .unwrap();
+        assert_eq!(orders["metadata"]["namespace"], "shop");
+        assert_eq!(
+            orders["spec"]["podSelector"]["matchLabels"]["tier"],
+            "backend"
+        );
+        let from = orders["spec"]["ingress"][0]["from"].as_sequence().unwrap();
+        assert_eq!(from.len(), 4, "{out}");
+        // Same namespace: the pods alone; another namespace: that namespace's pods.
+        assert_eq!(from[2]["podSelector"]["matchLabels"]["app"], "client");
+        assert!(from[2].get("namespaceSelector").is_none());
+        assert_eq!(from[0]["podSelector"]["matchLabels"]["app"], "gw");
+        assert_eq!(
+            from[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            "edge"
+        );
+        assert_eq!(
+            from[1]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+            "pay"
+        );
+        assert_eq!(from[3]["ipBlock"]["cidr"], "10.1.2.3/32");
+        assert!(out.contains("caller unknown/x skipped"), "{out}");
+        let payments = d
+            .iter()
+            .find(|v| v["spec"]["podSelector"]["matchLabels"]["app"] == "payments")
+            .unwrap();
+        assert_eq!(payments["metadata"]["namespace"], "pay");
+        assert_eq!(payments["metadata"]["name"], "monitor-allow-payments");
+    }
+
+    #[test]
+    fn cilium_and_istio_name_the_placed_callers_namespace_and_account() {
+        let (p, placements) = placed();
+        let cilium = docs(&export(&p, ExportFormat::Cilium, &placements));
+        let orders = cilium
+            .iter()
+            .find(|v| v["spec"]["endpointSelector"]["matchLabels"]["app"] == "orders")
+            .unwrap();
+        let from = &orders["spec"]["ingress"][0]["fromEndpoints"];
+        assert_eq!(
+            from[0]["matchLabels"]["k8s:io.kubernetes.pod.namespace"],
+            "edge"
+        );
+        assert!(from[2]["matchLabels"]
+            .get("k8s:io.kubernetes.pod.namespace")
+            .is_none());
+
+        // Istio names callers by service account: a Service's pods' account is unknown.
+        let out = export(&p, ExportFormat::Istio, &placements);
+        let istio = docs(&out);
+        let orders = istio
+            .iter()
+            .find(|v| v["spec"]["selector"]["matchLabels"]["app"] == "orders")
+            .unwrap();
+        let principals = &orders["spec"]["rules"][0]["from"][0]["source"]["principals"];
+        assert_eq!(principals[0], "cluster.local/ns/edge/sa/gw");
+        assert_eq!(principals[1], "cluster.local/ns/shop/sa/shopper");
+        assert!(principals.get(2).is_none(), "{out}");
+        assert!(
+            out.contains("skipped: a Service whose pods' service account"),
+            "{out}"
+        );
     }
 }

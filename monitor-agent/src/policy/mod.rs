@@ -71,6 +71,7 @@
 
 mod eval;
 mod export;
+mod placement;
 mod schema;
 mod suggest;
 mod yaml;
@@ -80,7 +81,8 @@ mod tests;
 
 pub use crate::route::RoutePattern;
 pub use eval::{CallFacts, Reason, Violation};
-pub use export::{export, ExportFormat, CILIUM_HTTP_PORT, SERVICE_LABEL};
+pub use export::{export, ExportFormat, CILIUM_HTTP_PORT};
+pub use placement::{Placements, SERVICE_LABEL};
 pub use schema::{
     AllowRule, ClaimValue, DefaultAction, EndpointRule, Method, NonEmpty, Policy, PolicyError,
     Require, Scope, ServiceName,

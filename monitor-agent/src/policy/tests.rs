@@ -281,7 +281,7 @@ fn exports_of_a_suggestion_parse() {
     use serde::Deserialize;
     let (policy, _) = shop().suggest();
     for format in ExportFormat::ALL {
-        let out = export(&policy, format, "shop");
+        let out = export(&policy, format, &Placements::assumed("shop"));
         let docs: Vec<serde_yaml_ng::Value> = serde_yaml_ng::Deserializer::from_str(&out)
             .map(|d| {
                 serde_yaml_ng::Value::deserialize(d)

@@ -154,7 +154,7 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
         control.hangup.clone(),
         stop.clone(),
     )?;
-    let (identity, kube) = start_identity(s, kube_index, &h.kube, &stop)?;
+    let (identity, kube) = start_identity(s, kube_index.clone(), &h.kube, &stop)?;
     let (inlets, shards) = start_shards(s, &identity, &h.conn, &records, &stop, &health)?;
     drop(records);
     let reader_alive = health.watch("capture reader");
@@ -167,6 +167,7 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
         specs: state.specs,
         violations: h.violations,
         enforcement: state.enforcement,
+        kube: kube_index,
         token: s
             .api_token
             .as_deref()

@@ -117,3 +117,89 @@ fn service_backends_lead_to_the_service_address_by_port_name() {
     // The UDP port is not a TCP frontend.
     assert_eq!(services()[0].ports, vec![("http".to_string(), 80)]);
 }
+
+fn labelled_pod(name: &str, ns: &str, owner: Option<(&str, &str)>, labels: Value) -> Value {
+    let owners = owner.map_or(
+        json!([]),
+        |(kind, name)| json!([{"kind": kind, "name": name, "controller": true}]),
+    );
+    json!({"metadata": {"name": name, "namespace": ns, "labels": labels, "ownerReferences": owners},
+           "spec": {"serviceAccountName": "sa-".to_string() + ns}, "status": {}})
+}
+
+#[test]
+fn selectors_use_the_labels_a_workloads_pods_share() {
+    let rs = Some(("ReplicaSet", "orders-7d9f8c6b5d"));
+    let pods: Vec<PodFacts> = [
+        labelled_pod("orders-7d9f8c6b5d-aaaaa", "shop", rs,
+            json!({"app": "orders", "tier": "backend", "pod-template-hash": "7d9f8c6b5d", "canary": "a"})),
+        labelled_pod("orders-7d9f8c6b5d-bbbbb", "shop", rs,
+            json!({"app": "orders", "tier": "backend", "pod-template-hash": "7d9f8c6b5d", "canary": "b"})),
+        labelled_pod("ledger-0", "shop", Some(("StatefulSet", "ledger")),
+            json!({"app": "ledger", "controller-revision-hash": "ledger-5c8", "statefulset.kubernetes.io/pod-name": "ledger-0"})),
+        labelled_pod("bare", "shop", None, json!({})),
+        labelled_pod("nolabels", "shop", None, Value::Null),
+    ]
+    .iter()
+    .filter_map(pod_facts)
+    .collect();
+    let services: Vec<ServiceFacts> = [
+        json!({"metadata": {"name": "orders", "namespace": "shop"}, "spec": {"selector": {"app": "something-else"}}}),
+        json!({"metadata": {"name": "payments", "namespace": "pay"}, "spec": {"selector": {"app": "payments"}}}),
+        json!({"metadata": {"name": "external", "namespace": "pay"}, "spec": {"type": "ExternalName"}}),
+    ]
+    .iter()
+    .filter_map(service_facts)
+    .collect();
+    let idx = KubeIndex::build(pods.iter(), services.iter(), [].iter());
+    let names: Vec<String> = idx.selectors().into_iter().map(|s| s.service).collect();
+    // Pods without labels cannot be selected; a Service without a selector selects nothing.
+    assert_eq!(names, ["pay/payments", "shop/ledger", "shop/orders"]);
+    let orders = &idx.selectors["shop/orders"];
+    let labels = |pairs: &[(&str, &str)]| -> Labels {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    // Shared labels only, the per-revision hash left out; the workload wins over the
+    // Service of the same name.
+    assert_eq!(
+        orders.labels,
+        labels(&[("app", "orders"), ("tier", "backend")])
+    );
+    assert_eq!(
+        (orders.kind.as_str(), orders.service_account.as_deref()),
+        ("Deployment", Some("sa-shop"))
+    );
+    assert_eq!(
+        idx.selectors["shop/ledger"].labels,
+        labels(&[("app", "ledger")])
+    );
+    let payments = &idx.selectors["pay/payments"];
+    assert_eq!(
+        (
+            payments.namespace.as_str(),
+            payments.kind.as_str(),
+            payments.service_account.as_deref()
+        ),
+        ("pay", "Service", None)
+    );
+}
+
+#[test]
+fn a_pod_with_more_labels_than_kept_makes_its_workload_unselectable() {
+    let many: serde_json::Map<String, Value> = (0..=selector::MAX_LABELS)
+        .map(|i| (format!("l{i}"), Value::from("v")))
+        .collect();
+    let pods: Vec<PodFacts> = [
+        labelled_pod("a", "ns", Some(("DaemonSet", "d")), json!({"l0": "v"})),
+        labelled_pod("b", "ns", Some(("DaemonSet", "d")), Value::Object(many)),
+    ]
+    .iter()
+    .filter_map(pod_facts)
+    .collect();
+    assert!(pods[1].labels.is_none());
+    let idx = KubeIndex::build(pods.iter(), [].iter(), [].iter());
+    assert!(idx.selectors.is_empty(), "{:?}", idx.selectors);
+}
