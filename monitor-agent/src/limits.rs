@@ -29,6 +29,9 @@ pub enum Limit {
     Http2Streams,
     /// Nodes of the learned route tree: routes are shaped without learning more.
     RouteTree,
+    /// Distinct values one path position keeps as evidence for route discovery: further
+    /// ones are counted, not kept.
+    RouteSamples,
     /// Endpoints in the inventory: calls to further endpoints are not filed.
     Endpoints,
     /// Distinct callers remembered per endpoint: the rest count under `(other)`.
@@ -57,11 +60,12 @@ pub enum Limit {
 }
 
 impl Limit {
-    pub const ALL: [Limit; 14] = [
+    pub const ALL: [Limit; 15] = [
         Limit::ParserMemory,
         Limit::Http1Pending,
         Limit::Http2Streams,
         Limit::RouteTree,
+        Limit::RouteSamples,
         Limit::Endpoints,
         Limit::Callers,
         Limit::ParameterNames,
@@ -81,6 +85,7 @@ impl Limit {
             Limit::Http1Pending => "http1_pending_requests",
             Limit::Http2Streams => "http2_open_streams",
             Limit::RouteTree => "route_tree_nodes",
+            Limit::RouteSamples => "route_position_values",
             Limit::Endpoints => "inventory_endpoints",
             Limit::Callers => "endpoint_callers",
             Limit::ParameterNames => "endpoint_parameter_names",

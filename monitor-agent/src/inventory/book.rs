@@ -11,7 +11,7 @@ use super::stats::{EndpointStats, Observation};
 use crate::{
     limits::Limit,
     record::CallRecord,
-    route::{apply_merge, Merge, RouteKind, RouteTemplate, Router},
+    route::{RouteKind, RouteTemplate, Router},
     spec::ServiceSpec,
 };
 
@@ -97,8 +97,8 @@ pub struct Endpoint {
 #[derive(Clone, Debug)]
 pub struct InventoryConfig {
     pub patterns: Vec<RouteTemplate>,
-    /// Distinct literal values under one route prefix beyond which the position becomes a
-    /// parameter; 0 disables merging.
+    /// Distinct values at one path position beyond which it is a parameter whatever they
+    /// look like; 0 turns route discovery off.
     pub cardinality_limit: usize,
     /// Endpoints kept at most; calls to further new endpoints are counted as overflow.
     pub max_endpoints: usize,
@@ -145,12 +145,12 @@ impl Inventory {
         }
     }
 
-    /// The route of a request to `service` (see [`Router::route`]); endpoints already
-    /// filed under a position that just became a parameter are re-filed.
+    /// The route of a request to `service` (see [`Router::route`]); when the service's
+    /// routes were worked out again, its endpoints are re-filed under them.
     pub fn route(&mut self, service: &str, method: &str, target: &str, kind: RouteKind) -> String {
         let routed = self.router.route(service, method, target, kind);
-        for m in &routed.merges {
-            self.apply(m);
+        if routed.rerouted {
+            self.refile(Some(service));
         }
         routed.route
     }
@@ -212,14 +212,17 @@ impl Inventory {
         Some(spec_status)
     }
 
-    /// Re-files every endpoint of `m.service` whose route has a literal where a parameter
-    /// was just recognised.
-    fn apply(&mut self, m: &Merge) {
+    /// Re-files the endpoints of `service` (of every service: `None`) whose route the
+    /// current routes name differently; endpoints that now share a route are merged.
+    fn refile(&mut self, service: Option<&str>) {
         let affected: Vec<(EndpointKey, String)> = self
             .endpoints
             .keys()
-            .filter(|k| k.service == m.service)
-            .filter_map(|k| apply_merge(&k.route, m).map(|r| (k.clone(), r)))
+            .filter(|k| service.is_none_or(|s| k.service == s))
+            .filter_map(|k| {
+                let route = self.router.reroute(&k.service, &k.method, &k.route);
+                (route != k.route).then(|| (k.clone(), route))
+            })
             .collect();
         for (old, route) in affected {
             self.rekey(old, route);
@@ -337,13 +340,10 @@ impl Inventory {
     }
 
     /// Adds a stored endpoint; false when the inventory is full (`max_endpoints`, counted
-    /// in `overflow` as one call each) and it was left out.
+    /// in `overflow` as one call each) and it was left out. Its route teaches discovery;
+    /// call [`Inventory::restored`] once every endpoint is in.
     pub fn restore(&mut self, key: EndpointKey, stats: EndpointStats) -> bool {
-        let routed = self.router.relearn(&key.service, &key.route);
-        let key = EndpointKey {
-            route: routed.route,
-            ..key
-        };
+        self.router.relearn(&key.service, &key.route, stats.calls);
         let (spec_status, operation_id) = self.classify(&key.service, &key.method, &key.route);
         let full = self.endpoints.len() >= self.max_endpoints;
         match self.endpoints.get_mut(&key) {
@@ -364,10 +364,13 @@ impl Inventory {
                 );
             }
         }
-        for m in &routed.merges {
-            self.apply(m);
-        }
         true
+    }
+
+    /// Routes worked out from the restored endpoints, which are re-filed under them.
+    pub fn restored(&mut self) {
+        self.router.relearned();
+        self.refile(None);
     }
 }
 

@@ -6,7 +6,7 @@
 //! words (`me`, `v1`, `latest`) are kept.
 
 /// What an identifier-like path segment is replaced by.
-fn placeholder(segment: &str) -> Option<&'static str> {
+pub(crate) fn placeholder(segment: &str) -> Option<&'static str> {
     if segment.is_empty() {
         return None;
     }

@@ -10,13 +10,13 @@
 //! - [`pattern`]: whole templates (`**` included), matched against paths and routes;
 //! - [`trie`]: the most specific of many templates, in one walk;
 //! - [`heuristics`]: built-in templating of identifier-like segments;
-//! - [`cardinality`]: merging positions with too many distinct literals into `{param}`;
+//! - [`discovery`]: each service's routes found from all the paths it served;
 //! - [`router`]: the decision itself, once per call.
 //!
 //! Every algorithm here is iterative and linear in the path's length: a workload chooses
 //! the paths, so none may recurse on their depth or backtrack on their segments.
 
-pub mod cardinality;
+pub mod discovery;
 pub mod heuristics;
 pub mod path;
 pub mod pattern;
@@ -26,7 +26,6 @@ pub mod segment;
 mod tests;
 pub mod trie;
 
-pub use cardinality::{apply_merge, Cardinality, Merge};
 pub use heuristics::template;
 pub use path::{path_of, segment_count, segments};
 pub use pattern::{Input, PatternError, RoutePattern, RouteTemplate};

@@ -1,14 +1,14 @@
 //! The one place a call's route is decided: the service's declared template when its spec
-//! has one for the path, else the operator's pattern, else the built-in heuristics with
-//! the positions cardinality merging has learned. gRPC paths are routes as they are.
+//! has one for the path, else the operator's pattern, else the routes discovered from the
+//! service's traffic (see [`super::discovery`]). gRPC paths are routes as they are.
 
 use std::{collections::HashMap, sync::Arc};
 
 use super::{
-    cardinality::{Cardinality, Merge},
+    discovery::{Declared, Discovery},
     heuristics::template,
     path::path_of,
-    pattern::{Input, RouteTemplate},
+    pattern::{Input, RoutePattern, RouteTemplate},
     trie::Trie,
 };
 use crate::{
@@ -38,18 +38,20 @@ impl RouteKind {
     }
 }
 
-/// The route a call is filed under, and positions that became parameters because of it.
+/// The route a call is filed under, and whether its service's discovered routes changed
+/// because of it (what was filed under the old ones must then be re-filed, see
+/// [`Router::reroute`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Routed {
     pub route: String,
-    pub merges: Vec<Merge>,
+    pub rerouted: bool,
 }
 
 impl Routed {
     fn plain(route: String) -> Routed {
         Routed {
             route,
-            merges: Vec::new(),
+            rerouted: false,
         }
     }
 }
@@ -58,13 +60,13 @@ pub struct Router {
     specs: HashMap<String, Arc<ServiceSpec>>,
     patterns: Vec<RouteTemplate>,
     pattern_trie: Trie,
-    cardinality: Cardinality,
+    discovery: Discovery,
 }
 
 impl Router {
-    /// `cardinality_limit`: distinct literals under one prefix before the position becomes
-    /// `{param}`; 0 turns merging off.
-    pub fn new(patterns: Vec<RouteTemplate>, cardinality_limit: usize) -> Router {
+    /// `limit`: distinct values at one position beyond which it is a parameter whatever
+    /// they look like; 0 turns discovery off (the built-in heuristics alone).
+    pub fn new(patterns: Vec<RouteTemplate>, limit: usize) -> Router {
         let mut pattern_trie = Trie::default();
         for (i, p) in patterns.iter().enumerate() {
             pattern_trie.insert(p.pattern(), i);
@@ -73,11 +75,24 @@ impl Router {
             specs: HashMap::new(),
             patterns,
             pattern_trie,
-            cardinality: Cardinality::new(cardinality_limit),
+            discovery: Discovery::new(limit),
         }
     }
 
+    /// Puts specs in force; discovery keeps each spec's literals from then on.
     pub fn set_specs(&mut self, specs: HashMap<String, Arc<ServiceSpec>>) {
+        for name in self.specs.keys().filter(|n| !specs.contains_key(*n)) {
+            self.discovery.set_declared(name, None);
+        }
+        for (name, spec) in &specs {
+            let patterns: Vec<RoutePattern> = spec
+                .ops
+                .iter()
+                .map(|op| RoutePattern::declared(&op.route))
+                .collect();
+            self.discovery
+                .set_declared(name, Some(Declared::new(patterns.iter())));
+        }
         self.specs = specs;
     }
 
@@ -98,21 +113,33 @@ impl Router {
                 if let Some(i) = self.pattern_trie.find(path, Input::Path) {
                     return Routed::plain(self.patterns[i].as_str().to_owned());
                 }
-                let mut merges = Vec::new();
-                let route = self
-                    .cardinality
-                    .shape(service, &template(path), &mut merges);
-                Routed { route, merges }
+                let (route, rerouted) = self.discovery.route(service, path, 1);
+                Routed { route, rerouted }
             }
         }
     }
 
-    /// Teaches merging a route filed before a restart (merged positions stay merged), and
-    /// returns it as merging now shapes it.
-    pub fn relearn(&mut self, service: &str, route: &str) -> Routed {
-        let mut merges = Vec::new();
-        let route = self.cardinality.shape(service, route, &mut merges);
-        Routed { route, merges }
+    /// Teaches discovery a route filed before a restart, `calls` times (its parameters stay
+    /// parameters); the routes are worked out when [`Router::relearned`] is called.
+    pub fn relearn(&mut self, service: &str, route: &str, calls: u64) {
+        let weight = u32::try_from(calls.max(1)).unwrap_or(u32::MAX);
+        self.discovery.learn(service, route, weight);
+    }
+
+    /// Every service's routes worked out from what was relearned.
+    pub fn relearned(&mut self) {
+        self.discovery.look_all();
+    }
+
+    /// The route that a route filed earlier has under `service`'s current routes: a
+    /// declared or operator template stays as it is.
+    pub fn reroute(&self, service: &str, method: &str, route: &str) -> String {
+        if self.declared_route(service, method, route).is_some()
+            || self.pattern_trie.find(route, Input::Route).is_some()
+        {
+            return route.to_owned();
+        }
+        self.discovery.reroute(service, route)
     }
 
     /// A declared template for a path or route (its `{x}` segments match only declared

@@ -274,6 +274,7 @@ pub(crate) fn restore(
     for (k, stats) in rows {
         restored += usize::from(inv.restore(k, stats));
     }
+    inv.restored();
     (restored, total - restored)
 }
 

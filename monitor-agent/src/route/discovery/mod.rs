@@ -1,0 +1,194 @@
+//! Route discovery: each service's routes found from the whole set of paths it was seen
+//! serving, not segment by segment. A path position is a parameter when the values there
+//! look like identifiers, or when many names lead to the same continuations; a literal
+//! when its values are few, frequent, or lead to different places (see [`infer`]).
+//!
+//! Decisions are revisable: every service keeps its observed paths ([`observed`], bounded)
+//! and its routes are worked out again from all of them as the set grows (when it grew by
+//! an eighth, and at least once a minute while traffic changes the counts), so a merge
+//! that later traffic contradicts is split again, and the result depends on what was
+//! seen, not on the order it came in. Routing one call is a walk of the service's
+//! current routes ([`templates`]); segments beyond them are templated by the built-in
+//! heuristics. When a service's routes change, the caller re-files what it filed under
+//! the old ones ([`Discovery::reroute`]).
+
+mod declared;
+mod infer;
+pub mod observed;
+pub mod shape;
+mod templates;
+#[cfg(test)]
+mod tests;
+
+use std::time::{Duration, Instant};
+
+use hashbrown::HashMap;
+
+pub use declared::Declared;
+use observed::Observed;
+use templates::Templates;
+
+use super::heuristics::template;
+
+/// Bytes the observed paths of all services may hold.
+pub const OBSERVED_BUDGET: usize = 32 << 20;
+/// Distinct paths a service needs before its routes are first worked out.
+const FIRST_LOOK: usize = 8;
+/// The routes are worked out again when the distinct paths grew by this fraction...
+const GROWTH_DIVISOR: usize = 8;
+/// ...or this long after the last time, if requests came since.
+const LOOK_AGAIN: Duration = Duration::from_secs(60);
+/// Calls between two looks at the clock.
+const CLOCK_EVERY: u32 = 1024;
+
+struct Service {
+    observed: Observed,
+    templates: Templates,
+    /// Distinct paths when the routes were last worked out.
+    looked_at: usize,
+    looked_when: Instant,
+    calls_since: u32,
+    declared: Option<Declared>,
+}
+
+impl Service {
+    fn new() -> Service {
+        Service {
+            observed: Observed::new(),
+            templates: Templates::new(),
+            looked_at: 0,
+            looked_when: Instant::now(),
+            calls_since: 0,
+            declared: None,
+        }
+    }
+
+    fn due(&mut self) -> bool {
+        let grown = self.observed.distinct.saturating_sub(self.looked_at);
+        if self.observed.distinct >= FIRST_LOOK
+            && grown >= (self.looked_at / GROWTH_DIVISOR).max(1)
+            && (self.looked_at == 0 || grown >= FIRST_LOOK)
+        {
+            return true;
+        }
+        if self.calls_since >= CLOCK_EVERY {
+            self.calls_since = 0;
+            return self.looked_at > 0 && self.looked_when.elapsed() >= LOOK_AGAIN;
+        }
+        false
+    }
+}
+
+/// Every service's observed paths and discovered routes.
+pub struct Discovery {
+    services: HashMap<String, Service>,
+    /// Distinct values at one position beyond which it is a parameter; 0: no discovery,
+    /// the built-in heuristics alone.
+    limit: usize,
+    /// Bytes the observed paths may still grow by.
+    budget: usize,
+    initial_budget: usize,
+}
+
+impl Discovery {
+    pub fn new(limit: usize) -> Discovery {
+        Discovery::with_budget(limit, OBSERVED_BUDGET)
+    }
+
+    pub fn with_budget(limit: usize, budget: usize) -> Discovery {
+        Discovery {
+            services: HashMap::new(),
+            limit,
+            budget,
+            initial_budget: budget,
+        }
+    }
+
+    /// The route of `path` (no query string) served by `service`, learning from it; true
+    /// when the service's routes were worked out again, so routes filed earlier may have
+    /// to be re-filed through [`Discovery::reroute`].
+    pub fn route(&mut self, service: &str, path: &str, weight: u32) -> (String, bool) {
+        if self.limit == 0 {
+            return (template(path), false);
+        }
+        let Some(svc) = Self::service(&mut self.services, &mut self.budget, service) else {
+            return (template(path), false);
+        };
+        if let Some(body) = path.strip_prefix('/') {
+            svc.observed.record(body.split('/'), weight, &mut self.budget);
+        }
+        svc.calls_since = svc.calls_since.saturating_add(1);
+        let changed = svc.due();
+        if changed {
+            Self::look(svc, self.limit);
+        }
+        (svc.templates.route(path), changed)
+    }
+
+    /// Records `path` for `service` without routing it (a route filed before a restart).
+    pub fn learn(&mut self, service: &str, path: &str, weight: u32) {
+        if self.limit == 0 {
+            return;
+        }
+        if let Some(svc) = Self::service(&mut self.services, &mut self.budget, service) {
+            if let Some(body) = path.strip_prefix('/') {
+                svc.observed.record(body.split('/'), weight, &mut self.budget);
+            }
+        }
+    }
+
+    /// The route a route filed earlier has now (placeholders take the parameters at their
+    /// positions), without learning from it.
+    pub fn reroute(&self, service: &str, route: &str) -> String {
+        match self.services.get(service) {
+            Some(svc) if self.limit > 0 => svc.templates.route(route),
+            _ => route.to_owned(),
+        }
+    }
+
+    /// The spec's literals stay literal in `service`'s routes from the next look on.
+    pub fn set_declared(&mut self, service: &str, declared: Option<Declared>) {
+        if let Some(svc) = Self::service(&mut self.services, &mut self.budget, service) {
+            svc.declared = declared;
+            svc.looked_at = 0;
+        }
+    }
+
+    /// The service's state, made if new and the budget allows it.
+    fn service<'s>(
+        services: &'s mut HashMap<String, Service>,
+        budget: &mut usize,
+        service: &str,
+    ) -> Option<&'s mut Service> {
+        if !services.contains_key(service) {
+            let cost = observed::NODE_COST + service.len();
+            if cost > *budget {
+                crate::limits::Limit::RouteTree.reached();
+                return None;
+            }
+            *budget -= cost;
+            services.insert(service.to_owned(), Service::new());
+        }
+        services.get_mut(service)
+    }
+
+    fn look(svc: &mut Service, limit: usize) {
+        svc.templates = infer::infer(&svc.observed, svc.declared.as_ref(), limit);
+        svc.looked_at = svc.observed.distinct;
+        svc.looked_when = Instant::now();
+        svc.calls_since = 0;
+    }
+
+    /// Works every service's routes out now (after a restart's routes were fed in).
+    pub fn look_all(&mut self) {
+        let limit = self.limit;
+        for svc in self.services.values_mut() {
+            Self::look(svc, limit);
+        }
+    }
+
+    /// Bytes the observed paths hold, all services together.
+    pub fn held_bytes(&self) -> usize {
+        self.initial_budget.saturating_sub(self.budget)
+    }
+}

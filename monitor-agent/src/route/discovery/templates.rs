@@ -1,0 +1,91 @@
+//! A service's discovered routes as a tree: at each position its literal values, at most
+//! one whole-segment parameter, and parameters framed by a fixed suffix (`{id}.json`).
+//! Routing a path is one walk, literal first, so a literal sibling (`/users/me`) wins over
+//! the parameter beside it; a path that leaves the tree is templated segment by segment
+//! by the built-in heuristics from there on.
+
+use hashbrown::HashMap;
+
+use crate::route::heuristics::placeholder;
+
+pub(super) type TemplateId = u32;
+
+#[derive(Default, Debug)]
+pub(super) struct TemplateNode {
+    pub(super) literals: HashMap<Box<str>, TemplateId>,
+    /// A whole-segment parameter and its name (`{id}`, `{param}`...).
+    pub(super) param: Option<(Box<str>, TemplateId)>,
+    /// Parameters with a literal suffix: (name, suffix, child).
+    pub(super) framed: Vec<(Box<str>, Box<str>, TemplateId)>,
+}
+
+/// One service's routes; the root is node 0.
+#[derive(Default, Debug)]
+pub(super) struct Templates {
+    pub(super) nodes: Vec<TemplateNode>,
+}
+
+impl Templates {
+    pub(super) fn new() -> Templates {
+        Templates {
+            nodes: vec![TemplateNode::default()],
+        }
+    }
+
+    pub(super) fn add(&mut self) -> TemplateId {
+        self.nodes.push(TemplateNode::default());
+        TemplateId::try_from(self.nodes.len() - 1).unwrap_or(TemplateId::MAX)
+    }
+
+    /// The route of `path` (no query string): its segments as the tree names them. A
+    /// placeholder segment (a route filed earlier) takes the parameter at its position.
+    pub(super) fn route(&self, path: &str) -> String {
+        let mut out = String::with_capacity(path.len());
+        let mut at = Some(0);
+        for (i, seg) in path.split('/').enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            let Some(node) = at.and_then(|a| self.nodes.get(a as usize)) else {
+                out.push_str(placeholder(seg).unwrap_or(seg));
+                continue;
+            };
+            if i == 0 {
+                // Before the leading slash: nothing, or a path not starting with `/`.
+                out.push_str(seg);
+                if !seg.is_empty() {
+                    at = None;
+                }
+                continue;
+            }
+            at = self.step(node, seg, &mut out);
+        }
+        out
+    }
+
+    /// One segment: written to `out`; the node it leads to, if the tree goes on.
+    fn step(&self, node: &TemplateNode, seg: &str, out: &mut String) -> Option<TemplateId> {
+        if let Some(&next) = node.literals.get(seg) {
+            out.push_str(seg);
+            return Some(next);
+        }
+        for (name, suffix, next) in &node.framed {
+            if seg
+                .strip_suffix(&**suffix)
+                .is_some_and(|core| !core.is_empty())
+            {
+                out.push_str(name);
+                out.push_str(suffix);
+                return Some(*next);
+            }
+        }
+        if let Some((name, next)) = &node.param {
+            if !seg.is_empty() {
+                out.push_str(name);
+                return Some(*next);
+            }
+        }
+        out.push_str(placeholder(seg).unwrap_or(seg));
+        None
+    }
+}
