@@ -343,7 +343,8 @@ impl Inventory {
     /// in `overflow` as one call each) and it was left out. Its route teaches discovery;
     /// call [`Inventory::restored`] once every endpoint is in.
     pub fn restore(&mut self, key: EndpointKey, stats: EndpointStats) -> bool {
-        self.router.relearn(&key.service, &key.route, stats.calls);
+        self.router
+            .relearn(&key.service, &key.method, &key.route, stats.calls);
         let (spec_status, operation_id) = self.classify(&key.service, &key.method, &key.route);
         let full = self.endpoints.len() >= self.max_endpoints;
         match self.endpoints.get_mut(&key) {

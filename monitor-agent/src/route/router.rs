@@ -113,7 +113,7 @@ impl Router {
                 if let Some(i) = self.pattern_trie.find(path, Input::Path) {
                     return Routed::plain(self.patterns[i].as_str().to_owned());
                 }
-                let (route, rerouted) = self.discovery.route(service, path, 1);
+                let (route, rerouted) = self.discovery.route(service, method, path);
                 Routed { route, rerouted }
             }
         }
@@ -121,9 +121,9 @@ impl Router {
 
     /// Teaches discovery a route filed before a restart, `calls` times (its parameters stay
     /// parameters); the routes are worked out when [`Router::relearned`] is called.
-    pub fn relearn(&mut self, service: &str, route: &str, calls: u64) {
+    pub fn relearn(&mut self, service: &str, method: &str, route: &str, calls: u64) {
         let weight = u32::try_from(calls.max(1)).unwrap_or(u32::MAX);
-        self.discovery.learn(service, route, weight);
+        self.discovery.learn(service, method, route, weight);
     }
 
     /// Every service's routes worked out from what was relearned.

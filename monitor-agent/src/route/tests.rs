@@ -214,7 +214,7 @@ fn the_router_decides_spec_then_pattern_then_heuristics() {
     for (service, method, path, kind, want) in cases {
         let got = r.route(service, method, path, kind);
         assert_eq!(got.route, want, "{service} {method} {path}");
-        assert!(got.merges.is_empty());
+        assert!(!got.rerouted);
     }
     assert_eq!(
         RouteKind::of(Protocol::Grpc, false),
@@ -226,21 +226,28 @@ fn the_router_decides_spec_then_pattern_then_heuristics() {
 }
 
 #[test]
-fn the_router_merges_and_reports_merges() {
-    let mut r = router(&[], 3);
-    let mut merges = Vec::new();
-    for name in ["alice", "bob", "carol", "dave", "erin"] {
-        let routed = r.route("s", "GET", &format!("/u/{name}/repos"), RouteKind::Complete);
-        merges.extend(routed.merges);
+fn the_router_discovers_routes_and_says_when_they_change() {
+    let mut r = router(&[], 50);
+    let mut rerouted = 0;
+    let names = [
+        "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let sub = ["repos", "followers", "starred"][i % 3];
+        let routed = r.route("s", "GET", &format!("/u/{name}/{sub}"), RouteKind::Complete);
+        rerouted += usize::from(routed.rerouted);
     }
-    assert_eq!(merges.len(), 1);
-    assert_eq!(merges[0].prefixes(), [["", "u"]]);
+    assert_eq!(rerouted, 1, "worked out once, at the eighth distinct path");
     let routed = r.route("s", "GET", "/u/zed/repos", RouteKind::Complete);
     assert_eq!(routed.route, "/u/{param}/repos");
+    assert_eq!(
+        r.reroute("s", "GET", "/u/alice/starred"),
+        "/u/{param}/starred"
+    );
     // Partial calls never teach the router.
     for i in 0..10 {
         let got = r.route("t", "GET", &format!("/p/n{i}x"), RouteKind::Partial);
-        assert!(got.merges.is_empty());
+        assert!(!got.rerouted);
     }
     assert_eq!(
         r.route("t", "GET", "/p/a", RouteKind::Complete).route,

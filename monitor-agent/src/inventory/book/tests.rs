@@ -178,28 +178,36 @@ fn operator_patterns_win_over_heuristics() {
 }
 
 #[test]
-fn cardinality_merging_refiles_existing_endpoints() {
-    let mut inv = Inventory::new(InventoryConfig {
-        cardinality_limit: 10,
-        ..Default::default()
-    });
-    for i in 0..30 {
-        call(
-            &mut inv,
-            "blog",
-            "GET",
-            &format!("/posts/some-title-{}", "x".repeat(i + 1)),
-            200,
-        );
+fn discovered_routes_refile_existing_endpoints() {
+    let mut inv = Inventory::new(InventoryConfig::default());
+    let names = [
+        "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        for sub in ["comments", "likes"] {
+            call(
+                &mut inv,
+                "blog",
+                "GET",
+                &format!("/posts/{name}-{i}x/{sub}"),
+                200,
+            );
+        }
     }
     call(&mut inv, "blog", "GET", "/posts", 200);
-    let routes: Vec<String> = inv.endpoints().map(|(k, _)| k.route.clone()).collect();
-    assert_eq!(inv.len(), 2, "{routes:?}");
-    let merged = inv
+    let mut routes: Vec<(String, u64)> = inv
         .endpoints()
-        .find(|(k, _)| k.route == "/posts/{param}")
-        .unwrap();
-    assert_eq!(merged.1.stats.calls, 30);
+        .map(|(k, e)| (k.route.clone(), e.stats.calls))
+        .collect();
+    routes.sort();
+    assert_eq!(
+        routes,
+        [
+            ("/posts".to_string(), 1),
+            ("/posts/{param}/comments".to_string(), 8),
+            ("/posts/{param}/likes".to_string(), 8)
+        ]
+    );
 }
 
 #[test]
@@ -217,7 +225,7 @@ fn endpoint_count_is_bounded() {
 }
 
 #[test]
-fn restored_endpoints_keep_their_merges() {
+fn restored_endpoints_keep_their_parameters() {
     let mut inv = Inventory::new(InventoryConfig::default());
     let stats = EndpointStats {
         calls: 5,
@@ -231,6 +239,7 @@ fn restored_endpoints_keep_their_merges() {
         },
         stats,
     );
+    inv.restored();
     call(&mut inv, "blog", "GET", "/posts/hello", 200);
     let e = inv
         .endpoints()

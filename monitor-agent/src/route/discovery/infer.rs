@@ -56,10 +56,16 @@ pub(super) fn infer(obs: &Observed, declared: Option<&Declared>, limit: usize) -
         if values.list.is_empty() {
             continue;
         }
-        let through: u64 = g.members.iter().map(|&m| u64::from(obs.node(m).through)).sum();
+        let through: u64 = g
+            .members
+            .iter()
+            .map(|&m| u64::from(obs.node(m).through))
+            .sum();
         let ends: u64 = g.members.iter().map(|&m| u64::from(obs.node(m).ends)).sum();
         let on_base = g.on_base && through == u64::from(total) && ends == 0;
-        let forced = declared.map(|d| d.literals(&g.declared)).unwrap_or_default();
+        let forced = declared
+            .map(|d| d.literals(&g.declared))
+            .unwrap_or_default();
         let unseen = g.members.iter().map(|&m| obs.node(m).unseen as usize).sum();
         let ctx = Context {
             obs,
@@ -166,7 +172,11 @@ fn continuation<'a>(obs: &'a Observed, v: &Value<'a>) -> Continuation<'a> {
 }
 
 /// A name whose continuation is its siblings': it is one of their kind.
-fn alike(c: &Continuation<'_>, reuse: &HashMap<&str, u32>, reuse_below: &HashMap<&str, u32>) -> bool {
+fn alike(
+    c: &Continuation<'_>,
+    reuse: &HashMap<&str, u32>,
+    reuse_below: &HashMap<&str, u32>,
+) -> bool {
     if c.ids > 0 && c.ids >= c.words.len() {
         // Followed by identifiers: a collection's name.
         return false;
@@ -184,7 +194,9 @@ fn alike(c: &Continuation<'_>, reuse: &HashMap<&str, u32>, reuse_below: &HashMap
         return true;
     }
     // Names below names (`/repos/{owner}/{repo}/pulls`): the words after the next level.
-    here == 0 && !c.words_below.is_empty() && shared(&c.words_below, reuse_below) * 2 >= c.words_below.len()
+    here == 0
+        && !c.words_below.is_empty()
+        && shared(&c.words_below, reuse_below) * 2 >= c.words_below.len()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -211,7 +223,7 @@ fn first_kind(ctx: &Context<'_>, key: &str) -> Kind {
 
 fn decide(ctx: &Context<'_>, values: &Values<'_>) -> Split {
     let list = &values.list;
-    if ctx.on_base && list.len() == 1 {
+    if ctx.on_base && list.len() == 1 && !is_placeholder(list[0].key) {
         return Split {
             literal: vec![true],
         };
@@ -247,26 +259,26 @@ fn names_decided(
     ctx: &Context<'_>,
     list: &[Value<'_>],
     kinds: &[Kind],
-    conts: &[Continuation<'_>],
+    follows: &[Continuation<'_>],
     structural: &[bool],
 ) -> Vec<bool> {
     let params = kinds.iter().filter(|k| **k == Kind::Param).count();
     let n_structural = structural.iter().filter(|s| **s).count();
-    let mut counts: Vec<u64> = list
+    let mut seen: Vec<u64> = list
         .iter()
         .zip(kinds.iter().zip(structural))
         .filter(|(_, (k, s))| **k == Kind::Param || **s)
         .map(|(v, _)| v.through)
         .collect();
-    counts.sort_unstable();
-    let median = counts.get(counts.len() / 2).copied().unwrap_or(1);
+    seen.sort_unstable();
+    let median = seen.get(seen.len() / 2).copied().unwrap_or(1);
     let candidates = list.len() - kinds.iter().filter(|k| **k == Kind::Literal).count();
     let seen_once = list
         .iter()
         .zip(kinds)
         .filter(|(v, k)| **k != Kind::Literal && v.through == 1)
         .count();
-    let leaves = conts
+    let leaves = follows
         .iter()
         .zip(kinds)
         .filter(|(c, k)| **k == Kind::Name && c.words.is_empty() && c.ids == 0)
@@ -274,6 +286,18 @@ fn names_decided(
     let open = (candidates >= OPEN_MIN_VALUES && seen_once * 4 >= candidates)
         || (ctx.limit > 0 && candidates + ctx.unseen > ctx.limit);
     let grouped = params + n_structural >= STRUCTURE_MIN;
+    let methods = |v: &Value<'_>| {
+        v.nodes
+            .iter()
+            .fold(0u8, |m, &n| m | ctx.obs.node(n).methods)
+    };
+    // How the parameter's values ending here were called: a name called otherwise is an
+    // action of its own (`POST /orders/clone` beside `GET /orders/{id}`).
+    let param_methods = list
+        .iter()
+        .zip(kinds)
+        .filter(|(_, k)| **k == Kind::Param)
+        .fold(0u8, |m, (v, _)| m | methods(v));
     list.iter()
         .enumerate()
         .map(|(i, v)| match kinds[i] {
@@ -281,13 +305,16 @@ fn names_decided(
             Kind::Param => false,
             Kind::Name => {
                 let frequent = v.through >= (4 * median).max(4);
-                let leaf = conts[i].words.is_empty() && conts[i].ids == 0;
+                let leaf = follows[i].words.is_empty() && follows[i].ids == 0;
                 let version = shape(v.key) == Shape::Version;
                 let param = if version {
                     open && !frequent
                 } else {
                     (structural[i] && grouped)
-                        || (leaf && (params > 0 || n_structural >= STRUCTURE_MIN) && !frequent)
+                        || (leaf
+                            && (params > 0 || n_structural >= STRUCTURE_MIN)
+                            && !frequent
+                            && (params == 0 || methods(v) & param_methods != 0))
                         || (leaf && open && leaves >= OPEN_MIN_VALUES && !frequent)
                 };
                 !param
@@ -317,22 +344,34 @@ fn emit(
             at: id,
             members: v.nodes.clone(),
             on_base: g.on_base,
-            declared: declared.map(|d| d.follow(&g.declared, Some(v.key))).unwrap_or_default(),
+            declared: declared
+                .map(|d| d.follow(&g.declared, Some(v.key)))
+                .unwrap_or_default(),
         });
     }
     if params.is_empty() {
         return;
     }
-    let decl = declared.map(|d| d.follow(&g.declared, None)).unwrap_or_default();
+    let decl = declared
+        .map(|d| d.follow(&g.declared, None))
+        .unwrap_or_default();
     let (framed, whole) = frame(&params);
     if let Some((suffix, members)) = framed {
-        let cores: Vec<&str> = members.iter().filter_map(|v| v.key.strip_suffix(suffix)).collect();
+        let cores: Vec<&str> = members
+            .iter()
+            .filter_map(|v| v.key.strip_suffix(suffix))
+            .collect();
         let id = out.add();
         let name = param_name(cores.iter().copied());
-        out.nodes[g.at as usize].framed.push((name.into(), suffix.into(), id));
+        out.nodes[g.at as usize]
+            .framed
+            .push((name.into(), suffix.into(), id));
         work.push(Group {
             at: id,
-            members: members.iter().flat_map(|v| v.nodes.iter().copied()).collect(),
+            members: members
+                .iter()
+                .flat_map(|v| v.nodes.iter().copied())
+                .collect(),
             on_base: false,
             declared: decl.clone(),
         });
@@ -392,7 +431,11 @@ fn param_name<'a>(values: impl Iterator<Item = &'a str>) -> String {
     let mut total = 0;
     for v in values {
         total += 1;
-        let name = if is_placeholder(v) { v } else { placeholder(v).unwrap_or(PARAM) };
+        let name = if is_placeholder(v) {
+            v
+        } else {
+            placeholder(v).unwrap_or(PARAM)
+        };
         *names.entry(name).or_default() += 1;
     }
     names

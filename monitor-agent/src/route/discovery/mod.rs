@@ -37,7 +37,7 @@ const FIRST_LOOK: usize = 8;
 /// The routes are worked out again when the distinct paths grew by this fraction...
 const GROWTH_DIVISOR: usize = 8;
 /// ...or this long after the last time, if requests came since.
-const LOOK_AGAIN: Duration = Duration::from_secs(60);
+const LOOK_AGAIN: Duration = Duration::from_mins(1);
 /// Calls between two looks at the clock.
 const CLOCK_EVERY: u32 = 1024;
 
@@ -65,9 +65,7 @@ impl Service {
 
     fn due(&mut self) -> bool {
         let grown = self.observed.distinct.saturating_sub(self.looked_at);
-        if self.observed.distinct >= FIRST_LOOK
-            && grown >= (self.looked_at / GROWTH_DIVISOR).max(1)
-            && (self.looked_at == 0 || grown >= FIRST_LOOK)
+        if self.observed.distinct >= FIRST_LOOK && grown >= (self.looked_at / GROWTH_DIVISOR).max(1)
         {
             return true;
         }
@@ -104,10 +102,11 @@ impl Discovery {
         }
     }
 
-    /// The route of `path` (no query string) served by `service`, learning from it; true
+    /// The route of `path` (no query string) served by `service`, called with `method`,
+    /// learning from it; true
     /// when the service's routes were worked out again, so routes filed earlier may have
     /// to be re-filed through [`Discovery::reroute`].
-    pub fn route(&mut self, service: &str, path: &str, weight: u32) -> (String, bool) {
+    pub fn route(&mut self, service: &str, method: &str, path: &str) -> (String, bool) {
         if self.limit == 0 {
             return (template(path), false);
         }
@@ -115,7 +114,9 @@ impl Discovery {
             return (template(path), false);
         };
         if let Some(body) = path.strip_prefix('/') {
-            svc.observed.record(body.split('/'), weight, &mut self.budget);
+            let bit = observed::method_bit(method);
+            svc.observed
+                .record(body.split('/'), 1, bit, &mut self.budget);
         }
         svc.calls_since = svc.calls_since.saturating_add(1);
         let changed = svc.due();
@@ -126,13 +127,15 @@ impl Discovery {
     }
 
     /// Records `path` for `service` without routing it (a route filed before a restart).
-    pub fn learn(&mut self, service: &str, path: &str, weight: u32) {
+    pub fn learn(&mut self, service: &str, method: &str, path: &str, weight: u32) {
         if self.limit == 0 {
             return;
         }
         if let Some(svc) = Self::service(&mut self.services, &mut self.budget, service) {
             if let Some(body) = path.strip_prefix('/') {
-                svc.observed.record(body.split('/'), weight, &mut self.budget);
+                let bit = observed::method_bit(method);
+                svc.observed
+                    .record(body.split('/'), weight, bit, &mut self.budget);
             }
         }
     }

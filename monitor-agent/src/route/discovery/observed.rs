@@ -24,12 +24,30 @@ pub struct Node {
     pub ends: u32,
     /// Distinct values refused at this position because it already held `MAX_VALUES`.
     pub unseen: u32,
+    /// The methods of the requests that end here, one bit each ([`method_bit`]).
+    pub methods: u8,
+}
+
+/// One bit per common method, the rest sharing the last: which methods a path was called
+/// with is evidence too (an action like `POST /orders/clone` beside `GET /orders/{id}`).
+pub fn method_bit(method: &str) -> u8 {
+    match method {
+        "GET" => 1,
+        "POST" => 2,
+        "PUT" => 4,
+        "DELETE" => 8,
+        "PATCH" => 16,
+        "HEAD" => 32,
+        "OPTIONS" => 64,
+        _ => 128,
+    }
 }
 
 /// One service's observed paths.
+#[derive(Default)]
 pub struct Observed {
     pub nodes: Vec<Node>,
-    /// Distinct paths recorded (new leaves or new ends), for deciding when to look again.
+    /// Distinct paths recorded (nodes some path ends at), for deciding when to look again.
     pub distinct: usize,
 }
 
@@ -37,7 +55,7 @@ impl Observed {
     pub fn new() -> Observed {
         Observed {
             nodes: vec![Node::default()],
-            distinct: 0,
+            ..Observed::default()
         }
     }
 
@@ -49,13 +67,14 @@ impl Observed {
         self.nodes.len() * NODE_COST
     }
 
-    /// Records one request for `segments`, `weight` times; `budget` is what the tree may
+    /// Records one request for `segments`, `weight` times, made with `methods`; `budget` is what the tree may
     /// still grow by, in bytes, and is reduced by what it grew. Segments past a full
     /// position or the budget are not recorded.
     pub fn record<'a>(
         &mut self,
         segments: impl Iterator<Item = &'a str>,
         weight: u32,
+        methods: u8,
         budget: &mut usize,
     ) {
         let mut at = Self::ROOT;
@@ -86,7 +105,6 @@ impl Observed {
             self.nodes[at as usize].children.insert(seg.into(), id);
             at = id;
             self.bump(at, weight);
-            self.distinct += 1;
         }
         if whole {
             let node = &mut self.nodes[at as usize];
@@ -94,6 +112,7 @@ impl Observed {
                 self.distinct += 1;
             }
             node.ends = node.ends.saturating_add(weight);
+            node.methods |= methods;
         }
     }
 

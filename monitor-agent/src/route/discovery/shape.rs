@@ -86,7 +86,7 @@ fn is_version(seg: &str) -> bool {
         // `v2`, `v1.56`, then an optional `alpha1` / `beta` tail.
         let num_end = rest
             .iter()
-            .position(|c| c.is_ascii_alphabetic())
+            .position(u8::is_ascii_alphabetic)
             .unwrap_or(rest.len());
         let (num, tail) = rest.split_at(num_end);
         let tail_ok = tail.iter().all(u8::is_ascii_alphanumeric)
@@ -95,7 +95,7 @@ fn is_version(seg: &str) -> bool {
         return !num.is_empty() && num[0].is_ascii_digit() && dotted(num) && tail_ok;
     }
     // `2.0`, `1.2.3`: digits with one or two dots.
-    let dots = b.iter().filter(|c| **c == b'.').count();
+    let dots = b.split(|c| *c == b'.').count() - 1;
     (1..=2).contains(&dots) && dotted(b) && b.len() <= 12
 }
 

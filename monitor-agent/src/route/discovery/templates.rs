@@ -6,7 +6,7 @@
 
 use hashbrown::HashMap;
 
-use crate::route::heuristics::placeholder;
+use crate::route::{heuristics::placeholder, segment::is_placeholder};
 
 pub(super) type TemplateId = u32;
 
@@ -58,13 +58,13 @@ impl Templates {
                 }
                 continue;
             }
-            at = self.step(node, seg, &mut out);
+            at = Self::step(node, seg, &mut out);
         }
         out
     }
 
     /// One segment: written to `out`; the node it leads to, if the tree goes on.
-    fn step(&self, node: &TemplateNode, seg: &str, out: &mut String) -> Option<TemplateId> {
+    fn step(node: &TemplateNode, seg: &str, out: &mut String) -> Option<TemplateId> {
         if let Some(&next) = node.literals.get(seg) {
             out.push_str(seg);
             return Some(next);
@@ -82,6 +82,18 @@ impl Templates {
         if let Some((name, next)) = &node.param {
             if !seg.is_empty() {
                 out.push_str(name);
+                return Some(*next);
+            }
+        }
+        if is_placeholder(seg) {
+            // A route templated before the routes were worked out (`/{date}/...`) where they
+            // have one literal of that look (`/2010-04-01/...`): that literal.
+            let mut like = node
+                .literals
+                .iter()
+                .filter(|(l, _)| placeholder(l) == Some(seg));
+            if let (Some((l, next)), None) = (like.next(), like.next()) {
+                out.push_str(l);
                 return Some(*next);
             }
         }
