@@ -6,6 +6,7 @@ pub mod kube;
 pub mod nginx;
 pub mod peers;
 pub mod prometheus;
+pub mod routes_corpus;
 
 pub use agent::Agent;
 
