@@ -180,7 +180,8 @@ pub fn replay(requests: &[Request]) -> Report {
     args.extend(["--max-endpoints", "200000", "--recent-calls", "10"]);
     let agent = Agent::start_with(&args);
     send_all(requests, &ports);
-    let served = |r: &CallRecord| r.role == Role::Server && ports.values().any(|p| *p == r.server.port);
+    let served =
+        |r: &CallRecord| r.role == Role::Server && ports.values().any(|p| *p == r.server.port);
     let records = agent.wait_records(requests.len(), Duration::from_secs(120), served);
     assert_eq!(
         records.len(),
@@ -292,7 +293,12 @@ fn score(requests: &[Request], records: &[CallRecord], inv: &InventoryAnswer) ->
     }
     let mut filed: HashMap<String, Vec<&CallRecord>> = HashMap::new();
     for rec in records {
-        let api = rec.server.service.as_deref().unwrap_or_default().to_string();
+        let api = rec
+            .server
+            .service
+            .as_deref()
+            .unwrap_or_default()
+            .to_string();
         filed.entry(api).or_default().push(rec);
     }
     let mut report = Report::new();
@@ -300,9 +306,17 @@ fn score(requests: &[Request], records: &[CallRecord], inv: &InventoryAnswer) ->
     for (api, reqs) in &sent {
         let sc = report.entry((*api).to_string()).or_default();
         let recs = filed.get(*api).map_or(&[][..], Vec::as_slice);
-        assert_eq!(recs.len(), reqs.len(), "{api}: records and requests differ in number");
+        assert_eq!(
+            recs.len(),
+            reqs.len(),
+            "{api}: records and requests differ in number"
+        );
         for (req, rec) in reqs.iter().zip(recs) {
-            assert_eq!(rec.method, req.method, "{api}: records out of order at {}", req.path);
+            assert_eq!(
+                rec.method, req.method,
+                "{api}: records out of order at {}",
+                req.path
+            );
             let want = mask(&req.template);
             sc.requests += 1;
             let got = mask(&rec.route);
@@ -327,7 +341,9 @@ fn score(requests: &[Request], records: &[CallRecord], inv: &InventoryAnswer) ->
         }
     }
     for ((api, method, t), n) in &per_template {
-        let calls = endpoints.get(&(api.clone(), method.clone(), t.clone())).copied();
+        let calls = endpoints
+            .get(&(api.clone(), method.clone(), t.clone()))
+            .copied();
         let sc = report.entry(api.clone()).or_default();
         sc.operations += 1;
         sc.final_right += usize::try_from(calls.unwrap_or(0)).unwrap_or(0).min(*n);
@@ -347,7 +363,13 @@ fn merge_kind(got: &str, want: &str) -> (bool, bool) {
     if g.len() != w.len() {
         return (false, false);
     }
-    let over = g.iter().zip(&w).any(|(a, b)| a.contains("{x}") && !b.contains("{x}"));
-    let under = g.iter().zip(&w).any(|(a, b)| !a.contains("{x}") && b.contains("{x}"));
+    let over = g
+        .iter()
+        .zip(&w)
+        .any(|(a, b)| a.contains("{x}") && !b.contains("{x}"));
+    let under = g
+        .iter()
+        .zip(&w)
+        .any(|(a, b)| !a.contains("{x}") && b.contains("{x}"));
     (over, under)
 }

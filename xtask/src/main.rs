@@ -50,6 +50,14 @@ enum Cmd {
     Bench(bench::BenchArgs),
     /// Run every fuzz target (or those named) for a bounded time on its committed corpus.
     Fuzz(fuzz::FuzzArgs),
+    /// Route discovery on the route corpus (`../shared/routes-dev`): every request replayed
+    /// through the real agent, each API on its own port, no spec; prints per API the share
+    /// of requests under the right template and endpoints per real operation.
+    Routes {
+        /// `--every N` (a sample), `--seed S` (the replay order), or another corpus file.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// A real Kubernetes for the end-to-end tests.
     #[command(subcommand)]
     Kube(kube::KubeCmd),
@@ -70,6 +78,7 @@ fn main() {
         Cmd::Bench(args) => bench::run(args),
         Cmd::Fuzz(args) => fuzz::run(&args),
         Cmd::Kube(cmd) => kube::run(&cmd),
+        Cmd::Routes { args } => routes(&args),
     };
     if let Err(e) = result {
         eprintln!("xtask: {e:#}");
@@ -84,6 +93,25 @@ fn run(args: Vec<String>) -> Result<()> {
     let mut full = vec!["run".to_string()];
     full.extend(args);
     util::exec(&bin, &full)
+}
+
+fn routes(args: &[String]) -> Result<()> {
+    setup::all(true)?;
+    util::cargo(&["build", "--release", "--package", "monitor-agent"])?;
+    util::cargo(&[
+        "build",
+        "--release",
+        "--package",
+        "monitor-tests",
+        "--bin",
+        "routes_eval",
+    ])?;
+    let root = util::workspace_root();
+    std::env::set_var(
+        "MONITOR_AGENT_BIN",
+        root.join("target/release/monitor-agent"),
+    );
+    util::exec(&root.join("target/release/routes_eval"), args)
 }
 
 /// Seconds each fuzz target runs in `cargo xtask test` (the README says so too).

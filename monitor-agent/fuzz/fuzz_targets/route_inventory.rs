@@ -1,8 +1,8 @@
 //! Routes and files arbitrary requests the way the pipeline does (route templates from
-//! the input, cardinality merging, endpoint filing, the inventory views and OpenAPI
-//! export): never a panic or a stack overflow, however deep or wide the paths; the
+//! the input, route discovery with its re-filing, endpoint filing, the inventory views and
+//! OpenAPI export): never a panic or a stack overflow, however deep or wide the paths; the
 //! endpoint table stays within its cap; every method outside the registered set is filed
-//! as `_OTHER`; a route never carries the query.
+//! as `_OTHER`; a route never carries the query and keeps the path's segments.
 #![no_main]
 
 use std::{net::SocketAddr, sync::Arc};
@@ -49,6 +49,8 @@ fuzz_target!(|input: &[u8]| {
         let kind = [RouteKind::Complete, RouteKind::Complete, RouteKind::Partial, RouteKind::Rpc][i % 4];
         let route = inv.route(service, method, target, kind);
         assert!(!route.contains('?'), "{route:?} from {target:?}");
+        let segments = monitor_agent::route::segment_count;
+        assert_eq!(segments(&route), segments(target), "{route:?} from {target:?}");
         let mut server = Peer::local(server_addr, 1, Arc::from("server"));
         server.service = Some(Arc::from(service));
         let client = Peer::remote("127.0.0.1:40000".parse().unwrap());

@@ -23,7 +23,11 @@ fn main() {
         );
     let every = usize::try_from(value("--every").unwrap_or(1)).unwrap_or(1);
     let requests = routes_corpus::load(&file, every, value("--seed").unwrap_or(1));
-    eprintln!("replaying {} requests from {}", requests.len(), file.display());
+    eprintln!(
+        "replaying {} requests from {}",
+        requests.len(),
+        file.display()
+    );
     let report = routes_corpus::replay(&requests);
     print!("{}", routes_corpus::table(&report));
 }

@@ -37,6 +37,11 @@ pub fn shape(seg: &str) -> Shape {
     if is_version(seg) {
         return Shape::Version;
     }
+    // Three or more dotted labels: host names, reverse-DNS and event type names
+    // (`hs.example.net`, `m.room.message`), values rather than an API's own words.
+    if is_dotted_name(seg.as_bytes()) {
+        return Shape::Id;
+    }
     if let Some((core, _)) = split_ext(seg) {
         // A file-like segment looks like its name: `17.json` is an id, `index.html` a word.
         return match bare_shape(core) {
@@ -72,6 +77,21 @@ fn bare_shape(seg: &str) -> Shape {
     } else {
         Shape::Word
     }
+}
+
+fn is_dotted_name(b: &[u8]) -> bool {
+    let mut labels = 0;
+    for label in b.split(|c| *c == b'.') {
+        if label.is_empty()
+            || !label
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'_')
+        {
+            return false;
+        }
+        labels += 1;
+    }
+    labels >= 3
 }
 
 /// `v2`, `v1.56`, `v2beta1`, `2.0`, `1.2.3`: how APIs name their versions.
@@ -182,6 +202,8 @@ mod tests {
             "nginx:1.25-alpine",
             "17.json",
             "ZRWHAKLNCESBHTAQ",
+            "m.room.message",
+            "hs.example.net",
         ] {
             assert_eq!(shape(s), Shape::Id, "{s}");
         }
