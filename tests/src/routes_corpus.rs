@@ -8,6 +8,7 @@
 
 use std::{
     collections::{BTreeMap, HashMap},
+    fmt::Write as _,
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},
     path::Path,
@@ -149,8 +150,9 @@ pub fn table(report: &Report) -> String {
         "api", "requests", "final", "made", "over", "under", "endpoints", "per op"
     );
     for (api, sc) in report {
-        s.push_str(&format!(
-            "{:<11}{:>9}{:>8.3}{:>8.3}{:>7}{:>7}{:>6}/{:<4}{:>9.2}\n",
+        let _ = writeln!(
+            s,
+            "{:<11}{:>9}{:>8.3}{:>8.3}{:>7}{:>7}{:>6}/{:<4}{:>9.2}",
             api,
             sc.requests,
             sc.final_accuracy(),
@@ -160,7 +162,7 @@ pub fn table(report: &Report) -> String {
             sc.endpoints,
             sc.operations,
             sc.endpoints_per_operation()
-        ));
+        );
     }
     s
 }
@@ -180,9 +182,9 @@ pub fn replay(requests: &[Request]) -> Report {
     args.extend(["--max-endpoints", "200000", "--recent-calls", "10"]);
     let agent = Agent::start_with(&args);
     send_all(requests, &ports);
-    let served =
+    let ours =
         |r: &CallRecord| r.role == Role::Server && ports.values().any(|p| *p == r.server.port);
-    let records = agent.wait_records(requests.len(), Duration::from_secs(120), served);
+    let records = agent.wait_records(requests.len(), Duration::from_mins(2), ours);
     assert_eq!(
         records.len(),
         requests.len(),

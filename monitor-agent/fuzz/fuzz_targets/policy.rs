@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
 use monitor_agent::{
-    policy::{export, CallFacts, ExportFormat, Policy},
+    policy::{export, CallFacts, ExportFormat, Placements, Policy},
     record::{CallRecord, Peer, Role},
 };
 
@@ -38,6 +38,6 @@ fuzz_target!(|input: &[u8]| {
     let again = Policy::parse("again.yaml", &yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
     assert_eq!(again.to_yaml(), yaml);
     for format in [ExportFormat::Policy, ExportFormat::NetworkPolicy, ExportFormat::Cilium, ExportFormat::Istio] {
-        let _ = export(&policy, format, "default");
+        let _ = export(&policy, format, &Placements::assumed("default"));
     }
 });
