@@ -140,6 +140,33 @@ fn ratio(a: usize, b: usize) -> f64 {
     }
 }
 
+/// Routes `requests` in process with the agent's own router, without the kernel: each
+/// line `api<TAB>method<TAB>path<TAB>route`, the route the final routes give (or with
+/// `as_made`, the route each call got when it was made), which the corpus's `score.py`
+/// reads. For quick work on the rules; [`replay`] is the measure.
+pub fn route_offline(requests: &[Request], as_made: bool) -> String {
+    use monitor_agent::route::{RouteKind, Router};
+    let mut router = Router::new(Vec::new(), 50);
+    let made: Vec<String> = requests
+        .iter()
+        .map(|r| {
+            router
+                .route(&r.api, &r.method, &r.path, RouteKind::Complete)
+                .route
+        })
+        .collect();
+    let mut out = String::new();
+    for (r, at_the_time) in requests.iter().zip(made) {
+        let route = if as_made {
+            at_the_time
+        } else {
+            router.reroute(&r.api, &r.method, &at_the_time)
+        };
+        let _ = writeln!(out, "{}\t{}\t{}\t{route}", r.api, r.method, r.path);
+    }
+    out
+}
+
 /// Per API, and the total under `TOTAL`.
 pub type Report = BTreeMap<String, Score>;
 

@@ -1,8 +1,9 @@
 //! `cargo xtask routes`: the whole route corpus replayed through the real agent, the
 //! table of how its discovered routes compare with the APIs' own templates.
 //!
-//! `routes_eval [CORPUS] [--every N] [--seed S]`; CORPUS defaults to
-//! `../shared/routes-dev/urls.tsv` beside the workspace.
+//! `routes_eval [CORPUS] [--every N] [--seed S] [--offline [--as-made]]`; CORPUS defaults
+//! to `../shared/routes-dev/urls.tsv` beside the workspace. `--offline` routes in process
+//! (no kernel, no root) and prints predictions for the corpus's `score.py` instead.
 
 use monitor_tests::{routes_corpus, workspace_root};
 
@@ -23,6 +24,11 @@ fn main() {
         );
     let every = usize::try_from(value("--every").unwrap_or(1)).unwrap_or(1);
     let requests = routes_corpus::load(&file, every, value("--seed").unwrap_or(1));
+    if args.iter().any(|a| a == "--offline") {
+        let as_made = args.iter().any(|a| a == "--as-made");
+        print!("{}", routes_corpus::route_offline(&requests, as_made));
+        return;
+    }
     eprintln!(
         "replaying {} requests from {}",
         requests.len(),
