@@ -123,7 +123,7 @@ impl Discovery {
         if changed {
             Self::look(svc, self.limit);
         }
-        (svc.templates.route(path), changed)
+        (svc.templates.route(path, false), changed)
     }
 
     /// Records `path` for `service` without routing it (a route filed before a restart).
@@ -144,7 +144,7 @@ impl Discovery {
     /// positions), without learning from it.
     pub fn reroute(&self, service: &str, route: &str) -> String {
         match self.services.get(service) {
-            Some(svc) if self.limit > 0 => svc.templates.route(route),
+            Some(svc) if self.limit > 0 => svc.templates.route(route, true),
             _ => route.to_owned(),
         }
     }

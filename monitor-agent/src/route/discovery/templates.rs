@@ -38,8 +38,10 @@ impl Templates {
     }
 
     /// The route of `path` (no query string): its segments as the tree names them. A
-    /// placeholder segment (a route filed earlier) takes the parameter at its position.
-    pub(super) fn route(&self, path: &str) -> String {
+    /// placeholder segment (a route filed earlier) takes the parameter at its position;
+    /// when `filed` (re-filing a route, not routing a call) one where the tree has no
+    /// parameter takes the one literal of its look, if there is one.
+    pub(super) fn route(&self, path: &str, filed: bool) -> String {
         let mut out = String::with_capacity(path.len());
         let mut at = Some(0);
         for (i, seg) in path.split('/').enumerate() {
@@ -58,13 +60,13 @@ impl Templates {
                 }
                 continue;
             }
-            at = Self::step(node, seg, &mut out);
+            at = Self::step(node, seg, filed, &mut out);
         }
         out
     }
 
     /// One segment: written to `out`; the node it leads to, if the tree goes on.
-    fn step(node: &TemplateNode, seg: &str, out: &mut String) -> Option<TemplateId> {
+    fn step(node: &TemplateNode, seg: &str, filed: bool, out: &mut String) -> Option<TemplateId> {
         if let Some(&next) = node.literals.get(seg) {
             out.push_str(seg);
             return Some(next);
@@ -85,9 +87,10 @@ impl Templates {
                 return Some(*next);
             }
         }
-        if is_placeholder(seg) {
+        if filed && is_placeholder(seg) {
             // A route templated before the routes were worked out (`/{date}/...`) where they
-            // have one literal of that look (`/2010-04-01/...`): that literal.
+            // have one literal of that look (`/2010-04-01/...`): that literal. Only when
+            // re-filing: a call's path could otherwise make each segment cost a scan.
             let mut like = node
                 .literals
                 .iter()
