@@ -171,12 +171,48 @@ fn continuation<'a>(obs: &'a Observed, v: &Value<'a>) -> Continuation<'a> {
     c
 }
 
+/// How the words following the values of one position recur among them: by word, the
+/// number of values it follows.
+struct Sharing<'a> {
+    by_word: HashMap<&'a str, u32>,
+    /// The words recur as a small vocabulary does (every word follows two values on
+    /// average), not as the values of a parameter below, of which a few recur by chance.
+    vocabulary: bool,
+}
+
+impl<'a> Sharing<'a> {
+    fn of<'c>(sets: impl Iterator<Item = &'c HashSet<&'a str>>) -> Sharing<'a>
+    where
+        'a: 'c,
+    {
+        let mut by_word: HashMap<&'a str, u32> = HashMap::new();
+        let mut total = 0u64;
+        for set in sets {
+            for w in set {
+                *by_word.entry(w).or_default() += 1;
+                total += 1;
+            }
+        }
+        let vocabulary = total >= 2 * by_word.len() as u64;
+        Sharing {
+            by_word,
+            vocabulary,
+        }
+    }
+
+    /// How many of `set` follow at least `SHARED_BY` values; 0 unless a vocabulary.
+    fn shared(&self, set: &HashSet<&str>) -> usize {
+        if !self.vocabulary {
+            return 0;
+        }
+        set.iter()
+            .filter(|w| self.by_word.get(*w).copied().unwrap_or(0) >= SHARED_BY)
+            .count()
+    }
+}
+
 /// A name whose continuation is its siblings': it is one of their kind.
-fn alike(
-    c: &Continuation<'_>,
-    reuse: &HashMap<&str, u32>,
-    reuse_below: &HashMap<&str, u32>,
-) -> bool {
+fn alike(c: &Continuation<'_>, here: &Sharing<'_>, below: &Sharing<'_>) -> bool {
     if c.ids > 0 && c.ids >= c.words.len() {
         // Followed by identifiers: a collection's name.
         return false;
@@ -184,19 +220,14 @@ fn alike(
     if c.words.is_empty() {
         return false;
     }
-    let shared = |set: &HashSet<&str>, r: &HashMap<&str, u32>| {
-        set.iter()
-            .filter(|w| r.get(*w).copied().unwrap_or(0) >= SHARED_BY)
-            .count()
-    };
-    let here = shared(&c.words, reuse);
-    if here * 2 >= c.words.len() {
+    let shared_here = here.shared(&c.words);
+    if shared_here * 2 >= c.words.len() {
         return true;
     }
     // Names below names (`/repos/{owner}/{repo}/pulls`): the words after the next level.
-    here == 0
+    shared_here == 0
         && !c.words_below.is_empty()
-        && shared(&c.words_below, reuse_below) * 2 >= c.words_below.len()
+        && below.shared(&c.words_below) * 2 >= c.words_below.len()
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -235,20 +266,12 @@ fn decide(ctx: &Context<'_>, values: &Values<'_>) -> Split {
         };
     }
     let conts: Vec<Continuation<'_>> = list.iter().map(|v| continuation(ctx.obs, v)).collect();
-    let mut reuse: HashMap<&str, u32> = HashMap::new();
-    let mut reuse_below: HashMap<&str, u32> = HashMap::new();
-    for c in &conts {
-        for w in &c.words {
-            *reuse.entry(w).or_default() += 1;
-        }
-        for w in &c.words_below {
-            *reuse_below.entry(w).or_default() += 1;
-        }
-    }
+    let here = Sharing::of(conts.iter().map(|c| &c.words));
+    let below = Sharing::of(conts.iter().map(|c| &c.words_below));
     let structural: Vec<bool> = kinds
         .iter()
         .zip(&conts)
-        .map(|(k, c)| *k == Kind::Name && alike(c, &reuse, &reuse_below))
+        .map(|(k, c)| *k == Kind::Name && alike(c, &here, &below))
         .collect();
     let literal = names_decided(ctx, list, &kinds, &conts, &structural);
     Split { literal }

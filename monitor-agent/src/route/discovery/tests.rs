@@ -81,6 +81,31 @@ fn names_used_as_identifiers_become_parameters_and_literal_siblings_stay() {
     );
 }
 
+/// Actions below a name parameter, each followed by user names of which a few recur by
+/// chance under every action: the actions stay literal.
+#[test]
+fn values_recurring_below_literals_do_not_make_them_a_parameter() {
+    let mut g = Gen(23);
+    let mut paths = Vec::new();
+    for i in 0..300 {
+        let org = g.name();
+        let op = g.pick(&["blocks", "members", "public_members", "teams", "hooks"]);
+        let user = if i % 4 == 0 {
+            g.pick(&["alice", "bob", "carol"]).to_string()
+        } else {
+            g.name()
+        };
+        paths.push(format!("/orgs/{org}/{op}/{user}"));
+        paths.push(format!("/orgs/{org}/{op}"));
+    }
+    let (mut d, _) = discover(&paths);
+    assert_eq!(
+        route_of(&mut d, "/orgs/acme/blocks/zed-yak7"),
+        "/orgs/{param}/blocks/{param}"
+    );
+    assert_eq!(route_of(&mut d, "/orgs/acme/teams"), "/orgs/{param}/teams");
+}
+
 #[test]
 fn collections_and_versions_stay_literal() {
     let mut g = Gen(3);
