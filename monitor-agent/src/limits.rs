@@ -32,6 +32,9 @@ pub enum Limit {
     /// Distinct values one path position keeps as evidence for route discovery: further
     /// ones are counted, not kept.
     RouteSamples,
+    /// Segments of one path kept as evidence for route discovery: deeper ones are routed by
+    /// the built-in templating alone.
+    RouteDepth,
     /// Endpoints in the inventory: calls to further endpoints are not filed.
     Endpoints,
     /// Distinct callers remembered per endpoint: the rest count under `(other)`.
@@ -60,12 +63,13 @@ pub enum Limit {
 }
 
 impl Limit {
-    pub const ALL: [Limit; 15] = [
+    pub const ALL: [Limit; 16] = [
         Limit::ParserMemory,
         Limit::Http1Pending,
         Limit::Http2Streams,
         Limit::RouteTree,
         Limit::RouteSamples,
+        Limit::RouteDepth,
         Limit::Endpoints,
         Limit::Callers,
         Limit::ParameterNames,
@@ -86,6 +90,7 @@ impl Limit {
             Limit::Http2Streams => "http2_open_streams",
             Limit::RouteTree => "route_tree_nodes",
             Limit::RouteSamples => "route_position_values",
+            Limit::RouteDepth => "route_path_depth",
             Limit::Endpoints => "inventory_endpoints",
             Limit::Callers => "endpoint_callers",
             Limit::ParameterNames => "endpoint_parameter_names",

@@ -5,7 +5,8 @@
 //!
 //! Decisions are revisable: every service keeps its observed paths ([`observed`], bounded)
 //! and its routes are worked out again from all of them as the set grows (when it grew by
-//! an eighth, and at least once a minute while traffic changes the counts), so a merge
+//! an eighth, and at most once a minute after that while traffic changes only the counts),
+//! so a merge
 //! that later traffic contradicts is split again, and the result depends on what was
 //! seen, not on the order it came in. Routing one call is a walk of the service's
 //! current routes ([`templates`]); segments beyond them are templated by the built-in
@@ -44,7 +45,7 @@ const CLOCK_EVERY: u32 = 1024;
 struct Service {
     observed: Observed,
     templates: Templates,
-    /// Distinct paths when the routes were last worked out.
+    /// The tree's size (distinct paths and nodes) when the routes were last worked out.
     looked_at: usize,
     looked_when: Instant,
     calls_since: u32,
@@ -63,8 +64,16 @@ impl Service {
         }
     }
 
+    /// What a look costs and what makes it worth doing: distinct paths and nodes.
+    fn size(&self) -> usize {
+        self.observed.distinct + self.observed.nodes.len()
+    }
+
+    /// Whether to look again: the tree grew by an eighth since the last look (so the work
+    /// of all looks stays within a few times the tree's size, whatever a workload sends),
+    /// or a minute passed with traffic.
     fn due(&mut self) -> bool {
-        let grown = self.observed.distinct.saturating_sub(self.looked_at);
+        let grown = self.size().saturating_sub(self.looked_at);
         if self.observed.distinct >= FIRST_LOOK && grown >= (self.looked_at / GROWTH_DIVISOR).max(1)
         {
             return true;
@@ -177,7 +186,7 @@ impl Discovery {
 
     fn look(svc: &mut Service, limit: usize) {
         svc.templates = infer::infer(&svc.observed, svc.declared.as_ref(), limit);
-        svc.looked_at = svc.observed.distinct;
+        svc.looked_at = svc.size();
         svc.looked_when = Instant::now();
         svc.calls_since = 0;
     }

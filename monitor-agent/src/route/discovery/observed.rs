@@ -12,6 +12,9 @@ pub type NodeId = u32;
 
 /// Distinct values one position keeps as evidence.
 pub const MAX_VALUES: usize = 512;
+/// Segments of one path kept as evidence; APIs nest far less deeply, and a deeper path must
+/// not make the tree (and each look at it) as deep as a workload likes.
+pub const MAX_DEPTH: usize = 48;
 /// What one node costs besides its segment's text.
 pub const NODE_COST: usize = size_of::<Node>() + 48;
 
@@ -80,7 +83,12 @@ impl Observed {
         let mut at = Self::ROOT;
         self.bump(at, weight);
         let mut whole = true;
-        for seg in segments {
+        for (depth, seg) in segments.enumerate() {
+            if depth >= MAX_DEPTH {
+                Limit::RouteDepth.reached();
+                whole = false;
+                break;
+            }
             let node = &mut self.nodes[at as usize];
             if let Some(&next) = node.children.get(seg) {
                 at = next;
