@@ -188,21 +188,7 @@ impl Nginx {
         location /api/ { default_type application/json; return 200 '{"ok":true}'; }
         location / { try_files $uri /index.html; }"#,
         };
-        let conf_path = dir.0.join("nginx.conf");
-        std::fs::write(&conf_path, conf.render()).expect("nginx.conf");
-        let nginx = nginx_bin();
-        let proc = Proc::spawn(
-            Command::new(nginx)
-                .arg("-c")
-                .arg(&conf_path)
-                .arg("-p")
-                .arg(&dir.0)
-                .envs(opts.env.iter().map(|(k, v)| (k, v)))
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit()),
-            "nginx",
-        );
-        wait_listening(SocketAddr::from(([127, 0, 0, 1], port)), "nginx");
+        let proc = spawn_nginx(&conf, &opts.env);
         Nginx { proc, port, dir }
     }
 
@@ -210,6 +196,28 @@ impl Nginx {
     pub fn served(&self) -> usize {
         std::fs::read_to_string(self.dir.0.join("access.log")).map_or(0, |s| s.lines().count())
     }
+}
+
+/// nginx in the foreground with `conf` (written into its directory) and `env`, once it
+/// accepts connections on each of its IPv4 listen addresses.
+pub fn spawn_nginx(conf: &NginxConf<'_>, env: &[(String, String)]) -> Proc {
+    let conf_path = conf.dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf.render()).expect("nginx.conf");
+    let proc = Proc::spawn(
+        Command::new(nginx_bin())
+            .arg("-c")
+            .arg(&conf_path)
+            .arg("-p")
+            .arg(conf.dir)
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit()),
+        "nginx",
+    );
+    for l in conf.listen.iter().filter(|l| l.addr.is_ipv4()) {
+        wait_listening(l.addr, "nginx");
+    }
+    proc
 }
 
 /// Runs a command to completion and returns its output, failing the test if it fails.

@@ -12,7 +12,6 @@ use std::{
     io::{BufRead, BufReader, Read, Write},
     net::{SocketAddr, TcpStream},
     path::Path,
-    process::{Command, Stdio},
     time::Duration,
 };
 
@@ -23,9 +22,9 @@ use monitor_agent::{
 
 use crate::{
     free_port,
-    nginx::{nginx_bin, Listen, NginxConf},
-    peers::Proc,
-    wait_listening, Agent, TempDir,
+    nginx::{Listen, NginxConf},
+    peers::{spawn_nginx, Proc},
+    Agent, TempDir,
 };
 
 /// One request of the corpus and the template it was made from.
@@ -247,21 +246,7 @@ impl Server {
             access_log: false,
             locations: "        location / { return 200 'ok'; }",
         };
-        let path = dir.0.join("nginx.conf");
-        std::fs::write(&path, conf.render()).expect("nginx.conf");
-        let proc = Proc::spawn(
-            Command::new(nginx_bin())
-                .arg("-c")
-                .arg(&path)
-                .arg("-p")
-                .arg(&dir.0)
-                .stdout(Stdio::null())
-                .stderr(Stdio::inherit()),
-            "nginx",
-        );
-        for p in ports {
-            wait_listening(SocketAddr::from(([127, 0, 0, 1], *p)), "nginx");
-        }
+        let proc = spawn_nginx(&conf, &[]);
         Server {
             _proc: proc,
             _dir: dir,

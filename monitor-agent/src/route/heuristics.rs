@@ -33,7 +33,7 @@ pub(crate) fn placeholder(segment: &str) -> Option<&'static str> {
     None
 }
 
-fn is_uuid(s: &str) -> bool {
+pub(crate) fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();
     b.len() == 36
         && b.iter().enumerate().all(|(i, c)| match i {

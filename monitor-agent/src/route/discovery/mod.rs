@@ -112,41 +112,45 @@ impl Discovery {
     }
 
     /// The route of `path` (no query string) served by `service`, called with `method`,
-    /// learning from it; true
-    /// when the service's routes were worked out again, so routes filed earlier may have
-    /// to be re-filed through [`Discovery::reroute`].
+    /// learning from it; true when the service's routes were worked out again, so routes
+    /// filed earlier may have to be re-filed through [`Discovery::reroute`].
     pub fn route(&mut self, service: &str, method: &str, path: &str) -> (String, bool) {
-        if self.limit == 0 {
-            return (template(path), false);
-        }
-        let Some(svc) = Self::service(&mut self.services, &mut self.budget, service) else {
+        let limit = self.limit;
+        let Some(svc) = self.record(service, method, path, 1) else {
             return (template(path), false);
         };
-        if let Some(body) = path.strip_prefix('/') {
-            let bit = observed::method_bit(method);
-            svc.observed
-                .record(body.split('/'), 1, bit, &mut self.budget);
-        }
         svc.calls_since = svc.calls_since.saturating_add(1);
         let changed = svc.due();
         if changed {
-            Self::look(svc, self.limit);
+            Self::look(svc, limit);
         }
         (svc.templates.route(path, false), changed)
     }
 
     /// Records `path` for `service` without routing it (a route filed before a restart).
     pub fn learn(&mut self, service: &str, method: &str, path: &str, weight: u32) {
+        self.record(service, method, path, weight);
+    }
+
+    /// Records `path` among what `service` served, `weight` times; the service's state, or
+    /// `None` when discovery is off or the budget has no room for another service.
+    fn record(
+        &mut self,
+        service: &str,
+        method: &str,
+        path: &str,
+        weight: u32,
+    ) -> Option<&mut Service> {
         if self.limit == 0 {
-            return;
+            return None;
         }
-        if let Some(svc) = Self::service(&mut self.services, &mut self.budget, service) {
-            if let Some(body) = path.strip_prefix('/') {
-                let bit = observed::method_bit(method);
-                svc.observed
-                    .record(body.split('/'), weight, bit, &mut self.budget);
-            }
+        let svc = Self::service(&mut self.services, &mut self.budget, service)?;
+        if let Some(body) = path.strip_prefix('/') {
+            let bit = observed::method_bit(method);
+            svc.observed
+                .record(body.split('/'), weight, bit, &mut self.budget);
         }
+        Some(svc)
     }
 
     /// The route a route filed earlier has now (placeholders take the parameters at their

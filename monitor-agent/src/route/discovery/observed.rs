@@ -25,7 +25,8 @@ pub struct Node {
     pub through: u32,
     /// Requests whose path ends here.
     pub ends: u32,
-    /// Distinct values refused at this position because it already held `MAX_VALUES`.
+    /// Requests whose value was refused at this position because it already held
+    /// `MAX_VALUES` values (a refused value counts each time it comes).
     pub unseen: u32,
     /// The methods of the requests that end here, one bit each ([`method_bit`]).
     pub methods: u8,
@@ -64,15 +65,9 @@ impl Observed {
 
     pub const ROOT: NodeId = 0;
 
-    /// Bytes this tree holds (an estimate: nodes at a fixed cost; text is added by the
-    /// caller as it inserts).
-    pub fn node_bytes(&self) -> usize {
-        self.nodes.len() * NODE_COST
-    }
-
-    /// Records one request for `segments`, `weight` times, made with `methods`; `budget` is what the tree may
-    /// still grow by, in bytes, and is reduced by what it grew. Segments past a full
-    /// position or the budget are not recorded.
+    /// Records one request for `segments`, `weight` times, made with `methods`; `budget`
+    /// is what the tree may still grow by, in bytes, and is reduced by what it grew.
+    /// Segments past a full position, the depth or the budget are not recorded.
     pub fn record<'a>(
         &mut self,
         segments: impl Iterator<Item = &'a str>,

@@ -4,6 +4,8 @@
 //! `v1.56`, `2.0`), or words that could be either a resource name or a name used as an
 //! identifier.
 
+use crate::route::heuristics::is_uuid;
+
 /// A segment's look.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Shape {
@@ -63,7 +65,7 @@ fn bare_shape(seg: &str) -> Shape {
     let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
     let letters = b.iter().filter(|c| c.is_ascii_alphabetic()).count();
     let id = digits == b.len()
-        || is_uuid(b)
+        || is_uuid(seg)
         || is_date(b)
         // Encoded bytes and sigils: paths, URLs, image references, `@user:server`, `a=b`.
         || b.iter().any(|c| b"%:@!$+,;=~".contains(c))
@@ -117,14 +119,6 @@ fn is_version(seg: &str) -> bool {
     // `2.0`, `1.2.3`: digits with one or two dots.
     let dots = b.split(|c| *c == b'.').count() - 1;
     (1..=2).contains(&dots) && dotted(b) && b.len() <= 12
-}
-
-fn is_uuid(b: &[u8]) -> bool {
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
 }
 
 /// `2026-11-27`, optionally followed by a time.
