@@ -83,6 +83,10 @@ macro_rules! settings {
             /// `monitor_program_run_seconds_total` (adds a few nanoseconds per program run).
             #[arg(long)]
             pub kernel_stats: bool,
+            /// The benchmark's floor: attach programs that return at once to the same hooks
+            /// instead of the real ones. Nothing is captured.
+            #[arg(long, hide = true)]
+            pub hooks_only: bool,
             /// YAML file with these settings under their flag names, `_` for `-` (see README).
             #[arg(long, value_name = "FILE")]
             pub config: Option<PathBuf>,
@@ -131,6 +135,8 @@ macro_rules! settings {
             $(pub $name: $ty,)*
             $(pub $oname: Option<$oty>,)*
             pub kernel_stats: bool,
+            /// `--hooks-only`: never in the config file.
+            pub hooks_only: bool,
             /// Where Kubernetes names come from, if anywhere.
             pub kubernetes: Option<KubeConfig>,
             pub services: Vec<ServiceRule>,
@@ -158,6 +164,7 @@ macro_rules! settings {
                     $($name: a.$name.or(f.$name).unwrap_or_else(|| $default),)*
                     $($oname: a.$oname.or(f.$oname),)*
                     kernel_stats: a.kernel_stats || f.kernel_stats.unwrap_or(false),
+                    hooks_only: a.hooks_only,
                     kubernetes: None,
                     services: a.services.into_iter().chain(f.services).collect(),
                     route_patterns: a.route_patterns.into_iter().chain(f.route_patterns).collect(),

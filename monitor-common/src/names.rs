@@ -64,6 +64,21 @@ pub mod program {
     pub const GO_TLS_WRITE: &str = "go_tls_write";
     pub const GO_TLS_READ: &str = "go_tls_read";
     pub const GO_TLS_RET: &str = "go_tls_ret";
+    /// Programs that return at once, attached instead of the others by `run --hooks-only`
+    /// (the benchmark's floor): tracepoints, entry probes, return probes.
+    pub const FLOOR_TRACEPOINT: &str = "floor_tracepoint";
+    pub const FLOOR_PROBE: &str = "floor_probe";
+    pub const FLOOR_RETURN: &str = "floor_return";
+
+    /// What `run --hooks-only` attaches where `prog` would go.
+    pub fn floor_of(prog: &str) -> &'static str {
+        match prog {
+            SSL_RETURN => FLOOR_RETURN,
+            SSL_WRITE | SSL_WRITE_EX | SSL_READ | SSL_READ_EX | SSL_FREE | GO_TLS_WRITE
+            | GO_TLS_READ | GO_TLS_RET => FLOOR_PROBE,
+            _ => FLOOR_TRACEPOINT,
+        }
+    }
 
     /// Every program above, for checks.
     pub const ALL: &[&str] = &[
@@ -93,5 +108,8 @@ pub mod program {
         GO_TLS_WRITE,
         GO_TLS_READ,
         GO_TLS_RET,
+        FLOOR_TRACEPOINT,
+        FLOOR_PROBE,
+        FLOOR_RETURN,
     ];
 }

@@ -25,6 +25,8 @@ pub struct KernelOffsets {
     pub sk_v6_daddr: u32,
     pub sk_type: u32,
     pub sk_protocol: u32,
+    /// `tcp_sock.write_seq`: where the send queue ends (stream offsets of written bytes).
+    pub tcp_write_seq: u32,
 }
 
 impl KernelOffsets {
@@ -48,5 +50,6 @@ impl KernelOffsets {
         sk_v6_daddr: 0,
         sk_type: 0,
         sk_protocol: 0,
+        tcp_write_seq: 0,
     };
 }

@@ -9,7 +9,7 @@ use crate::{
         count, Carry, ConnState, CONNS, PROTO_HTTP, PROTO_OTHER, PROTO_TLS, PROTO_UNKNOWN,
         SNIFF_ATTEMPTS,
     },
-    sock::fill_addresses,
+    sock::{fill_addresses, write_seq},
 };
 
 /// Starts tracking `sock` afresh, replacing whatever a previous user of that address left.
@@ -19,6 +19,8 @@ pub(crate) fn track(sock: u64, role: ConnRole) {
         conn_id: unsafe { bpf_ktime_get_ns() },
         egress_offset: 0,
         ingress_offset: 0,
+        egress_seq: write_seq(sock),
+        _pad3: 0,
         proto: PROTO_UNKNOWN,
         role,
         sniff_misses: 0,
@@ -142,6 +144,18 @@ fn gather(
     }
     b.copy_from_slice(&both[..SNIFF_LEN]);
     Some(held + want)
+}
+
+/// Where the next byte written on `sock` goes in its stream: the send queue's position,
+/// which counts what earlier writes really queued (partial writes included).
+#[inline(always)]
+pub(crate) fn egress_position(st: *mut ConnState, sock: u64) -> u64 {
+    // SAFETY: map value pointer from a lookup in this invocation.
+    let st = unsafe { &mut *st };
+    let seq = write_seq(sock);
+    st.egress_offset += u64::from(seq.wrapping_sub(st.egress_seq));
+    st.egress_seq = seq;
+    st.egress_offset
 }
 
 /// Reserves `n` bytes of one direction's stream and returns the offset of the first.

@@ -11,7 +11,7 @@ use monitor_common::{
 };
 
 use crate::{
-    conn::{advance, classify, state_of, Class},
+    conn::{advance, classify, egress_position, state_of, Class},
     copy::{send_call_later, user_u64, Copier, Source},
     emit::{send_copied, send_gap, start, Origin},
     maps::{
@@ -24,11 +24,11 @@ use crate::{
 
 const MSG_PEEK: u64 = 2;
 /// Offsets of `msg_iov` and `msg_iovlen` in the userspace `struct msghdr` (a stable ABI).
-const MSGHDR_IOV: u64 = 16;
-const MSGHDR_IOVLEN: u64 = 24;
+pub(crate) const MSGHDR_IOV: u64 = 16;
+pub(crate) const MSGHDR_IOVLEN: u64 = 24;
 
 #[inline(always)]
-fn arg(ctx: &TracePointContext, n: usize) -> u64 {
+pub(crate) fn arg(ctx: &TracePointContext, n: usize) -> u64 {
     // Syscall tracepoint arguments are 8-byte slots starting at offset 16.
     unsafe { ctx.read_at::<u64>(16 + 8 * n).unwrap_or(0) }
 }
@@ -159,16 +159,19 @@ fn try_exit_data(ctx: &TracePointContext) -> Option<()> {
         flags: 0,
     };
     let buf = start(&origin)?;
+    if args.shape == SHAPE_SENDFILE {
+        // Already queued: the send queue's position is past these bytes.
+        let end = egress_position(st, args.sock);
+        send_gap(buf, n, end.saturating_sub(n));
+        return Some(());
+    }
     if held > 0 {
-        send_held(buf, st, direction, held);
+        let at = advance(st, direction, held as u64);
+        send_held_at(buf, st, direction, held, at);
     }
     let offset = advance(st, direction, n);
     let source = match args.shape {
         SHAPE_FLAT => Source::Flat(args.buf),
-        SHAPE_SENDFILE => {
-            send_gap(buf, n, offset);
-            return Some(());
-        }
         _ => Source::Vector(iov, iovcnt),
     };
     send_call_later(
@@ -183,11 +186,16 @@ fn try_exit_data(ctx: &TracePointContext) -> Option<()> {
     Some(())
 }
 
-/// Sends the first bytes of the stream, kept while they were too few to classify; the
-/// message they start has a head that may go on.
+/// Sends the first bytes of the stream, kept while they were too few to classify, at
+/// stream `offset`; the message they start has a head that may go on.
 #[inline(always)]
-fn send_held(buf: *mut EventBuffer, st: &mut ConnState, direction: Direction, held: usize) {
-    let offset = advance(st, direction, held as u64);
+pub(crate) fn send_held_at(
+    buf: *mut EventBuffer,
+    st: &mut ConnState,
+    direction: Direction,
+    held: usize,
+    offset: u64,
+) {
     send_copied(buf, st.held.as_ptr(), held, held as u64, offset);
     *st.carry(direction) = Carry {
         head_left: HEAD_MAX as u32,
@@ -234,10 +242,6 @@ data_entry!(sys_enter_read, SHAPE_FLAT, Direction::Ingress, None);
 data_entry!(sys_enter_recvfrom, SHAPE_FLAT, Direction::Ingress, Some(3));
 data_entry!(sys_enter_readv, SHAPE_IOVEC, Direction::Ingress, None);
 data_entry!(sys_enter_recvmsg, SHAPE_MSGHDR, Direction::Ingress, Some(2));
-data_entry!(sys_enter_write, SHAPE_FLAT, Direction::Egress, None);
-data_entry!(sys_enter_sendto, SHAPE_FLAT, Direction::Egress, None);
-data_entry!(sys_enter_writev, SHAPE_IOVEC, Direction::Egress, None);
-data_entry!(sys_enter_sendmsg, SHAPE_MSGHDR, Direction::Egress, None);
 data_entry!(
     sys_enter_sendfile64,
     SHAPE_SENDFILE,

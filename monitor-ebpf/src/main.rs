@@ -15,7 +15,11 @@ mod copy;
 #[cfg(target_arch = "bpf")]
 mod data;
 #[cfg(target_arch = "bpf")]
+mod egress;
+#[cfg(target_arch = "bpf")]
 mod emit;
+#[cfg(target_arch = "bpf")]
+mod floor;
 #[cfg(target_arch = "bpf")]
 mod gotls;
 #[cfg(target_arch = "bpf")]

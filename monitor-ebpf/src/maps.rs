@@ -61,7 +61,8 @@ pub(crate) const SNIFF_ATTEMPTS: u8 = 4;
 #[derive(Clone, Copy)]
 pub(crate) struct ConnState {
     pub conn_id: u64,
-    /// Next stream offset of bytes written by the observed process.
+    /// Stream offset of the send queue's end when `egress_seq` was read: where the next
+    /// byte written by the observed process goes.
     pub egress_offset: u64,
     /// Next stream offset of bytes read by the observed process.
     pub ingress_offset: u64,
@@ -77,6 +78,10 @@ pub(crate) struct ConnState {
     /// The [`Direction`] of the bytes in `held`.
     pub held_direction: u8,
     pub _pad2: u8,
+    /// `tcp_sock.write_seq` when `egress_offset` was last brought up to date (32 bits, so
+    /// offsets advance by its wrapping difference).
+    pub egress_seq: u32,
+    pub _pad3: u32,
     /// Per direction (egress, ingress): syscalls whose bytes were lost because `ARGS` was
     /// full, sent with every record so userspace sees where a stream has a hole.
     pub lost: [u16; 2],

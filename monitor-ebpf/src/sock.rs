@@ -81,3 +81,10 @@ pub(crate) fn fill_addresses(sk: u64, h: &mut ConnState) {
         h.remote_addr[..4].copy_from_slice(&r);
     }
 }
+
+/// Sequence number just past the last byte queued to send on TCP socket `sk`.
+#[inline(always)]
+pub(crate) fn write_seq(sk: u64) -> u32 {
+    let o: KernelOffsets = OFFSETS.load();
+    read::<u32>(sk, o.tcp_write_seq).unwrap_or(0)
+}

@@ -63,7 +63,8 @@ worker_processes 1;
 user root;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
-events {{ worker_connections 4096; }}
+worker_rlimit_nofile 65536;
+events {{ worker_connections 16384; }}
 http {{
     access_log {access_log};
     client_body_temp_path {d}/body;

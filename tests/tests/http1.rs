@@ -14,7 +14,7 @@ use monitor_agent::{
 use monitor_tests::{
     agent::{agent_bin, by_role, comm, served_on, RECORD_WAIT},
     free_port,
-    peers::{curl, peer_script, run_ok, Nginx, Proc},
+    peers::{curl, peer_script, ready_server, run_ok, Nginx, Proc},
     wait_listening, Agent, TempDir,
 };
 /// Exactly one client-role and one server-role record, both describing `method path status`.
@@ -338,6 +338,55 @@ fn head_204_and_sendfile_body_on_one_connection() {
             .expect("big.bin record");
         assert!(big.response_bytes > 300_000, "body bytes counted: {big:?}");
     }
+}
+
+/// Writes are captured as they start: asyncio's non-blocking sends into a small send buffer
+/// move part of each 2 MiB answer and send the rest again later, from where the stream
+/// really is. Every answer is still one call per role, of the exact size, and what was
+/// captured twice was counted and kept once.
+#[test]
+fn partial_writes_sent_again_make_exact_calls() {
+    let port = free_port();
+    let _server = ready_server(
+        Command::new("python3")
+            .arg(peer_script("partial_writes.py"))
+            .args(["serve", &port.to_string()]),
+        "partial_writes.py serve",
+        port,
+    );
+    let agent = Agent::start();
+    let out = run_ok(
+        Command::new("python3")
+            .arg(peer_script("partial_writes.py"))
+            .args(["fetch", &port.to_string(), "3"]),
+        "partial_writes.py fetch",
+    );
+    let body = 2 * 1024 * 1024;
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        printed.lines().collect::<Vec<_>>(),
+        vec![format!("200 {body}"); 3]
+    );
+    let recs = agent.wait_records(6, RECORD_WAIT, |r| served_on(r, port));
+    for role in [Role::Client, Role::Server] {
+        let got: Vec<(&str, u16, u64)> = by_role(&recs, role)
+            .iter()
+            .map(|r| (r.path.as_str(), r.status, r.response_body_bytes))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/big/0", 200, body),
+                ("/big/1", 200, body),
+                ("/big/2", 200, body)
+            ],
+            "{role:?}: {recs:#?}"
+        );
+    }
+    let overlap = agent
+        .metric("monitor_stream_overlap_bytes_total")
+        .unwrap_or(0.0);
+    assert!(overlap > 0.0, "the server's writes were partial: {overlap}");
 }
 
 #[test]

@@ -313,3 +313,25 @@ fn apt_install(missing: &[&str]) -> Result<()> {
     }
     Ok(())
 }
+
+/// oha, the benchmark's fixed-rate load generator: a Rust crate, built once into a cache
+/// outside the checkout (keyed by version).
+pub(crate) fn oha() -> Result<PathBuf> {
+    const VERSION: &str = "1.16.0";
+    let root = PathBuf::from(format!("/var/cache/monitor-agent/oha-{VERSION}"));
+    let bin = root.join("bin/oha");
+    if bin.exists() {
+        return Ok(bin);
+    }
+    eprintln!("xtask: building oha {VERSION} for the fixed-rate benchmark (a few minutes, once)");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    util::run(
+        Command::new(cargo)
+            .args(["install", "--locked", "--version", VERSION])
+            .arg("--root")
+            .arg(&root)
+            .arg("oha"),
+    )
+    .context("building oha")?;
+    Ok(bin)
+}

@@ -288,6 +288,7 @@ impl Btf {
             sk_v6_daddr: common("skc_v6_daddr", 16)?,
             sk_type: self.member_sized("sock", "sk_type", 2)?,
             sk_protocol: self.member_sized("sock", "sk_protocol", 2)?,
+            tcp_write_seq: self.member_sized("tcp_sock", "write_seq", 4)?,
         })
     }
 }

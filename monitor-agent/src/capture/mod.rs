@@ -26,7 +26,8 @@ use monitor_common::{
 };
 
 /// Every tracepoint program and the `syscalls:` tracepoints it serves. The data exit handler
-/// is shared: the stashed arguments tell it what shape the buffer has.
+/// is shared: the stashed arguments tell it what shape the buffer has. The write family
+/// has no exit handler: it is captured at entry.
 const ATTACHMENTS: &[(&str, &[&str])] = &[
     (program::SYS_ENTER_READ, &["sys_enter_read"]),
     (program::SYS_ENTER_READV, &["sys_enter_readv"]),
@@ -44,10 +45,6 @@ const ATTACHMENTS: &[(&str, &[&str])] = &[
             "sys_exit_readv",
             "sys_exit_recvfrom",
             "sys_exit_recvmsg",
-            "sys_exit_write",
-            "sys_exit_writev",
-            "sys_exit_sendto",
-            "sys_exit_sendmsg",
             "sys_exit_sendfile64",
         ],
     ),
@@ -79,6 +76,8 @@ pub(crate) struct Capture {
     pub programs: Vec<(u32, String)>,
     /// Holding this keeps the kernel's per-program run-time accounting on.
     _stats: Option<std::os::fd::OwnedFd>,
+    /// The floor programs stand in for the real ones (`CaptureConfig::hooks_only`).
+    hooks_only: bool,
 }
 
 impl Capture {
@@ -115,6 +114,9 @@ pub(crate) struct CaptureConfig {
     pub inflight_syscalls: u32,
     /// Have the kernel account the time spent in each program (costs a little per run).
     pub kernel_stats: bool,
+    /// Attach programs that return at once instead of the real ones (the benchmark's
+    /// floor: what the hooks alone cost). Nothing is captured.
+    pub hooks_only: bool,
 }
 
 /// Loads the programs the data syscalls' exit and the TLS probes hand their copying to,
@@ -148,6 +150,44 @@ fn load_copy_programs(ebpf: &mut Ebpf) -> Result<[(u32, String); 2]> {
     ])
 }
 
+/// Loads and attaches every tracepoint program (or, with `hooks_only`, the floor program
+/// in each place), adding the loaded programs' kernel ids to `programs`.
+fn attach_tracepoints(
+    ebpf: &mut Ebpf,
+    links: &links::Links,
+    hooks_only: bool,
+    programs: &mut Vec<(u32, String)>,
+) -> Result<()> {
+    let tracepoints = ATTACHMENTS
+        .iter()
+        .flat_map(|(prog, points)| points.iter().map(move |p| (*prog, "syscalls", *p)))
+        .chain(OTHER_TRACEPOINTS.iter().copied());
+    for (prog, category, point) in tracepoints {
+        let prog = if hooks_only {
+            program::floor_of(prog)
+        } else {
+            prog
+        };
+        let program: &mut TracePoint = ebpf
+            .program_mut(prog)
+            .with_context(|| format!("program {prog} missing from the eBPF object"))?
+            .try_into()?;
+        if program.info().is_err() {
+            program
+                .load()
+                .with_context(|| format!("verifier rejected {prog}"))?;
+            if let Ok(info) = program.info() {
+                programs.push((info.id(), prog.to_string()));
+            }
+        }
+        let id = program
+            .attach(category, point)
+            .with_context(|| format!("attaching {prog} to {category}:{point}"))?;
+        links.keep(program.take_link(id)?);
+    }
+    Ok(())
+}
+
 fn copy_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Program> {
     ebpf.program_mut(name)
         .with_context(|| format!("program {name} missing from the eBPF object"))
@@ -175,30 +215,14 @@ impl Capture {
         let mut programs = Vec::new();
         programs.extend(load_copy_programs(&mut ebpf)?);
         let links = Arc::new(links::Links::default());
-        let tracepoints = ATTACHMENTS
-            .iter()
-            .flat_map(|(prog, points)| points.iter().map(move |p| (*prog, "syscalls", *p)))
-            .chain(OTHER_TRACEPOINTS.iter().copied());
-        for (prog, category, point) in tracepoints {
-            let program: &mut TracePoint = ebpf
-                .program_mut(prog)
-                .with_context(|| format!("program {prog} missing from the eBPF object"))?
-                .try_into()?;
-            if program.info().is_err() {
-                program
-                    .load()
-                    .with_context(|| format!("verifier rejected {prog}"))?;
-                if let Ok(info) = program.info() {
-                    programs.push((info.id(), prog.to_string()));
-                }
-            }
-            let id = program
-                .attach(category, point)
-                .with_context(|| format!("attaching {prog} to {category}:{point}"))?;
-            links.keep(program.take_link(id)?);
-        }
+        attach_tracepoints(&mut ebpf, &links, cfg.hooks_only, &mut programs)?;
         let attached = links.len();
-        for prog in tls::PROGRAMS.iter().chain(tls::GO_PROGRAMS) {
+        let floor: &[&str] = if cfg.hooks_only {
+            &[program::FLOOR_PROBE, program::FLOOR_RETURN]
+        } else {
+            &[]
+        };
+        for prog in tls::PROGRAMS.iter().chain(tls::GO_PROGRAMS).chain(floor) {
             let program: &mut UProbe = ebpf
                 .program_mut(prog)
                 .with_context(|| format!("program {prog} missing from the eBPF object"))?
@@ -224,6 +248,7 @@ impl Capture {
             logger,
             attached,
             programs,
+            hooks_only: cfg.hooks_only,
             _stats: stats,
         };
         let blocked = cap.stash_blocked_reads()?;
@@ -260,7 +285,12 @@ impl Capture {
         &self,
         registry: &mut prometheus_client::registry::Registry,
     ) -> tls::TlsAttacher {
-        tls::TlsAttacher::new(self.ebpf.clone(), self.links.clone(), registry)
+        tls::TlsAttacher::new(
+            self.ebpf.clone(),
+            self.links.clone(),
+            self.hooks_only,
+            registry,
+        )
     }
 
     /// Forwards the kernel side's log records (aya-log) to this process's logger until

@@ -175,17 +175,21 @@ pub(crate) struct TlsAttacher {
     probed: HashSet<(u64, u64)>,
     attached: Gauge,
     failures: Counter,
+    /// Attach the floor programs at the same sites (`CaptureConfig::hooks_only`).
+    hooks_only: bool,
 }
 
 impl TlsAttacher {
     pub(crate) fn new(
         ebpf: Arc<Mutex<Ebpf>>,
         links: Arc<super::links::Links>,
+        hooks_only: bool,
         registry: &mut Registry,
     ) -> Self {
         TlsAttacher {
             ebpf,
             links,
+            hooks_only,
             seen: HashSet::new(),
             probed: HashSet::new(),
             attached: register(
@@ -284,6 +288,15 @@ impl TlsAttacher {
         }
     }
 
+    /// The program to attach where `prog` belongs: itself, or its floor stand-in.
+    fn stand_in(&self, prog: &'static str) -> &'static str {
+        if self.hooks_only {
+            program::floor_of(prog)
+        } else {
+            prog
+        }
+    }
+
     /// Entry probes on both functions and a probe on each of their RET instructions.
     fn attach_go(&self, file: &File, functions: &[GoFunction; 2]) -> Result<usize> {
         let path = fd_path(file);
@@ -302,7 +315,7 @@ impl TlsAttacher {
                 .chain(f.returns.iter().map(|r| (program::GO_TLS_RET, *r)));
             for (prog, offset) in points {
                 let program: &mut UProbe = ebpf
-                    .program_mut(prog)
+                    .program_mut(self.stand_in(prog))
                     .ok_or_else(|| anyhow!("program {prog} missing"))?
                     .try_into()?;
                 let id =
@@ -381,7 +394,7 @@ impl TlsAttacher {
         let mut core = 0;
         for (prog, symbol) in PROBES {
             let program: &mut UProbe = ebpf
-                .program_mut(prog)
+                .program_mut(self.stand_in(prog))
                 .ok_or_else(|| anyhow!("program {prog} missing"))?
                 .try_into()?;
             // SSL_*_ex appeared in OpenSSL 1.1.1; older libraries lack them.

@@ -42,6 +42,7 @@ pub(crate) struct ConnMetrics {
     stream_gaps: Family<ProtocolLabels, Counter>,
     connections_evicted: Family<ReasonLabels, Counter>,
     stream_holes: Family<ReasonLabels, Counter>,
+    overlap_bytes: Counter,
     pub(super) tracked_connections: Gauge,
     pub(super) parser_buffered_bytes: Gauge,
     /// Records a shard could not hand on (the pipeline's counter, shared).
@@ -103,6 +104,12 @@ impl ConnMetrics {
                  its table of syscalls in flight was full (syscall_table_full), or it forgot \
                  the connection's state (connection_forgotten)",
             ),
+            overlap_bytes: register(
+                registry,
+                "monitor_stream_overlap_bytes",
+                "Bytes captured twice and kept once: the part a write that moved fewer bytes \
+                 than asked sends again",
+            ),
             records_dropped,
         }
     }
@@ -150,6 +157,7 @@ impl ConnMetrics {
             evicted_memory: reason("memory"),
             hole_syscall: hole("syscall_table_full"),
             hole_forgotten: hole("connection_forgotten"),
+            overlap_bytes: self.overlap_bytes.clone(),
         }
     }
 }
@@ -167,6 +175,7 @@ pub(super) struct Handles {
     pub(super) evicted_memory: Counter,
     pub(super) hole_syscall: Counter,
     pub(super) hole_forgotten: Counter,
+    pub(super) overlap_bytes: Counter,
 }
 
 struct ParserHandles {

@@ -417,3 +417,60 @@ fn a_new_connection_on_a_reused_socket_ends_the_old() {
     assert_eq!(calls[0].1, 200);
     assert!(!m.encode().contains("reason=\"connection_forgotten\"} 1"));
 }
+
+/// Writes are captured when they start: a write that moved only part of what it asked is
+/// followed by one that sends the rest again from where the stream really is. The
+/// overlap is kept once, and the call is exact.
+#[test]
+fn a_partial_write_sent_again_is_kept_once() {
+    let (mut t, m) = tracker(16);
+    let mut c = Conn::new(1, ConnRole::Server);
+    let req = c.data(Direction::Ingress, REQ);
+    // The server asks to write the whole response twice over (EAGAIN after 10 bytes,
+    // then the rest), and once more in full where nothing moved at all.
+    let whole = c.data(Direction::Egress, RESP);
+    c.offsets[0] = 10;
+    let rest_again = c.data(Direction::Egress, &RESP[10..]);
+    c.offsets[0] = RESP.len() as u64;
+    let nothing_new = {
+        let mut e = c.data(Direction::Egress, &RESP[20..]);
+        e.header.stream_offset = 20;
+        e
+    };
+    let recs = feed(&mut t, &[req, whole, rest_again, nothing_new]);
+    assert_eq!(recs.len(), 1, "one call: {recs:?}");
+    assert_eq!(recs[0].status, 200);
+    assert_eq!(recs[0].response_bytes, RESP.len() as u64);
+    let text = m.encode();
+    let overlap = (RESP.len() - 10) + (RESP.len() - 20);
+    assert!(
+        text.contains(&format!("monitor_stream_overlap_bytes_total {overlap}")),
+        "{text}"
+    );
+    // A second request on the connection is parsed from the right place.
+    let recs = feed(
+        &mut t,
+        &[
+            c.data(Direction::Ingress, REQ),
+            c.data(Direction::Egress, RESP),
+        ],
+    );
+    assert_eq!(recs.len(), 1);
+    assert_eq!(recs[0].status, 200);
+}
+
+#[test]
+fn overlap_trims_what_the_stream_had() {
+    use super::tracker::Overlap;
+    let o = Overlap::trim(None, 100, 50, 50).unwrap();
+    assert_eq!((o.offset, o.len, o.data_from, o.skipped), (100, 50, 0, 0));
+    let o = Overlap::trim(Some(120), 100, 50, 50).unwrap();
+    assert_eq!((o.offset, o.len, o.data_from, o.skipped), (120, 30, 20, 20));
+    assert!(Overlap::trim(Some(150), 100, 50, 50).is_none());
+    // Of a record whose captured part is shorter than the overlap, no data is new.
+    let o = Overlap::trim(Some(130), 100, 5000, 10).unwrap();
+    assert_eq!((o.offset, o.len, o.data_from), (130, 4970, 10));
+    // A record after a jump is new from its start.
+    let o = Overlap::trim(Some(100), 200, 10, 10).unwrap();
+    assert_eq!((o.offset, o.skipped), (200, 0));
+}

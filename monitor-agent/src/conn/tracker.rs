@@ -151,22 +151,31 @@ impl ConnTracker {
             conn.hole[d] = true;
             self.out.h.hole_syscall.inc();
         }
+        // What of this event is new: a write is captured when it starts, so a write that
+        // moved fewer bytes than it asked is followed by one that sends the rest again,
+        // from where the stream really is (see `Overlap`).
+        let Some(fresh) = Overlap::trim(conn.expected[d], h.stream_offset, h.orig_len, h.len)
+        else {
+            self.out.h.overlap_bytes.inc_by(u64::from(h.orig_len));
+            return;
+        };
+        self.out.h.overlap_bytes.inc_by(fresh.skipped);
         // The captured bytes, and the bytes of this event that were not captured: all of a
         // gap record, or the part of a data record the kernel cut.
-        let (data, missing): (&[u8], u32) = if ev.kind == EventKind::Data {
-            conn.decide(&ev.data, dir, h.stream_offset, conn.hole[d]);
-            (&ev.data, h.orig_len - h.len.min(h.orig_len))
+        let (data, missing): (&[u8], u64) = if ev.kind == EventKind::Data {
+            let data = ev.data.get(fresh.data_from..).unwrap_or(&[]);
+            conn.decide(data, dir, fresh.offset, conn.hole[d]);
+            (data, fresh.len - data.len() as u64)
         } else {
-            (&[], h.orig_len)
+            (&[], fresh.len)
         };
         // Bytes lost before this event: an offset jump, or a hole.
         let expected = &mut conn.expected[d];
-        let mut before = expected.map_or(0, |e| h.stream_offset.saturating_sub(e));
-        *expected = Some(h.stream_offset + u64::from(h.orig_len));
+        let mut before = expected.map_or(0, |e| fresh.offset.saturating_sub(e));
+        *expected = Some(fresh.offset + fresh.len);
         if std::mem::take(&mut conn.hole[d]) {
             before = before.max(HOLE);
         }
-        let missing = u64::from(missing);
         let mut exchanges = Vec::new();
         if conn.feed(dir, h.ts_ns, before, data, missing, &mut exchanges) {
             self.out.finish(conn, exchanges, out);
@@ -214,6 +223,41 @@ impl ConnTracker {
             self.out.finish(&mut conn, exchanges, out);
             self.out.report(&mut conn);
         }
+    }
+}
+
+/// The part of a record that follows what the stream already had.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Overlap {
+    /// Stream offset and length of the new bytes (captured or not).
+    pub(super) offset: u64,
+    pub(super) len: u64,
+    /// Index of the first new byte in the record's captured data.
+    pub(super) data_from: usize,
+    /// Bytes of the record the stream already had.
+    pub(super) skipped: u64,
+}
+
+impl Overlap {
+    /// Cuts from a record (`len` of its `orig_len` bytes captured, at stream `offset`) the
+    /// bytes before `expected`, where the stream had got to; `None` when nothing is new.
+    pub(super) fn trim(
+        expected: Option<u64>,
+        offset: u64,
+        orig_len: u32,
+        len: u32,
+    ) -> Option<Overlap> {
+        let orig_len = u64::from(orig_len);
+        let skipped = expected.map_or(0, |e| e.saturating_sub(offset));
+        if skipped > 0 && skipped >= orig_len {
+            return None;
+        }
+        Some(Overlap {
+            offset: offset + skipped,
+            len: orig_len - skipped,
+            data_from: usize::try_from(skipped.min(u64::from(len))).unwrap_or(usize::MAX),
+            skipped,
+        })
     }
 }
 

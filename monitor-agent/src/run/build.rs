@@ -256,6 +256,7 @@ pub(super) fn build(s: &Settings) -> Result<Built> {
         connections: s.kernel_connections,
         inflight_syscalls: s.kernel_inflight_syscalls,
         kernel_stats: s.kernel_stats,
+        hooks_only: s.hooks_only,
     })?;
     let ring = capture.take_events()?;
     let mut metrics = Metrics::new(capture.attached);

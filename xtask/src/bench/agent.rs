@@ -1,0 +1,149 @@
+//! The agent under measurement: started afresh for each measurement, either for real or
+//! with the floor programs (`run --hooks-only`), and read through its metrics endpoint
+//! and `/proc`.
+
+use std::{
+    io::Read,
+    net::TcpStream,
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+
+use super::{free_port, wait_port, Guard};
+
+/// What is attached to the hooks during a measurement.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// Nothing: the workload alone.
+    None,
+    /// The same hooks with programs that return at once.
+    Floor,
+    /// The agent.
+    Agent,
+}
+
+impl Mode {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Mode::None => "no agent",
+            Mode::Floor => "empty programs",
+            Mode::Agent => "agent",
+        }
+    }
+}
+
+/// A running agent (or floor), stopped when dropped.
+pub(crate) struct Agent {
+    process: Guard,
+    api: u16,
+}
+
+impl Agent {
+    /// Starts `bin` and waits until its programs are attached.
+    pub(crate) fn start(bin: &Path, mode: Mode) -> Result<Agent> {
+        let api = free_port()?;
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "run",
+            "--output",
+            "none",
+            "--kernel-stats",
+            "--listen",
+            &format!("127.0.0.1:{api}"),
+        ]);
+        if mode == Mode::Floor {
+            cmd.arg("--hooks-only");
+        }
+        let process = Guard(
+            cmd.stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .context("starting the agent")?,
+        );
+        wait_port(api)?;
+        let agent = Agent { process, api };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while agent.metric("monitor_attached_programs") == 0.0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(agent)
+    }
+
+    pub(crate) fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+
+    /// Sum of the samples whose name (with labels) is `name`, or starts with it when it
+    /// ends in `{` or `,` (some or all label sets of one metric).
+    pub(crate) fn metric(&self, name: &str) -> f64 {
+        scrape(self.api)
+            .lines()
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter(|(k, _)| *k == name || (name.ends_with(['{', ',']) && k.starts_with(name)))
+            .filter_map(|(_, v)| v.parse::<f64>().ok())
+            .sum()
+    }
+
+    /// User and system CPU the agent has used so far.
+    pub(crate) fn cpu_seconds(&self) -> Result<f64> {
+        cpu_seconds(self.pid())
+    }
+
+    /// Resident memory now, in bytes.
+    pub(crate) fn rss_bytes(&self) -> Result<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let kib: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().strip_suffix("kB"))
+            .and_then(|v| v.trim().parse().ok())
+            .context("no VmRSS in /proc status")?;
+        Ok(kib * 1024)
+    }
+
+    /// Time the kernel has spent in the loaded programs (all of them).
+    pub(crate) fn kernel_seconds(&self) -> f64 {
+        self.metric("monitor_program_run_seconds_total{")
+    }
+}
+
+/// Calls the agent has made of `protocol` traffic, by role.
+pub(crate) fn calls(agent: &Agent, protocol: &str) -> (f64, f64) {
+    // Summed over the `tls` label.
+    let client = format!("monitor_calls_total{{protocol=\"{protocol}\",role=\"client\",");
+    let server = format!("monitor_calls_total{{protocol=\"{protocol}\",role=\"server\",");
+    (agent.metric(&client), agent.metric(&server))
+}
+
+fn scrape(port: u16) -> String {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return String::new();
+    };
+    let _ = std::io::Write::write_all(&mut s, b"GET /metrics HTTP/1.0\r\n\r\n");
+    let mut body = String::new();
+    let _ = s.read_to_string(&mut body);
+    body
+}
+
+fn cpu_seconds(pid: u32) -> Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .context("odd /proc stat")?;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime) are at 11 and 12 after the comm.
+    let ticks: f64 = f.get(11).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0)
+        + f.get(12).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    Ok(ticks / clock_ticks_per_sec())
+}
+
+fn clock_ticks_per_sec() -> f64 {
+    crate::util::output(Command::new("getconf").arg("CLK_TCK"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}

@@ -1,0 +1,146 @@
+//! Saturation: the load generator as fast as it goes, rounds alternating no agent, empty
+//! programs on the same hooks, and the agent.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::Result;
+
+use super::{
+    agent::{calls, Agent, Mode},
+    load::{load, LoadResult, Tool},
+    mean, BenchArgs,
+};
+
+/// One measurement with something attached.
+struct Attached {
+    load: LoadResult,
+    cpu_secs: f64,
+    /// Time spent in the eBPF programs (charged to the traced processes, not the agent).
+    kernel_secs: f64,
+    client_calls: f64,
+    server_calls: f64,
+    drops: f64,
+    truncations: f64,
+}
+
+/// Runs `tool` against `url` under `mode`, reading the agent's counters around it.
+fn attached(bin: &Path, mode: Mode, url: &str, tool: Tool, args: &BenchArgs) -> Result<Attached> {
+    let agent = Agent::start(bin, mode)?;
+    let (client0, server0) = calls(&agent, tool.protocol());
+    let kernel0 = agent.kernel_seconds();
+    let cpu0 = agent.cpu_seconds()?;
+    let result = load(tool, url, args.duration, args);
+    // Let the agent drain what is queued before reading its counters.
+    std::thread::sleep(Duration::from_millis(1500));
+    let cpu1 = agent.cpu_seconds()?;
+    let (client1, server1) = calls(&agent, tool.protocol());
+    Ok(Attached {
+        load: result?,
+        cpu_secs: cpu1 - cpu0,
+        kernel_secs: agent.kernel_seconds() - kernel0,
+        // The scrape just before the load is itself a client-role HTTP/1.1 call, counted
+        // once it completes.
+        client_calls: client1 - client0 - if tool == Tool::Wrk { 1.0 } else { 0.0 },
+        server_calls: server1 - server0,
+        drops: agent.metric("monitor_ringbuf_drops_total"),
+        truncations: agent.metric("monitor_truncations_total"),
+    })
+}
+
+/// Alternates rounds of the three modes against `url` and prints the table.
+pub(super) fn measure(
+    name: &str,
+    url: &str,
+    tool: Tool,
+    bin: &Path,
+    args: &BenchArgs,
+) -> Result<()> {
+    // Warm up nginx and the page cache.
+    let _ = load(tool, url, 1, args);
+    let mut none = Vec::new();
+    let mut floor = Vec::new();
+    let mut with = Vec::new();
+    for round in 1..=args.rounds {
+        let base = load(tool, url, args.duration, args)?;
+        eprintln!("{name} round {round}: no agent       {:.0} req/s", base.rps);
+        none.push(base);
+        let f = attached(bin, Mode::Floor, url, tool, args)?;
+        eprintln!(
+            "{name} round {round}: empty programs {:.0} req/s",
+            f.load.rps
+        );
+        floor.push(f);
+        let r = attached(bin, Mode::Agent, url, tool, args)?;
+        eprintln!(
+            "{name} round {round}: agent          {:.0} req/s, agent cpu {:.2}s, calls client {} server {}, drops {}",
+            r.load.rps, r.cpu_secs, r.client_calls, r.server_calls, r.drops
+        );
+        with.push(r);
+    }
+    let how = match tool {
+        Tool::Wrk => format!(
+            "wrk -t{} -c{} -d{}s",
+            args.threads, args.connections, args.duration
+        ),
+        Tool::H2load => format!(
+            "h2load -t{} -c{} -m10 -n{}",
+            args.threads, args.connections, args.h2_requests
+        ),
+    };
+    println!(
+        "\nbenchmark ({name}): {how} against nginx `return 200` on loopback, {} rounds",
+        args.rounds
+    );
+    print_table(&none, &floor, &with);
+    Ok(())
+}
+
+fn print_table(none: &[LoadResult], floor: &[Attached], with: &[Attached]) {
+    let rps_none = mean(none.iter().map(|w| w.rps));
+    let rps_floor = mean(floor.iter().map(|w| w.load.rps));
+    let rps_with = mean(with.iter().map(|w| w.load.rps));
+    let completed: u64 = with.iter().map(|w| w.load.requests).sum();
+    let floor_completed: u64 = floor.iter().map(|w| w.load.requests).sum();
+    let sum = |v: &[Attached], f: fn(&Attached) -> f64| v.iter().map(f).sum::<f64>();
+    let client = sum(with, |w| w.client_calls);
+    let server = sum(with, |w| w.server_calls);
+    let captured = client + server;
+    let per_call = |secs: f64| secs * 1e6 / captured.max(1.0);
+    let cpu = sum(with, |w| w.cpu_secs);
+    let kernel = sum(with, |w| w.kernel_secs);
+    println!("| measure | value |");
+    println!("| --- | --- |");
+    println!("| requests/s, no agent (mean) | {rps_none:.0} |");
+    println!("| requests/s, empty programs on the same hooks (mean) | {rps_floor:.0} |");
+    println!("| requests/s, agent (mean) | {rps_with:.0} |");
+    println!(
+        "| empty programs / no agent | {:.3} |",
+        rps_floor / rps_none.max(1.0)
+    );
+    println!("| agent / no agent | {:.3} |", rps_with / rps_none.max(1.0));
+    println!(
+        "| **agent / empty programs** | **{:.3}** |",
+        rps_with / rps_floor.max(1.0)
+    );
+    println!("| requests completed (load tool, with agent) | {completed} |");
+    println!(
+        "| client-role calls captured / completed | {:.4} |",
+        client / completed.max(1) as f64
+    );
+    println!(
+        "| server-role calls captured / completed | {:.4} |",
+        server / completed.max(1) as f64
+    );
+    println!("| ring-buffer drops | {} |", sum(with, |w| w.drops));
+    println!("| truncations | {} |", sum(with, |w| w.truncations));
+    println!("| agent CPU (user+sys) | {cpu:.2} s |");
+    println!("| agent CPU per captured call | {:.2} us |", per_call(cpu));
+    println!(
+        "| eBPF time per captured call (charged to nginx and the load tool) | {:.2} us |",
+        per_call(kernel)
+    );
+    println!(
+        "| empty programs' own run time per request | {:.3} us |",
+        sum(floor, |w| w.kernel_secs) * 1e6 / floor_completed.max(1) as f64
+    );
+}
