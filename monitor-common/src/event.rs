@@ -188,7 +188,10 @@ pub mod counter {
     /// TLS calls whose plaintext was lost because the kernel's table of calls in flight
     /// was full (or its entry was evicted before the call returned).
     pub const TLS_LOST: u32 = 12;
-    pub const COUNT: u32 = 13;
+    /// Descriptors the fd → socket cache did not know, so the programs walked the
+    /// process's descriptor table (first use, after a close, or evicted).
+    pub const FD_WALKS: u32 = 13;
+    pub const COUNT: u32 = 14;
 }
 
 /// How the buffer argument of a stashed syscall is shaped.

@@ -9,6 +9,8 @@ pub mod global {
     pub const OFFSETS: &str = "OFFSETS";
     /// The agent's own process, whose syscalls are never captured.
     pub const AGENT_TGID: &str = "AGENT_TGID";
+    /// Where `child_pid` is in a `sched_process_fork` record.
+    pub const FORK_CHILD_PID_AT: &str = "FORK_CHILD_PID_AT";
 }
 
 /// Maps the agent reads or writes.
@@ -51,6 +53,10 @@ pub mod program {
     /// `accept` and `accept4`.
     pub const SYS_EXIT_ACCEPT: &str = "sys_exit_accept";
     pub const SYS_ENTER_CLOSE: &str = "sys_enter_close";
+    /// `dup2` and `dup3`.
+    pub const SYS_ENTER_DUP2: &str = "sys_enter_dup2";
+    pub const SYS_ENTER_CLOSE_RANGE: &str = "sys_enter_close_range";
+    pub const SCHED_PROCESS_FORK: &str = "sched_process_fork";
     pub const SCHED_PROCESS_EXEC: &str = "sched_process_exec";
     /// OpenSSL uprobes.
     pub const SSL_WRITE: &str = "ssl_write";
@@ -98,6 +104,9 @@ pub mod program {
         SYS_EXIT_CONNECT,
         SYS_EXIT_ACCEPT,
         SYS_ENTER_CLOSE,
+        SYS_ENTER_DUP2,
+        SYS_ENTER_CLOSE_RANGE,
+        SCHED_PROCESS_FORK,
         SCHED_PROCESS_EXEC,
         SSL_WRITE,
         SSL_WRITE_EX,

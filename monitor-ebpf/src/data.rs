@@ -14,11 +14,11 @@ use crate::{
     conn::{advance, classify, egress_position, state_of, Class},
     copy::{send_call_later, user_u64, Copier, Source},
     emit::{send_copied, send_gap, start, Origin},
+    fds::{tcp_sock, tcp_sock_fresh},
     maps::{
         count, is_agent, Carry, ConnState, EventBuffer, ARGS, CONNS, PROTO_HTTP, PROTO_OTHER,
         PROTO_TLS,
     },
-    sock::tcp_sock,
     tls::on_tls_syscall,
 };
 
@@ -47,7 +47,13 @@ pub(crate) fn stash(
     if is_agent(id) {
         return;
     }
-    let Some(sock) = tcp_sock(fd) else { return };
+    // A connect makes the descriptor a connection: learnt afresh, whatever was cached.
+    let sock = if shape == SHAPE_CONNECT {
+        tcp_sock_fresh(fd)
+    } else {
+        tcp_sock(fd)
+    };
+    let Some(sock) = sock else { return };
     // SAFETY: read-only peek at the classification.
     if let Some(st) = unsafe { CONNS.get(sock) } {
         if shape != SHAPE_CONNECT {

@@ -19,8 +19,8 @@ use crate::{
     copy::{send_call_later, user_u64, Copier, Source},
     data::{arg, send_held_at, MSGHDR_IOV, MSGHDR_IOVLEN},
     emit::{start, Origin},
+    fds::tcp_sock,
     maps::{is_agent, CONNS, PROTO_OTHER, PROTO_TLS},
-    sock::tcp_sock,
     tls::on_tls_syscall,
 };
 

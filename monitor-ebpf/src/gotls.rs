@@ -18,8 +18,8 @@ use monitor_common::{counter, Direction};
 
 use crate::{
     copy::Copier,
+    fds::tcp_sock,
     maps::{count, is_agent},
-    sock::tcp_sock,
     tls::emit_plaintext,
 };
 

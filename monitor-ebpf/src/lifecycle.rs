@@ -9,8 +9,8 @@ use crate::{
     conn::track,
     data::{stash, take_args},
     emit::{send_close, send_exec, start, Origin},
-    maps::{is_agent, CONNS, PROTO_HTTP, PROTO_TLS},
-    sock::tcp_sock,
+    fds::{forget, forget_all, tcp_sock, tcp_sock_fresh},
+    maps::{is_agent, CONNS, FORK_CHILD_PID_AT, PROTO_HTTP, PROTO_TLS},
 };
 
 const EINPROGRESS: i64 = 115;
@@ -51,7 +51,7 @@ pub(crate) fn sys_exit_accept(ctx: TracePointContext) -> u32 {
     }
     let fd = arg(&ctx, 0) as i64;
     if fd >= 0 {
-        if let Some(sock) = tcp_sock(fd as i32) {
+        if let Some(sock) = tcp_sock_fresh(fd as i32) {
             track(sock, ConnRole::Server);
         }
     }
@@ -61,10 +61,13 @@ pub(crate) fn sys_exit_accept(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub(crate) fn sys_enter_close(ctx: TracePointContext) -> u32 {
     if is_agent(bpf_get_current_pid_tgid()) {
+        forget(arg(&ctx, 0) as i32);
         return 0;
     }
     let fd = arg(&ctx, 0) as i32;
-    let Some(sock) = tcp_sock(fd) else { return 0 };
+    let sock = tcp_sock(fd);
+    forget(fd);
+    let Some(sock) = sock else { return 0 };
     // SAFETY: copied out before removal.
     let Some(st) = (unsafe { CONNS.get(sock) }).copied() else {
         return 0;
@@ -85,10 +88,41 @@ pub(crate) fn sys_enter_close(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// A process replaced its image: the agent checks its libraries for OpenSSL.
+/// `dup2`/`dup3` close whatever their new descriptor held.
+#[tracepoint]
+pub(crate) fn sys_enter_dup2(ctx: TracePointContext) -> u32 {
+    forget(arg(&ctx, 1) as i32);
+    0
+}
+
+/// `close_range` closes (or marks close-on-exec) any number of descriptors.
+#[tracepoint]
+pub(crate) fn sys_enter_close_range(_ctx: TracePointContext) -> u32 {
+    forget_all((bpf_get_current_pid_tgid() >> 32) as u32);
+    0
+}
+
+/// A new process (or thread): whatever was cached under its id belonged to an earlier
+/// process that had it.
+#[tracepoint]
+pub(crate) fn sched_process_fork(ctx: TracePointContext) -> u32 {
+    let at = FORK_CHILD_PID_AT.load();
+    if at != 0 {
+        // SAFETY: reading the tracepoint record at the offset its format file gives.
+        if let Ok(child) = unsafe { ctx.read_at::<u32>(at as usize) } {
+            forget_all(child);
+        }
+    }
+    0
+}
+
+/// A process replaced its image: the agent checks its libraries for OpenSSL, and its
+/// close-on-exec descriptors are gone.
 #[tracepoint]
 pub(crate) fn sched_process_exec(ctx: TracePointContext) -> u32 {
-    if !is_agent(bpf_get_current_pid_tgid()) {
+    let id = bpf_get_current_pid_tgid();
+    forget_all((id >> 32) as u32);
+    if !is_agent(id) {
         // `filename` is a __data_loc field at offset 8 (stable since the tracepoint was
         // added): the low 16 bits are the string's offset in the record.
         // SAFETY: reading the tracepoint record at a fixed offset.

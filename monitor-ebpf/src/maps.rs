@@ -20,6 +20,11 @@ pub(crate) static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets::UN
 #[no_mangle]
 pub(crate) static AGENT_TGID: Global<u32> = Global::new(0);
 
+/// Where `child_pid` is in a `sched_process_fork` record (its layout changed across
+/// kernel versions), from the tracepoint's format file; 0 when unknown.
+#[no_mangle]
+pub(crate) static FORK_CHILD_PID_AT: Global<u32> = Global::new(0);
+
 /// Captured events for userspace. Resized by the agent (`--ring-buffer-mb`).
 #[map]
 pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);

@@ -20,13 +20,37 @@ fn read<T>(base: u64, off: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + u64::from(off)) as *const T).ok() }
 }
 
-/// The `struct sock` of `fd` in the current process when it is an IPv4/IPv6 TCP socket.
+/// What a descriptor of the current process is, as far as capture cares.
+#[derive(Clone, Copy)]
+pub(crate) enum Descriptor {
+    /// An IPv4/IPv6 TCP socket, by its `struct sock` address.
+    Tcp(u64),
+    /// Open, and something else: a file, a pipe, another kind of socket.
+    Other,
+    /// Not open, or not readable now.
+    Unknown,
+}
+
+/// Walks the current process's descriptor table to `fd` (about a dozen kernel reads:
+/// `fds::tcp_sock` caches the answer).
 #[inline(always)]
-pub(crate) fn tcp_sock(fd: i32) -> Option<u64> {
+pub(crate) fn describe(fd: i32) -> Descriptor {
     let o: KernelOffsets = OFFSETS.load();
     if o.valid == 0 || fd < 0 {
-        return None;
+        return Descriptor::Unknown;
     }
+    let Some(file) = open_file(&o, fd) else {
+        return Descriptor::Unknown;
+    };
+    match socket_of(&o, file) {
+        Some(sk) => Descriptor::Tcp(sk),
+        None => Descriptor::Other,
+    }
+}
+
+/// The `struct file` open at `fd`.
+#[inline(always)]
+fn open_file(o: &KernelOffsets, fd: i32) -> Option<u64> {
     let task = unsafe { bpf_get_current_task() };
     let files: u64 = read(task, o.task_files)?;
     let fdt: u64 = read(files, o.files_fdt)?;
@@ -36,9 +60,12 @@ pub(crate) fn tcp_sock(fd: i32) -> Option<u64> {
     }
     let fd_array: u64 = read(fdt, o.fdt_fd)?;
     let file: u64 = read(fd_array, (fd as u32) * 8)?;
-    if file == 0 {
-        return None;
-    }
+    (file != 0).then_some(file)
+}
+
+/// The `struct sock` of an open `file` that is an IPv4/IPv6 TCP socket.
+#[inline(always)]
+fn socket_of(o: &KernelOffsets, file: u64) -> Option<u64> {
     let inode: u64 = read(file, o.file_inode)?;
     let mode: u16 = read(inode, o.inode_mode)?;
     if mode & S_IFMT != S_IFSOCK {

@@ -21,6 +21,7 @@ pub(crate) struct KernelCounters {
     pub tls_unmapped: u64,
     pub tls_conns: u64,
     pub tls_lost: u64,
+    pub fd_walks: u64,
 }
 
 pub(crate) struct CounterReader {
@@ -53,6 +54,7 @@ impl CounterReader {
             tls_unmapped: sum(counter::TLS_UNMAPPED),
             tls_conns: sum(counter::TLS_CONNS),
             tls_lost: sum(counter::TLS_LOST),
+            fd_walks: sum(counter::FD_WALKS),
         }
     }
 }

@@ -7,6 +7,7 @@ pub(crate) mod inflight;
 mod links;
 pub(crate) mod preflight;
 pub(crate) mod reader;
+mod tracefs;
 
 pub(crate) mod elf;
 pub(crate) mod gotls;
@@ -55,11 +56,22 @@ const ATTACHMENTS: &[(&str, &[&str])] = &[
         &["sys_exit_accept", "sys_exit_accept4"],
     ),
     (program::SYS_ENTER_CLOSE, &["sys_enter_close"]),
+    (
+        program::SYS_ENTER_DUP2,
+        &["sys_enter_dup2", "sys_enter_dup3"],
+    ),
+    (program::SYS_ENTER_CLOSE_RANGE, &["sys_enter_close_range"]),
 ];
 
+/// Tracepoints of syscalls a kernel may not have (close_range came in 5.9): without the
+/// syscall there is nothing to follow, so a failure to attach is only logged.
+const OPTIONAL: &[&str] = &["sys_enter_close_range"];
+
 /// Tracepoints outside `syscalls:`.
-const OTHER_TRACEPOINTS: &[(&str, &str, &str)] =
-    &[(program::SCHED_PROCESS_EXEC, "sched", "sched_process_exec")];
+const OTHER_TRACEPOINTS: &[(&str, &str, &str)] = &[
+    (program::SCHED_PROCESS_EXEC, "sched", "sched_process_exec"),
+    (program::SCHED_PROCESS_FORK, "sched", "sched_process_fork"),
+];
 
 /// The eBPF object built by `build.rs`.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/monitor"));
@@ -180,9 +192,16 @@ fn attach_tracepoints(
                 programs.push((info.id(), prog.to_string()));
             }
         }
-        let id = program
-            .attach(category, point)
-            .with_context(|| format!("attaching {prog} to {category}:{point}"))?;
+        let id = match program.attach(category, point) {
+            Ok(id) => id,
+            Err(e) if OPTIONAL.contains(&point) => {
+                log::info!("not following {category}:{point}: {e}");
+                continue;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("attaching {prog} to {category}:{point}"))
+            }
+        };
         links.keep(program.take_link(id)?);
     }
     Ok(())
@@ -200,6 +219,11 @@ impl Capture {
         let mut ebpf = EbpfLoader::new()
             .override_global(global::OFFSETS, &offsets, true)
             .override_global(global::AGENT_TGID, &tgid, true)
+            .override_global(
+                global::FORK_CHILD_PID_AT,
+                &tracefs::fork_child_pid_at(),
+                true,
+            )
             .map_max_entries(map::EVENTS, cfg.ring_buffer_bytes)
             .map_max_entries(map::CONNS, cfg.connections)
             .map_max_entries(map::ARGS, cfg.inflight_syscalls)

@@ -109,7 +109,7 @@ fn counter(enc: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> std::
 /// The kernel side's counters, in the order they are exported: name, help, value.
 type KernelCounter = (&'static str, &'static str, fn(&KernelCounters) -> u64);
 
-const KERNEL_COUNTERS: [KernelCounter; 13] = [
+const KERNEL_COUNTERS: [KernelCounter; 14] = [
     (
         "monitor_ringbuf_events",
         "Records the kernel wrote to the ring buffer",
@@ -154,6 +154,12 @@ const KERNEL_COUNTERS: [KernelCounter; 13] = [
         "monitor_syscall_args_lost",
         "Syscalls not captured because the kernel's table of syscalls in flight was full",
         |k| k.args_lost,
+    ),
+    (
+        "monitor_fd_cache_misses",
+        "Descriptors the kernel's descriptor-to-socket cache did not know (first use, \
+         after a close, exec or fork, or evicted), so it walked the process's descriptor table",
+        |k| k.fd_walks,
     ),
     (
         "monitor_tls_calls_lost",
