@@ -98,7 +98,7 @@ struct Batch {
 
 pub(crate) fn spawn(
     mut p: Pipeline,
-    rx: Receiver<CallRecord>,
+    rx: Receiver<Vec<CallRecord>>,
     stop: Arc<AtomicBool>,
     alive: Alive,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -122,15 +122,15 @@ pub(crate) fn spawn(
         })
 }
 
-/// Waits briefly for a record, then takes what else is queued, up to a batch. True when
-/// every sender is gone.
-fn receive(rx: &Receiver<CallRecord>, batch: &mut Vec<CallRecord>) -> bool {
+/// Waits briefly for the shards' calls, then takes what else is queued, up to a batch.
+/// True when every sender is gone.
+fn receive(rx: &Receiver<Vec<CallRecord>>, batch: &mut Vec<CallRecord>) -> bool {
     match rx.recv_timeout(Duration::from_millis(100)) {
-        Ok(r) => {
-            batch.push(r);
+        Ok(mut r) => {
+            batch.append(&mut r);
             while batch.len() < BATCH {
                 match rx.try_recv() {
-                    Ok(r) => batch.push(r),
+                    Ok(mut r) => batch.append(&mut r),
                     Err(_) => break,
                 }
             }

@@ -77,7 +77,7 @@ pub(crate) fn tcp_sock(fd: i32) -> Option<u64> {
     let key = key(fd);
     let epoch = epoch(key.tgid);
     // SAFETY: the value is copied out at once.
-    if let Some(e) = unsafe { FDS.get(&key) }.copied() {
+    if let Some(e) = unsafe { FDS.get(key) }.copied() {
         if e.epoch == epoch {
             return (e.sock != 0).then_some(e.sock);
         }
@@ -105,18 +105,18 @@ fn learn(key: FdKey, epoch: u64) -> Option<u64> {
         Descriptor::Tcp(sk) => sk,
         Descriptor::Other => 0,
         Descriptor::Unknown => {
-            let _ = FDS.remove(&key);
+            let _ = FDS.remove(key);
             return None;
         }
     };
-    let _ = FDS.insert(&key, &FdEntry { sock, epoch }, 0);
+    let _ = FDS.insert(key, FdEntry { sock, epoch }, 0);
     (sock != 0).then_some(sock)
 }
 
 /// The current process closed or replaced `fd`.
 #[inline(always)]
 pub(crate) fn forget(fd: i32) {
-    let _ = FDS.remove(&key(fd));
+    let _ = FDS.remove(key(fd));
 }
 
 /// Every descriptor of process `tgid` may have changed.

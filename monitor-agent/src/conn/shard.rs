@@ -18,11 +18,15 @@ use crate::{capture::event::Event, clock::Clock, health::Alive, record::CallReco
 /// How often idle connections are swept.
 const SWEEP_EVERY_NS: u64 = 1_000_000_000;
 
+/// Most calls handed to the pipeline at once: calls travel in batches, so a channel
+/// operation and the move of a record's bytes are paid per batch, not per call.
+pub(crate) const RECORD_BATCH: usize = 256;
+
 pub(crate) fn spawn(
     index: usize,
     mut queue: HeapCons<Event>,
     mut tracker: ConnTracker,
-    records: Option<SyncSender<CallRecord>>,
+    records: Option<SyncSender<Vec<CallRecord>>>,
     metrics: ConnMetrics,
     stop: Arc<AtomicBool>,
     alive: Alive,
@@ -40,14 +44,11 @@ pub(crate) fn spawn(
                 while let Some(ev) = queue.try_pop() {
                     busy = true;
                     tracker.handle(&ev, &mut out);
-                    for rec in out.drain(..) {
-                        if let Some(tx) = &records {
-                            if tx.send(rec).is_err() {
-                                metrics.records_dropped.inc();
-                            }
-                        }
+                    if out.len() >= RECORD_BATCH {
+                        hand_on(&records, &mut out, &metrics);
                     }
                 }
+                hand_on(&records, &mut out, &metrics);
                 let now = Clock::monotonic_now_ns();
                 if now.saturating_sub(last_sweep) >= SWEEP_EVERY_NS {
                     let now_buffered = tracker.sweep(now);
@@ -72,4 +73,22 @@ pub(crate) fn spawn(
                 }
             }
         })
+}
+
+/// Sends the calls in `out` to the pipeline as one batch (waiting while it is behind).
+fn hand_on(
+    records: &Option<SyncSender<Vec<CallRecord>>>,
+    out: &mut Vec<CallRecord>,
+    metrics: &ConnMetrics,
+) {
+    if out.is_empty() {
+        return;
+    }
+    let batch = std::mem::replace(out, Vec::with_capacity(RECORD_BATCH));
+    let n = batch.len() as u64;
+    if let Some(tx) = records {
+        if tx.send(batch).is_err() {
+            metrics.records_dropped.inc_by(n);
+        }
+    }
 }

@@ -117,7 +117,7 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
     let health = Arc::new(Health::default());
     let recent = Arc::new(RecentCalls::new(s.recent_calls as usize));
     let (out_tx, output) = start_output(s.output)?.unzip();
-    let (records, rx) = mpsc::sync_channel(RECORD_QUEUE);
+    let (records, rx) = mpsc::sync_channel(RECORD_QUEUE / shard::RECORD_BATCH);
     let kube_index = s
         .kubernetes
         .as_ref()
@@ -245,7 +245,7 @@ fn start_shards(
     s: &Settings,
     identity: &Arc<Identity>,
     metrics: &ConnMetrics,
-    records: &SyncSender<CallRecord>,
+    records: &SyncSender<Vec<CallRecord>>,
     stop: &Arc<AtomicBool>,
     health: &Health,
 ) -> Result<(Vec<ShardInlet>, Vec<JoinHandle<()>>)> {
