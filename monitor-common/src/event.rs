@@ -194,6 +194,11 @@ pub mod counter {
     pub const COUNT: u32 = 14;
 }
 
+/// Slots of the table through which userspace switches off the capture of connections it
+/// does not parse (`map::SWITCHED_OFF`): a connection's slot is its kernel id modulo this,
+/// and holds that id while it is switched off.
+pub const SWITCH_OFF_SLOTS: u32 = 4096;
+
 /// How the buffer argument of a stashed syscall is shaped.
 pub const SHAPE_FLAT: u8 = 1;
 pub const SHAPE_IOVEC: u8 = 2;

@@ -23,6 +23,8 @@ pub mod map {
     pub const CONNS: &str = "CONNS";
     /// `SSL_write`s through memory BIOs waiting for their write syscall, by thread.
     pub const PENDING_WRITES: &str = "PENDING_WRITES";
+    /// Connections userspace switched off, by slot (`SWITCH_OFF_SLOTS`).
+    pub const SWITCHED_OFF: &str = "SWITCHED_OFF";
     /// Per-CPU drop and truncation counters.
     pub const COUNTERS: &str = "COUNTERS";
     /// The program the data syscalls' exit hands its copying to (index 0).

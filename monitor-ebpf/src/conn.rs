@@ -6,8 +6,8 @@ use monitor_common::{counter, sniff, ConnRole, Direction, Sniff};
 
 use crate::{
     maps::{
-        count, Carry, ConnState, CONNS, PROTO_HTTP, PROTO_OTHER, PROTO_TLS, PROTO_UNKNOWN,
-        SNIFF_ATTEMPTS,
+        count, Carry, ConnState, CONNS, PROTO_HTTP, PROTO_OFF, PROTO_OTHER, PROTO_TLS,
+        PROTO_UNKNOWN, SNIFF_ATTEMPTS,
     },
     sock::{fill_addresses, write_seq},
 };
@@ -70,7 +70,7 @@ pub(crate) fn classify(st: *mut ConnState, first: u64, n: u64, direction: Direct
     let st = unsafe { &mut *st };
     match st.proto {
         PROTO_HTTP => return Class::Capture { held: 0 },
-        PROTO_OTHER | PROTO_TLS => return Class::Skip,
+        PROTO_OTHER | PROTO_TLS | PROTO_OFF => return Class::Skip,
         _ => {}
     }
     let held = if st.held_direction == direction as u8 {

@@ -16,8 +16,8 @@ use crate::{
     emit::{send_copied, send_gap, start, Origin},
     fds::{tcp_sock, tcp_sock_fresh},
     maps::{
-        count, is_agent, Carry, ConnState, EventBuffer, ARGS, CONNS, PROTO_HTTP, PROTO_OTHER,
-        PROTO_TLS,
+        count, is_agent, still_wanted, Carry, ConnState, EventBuffer, ARGS, CONNS, PROTO_HTTP,
+        PROTO_OFF, PROTO_OTHER, PROTO_TLS,
     },
     tls::on_tls_syscall,
 };
@@ -54,15 +54,16 @@ pub(crate) fn stash(
         tcp_sock(fd)
     };
     let Some(sock) = sock else { return };
-    // SAFETY: read-only peek at the classification.
-    if let Some(st) = unsafe { CONNS.get(sock) } {
+    if let Some(st) = CONNS.get_ptr_mut(sock) {
         if shape != SHAPE_CONNECT {
-            match st.proto {
-                PROTO_OTHER => return,
+            // SAFETY: map value pointer from this invocation.
+            match unsafe { (*st).proto } {
+                PROTO_OTHER | PROTO_OFF => return,
                 PROTO_TLS => {
                     on_tls_syscall(sock, direction);
                     return;
                 }
+                _ if !still_wanted(st) => return,
                 _ => {}
             }
         }

@@ -20,7 +20,7 @@ use crate::{
     data::{arg, send_held_at, MSGHDR_IOV, MSGHDR_IOVLEN},
     emit::{start, Origin},
     fds::tcp_sock,
-    maps::{is_agent, CONNS, PROTO_OTHER, PROTO_TLS},
+    maps::{is_agent, still_wanted, CONNS, PROTO_OFF, PROTO_OTHER, PROTO_TLS},
     tls::on_tls_syscall,
 };
 
@@ -45,14 +45,15 @@ fn try_enter_egress(ctx: &TracePointContext, shape: u8) -> Option<()> {
     }
     let fd = arg(ctx, 0) as i32;
     let sock = tcp_sock(fd)?;
-    // SAFETY: read-only peek at the classification.
-    if let Some(st) = unsafe { CONNS.get(sock) } {
-        match st.proto {
-            PROTO_OTHER => return None,
+    if let Some(st) = CONNS.get_ptr_mut(sock) {
+        // SAFETY: map value pointer from this invocation.
+        match unsafe { (*st).proto } {
+            PROTO_OTHER | PROTO_OFF => return None,
             PROTO_TLS => {
                 on_tls_syscall(sock, Direction::Egress);
                 return None;
             }
+            _ if !still_wanted(st) => return None,
             _ => {}
         }
     }

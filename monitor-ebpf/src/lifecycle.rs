@@ -10,7 +10,7 @@ use crate::{
     data::{stash, take_args},
     emit::{send_close, send_exec, start, Origin},
     fds::{forget, forget_all, tcp_sock, tcp_sock_fresh},
-    maps::{is_agent, CONNS, FORK_CHILD_PID_AT, PROTO_HTTP, PROTO_TLS},
+    maps::{is_agent, CONNS, FORK_CHILD_PID_AT, PROTO_HTTP, PROTO_OFF, PROTO_TLS},
 };
 
 const EINPROGRESS: i64 = 115;
@@ -73,7 +73,7 @@ pub(crate) fn sys_enter_close(ctx: TracePointContext) -> u32 {
         return 0;
     };
     let _ = CONNS.remove(sock);
-    if st.proto == PROTO_HTTP || st.proto == PROTO_TLS {
+    if st.proto == PROTO_HTTP || st.proto == PROTO_TLS || st.proto == PROTO_OFF {
         let origin = Origin {
             sock,
             conn: &st,

@@ -2,12 +2,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
     Global,
 };
 use monitor_common::{
     counter, sniff::SNIFF_LEN, ConnRole, Direction, EventHeader, KernelOffsets, SyscallArgs,
-    MAX_DATA,
+    MAX_DATA, SWITCH_OFF_SLOTS,
 };
 
 use crate::copy::Job;
@@ -56,6 +56,32 @@ pub(crate) const PROTO_OTHER: u8 = 2;
 /// TLS: the ciphertext is skipped; the plaintext comes from the library probes (`tls.rs`),
 /// and syscalls made inside a TLS call tie the `SSL*` to this socket.
 pub(crate) const PROTO_TLS: u8 = 3;
+
+/// Was HTTP, until userspace switched its capture off (a WebSocket, a tunnel, bytes its
+/// parsers gave up on): skipped like `PROTO_OTHER`, its close still reported.
+pub(crate) const PROTO_OFF: u8 = 4;
+
+/// Userspace's switch: slot `conn_id % SWITCH_OFF_SLOTS` holds the `conn_id` of a
+/// connection not to capture any more. An array, so a look costs no helper call.
+#[map]
+pub(crate) static SWITCHED_OFF: Array<u64> = Array::with_max_entries(SWITCH_OFF_SLOTS, 0);
+
+/// Whether capture goes on for an HTTP connection: false, and the connection is marked
+/// `PROTO_OFF`, once userspace has switched it off.
+#[inline(always)]
+pub(crate) fn still_wanted(st: *mut ConnState) -> bool {
+    // SAFETY: map value pointer from a lookup in this invocation.
+    let st = unsafe { &mut *st };
+    if st.proto != PROTO_HTTP {
+        return true;
+    }
+    let slot = (st.conn_id as u32) & (SWITCH_OFF_SLOTS - 1);
+    if SWITCHED_OFF.get(slot).is_some_and(|id| *id == st.conn_id) {
+        st.proto = PROTO_OFF;
+        return false;
+    }
+    true
+}
 
 /// After this many segments that start with nothing recognisable, a connection is given up.
 /// More than one because a connection that predates the agent may be seen mid-message.

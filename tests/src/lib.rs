@@ -24,6 +24,17 @@ pub fn free_port() -> u16 {
         .expect("no free loopback port")
 }
 
+/// `n` distinct loopback ports nobody listens on right now: held open together while
+/// they are chosen, so the kernel cannot hand out one twice.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").expect("no free loopback port"))
+        .collect();
+    held.iter()
+        .map(|l| l.local_addr().expect("bound").port())
+        .collect()
+}
+
 /// Waits until something accepts connections on `addr`.
 pub fn wait_listening(addr: SocketAddr, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);

@@ -21,7 +21,7 @@ use monitor_agent::{
 };
 
 use crate::{
-    free_port,
+    free_ports,
     nginx::{Listen, NginxConf},
     peers::{spawn_nginx, Proc},
     Agent, TempDir,
@@ -198,7 +198,7 @@ pub fn replay(requests: &[Request]) -> Report {
     let mut apis: Vec<&str> = requests.iter().map(|r| r.api.as_str()).collect();
     apis.sort_unstable();
     apis.dedup();
-    let ports: HashMap<&str, u16> = apis.iter().map(|a| (*a, free_port())).collect();
+    let ports: HashMap<&str, u16> = apis.iter().copied().zip(free_ports(apis.len())).collect();
     let server = Server::start(&ports.values().copied().collect::<Vec<_>>());
     let rules: Vec<String> = ports
         .iter()

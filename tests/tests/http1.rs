@@ -472,3 +472,50 @@ fn garbage_on_an_http_connection_is_counted_never_a_call() {
         "garbage was not counted as a parse error ({before} -> {after})"
     );
 }
+
+/// A connection that leaves HTTP (a `101` to a WebSocket) is switched off in the kernel
+/// once the agent has parsed the switch: the stream that follows costs no records, the
+/// upgrade itself is still one call per role, and the close still ends the connection.
+#[test]
+fn a_connection_that_leaves_http_is_switched_off_in_the_kernel() {
+    let port = free_port();
+    let _server = ready_server(
+        Command::new("python3")
+            .arg(peer_script("upgrade_stream.py"))
+            .args(["serve", &port.to_string()]),
+        "upgrade_stream.py serve",
+        port,
+    );
+    let agent = Agent::start();
+    let events = || agent.metric("monitor_ringbuf_events_total").unwrap_or(0.0);
+    let switched = || {
+        agent
+            .metric("monitor_connections_switched_off_total")
+            .unwrap_or(0.0)
+    };
+    let (events0, switched0) = (events(), switched());
+    let messages = 300;
+    let out = run_ok(
+        Command::new("python3")
+            .arg(peer_script("upgrade_stream.py"))
+            .args(["stream", &port.to_string(), &messages.to_string(), "1.5"]),
+        "upgrade_stream.py stream",
+    );
+    // Read at once: the agent's API traffic is captured too (on the test's side).
+    let records = events() - events0;
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        printed.lines().collect::<Vec<_>>(),
+        ["HTTP/1.1 101 Switching Protocols", "done"]
+    );
+    let recs = agent.wait_records(2, RECORD_WAIT, |r| served_on(r, port));
+    assert_one_call_per_role(&recs, "GET", "/chat", 101);
+    // Both ends, the client's socket and the server's, were switched off.
+    assert!(switched() - switched0 >= 2.0, "{}", agent.metrics());
+    // 300 messages each way, written and read on both sockets: 1,200 segments, of which
+    // at most those before the switch took effect became records.
+    assert!(
+        records < 100.0,
+        "{records} records for a connection switched off after its upgrade"
+    );
+}

@@ -380,6 +380,13 @@ impl Capture {
     }
 
     /// The per-CPU health counters (can be taken once).
+    /// The table through which userspace switches off the capture of a connection.
+    pub(crate) fn take_switch_off(&mut self) -> Result<aya::maps::Array<MapData, u64>> {
+        Ok(aya::maps::Array::try_from(
+            self.take_map(map::SWITCHED_OFF)?,
+        )?)
+    }
+
     pub(crate) fn take_counters(&mut self) -> Result<PerCpuArray<MapData, u64>> {
         let map = self
             .ebpf()?
@@ -400,17 +407,22 @@ mod tests {
     fn the_object_defines_every_name_the_agent_uses() {
         let elf = object::File::parse(OBJECT).unwrap();
         let symbols: Vec<&str> = elf.symbols().filter_map(|s| s.name().ok()).collect();
-        let names = [global::OFFSETS, global::AGENT_TGID]
-            .into_iter()
-            .chain([
-                map::EVENTS,
-                map::ARGS,
-                map::CONNS,
-                map::COUNTERS,
-                map::COPY,
-                map::COPY_PLAINTEXT,
-            ])
-            .chain(program::ALL.iter().copied());
+        let names = [
+            global::OFFSETS,
+            global::AGENT_TGID,
+            global::FORK_CHILD_PID_AT,
+        ]
+        .into_iter()
+        .chain([
+            map::EVENTS,
+            map::ARGS,
+            map::CONNS,
+            map::COUNTERS,
+            map::COPY,
+            map::COPY_PLAINTEXT,
+            map::SWITCHED_OFF,
+        ])
+        .chain(program::ALL.iter().copied());
         for name in names {
             assert!(symbols.contains(&name), "{name} is not in the eBPF object");
         }
@@ -421,6 +433,12 @@ mod tests {
             .chain(tls::PROGRAMS.iter().copied())
             .chain(tls::GO_PROGRAMS.iter().copied())
             .chain([program::COPY_CALL, program::COPY_PLAINTEXT])
+            // Loaded by `run --hooks-only` in place of the others.
+            .chain([
+                program::FLOOR_TRACEPOINT,
+                program::FLOOR_PROBE,
+                program::FLOOR_RETURN,
+            ])
             .collect();
         for p in program::ALL {
             assert!(used.contains(p), "{p} is defined but never loaded");

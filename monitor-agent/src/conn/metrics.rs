@@ -43,6 +43,7 @@ pub(crate) struct ConnMetrics {
     connections_evicted: Family<ReasonLabels, Counter>,
     stream_holes: Family<ReasonLabels, Counter>,
     overlap_bytes: Counter,
+    switched_off: Counter,
     pub(super) tracked_connections: Gauge,
     pub(super) parser_buffered_bytes: Gauge,
     /// Records a shard could not hand on (the pipeline's counter, shared).
@@ -110,8 +111,22 @@ impl ConnMetrics {
                 "Bytes captured twice and kept once: the part a write that moved fewer bytes \
                  than asked sends again",
             ),
+            switched_off: register(
+                registry,
+                "monitor_connections_switched_off",
+                "Connections whose capture the agent switched off in the kernel after they \
+                 left HTTP (a WebSocket, a tunnel, bytes that were not HTTP)",
+            ),
             records_dropped,
         }
+    }
+
+    /// The shards' switch for the kernel's table (`None`: counting only).
+    pub(crate) fn switch_off(
+        &self,
+        table: Option<aya::maps::Array<aya::maps::MapData, u64>>,
+    ) -> super::SwitchOff {
+        super::SwitchOff::new(table, self.switched_off.clone())
     }
 
     /// Resolves every label set a tracker records under, once per shard.
@@ -158,6 +173,7 @@ impl ConnMetrics {
             hole_syscall: hole("syscall_table_full"),
             hole_forgotten: hole("connection_forgotten"),
             overlap_bytes: self.overlap_bytes.clone(),
+            switched_off: self.switched_off.clone(),
         }
     }
 }
@@ -176,6 +192,7 @@ pub(super) struct Handles {
     pub(super) hole_syscall: Counter,
     pub(super) hole_forgotten: Counter,
     pub(super) overlap_bytes: Counter,
+    pub(super) switched_off: Counter,
 }
 
 struct ParserHandles {

@@ -2,9 +2,11 @@
 
 mod metrics;
 pub(crate) mod shard;
+mod switch_off;
 pub(crate) mod tracker;
 
 pub(crate) use metrics::ConnMetrics;
+pub(crate) use switch_off::SwitchOff;
 pub(crate) use tracker::{ConnTracker, TrackerConfig};
 
 #[cfg(test)]

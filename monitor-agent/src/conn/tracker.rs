@@ -9,7 +9,10 @@ use std::{collections::HashMap, net::SocketAddr, sync::Arc};
 
 use monitor_common::{ConnRole, Direction, EventKind, FLAG_TLS};
 
-use super::metrics::{ConnMetrics, Handles};
+use super::{
+    metrics::{ConnMetrics, Handles},
+    switch_off::SwitchOff,
+};
 use crate::{
     capture::event::Event,
     clock::Clock,
@@ -76,6 +79,8 @@ struct Conn {
     hole: [bool; 2],
     /// (observed process's service, peer's service), named once the role is known.
     services: Option<Names>,
+    /// The kernel was asked to stop capturing it.
+    switched_off: bool,
 }
 
 /// A gap of unknown size: larger than any message the parsers would wait out, so that
@@ -95,6 +100,7 @@ struct Recorder {
     redactor: Redactor,
     identity: Arc<Identity>,
     h: Handles,
+    switch: SwitchOff,
 }
 
 impl ConnTracker {
@@ -106,6 +112,7 @@ impl ConnTracker {
         m: &ConnMetrics,
     ) -> Self {
         let h = m.handles();
+        let switch = SwitchOff::new(None, h.switched_off.clone());
         ConnTracker {
             conns: HashMap::new(),
             cfg,
@@ -114,6 +121,7 @@ impl ConnTracker {
                 redactor,
                 identity,
                 h,
+                switch,
             },
         }
     }
@@ -181,6 +189,18 @@ impl ConnTracker {
             self.out.finish(conn, exchanges, out);
             self.out.report(conn);
         }
+        // Left for a protocol no parser follows: the kernel need not copy its bytes. TLS
+        // plaintext comes from the library probes, which this switch does not reach.
+        if matches!(conn.parser, Parser::Other) && !conn.tls && !conn.switched_off {
+            conn.switched_off = true;
+            self.out.switch.switch_off(conn.kernel_id);
+        }
+    }
+
+    /// Lets the trackers switch off the kernel's capture of connections they leave.
+    pub(crate) fn switching_off(mut self, switch: SwitchOff) -> Self {
+        self.out.switch = switch;
+        self
     }
 
     /// Whether `ev` belongs to the connection tracked for its socket (or none is), after
@@ -278,6 +298,7 @@ impl Conn {
             lost: [0, 0],
             hole: [false, false],
             services: None,
+            switched_off: false,
         }
     }
 

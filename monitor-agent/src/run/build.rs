@@ -236,6 +236,8 @@ pub(super) struct Kernel {
     pub capture: Capture,
     pub ring: RingBuf<MapData>,
     pub tls: TlsAttacher,
+    /// `map::SWITCHED_OFF`, taken by the shards.
+    pub switch_off: Option<aya::maps::Array<MapData, u64>>,
 }
 
 pub(super) struct Built {
@@ -259,6 +261,7 @@ pub(super) fn build(s: &Settings) -> Result<Built> {
         hooks_only: s.hooks_only,
     })?;
     let ring = capture.take_events()?;
+    let switch_off = Some(capture.take_switch_off()?);
     let mut metrics = Metrics::new(capture.attached);
     let handles = register(&mut metrics, s, &state);
     metrics.add_inventory(state.inventory.clone());
@@ -272,7 +275,12 @@ pub(super) fn build(s: &Settings) -> Result<Built> {
     Ok(Built {
         state,
         control,
-        kernel: Kernel { capture, ring, tls },
+        kernel: Kernel {
+            capture,
+            ring,
+            tls,
+            switch_off,
+        },
         metrics: Arc::new(metrics),
         handles,
     })

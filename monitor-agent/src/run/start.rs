@@ -25,7 +25,7 @@ use crate::{
     },
     clock::Clock,
     config::Settings,
-    conn::{shard, ConnMetrics, ConnTracker, TrackerConfig},
+    conn::{shard, ConnMetrics, ConnTracker, SwitchOff, TrackerConfig},
     health::{Alive, Health},
     identity::{kubernetes, Identity, KubeIndex},
     metrics::traffic::TrafficRecorder,
@@ -109,7 +109,7 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
     let Built {
         state,
         control,
-        kernel,
+        mut kernel,
         metrics,
         handles: h,
     } = b;
@@ -118,10 +118,7 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
     let recent = Arc::new(RecentCalls::new(s.recent_calls as usize));
     let (out_tx, output) = start_output(s.output)?.unzip();
     let (records, rx) = mpsc::sync_channel(RECORD_QUEUE / shard::RECORD_BATCH);
-    let kube_index = s
-        .kubernetes
-        .as_ref()
-        .map(|_| Arc::new(RwLock::new(KubeIndex::default())));
+    let kube_index = s.kubernetes.as_ref().map(|_| Arc::default());
     let pipeline = pipeline::spawn(
         Pipeline {
             inventory: state.inventory.clone(),
@@ -155,8 +152,14 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
         stop.clone(),
     )?;
     let (identity, kube) = start_identity(s, kube_index.clone(), &h.kube, &stop)?;
-    let (inlets, shards) = start_shards(s, &identity, &h.conn, &records, &stop, &health)?;
-    drop(records);
+    let shared = Shared {
+        identity: &identity,
+        metrics: &h.conn,
+        records,
+        switch: h.conn.switch_off(kernel.switch_off.take()),
+    };
+    // Consumed: once the shards are gone, the pipeline sees its channel close.
+    let (inlets, shards) = start_shards(s, shared, &stop, &health)?;
     let reader_alive = health.watch("capture reader");
     let kernel = start_capture(kernel, inlets, identity, h.reader, &stop, reader_alive)?;
     let api = ApiState {
@@ -168,11 +171,7 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
         violations: h.violations,
         enforcement: state.enforcement,
         kube: kube_index,
-        token: s
-            .api_token
-            .as_deref()
-            .filter(|t| !t.is_empty())
-            .map(Arc::from),
+        token: api_token(s),
         guard: h.api,
     };
     let parts = Parts {
@@ -186,6 +185,14 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
         kernel,
     };
     Ok((control, api, parts))
+}
+
+/// The query API's token; an empty one is none.
+fn api_token(s: &Settings) -> Option<Arc<str>> {
+    s.api_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .map(Arc::from)
 }
 
 /// The ring-buffer reader feeding the shards, the TLS attacher following its exec events,
@@ -202,6 +209,7 @@ fn start_capture(
         mut capture,
         ring,
         tls,
+        ..
     } = kernel;
     let (execs, exec_rx) = mpsc::sync_channel(capture::tls::EXEC_QUEUE);
     let reader =
@@ -240,15 +248,29 @@ fn start_identity(
     Ok((Arc::new(identity.with_kubernetes(index)), Some(t)))
 }
 
+/// What every shard shares.
+struct Shared<'a> {
+    identity: &'a Arc<Identity>,
+    metrics: &'a ConnMetrics,
+    /// Where calls go, in batches.
+    records: SyncSender<Vec<CallRecord>>,
+    /// The kernel's switch for connections no parser follows.
+    switch: SwitchOff,
+}
+
 /// One shard per worker, each with its own connection table and inlet queue.
 fn start_shards(
     s: &Settings,
-    identity: &Arc<Identity>,
-    metrics: &ConnMetrics,
-    records: &SyncSender<Vec<CallRecord>>,
+    shared: Shared<'_>,
     stop: &Arc<AtomicBool>,
     health: &Health,
 ) -> Result<(Vec<ShardInlet>, Vec<JoinHandle<()>>)> {
+    let Shared {
+        identity,
+        metrics,
+        records,
+        switch,
+    } = shared;
     let workers = s
         .workers
         .unwrap_or_else(|| thread::available_parallelism().map_or(1, std::num::NonZero::get))
@@ -270,7 +292,8 @@ fn start_shards(
             redactor.clone(),
             identity.clone(),
             metrics,
-        );
+        )
+        .switching_off(switch.clone());
         let handle = shard::spawn(
             i,
             cons,

@@ -149,11 +149,17 @@ impl Drop for Guard {
 
 /// nginx with a listener per case.
 fn start_nginx(dir: &Path) -> Result<(Guard, Ports)> {
+    // Held together while chosen, so that no two are the same.
+    let held = [(); 4].map(|()| TcpListener::bind("127.0.0.1:0"));
+    let mut chosen = Vec::new();
+    for l in held {
+        chosen.push(l?.local_addr()?.port());
+    }
     let ports = Ports {
-        plain: free_port()?,
-        tls: free_port()?,
-        h2c: free_port()?,
-        h2_tls: free_port()?,
+        plain: chosen[0],
+        tls: chosen[1],
+        h2c: chosen[2],
+        h2_tls: chosen[3],
     };
     let (mut openssl, cert, key) = nginx::self_signed_cert_cmd(dir);
     util::output(&mut openssl)?;
