@@ -5,7 +5,7 @@
 use std::{
     io::Read,
     net::TcpStream,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     time::{Duration, Instant},
 };
@@ -39,12 +39,21 @@ impl Mode {
 pub(crate) struct Agent {
     process: Guard,
     api: u16,
+    /// Its own data directory, so that no inventory from an earlier run is restored.
+    data: PathBuf,
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data);
+    }
 }
 
 impl Agent {
     /// Starts `bin` and waits until its programs are attached.
     pub(crate) fn start(bin: &Path, mode: Mode) -> Result<Agent> {
         let api = free_port()?;
+        let data = std::env::temp_dir().join(format!("monitor-bench-data-{api}"));
         let mut cmd = Command::new(bin);
         cmd.args([
             "run",
@@ -53,7 +62,9 @@ impl Agent {
             "--kernel-stats",
             "--listen",
             &format!("127.0.0.1:{api}"),
-        ]);
+        ])
+        .arg("--data-dir")
+        .arg(&data);
         if mode == Mode::Floor {
             cmd.arg("--hooks-only");
         }
@@ -63,8 +74,8 @@ impl Agent {
                 .spawn()
                 .context("starting the agent")?,
         );
+        let agent = Agent { process, api, data };
         wait_port(api)?;
-        let agent = Agent { process, api };
         let deadline = Instant::now() + Duration::from_secs(30);
         while agent.metric("monitor_attached_programs") == 0.0 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(50));
@@ -110,7 +121,8 @@ impl Agent {
     }
 }
 
-/// Calls the agent has made of `protocol` traffic, by role.
+/// Calls the agent has made of `protocol` traffic, by role. Each look is itself a
+/// client-role HTTP/1.1 call (this process scraping the agent), counted once it completes.
 pub(crate) fn calls(agent: &Agent, protocol: &str) -> (f64, f64) {
     // Summed over the `tls` label.
     let client = format!("monitor_calls_total{{protocol=\"{protocol}\",role=\"client\",");

@@ -38,9 +38,12 @@ pub(super) fn measure(port: u16, bin: &Path, args: &BenchArgs) -> Result<()> {
     // memory to settle.
     let deadline = Instant::now() + Duration::from_mins(1);
     let (mut client, mut server) = (0.0, 0.0);
+    // Scrapes before this one, each a client call of its own.
+    let mut scrapes = 1.0;
     while Instant::now() < deadline {
         let (c, s) = calls(&agent, "http/1.1");
-        (client, server) = (c - client0, s - server0);
+        (client, server) = (c - client0 - scrapes, s - server0);
+        scrapes += 1.0;
         if client >= f64::from(n) && server >= f64::from(n) {
             break;
         }
