@@ -199,6 +199,16 @@ impl Framer {
             let k = input.iter().take_while(|b| is_crlf(**b)).count();
             *input = input.get(k..).unwrap_or(&[]);
         }
+        // The common case: a whole head at the start of the segment, parsed where it lies
+        // instead of being staged first. Anything else goes through the staging area.
+        if self.buf.is_empty() && !input.is_empty() {
+            let direct = &input[..self.limit.min(input.len())];
+            if let Parsed::Complete(n, head) = head::parse(self.side, direct) {
+                *input = input.get(n..).unwrap_or(&[]);
+                self.dirty = false;
+                return Step::Emit(self.head_found(n, head, ts, ts));
+            }
+        }
         let take = self.limit.saturating_sub(self.buf.len()).min(input.len());
         if take > 0 {
             let (chunk, rest) = input.split_at(take);
@@ -227,24 +237,30 @@ impl Framer {
             Parsed::Invalid => Step::Emit(self.parse_error()),
             Parsed::Complete(n, head) => {
                 let start_ns = self.buf.front_ts(ts);
-                self.msg = Some(Acc {
-                    start_ns,
-                    end_ns: ts,
-                    bytes: n as u64,
-                    truncated: false,
-                });
                 self.buf.drain(n);
-                let body = match &head {
-                    Head::Request(r) => r.body,
-                    Head::Response(r) => r.body,
-                };
-                self.state = State::Body(self.body_state(body));
-                Step::Emit(Event::Head {
-                    head,
-                    start_ns,
-                    head_bytes: n as u64,
-                })
+                Step::Emit(self.head_found(n, head, start_ns, ts))
             }
+        }
+    }
+
+    /// A head of `n` bytes, whose first byte was captured at `start_ns`, is complete: its
+    /// body comes next.
+    fn head_found(&mut self, n: usize, head: Head, start_ns: u64, ts: u64) -> Event {
+        self.msg = Some(Acc {
+            start_ns,
+            end_ns: ts,
+            bytes: n as u64,
+            truncated: false,
+        });
+        let body = match &head {
+            Head::Request(r) => r.body,
+            Head::Response(r) => r.body,
+        };
+        self.state = State::Body(self.body_state(body));
+        Event::Head {
+            head,
+            start_ns,
+            head_bytes: n as u64,
         }
     }
 
