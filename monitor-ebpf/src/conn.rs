@@ -6,10 +6,11 @@ use monitor_common::{counter, sniff, ConnRole, Direction, Sniff};
 
 use crate::{
     maps::{
-        count, Carry, ConnState, CONNS, PROTO_HTTP, PROTO_OFF, PROTO_OTHER, PROTO_TLS,
-        PROTO_UNKNOWN, SNIFF_ATTEMPTS,
+        count, still_wanted, Carry, ConnState, CONNS, PROTO_HTTP, PROTO_OFF, PROTO_OTHER,
+        PROTO_TLS, PROTO_UNKNOWN, SNIFF_ATTEMPTS,
     },
     sock::{fill_addresses, write_seq},
+    tls::on_tls_syscall,
 };
 
 /// Starts tracking `sock` afresh, replacing whatever a previous user of that address left.
@@ -48,6 +49,25 @@ pub(crate) fn state_of(sock: u64) -> Option<*mut ConnState> {
     }
     track(sock, ConnRole::Unknown);
     CONNS.get_ptr_mut(sock)
+}
+
+/// Whether a data syscall on `sock` passes by uncaptured because of what its connection is
+/// already known to be: not HTTP, switched off by userspace, or TLS (whose syscalls only
+/// tie the library's `SSL*` to the socket, done here).
+#[inline(always)]
+pub(crate) fn passes_by(sock: u64, direction: Direction) -> bool {
+    let Some(st) = CONNS.get_ptr_mut(sock) else {
+        return false;
+    };
+    // SAFETY: map value pointer from this invocation.
+    match unsafe { (*st).proto } {
+        PROTO_OTHER | PROTO_OFF => true,
+        PROTO_TLS => {
+            on_tls_syscall(sock, direction);
+            true
+        }
+        _ => !still_wanted(st),
+    }
 }
 
 /// What to do with a syscall's bytes after classification.

@@ -11,14 +11,11 @@ use monitor_common::{
 };
 
 use crate::{
-    conn::{advance, classify, egress_position, state_of, Class},
+    conn::{advance, classify, egress_position, passes_by, state_of, Class},
     copy::{send_call_later, user_u64, Copier, Source},
     emit::{send_copied, send_gap, start, Origin},
     fds::{tcp_sock, tcp_sock_fresh},
-    maps::{
-        count, is_agent, still_wanted, Carry, ConnState, EventBuffer, ARGS, CONNS, PROTO_HTTP,
-        PROTO_OFF, PROTO_OTHER, PROTO_TLS,
-    },
+    maps::{count, is_agent, Carry, ConnState, EventBuffer, ARGS, PROTO_HTTP, PROTO_TLS},
     tls::on_tls_syscall,
 };
 
@@ -54,19 +51,8 @@ pub(crate) fn stash(
         tcp_sock(fd)
     };
     let Some(sock) = sock else { return };
-    if let Some(st) = CONNS.get_ptr_mut(sock) {
-        if shape != SHAPE_CONNECT {
-            // SAFETY: map value pointer from this invocation.
-            match unsafe { (*st).proto } {
-                PROTO_OTHER | PROTO_OFF => return,
-                PROTO_TLS => {
-                    on_tls_syscall(sock, direction);
-                    return;
-                }
-                _ if !still_wanted(st) => return,
-                _ => {}
-            }
-        }
+    if shape != SHAPE_CONNECT && passes_by(sock, direction) {
+        return;
     }
     let args = SyscallArgs {
         sock,

@@ -15,12 +15,12 @@ use aya_ebpf::{
 use monitor_common::{Direction, MAX_IOV, SHAPE_FLAT, SHAPE_IOVEC, SHAPE_MSGHDR};
 
 use crate::{
-    conn::{classify, egress_position, state_of, Class},
+    conn::{classify, egress_position, passes_by, state_of, Class},
     copy::{send_call_later, user_u64, Copier, Source},
     data::{arg, send_held_at, MSGHDR_IOV, MSGHDR_IOVLEN},
     emit::{start, Origin},
     fds::tcp_sock,
-    maps::{is_agent, still_wanted, CONNS, PROTO_OFF, PROTO_OTHER, PROTO_TLS},
+    maps::{is_agent, PROTO_TLS},
     tls::on_tls_syscall,
 };
 
@@ -45,17 +45,8 @@ fn try_enter_egress(ctx: &TracePointContext, shape: u8) -> Option<()> {
     }
     let fd = arg(ctx, 0) as i32;
     let sock = tcp_sock(fd)?;
-    if let Some(st) = CONNS.get_ptr_mut(sock) {
-        // SAFETY: map value pointer from this invocation.
-        match unsafe { (*st).proto } {
-            PROTO_OTHER | PROTO_OFF => return None,
-            PROTO_TLS => {
-                on_tls_syscall(sock, Direction::Egress);
-                return None;
-            }
-            _ if !still_wanted(st) => return None,
-            _ => {}
-        }
+    if passes_by(sock, Direction::Egress) {
+        return None;
     }
     let buf = arg(ctx, 1);
     let (source, first, n) = if shape == SHAPE_FLAT {

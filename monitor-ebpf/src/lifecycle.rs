@@ -61,7 +61,6 @@ pub(crate) fn sys_exit_accept(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub(crate) fn sys_enter_close(ctx: TracePointContext) -> u32 {
     if is_agent(bpf_get_current_pid_tgid()) {
-        forget(arg(&ctx, 0) as i32);
         return 0;
     }
     let fd = arg(&ctx, 0) as i32;

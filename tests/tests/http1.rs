@@ -57,6 +57,26 @@ fn python_http_server(port: u16, root: &std::path::Path) -> Proc {
     p
 }
 
+/// `tests/peers/SCRIPT serve PORT`, for the peers that are both server and client.
+fn two_sided_server(script: &str, port: u16) -> Proc {
+    ready_server(
+        Command::new("python3")
+            .arg(peer_script(script))
+            .args(["serve", &port.to_string()]),
+        &format!("{script} serve"),
+        port,
+    )
+}
+
+/// `tests/peers/SCRIPT ARGS...` run to the end (the client side); what it printed.
+fn two_sided_client(script: &str, args: &[&str]) -> String {
+    let out = run_ok(
+        Command::new("python3").arg(peer_script(script)).args(args),
+        script,
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn test_server(port: u16, bind: &str) -> Proc {
     let p = Proc::spawn(
         Command::new("python3")
@@ -347,22 +367,10 @@ fn head_204_and_sendfile_body_on_one_connection() {
 #[test]
 fn partial_writes_sent_again_make_exact_calls() {
     let port = free_port();
-    let _server = ready_server(
-        Command::new("python3")
-            .arg(peer_script("partial_writes.py"))
-            .args(["serve", &port.to_string()]),
-        "partial_writes.py serve",
-        port,
-    );
+    let _server = two_sided_server("partial_writes.py", port);
     let agent = Agent::start();
-    let out = run_ok(
-        Command::new("python3")
-            .arg(peer_script("partial_writes.py"))
-            .args(["fetch", &port.to_string(), "3"]),
-        "partial_writes.py fetch",
-    );
+    let printed = two_sided_client("partial_writes.py", &["fetch", &port.to_string(), "3"]);
     let body = 2 * 1024 * 1024;
-    let printed = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         printed.lines().collect::<Vec<_>>(),
         vec![format!("200 {body}"); 3]
@@ -479,13 +487,7 @@ fn garbage_on_an_http_connection_is_counted_never_a_call() {
 #[test]
 fn a_connection_that_leaves_http_is_switched_off_in_the_kernel() {
     let port = free_port();
-    let _server = ready_server(
-        Command::new("python3")
-            .arg(peer_script("upgrade_stream.py"))
-            .args(["serve", &port.to_string()]),
-        "upgrade_stream.py serve",
-        port,
-    );
+    let _server = two_sided_server("upgrade_stream.py", port);
     let agent = Agent::start();
     let events = || agent.metric("monitor_ringbuf_events_total").unwrap_or(0.0);
     let switched = || {
@@ -495,15 +497,12 @@ fn a_connection_that_leaves_http_is_switched_off_in_the_kernel() {
     };
     let (events0, switched0) = (events(), switched());
     let messages = 300;
-    let out = run_ok(
-        Command::new("python3")
-            .arg(peer_script("upgrade_stream.py"))
-            .args(["stream", &port.to_string(), &messages.to_string(), "1.5"]),
-        "upgrade_stream.py stream",
+    let printed = two_sided_client(
+        "upgrade_stream.py",
+        &["stream", &port.to_string(), &messages.to_string(), "1.5"],
     );
     // Read at once: the agent's API traffic is captured too (on the test's side).
     let records = events() - events0;
-    let printed = String::from_utf8_lossy(&out.stdout);
     assert_eq!(
         printed.lines().collect::<Vec<_>>(),
         ["HTTP/1.1 101 Switching Protocols", "done"]

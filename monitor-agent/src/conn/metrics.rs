@@ -173,7 +173,6 @@ impl ConnMetrics {
             hole_syscall: hole("syscall_table_full"),
             hole_forgotten: hole("connection_forgotten"),
             overlap_bytes: self.overlap_bytes.clone(),
-            switched_off: self.switched_off.clone(),
         }
     }
 }
@@ -192,7 +191,6 @@ pub(super) struct Handles {
     pub(super) hole_syscall: Counter,
     pub(super) hole_forgotten: Counter,
     pub(super) overlap_bytes: Counter,
-    pub(super) switched_off: Counter,
 }
 
 struct ParserHandles {

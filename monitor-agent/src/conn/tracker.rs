@@ -112,7 +112,7 @@ impl ConnTracker {
         m: &ConnMetrics,
     ) -> Self {
         let h = m.handles();
-        let switch = SwitchOff::new(None, h.switched_off.clone());
+        let switch = m.switch_off(None);
         ConnTracker {
             conns: HashMap::new(),
             cfg,

@@ -121,6 +121,45 @@ impl Agent {
     }
 }
 
+/// What an agent did while one load ran.
+pub(crate) struct Usage {
+    /// User and system CPU of the agent process.
+    pub(crate) cpu_secs: f64,
+    /// Time spent in the eBPF programs (charged to the traced processes, not the agent).
+    pub(crate) kernel_secs: f64,
+    /// Calls of the load's protocol the agent made, by role.
+    pub(crate) client_calls: f64,
+    pub(crate) server_calls: f64,
+}
+
+/// Runs `load` while a fresh agent started under `mode` watches, and reads its counters
+/// around it; the agent is returned for any other figure.
+pub(crate) fn watched<T>(
+    bin: &Path,
+    mode: Mode,
+    protocol: &str,
+    load: impl FnOnce() -> Result<T>,
+) -> Result<(T, Usage, Agent)> {
+    let agent = Agent::start(bin, mode)?;
+    let (client0, server0) = calls(&agent, protocol);
+    let kernel0 = agent.kernel_seconds();
+    let cpu0 = agent.cpu_seconds()?;
+    let result = load();
+    // Let the agent drain what is queued before reading its counters.
+    std::thread::sleep(Duration::from_millis(1500));
+    let cpu1 = agent.cpu_seconds()?;
+    let (client1, server1) = calls(&agent, protocol);
+    // The scrape just before the load is itself a client-role HTTP/1.1 call.
+    let scrape = if protocol == "http/1.1" { 1.0 } else { 0.0 };
+    let usage = Usage {
+        cpu_secs: cpu1 - cpu0,
+        kernel_secs: agent.kernel_seconds() - kernel0,
+        client_calls: client1 - client0 - scrape,
+        server_calls: server1 - server0,
+    };
+    Ok((result?, usage, agent))
+}
+
 /// Calls the agent has made of `protocol` traffic, by role. Each look is itself a
 /// client-role HTTP/1.1 call (this process scraping the agent), counted once it completes.
 pub(crate) fn calls(agent: &Agent, protocol: &str) -> (f64, f64) {

@@ -3,13 +3,13 @@
 //! delayed), and the latency percentiles say what the agent adds to each request at a
 //! load the machine can carry.
 
-use std::{path::Path, process::Command, time::Duration};
+use std::{path::Path, process::Command};
 
 use anyhow::{Context, Result};
 use serde_json::Value;
 
 use super::{
-    agent::{calls, Agent, Mode},
+    agent::{watched, Mode},
     mean, BenchArgs,
 };
 use crate::util;
@@ -88,18 +88,11 @@ fn one(url: &str, oha: &Path, bin: &Path, mode: Mode, args: &BenchArgs) -> Resul
             captured: 0.0,
         });
     }
-    let agent = Agent::start(bin, mode)?;
-    let (c0, s0) = calls(&agent, "http/1.1");
-    let cpu0 = agent.cpu_seconds()?;
-    let latency = run_oha(url, oha, args);
-    std::thread::sleep(Duration::from_millis(1500));
-    let cpu1 = agent.cpu_seconds()?;
-    let (c1, s1) = calls(&agent, "http/1.1");
+    let (latency, usage, _agent) = watched(bin, mode, "http/1.1", || run_oha(url, oha, args))?;
     Ok(Round {
-        latency: latency?,
-        cpu_secs: cpu1 - cpu0,
-        // Less the scrape before the load, itself a client call.
-        captured: (c1 - c0 - 1.0) + (s1 - s0),
+        latency,
+        cpu_secs: usage.cpu_secs,
+        captured: usage.client_calls + usage.server_calls,
     })
 }
 

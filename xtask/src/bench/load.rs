@@ -1,5 +1,6 @@
-//! The load generators: wrk (HTTP/1.1, for a fixed time), h2load (HTTP/2, for a fixed
-//! count, so that every request it starts also completes) and oha (a fixed rate).
+//! The saturating load generators: wrk (HTTP/1.1, for a fixed time) and h2load (HTTP/2,
+//! for a fixed count, so that every request it starts also completes). The fixed-rate
+//! case drives oha itself (`fixed_rate`).
 
 use std::process::Command;
 

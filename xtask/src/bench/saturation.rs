@@ -1,12 +1,12 @@
 //! Saturation: the load generator as fast as it goes, rounds alternating no agent, empty
 //! programs on the same hooks, and the agent.
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 use anyhow::Result;
 
 use super::{
-    agent::{calls, Agent, Mode},
+    agent::{watched, Mode, Usage},
     load::{load, LoadResult, Tool},
     mean, BenchArgs,
 };
@@ -14,34 +14,19 @@ use super::{
 /// One measurement with something attached.
 struct Attached {
     load: LoadResult,
-    cpu_secs: f64,
-    /// Time spent in the eBPF programs (charged to the traced processes, not the agent).
-    kernel_secs: f64,
-    client_calls: f64,
-    server_calls: f64,
+    usage: Usage,
     drops: f64,
     truncations: f64,
 }
 
 /// Runs `tool` against `url` under `mode`, reading the agent's counters around it.
 fn attached(bin: &Path, mode: Mode, url: &str, tool: Tool, args: &BenchArgs) -> Result<Attached> {
-    let agent = Agent::start(bin, mode)?;
-    let (client0, server0) = calls(&agent, tool.protocol());
-    let kernel0 = agent.kernel_seconds();
-    let cpu0 = agent.cpu_seconds()?;
-    let result = load(tool, url, args.duration, args);
-    // Let the agent drain what is queued before reading its counters.
-    std::thread::sleep(Duration::from_millis(1500));
-    let cpu1 = agent.cpu_seconds()?;
-    let (client1, server1) = calls(&agent, tool.protocol());
+    let (load, usage, agent) = watched(bin, mode, tool.protocol(), || {
+        load(tool, url, args.duration, args)
+    })?;
     Ok(Attached {
-        load: result?,
-        cpu_secs: cpu1 - cpu0,
-        kernel_secs: agent.kernel_seconds() - kernel0,
-        // The scrape just before the load is itself a client-role HTTP/1.1 call, counted
-        // once it completes.
-        client_calls: client1 - client0 - if tool == Tool::Wrk { 1.0 } else { 0.0 },
-        server_calls: server1 - server0,
+        load,
+        usage,
         drops: agent.metric("monitor_ringbuf_drops_total"),
         truncations: agent.metric("monitor_truncations_total"),
     })
@@ -73,7 +58,7 @@ pub(super) fn measure(
         let r = attached(bin, Mode::Agent, url, tool, args)?;
         eprintln!(
             "{name} round {round}: agent          {:.0} req/s, agent cpu {:.2}s, calls client {} server {}, drops {}",
-            r.load.rps, r.cpu_secs, r.client_calls, r.server_calls, r.drops
+            r.load.rps, r.usage.cpu_secs, r.usage.client_calls, r.usage.server_calls, r.drops
         );
         with.push(r);
     }
@@ -102,12 +87,12 @@ fn print_table(none: &[LoadResult], floor: &[Attached], with: &[Attached]) {
     let completed: u64 = with.iter().map(|w| w.load.requests).sum();
     let floor_completed: u64 = floor.iter().map(|w| w.load.requests).sum();
     let sum = |v: &[Attached], f: fn(&Attached) -> f64| v.iter().map(f).sum::<f64>();
-    let client = sum(with, |w| w.client_calls);
-    let server = sum(with, |w| w.server_calls);
+    let client = sum(with, |w| w.usage.client_calls);
+    let server = sum(with, |w| w.usage.server_calls);
     let captured = client + server;
     let per_call = |secs: f64| secs * 1e6 / captured.max(1.0);
-    let cpu = sum(with, |w| w.cpu_secs);
-    let kernel = sum(with, |w| w.kernel_secs);
+    let cpu = sum(with, |w| w.usage.cpu_secs);
+    let kernel = sum(with, |w| w.usage.kernel_secs);
     println!("| measure | value |");
     println!("| --- | --- |");
     println!("| requests/s, no agent (mean) | {rps_none:.0} |");
@@ -141,6 +126,6 @@ fn print_table(none: &[LoadResult], floor: &[Attached], with: &[Attached]) {
     );
     println!(
         "| empty programs' own run time per request | {:.3} us |",
-        sum(floor, |w| w.kernel_secs) * 1e6 / floor_completed.max(1) as f64
+        sum(floor, |w| w.usage.kernel_secs) * 1e6 / floor_completed.max(1) as f64
     );
 }
