@@ -22,6 +22,7 @@ fn main() {
         cli::Command::Violations(args) => (cli::violations(args), 2),
         cli::Command::Policy(cli::PolicyCommand::Suggest(args)) => (cli::policy_suggest(args), 2),
         cli::Command::Policy(cli::PolicyCommand::Check { file }) => (cli::policy_check(&file), 2),
+        cli::Command::ProbeSites { file } => (cli::probe_sites(&file), 2),
         cli::Command::Spec(cli::SpecCommand::Check(args)) => match cli::spec_check(args) {
             Ok(true) => (Ok(()), 2),
             Ok(false) => std::process::exit(1),

@@ -1,7 +1,9 @@
 //! OpenSSL probes: plaintext at `SSL_read`/`SSL_write` (and their `_ex` forms).
 //!
 //! Entry keeps the call's arguments per thread; return reads exactly the bytes the call
-//! reported. The `SSL*` is tied to its socket by the read/write syscall the library makes
+//! reported. The agent may attach the `_ex` pair of programs to OpenSSL's internal
+//! function instead of the public ones (`monitor-agent/src/capture/ssl_sites.rs`): same
+//! arguments, and its count through the fourth. The `SSL*` is tied to its socket by the read/write syscall the library makes
 //! inside the call on the same thread (`bind_ssl`, called from the syscall hooks), so TLS
 //! calls carry the socket's 4-tuple, role and stream offsets. The socket's ciphertext is
 //! skipped by the syscall hooks once it is classified as TLS.
@@ -156,8 +158,9 @@ fn leave(ctx: &RetProbeContext) -> Option<()> {
         sock = bind_recent_read(&key);
     }
     let n = if call.out_len != 0 {
-        // SSL_read_ex / SSL_write_ex: 1 on success, the count through the pointer.
-        if ret != 1 {
+        // SSL_read_ex / SSL_write_ex (1 on success) or the internal function they wrap
+        // (positive on success, `ssl_sites`): the count through the pointer.
+        if ret <= 0 {
             return None;
         }
         // SAFETY: bpf_probe_read_user tolerates bad pointers.

@@ -30,6 +30,26 @@ fn expect(paths: &[&str], status: u16) -> Vec<(String, String, u16)> {
         .collect()
 }
 
+/// (probes, single-stepped) from the agent's log line for the file whose name contains
+/// `file` (`... probes attached to FILE (..., N probes, M single-stepped)`).
+fn placement(stderr: &str, file: &str) -> (usize, usize) {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("probes attached to") && l.contains(file))
+        .unwrap_or_else(|| panic!("no probes attached to {file}: {stderr}"));
+    let numbers: Vec<usize> = line
+        .rsplit('(')
+        .next()
+        .unwrap_or("")
+        .split([',', ' ', ')'])
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    match numbers[..] {
+        [.., probes, stepped] => (probes, stepped),
+        _ => panic!("no counts in {line}"),
+    }
+}
+
 /// Every record on the port is TLS plaintext: nothing was parsed from ciphertext.
 fn assert_all_tls(records: &[CallRecord]) {
     for r in records {
@@ -67,6 +87,9 @@ fn curl_to_nginx_over_tls_on_one_connection() {
         "one connection carried all three: {recs:#?}"
     );
     assert!(recs.iter().any(|r| comm(&r.server) == "nginx"), "{recs:#?}");
+    // Debian's OpenSSL 3: SSL_read/SSL_write start with `sub`, so the probes sit on the
+    // internal functions' `push` (and SSL_free's first branch): none single-stepped.
+    assert_eq!(placement(&agent.stderr(), "libssl.so"), (5, 0));
 }
 
 #[test]
@@ -209,11 +232,8 @@ fn node_https_client_and_server() {
             .all(|r| comm(&r.server) == "node" || comm(&r.client) == "node"),
         "{recs:#?}"
     );
-    assert!(
-        agent.stderr().contains("node"),
-        "node executable not attached: {}",
-        agent.stderr()
-    );
+    // Node's OpenSSL functions start with `push %rbp`: probed at their entries, emulated.
+    assert_eq!(placement(&agent.stderr(), "node"), (9, 0));
 }
 
 /// Builds the Go peer (`tests/peers/gotls`) with Debian's Go, optionally stripped of its
@@ -275,11 +295,23 @@ fn go_client_and_server(stripped: bool) {
         agent.stderr()
     );
     assert_all_tls(&recs);
-    assert!(
-        agent.stderr().contains("Go TLS probes attached"),
-        "{}",
-        agent.stderr()
+    // Entries past the stack check (emulated); RETs of Read only, single-stepped.
+    let name = bin.file_name().unwrap().to_string_lossy().to_string();
+    let (probes, stepped) = placement(&agent.stderr(), &name);
+    assert_eq!(probes, stepped + 2, "{}", agent.stderr());
+    assert!(stepped > 0);
+    let sites = run_ok(
+        Command::new(monitor_tests::agent::agent_bin())
+            .arg("probe-sites")
+            .arg(&bin),
+        "probe-sites",
     );
+    let sites = String::from_utf8_lossy(&sites.stdout);
+    let write: Vec<&str> = sites.lines().filter(|l| l.contains("Write")).collect();
+    assert_eq!(write.len(), 1, "{sites}");
+    assert!(write[0].starts_with("entry") && write[0].ends_with("\temulated"));
+    let read_rets = sites.lines().filter(|l| l.starts_with("ret")).count();
+    assert_eq!(read_rets, stepped, "{sites}");
 }
 
 #[test]

@@ -1,12 +1,16 @@
-//! Finding Go's crypto/tls in an executable: the entry and every RET instruction of
-//! `crypto/tls.(*Conn).Write` and `.Read`, as file offsets for uprobes.
+//! Finding Go's crypto/tls in an executable: where to probe `crypto/tls.(*Conn).Write`
+//! and `.Read`, as file offsets for uprobes.
 //!
 //! Go programs must not get uretprobes (the runtime relocates goroutine stacks, so a
-//! hijacked return address crashes them); probing each RET instead needs the function's
-//! instructions decoded, since a 0xC3 byte may also sit inside a longer instruction.
+//! hijacked return address crashes them); `Read` gets a probe on each RET instead, which
+//! needs the function's instructions decoded, since a 0xC3 byte may also sit inside a
+//! longer instruction. The entry probe goes past the stack check, on the frame's `push
+//! %rbp` (`probe_site`): the kernel emulates it, and unlike the entry it runs once per
+//! call even when the stack grows. `Write` is reported at entry and needs no RET probes.
 
-use iced_x86::{Decoder, DecoderOptions, Mnemonic};
 use object::{Object, ObjectSection, ObjectSymbol, ReadRef};
+
+use super::probe_site::{Function, Needs, GO_ARGS, MAX_FUNCTION_BYTES};
 
 pub(crate) const WRITE: &str = "crypto/tls.(*Conn).Write";
 pub(crate) const READ: &str = "crypto/tls.(*Conn).Read";
@@ -16,8 +20,16 @@ pub(crate) const READ: &str = "crypto/tls.(*Conn).Read";
 pub(crate) struct GoFunction {
     pub symbol: &'static str,
     pub entry: u64,
+    /// Whether the kernel emulates the instruction at `entry`.
+    pub entry_emulated: bool,
+    /// RETs to probe (`Read` only).
     pub returns: Vec<u64>,
 }
+
+const GO_ENTRY: Needs<'static> = Needs {
+    registers: GO_ARGS,
+    return_address: false,
+};
 
 /// The probe locations of both functions, when `elf` is a Go program (with a symbol
 /// table) that links crypto/tls on x86-64.
@@ -52,22 +64,25 @@ pub(crate) fn go_tls_functions<'d, R: ReadRef<'d>>(
         let code = data
             .read_bytes_at(file_off.checked_add(start)?, size)
             .ok()?;
-        let to_file = |a: u64| file_off + (a - section.address());
-        let mut returns = Vec::new();
-        let mut decoder = Decoder::with_ip(64, code, addr, DecoderOptions::NONE);
-        while decoder.can_decode() {
-            let ins = decoder.decode();
-            if ins.mnemonic() == Mnemonic::Ret {
-                returns.push(to_file(ins.ip()));
-            }
+        if size > MAX_FUNCTION_BYTES as u64 {
+            return None;
         }
+        let start_in_file = file_off + start;
+        let function = Function::decode(code, true);
+        let returns = function.returns();
         if returns.is_empty() {
             return None;
         }
+        let probe_at = function.entry_site(GO_ENTRY);
         Some(GoFunction {
             symbol: name,
-            entry: to_file(addr),
-            returns,
+            entry: start_in_file + probe_at.offset,
+            entry_emulated: probe_at.emulated,
+            returns: if name == READ {
+                returns.iter().map(|r| start_in_file + r).collect()
+            } else {
+                Vec::new()
+            },
         })
     };
     Some([find(WRITE)?, find(READ)?])
@@ -145,10 +160,8 @@ mod tests {
         let data: &[u8] = include_bytes!("../../fuzz/corpus/go_pclntab/seed-stripped-go");
         let elf = object::File::parse(data).expect("ELF");
         let [write, read] = go_tls_functions(&elf, data).expect("found");
-        assert_eq!(
-            (write.entry, write.returns.as_slice()),
-            (0x100, &[0x10a][..])
-        );
+        // Writes are reported at entry: no RET probes.
+        assert_eq!((write.entry, write.returns.len()), (0x100, 0));
         assert_eq!(read.returns, vec![0x10b + 5, 0x10b + 8]);
     }
 

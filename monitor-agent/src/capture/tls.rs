@@ -21,7 +21,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use aya::{
     programs::{
         uprobe::{UProbeAttachLocation::AbsoluteOffset, UProbeScope},
@@ -39,6 +39,7 @@ use monitor_common::names::program;
 use super::{
     elf::{dynamic_symbol_offsets, open_in_root, with_elf, Elf, MAX_ELF_BYTES},
     gotls::{go_tls_functions, GoFunction, WRITE},
+    ssl_sites::ssl_probes,
 };
 use crate::{limits::Limit, metrics::register};
 
@@ -57,19 +58,6 @@ pub(crate) const PROGRAMS: &[&str] = &[
     program::SSL_READ_EX,
     program::SSL_RETURN,
     program::SSL_FREE,
-];
-
-/// (program, OpenSSL function). `ssl_return` is a uretprobe on all four data functions.
-const PROBES: &[(&str, &str)] = &[
-    (program::SSL_WRITE, "SSL_write"),
-    (program::SSL_WRITE_EX, "SSL_write_ex"),
-    (program::SSL_READ, "SSL_read"),
-    (program::SSL_READ_EX, "SSL_read_ex"),
-    (program::SSL_RETURN, "SSL_write"),
-    (program::SSL_RETURN, "SSL_write_ex"),
-    (program::SSL_RETURN, "SSL_read"),
-    (program::SSL_RETURN, "SSL_read_ex"),
-    (program::SSL_FREE, "SSL_free"),
 ];
 
 /// After an exec, the dynamic loader needs a moment to map the libraries: look early (a
@@ -147,6 +135,42 @@ fn inspect(file: File) -> Executable {
     .unwrap_or(Executable::Neither)
 }
 
+/// The probes `file` would get, one line each: program, function, file offset, and
+/// whether the kernel emulates the instruction there.
+pub(crate) fn probe_sites(file: File) -> Result<Vec<String>> {
+    let line = |prog: &str, what: &str, offset: u64, emulated: bool| {
+        let how = if emulated {
+            "emulated"
+        } else {
+            "single-stepped"
+        };
+        format!("{prog}\t{what}\t{offset:#x}\t{how}")
+    };
+    let lines = with_elf(file, |elf, data| {
+        let ssl = ssl_probes(elf, data);
+        if !ssl.is_empty() {
+            return ssl
+                .iter()
+                .map(|p| line(p.program, &p.function, p.offset, p.emulated))
+                .collect();
+        }
+        let Some(go) = go_tls_functions(elf, data) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for f in &go {
+            out.push(line("entry", f.symbol, f.entry, f.entry_emulated));
+            out.extend(f.returns.iter().map(|r| line("ret", f.symbol, *r, false)));
+        }
+        out
+    })
+    .ok_or_else(|| anyhow!("not an ELF file of at most {MAX_ELF_BYTES} bytes"))?;
+    if lines.is_empty() {
+        bail!("neither OpenSSL nor Go's crypto/tls found");
+    }
+    Ok(lines)
+}
+
 /// The path uprobes are attached through for an open file: the kernel resolves it to the
 /// very file opened, wherever it came from.
 fn fd_path(file: &File) -> PathBuf {
@@ -166,6 +190,23 @@ pub(crate) fn libssl_paths(maps: &str) -> Vec<String> {
     out
 }
 
+/// Probes attached to one file, and how many of them the kernel single-steps.
+#[derive(Default)]
+struct Placed {
+    probes: usize,
+    single_stepped: usize,
+}
+
+impl Placed {
+    fn count(&mut self, emulated: bool, metric: &Counter) {
+        self.probes += 1;
+        if !emulated {
+            self.single_stepped += 1;
+            metric.inc();
+        }
+    }
+}
+
 pub(crate) struct TlsAttacher {
     ebpf: Arc<Mutex<Ebpf>>,
     links: Arc<super::links::Links>,
@@ -175,6 +216,8 @@ pub(crate) struct TlsAttacher {
     probed: HashSet<(u64, u64)>,
     attached: Gauge,
     failures: Counter,
+    /// Probes on instructions the kernel single-steps (`probe_site`).
+    single_stepped: Counter,
     /// Attach the floor programs at the same sites (`CaptureConfig::hooks_only`).
     hooks_only: bool,
 }
@@ -201,6 +244,13 @@ impl TlsAttacher {
                 registry,
                 "monitor_tls_attach_failures",
                 "OpenSSL libraries the TLS probes could not be attached to (reasons in the log)",
+            ),
+            single_stepped: register(
+                registry,
+                "monitor_tls_probes_single_stepped",
+                "TLS probes placed on an instruction the kernel single-steps (several microseconds \
+                 per hit under a hypervisor), because the function had no emulated site where \
+                 the values the probe reads are intact; Go's RET probes are among them",
             ),
         }
     }
@@ -297,23 +347,25 @@ impl TlsAttacher {
         }
     }
 
-    /// Entry probes on both functions and a probe on each of their RET instructions.
-    fn attach_go(&self, file: &File, functions: &[GoFunction; 2]) -> Result<usize> {
+    /// Entry probes on both functions and a probe on each RET of `Read` (writes are
+    /// reported at entry).
+    fn attach_go(&self, file: &File, functions: &[GoFunction; 2]) -> Result<Placed> {
         let path = fd_path(file);
         let mut ebpf = self
             .ebpf
             .lock()
             .map_err(|_| anyhow!("eBPF object lock poisoned"))?;
-        let mut done = 0;
+        let mut done = Placed::default();
         for f in functions {
             let entry_prog = if f.symbol == WRITE {
                 program::GO_TLS_WRITE
             } else {
                 program::GO_TLS_READ
             };
-            let points = std::iter::once((entry_prog, f.entry))
-                .chain(f.returns.iter().map(|r| (program::GO_TLS_RET, *r)));
-            for (prog, offset) in points {
+            // RETs are always single-stepped: Go has no uretprobe alternative.
+            let points = std::iter::once((entry_prog, f.entry, f.entry_emulated))
+                .chain(f.returns.iter().map(|r| (program::GO_TLS_RET, *r, false)));
+            for (prog, offset, emulated) in points {
                 let program: &mut UProbe = ebpf
                     .program_mut(self.stand_in(prog))
                     .ok_or_else(|| anyhow!("program {prog} missing"))?
@@ -321,7 +373,7 @@ impl TlsAttacher {
                 let id =
                     program.attach(AbsoluteOffset(offset), &path, UProbeScope::AllProcesses)?;
                 self.links.keep(program.take_link(id)?);
-                done += 1;
+                done.count(emulated, &self.single_stepped);
             }
         }
         Ok(done)
@@ -366,11 +418,15 @@ impl TlsAttacher {
     }
 
     /// Counts and logs the outcome of attaching to one file.
-    fn report(&mut self, kind: &str, result: Result<usize>, shown: &str, found_in: &str) {
+    fn report(&mut self, kind: &str, result: Result<Placed>, shown: &str, found_in: &str) {
         match result {
             Ok(n) => {
                 self.attached.inc();
-                log::info!("{kind} probes attached to {shown} ({found_in}, {n} probes)");
+                log::info!(
+                    "{kind} probes attached to {shown} ({found_in}, {} probes, {} single-stepped)",
+                    n.probes,
+                    n.single_stepped
+                );
             }
             Err(e) => {
                 self.failures.inc();
@@ -379,42 +435,28 @@ impl TlsAttacher {
         }
     }
 
-    fn attach_object(&self, file: &File) -> Result<usize> {
-        let symbols: Vec<&str> = PROBES.iter().map(|(_, s)| *s).collect();
-        let offsets = with_elf(file.try_clone()?, |elf, _| {
-            dynamic_symbol_offsets(elf, &symbols)
-        })
-        .ok_or_else(|| anyhow!("not an ELF file of at most {MAX_ELF_BYTES} bytes"))?;
+    fn attach_object(&self, file: &File) -> Result<Placed> {
+        let probes = with_elf(file.try_clone()?, |elf, data| ssl_probes(elf, data))
+            .ok_or_else(|| anyhow!("not an ELF file of at most {MAX_ELF_BYTES} bytes"))?;
+        if probes.is_empty() {
+            bail!("SSL_read/SSL_write not found");
+        }
         let path = fd_path(file);
         let mut ebpf = self
             .ebpf
             .lock()
             .map_err(|_| anyhow!("eBPF object lock poisoned"))?;
-        let mut done = 0;
-        let mut core = 0;
-        for (prog, symbol) in PROBES {
+        let mut done = Placed::default();
+        for p in &probes {
             let program: &mut UProbe = ebpf
-                .program_mut(self.stand_in(prog))
-                .ok_or_else(|| anyhow!("program {prog} missing"))?
+                .program_mut(self.stand_in(p.program))
+                .ok_or_else(|| anyhow!("program {} missing", p.program))?
                 .try_into()?;
-            // SSL_*_ex appeared in OpenSSL 1.1.1; older libraries lack them.
-            let Some(&offset) = offsets.get(*symbol) else {
-                log::debug!("{prog}: no {symbol} in {}", path.display());
-                continue;
-            };
-            match program.attach(AbsoluteOffset(offset), &path, UProbeScope::AllProcesses) {
-                Ok(id) => {
-                    self.links.keep(program.take_link(id)?);
-                    done += 1;
-                    if matches!(*symbol, "SSL_read" | "SSL_write") {
-                        core += 1;
-                    }
-                }
-                Err(e) => log::debug!("{prog} on {symbol} in {}: {e}", path.display()),
-            }
-        }
-        if core < 4 {
-            bail!("SSL_read/SSL_write not found or not attachable");
+            let id = program
+                .attach(AbsoluteOffset(p.offset), &path, UProbeScope::AllProcesses)
+                .with_context(|| format!("{} at {:#x} ({})", p.program, p.offset, p.function))?;
+            self.links.keep(program.take_link(id)?);
+            done.count(p.emulated, &self.single_stepped);
         }
         Ok(done)
     }

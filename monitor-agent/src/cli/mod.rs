@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub use calls::calls;
 pub use inventory::inventory;
-pub use policy::{policy_check, policy_suggest};
+pub use policy::{policy_check, policy_suggest, probe_sites};
 pub use spec_check::spec_check;
 pub use violations::violations;
 
@@ -46,6 +46,10 @@ pub enum Command {
     /// Work with policies: suggest one from observed traffic, check a file.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Where the TLS probes would go in an executable or library, and whether the kernel
+    /// emulates each site (for the benchmark's record and for checking a new build).
+    #[command(hide = true)]
+    ProbeSites { file: PathBuf },
 }
 
 #[derive(Debug, Args)]
