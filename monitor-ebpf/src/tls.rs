@@ -83,29 +83,36 @@ fn bind_recent_read(key: &SslKey) -> Option<u64> {
 /// never captured): what it tells about which `SSL*` uses `sock`.
 #[inline(always)]
 pub(crate) fn on_tls_syscall(sock: u64, direction: Direction) {
-    bind_ssl(sock);
+    let inside_call = bind_ssl(sock);
     if direction == Direction::Ingress {
-        note_tls_read(sock);
+        // Only memory BIOs (no SSL call around the syscall) need the read remembered.
+        if !inside_call {
+            note_tls_read(sock);
+        }
     } else {
         take_pending_write(sock);
     }
 }
 
 /// If this thread is inside an SSL call (socket BIOs: OpenSSL's own syscall), that call's
-/// `SSL*` uses `sock`.
+/// `SSL*` uses `sock`; true when it is. The table is written only when the tie is new.
 #[inline(always)]
-fn bind_ssl(sock: u64) {
+fn bind_ssl(sock: u64) -> bool {
     let id = bpf_get_current_pid_tgid();
     // SAFETY: read-only lookup, value copied.
     let Some(call) = (unsafe { TLS_CALLS.get(id) }).copied() else {
-        return;
+        return false;
     };
     let key = SslKey {
         tgid: (id >> 32) as u32,
         _pad: 0,
         ssl: call.ssl,
     };
-    let _ = SSL_SOCKS.insert(key, sock, 0);
+    // SAFETY: read-only lookup, value copied.
+    if (unsafe { SSL_SOCKS.get(key) }).copied() != Some(sock) {
+        let _ = SSL_SOCKS.insert(key, sock, 0);
+    }
+    true
 }
 
 #[inline(always)]

@@ -115,6 +115,20 @@ impl Agent {
         Ok(kib * 1024)
     }
 
+    /// Runs of the OpenSSL probe programs (entries and returns; `SSL_free` left out).
+    pub(crate) fn tls_probe_hits(&self) -> f64 {
+        [
+            "ssl_read",
+            "ssl_read_ex",
+            "ssl_write",
+            "ssl_write_ex",
+            "ssl_return",
+        ]
+        .iter()
+        .map(|p| self.metric(&format!("monitor_program_runs_total{{program=\"{p}\"}}")))
+        .sum()
+    }
+
     /// Time the kernel has spent in the loaded programs (all of them).
     pub(crate) fn kernel_seconds(&self) -> f64 {
         self.metric("monitor_program_run_seconds_total{")
@@ -127,6 +141,8 @@ pub(crate) struct Usage {
     pub(crate) cpu_secs: f64,
     /// Time spent in the eBPF programs (charged to the traced processes, not the agent).
     pub(crate) kernel_secs: f64,
+    /// Hits of the OpenSSL probes (entries and returns).
+    pub(crate) tls_hits: f64,
     /// Calls of the load's protocol the agent made, by role.
     pub(crate) client_calls: f64,
     pub(crate) server_calls: f64,
@@ -143,6 +159,7 @@ pub(crate) fn watched<T>(
     let agent = Agent::start(bin, mode)?;
     let (client0, server0) = calls(&agent, protocol);
     let kernel0 = agent.kernel_seconds();
+    let tls0 = agent.tls_probe_hits();
     let cpu0 = agent.cpu_seconds()?;
     let result = load();
     // Let the agent drain what is queued before reading its counters.
@@ -154,6 +171,7 @@ pub(crate) fn watched<T>(
     let usage = Usage {
         cpu_secs: cpu1 - cpu0,
         kernel_secs: agent.kernel_seconds() - kernel0,
+        tls_hits: agent.tls_probe_hits() - tls0,
         client_calls: client1 - client0 - scrape,
         server_calls: server1 - server0,
     };

@@ -7,11 +7,13 @@
 //! - A fixed-rate case (oha, open loop with latency correction): latency percentiles with
 //!   and without the agent, and the agent's CPU per request.
 //! - A memory case: the agent's resident memory with many idle keep-alive connections.
+//! - A probe-cost case: the kernel's cost of one uprobe hit by the instruction it sits on.
 
 mod agent;
 mod fixed_rate;
 mod load;
 mod memory;
+mod probe_cost;
 mod saturation;
 
 use std::{
@@ -53,7 +55,7 @@ pub(crate) struct BenchArgs {
     #[arg(long, default_value_t = 10_000)]
     idle_connections: u32,
     /// Only the cases whose name contains this ("plaintext", "tls", "http/2", "h2c",
-    /// "fixed rate", "memory"); all when empty.
+    /// "fixed rate", "memory", "probe cost"); all when empty.
     #[arg(long, default_value = "")]
     case: String,
     /// Measure this agent binary instead of building the checkout's (an older build, to
@@ -94,13 +96,22 @@ pub(crate) fn run(args: BenchArgs) -> Result<()> {
     };
     let dir = std::env::temp_dir().join(format!("monitor-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let result = start_nginx(&dir).and_then(|(nginx, ports)| {
-        let r = cases(&args, &bin, oha.as_deref(), &ports);
-        drop(nginx);
-        r
-    });
+    let result = probe_cost_case(&args, &dir)
+        .and_then(|()| start_nginx(&dir))
+        .and_then(|(nginx, ports)| {
+            let r = cases(&args, &bin, oha.as_deref(), &ports);
+            drop(nginx);
+            r
+        });
     let _ = std::fs::remove_dir_all(&dir);
     result
+}
+
+fn probe_cost_case(args: &BenchArgs, dir: &Path) -> Result<()> {
+    if args.wants("probe cost") {
+        probe_cost::measure(args, dir)?;
+    }
+    Ok(())
 }
 
 fn cases(args: &BenchArgs, bin: &Path, oha: Option<&Path>, ports: &Ports) -> Result<()> {

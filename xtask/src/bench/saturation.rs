@@ -128,4 +128,11 @@ fn print_table(none: &[LoadResult], floor: &[Attached], with: &[Attached]) {
         "| empty programs' own run time per request | {:.3} us |",
         sum(floor, |w| w.usage.kernel_secs) * 1e6 / floor_completed.max(1) as f64
     );
+    let tls_hits = sum(with, |w| w.usage.tls_hits);
+    if tls_hits > 0.0 {
+        println!(
+            "| OpenSSL probe hits per request, both sides (entries and returns) | {:.2} |",
+            tls_hits / completed.max(1) as f64
+        );
+    }
 }
