@@ -248,9 +248,21 @@ def sessions():
     put("redaction", "targets", "/reset/Zx81kQp0aLr7uTq2Wb9cYv4N/confirm?user%5Bpassword%5D=hunter2&SECRETWORD&page=2")
 
 
+def probe_sites():
+    # Debian's OpenSSL 3 SSL_read_ex (a thin wrapper), Go's prologue with its stack check and
+    # morestack loop, and a push-first internal function.
+    put("probe_sites", "ssl-read-ex", bytes([
+        0x48, 0x83, 0xec, 0x08, 0xe8, 0x10, 0, 0, 0, 0x31, 0xd2, 0x85, 0xc0, 0x0f, 0x48,
+        0xc2, 0x48, 0x83, 0xc4, 0x08, 0xc3]))
+    put("probe_sites", "go-prologue", bytes([
+        0x49, 0x3b, 0x66, 0x10, 0x76, 0x06, 0x55, 0x48, 0x89, 0xe5, 0x5d, 0xc3,
+        0xe8, 0, 0, 0, 0, 0xeb, 0xed]))
+    put("probe_sites", "push-first", bytes([0x41, 0x55, 0x41, 0x54, 0x55, 0x53, 0x48, 0x83, 0xec, 0x38, 0xc3]))
+
+
 def main():
     for f in [hpack, huffman, credentials, kernel_event, proc_files, btf, go_pclntab,
-              route_inventory, spec, policy, config, sessions]:
+              route_inventory, spec, policy, config, sessions, probe_sites]:
         f()
     print("seeds written to", CORPUS, file=sys.stderr)
 

@@ -59,3 +59,27 @@ pub fn go_tls(data: &[u8], name: &str) -> bool {
     let _ = gotls::pclntab_lookup(&elf, name);
     gotls::go_tls_functions(&elf, data).is_some()
 }
+
+/// Decodes `code` as a function and asks every question the probe placement asks of it;
+/// also reads it as an ELF file for the OpenSSL sites.
+pub fn probe_sites(code: &[u8]) -> u64 {
+    use crate::capture::probe_site::{Function, Needs, C_ARGS, GO_ARGS};
+    let mut seen = 0;
+    for whole in [true, false] {
+        let f = Function::decode(code, whole);
+        for (registers, return_address) in [(C_ARGS, true), (GO_ARGS, false)] {
+            let needs = Needs {
+                registers,
+                return_address,
+            };
+            seen ^= f.entry_site(needs).offset;
+        }
+        seen ^= f.returns().len() as u64;
+        seen ^= f.thin_wrapper_of(C_ARGS).unwrap_or(0);
+        seen ^= f.first_call(GO_ARGS).map_or(0, |(i, t)| i as u64 ^ t);
+    }
+    if let Ok(elf) = object::File::parse(code) {
+        seen ^= crate::capture::ssl_sites::ssl_probes(&elf, code).len() as u64;
+    }
+    seen
+}

@@ -12,7 +12,7 @@ mod tracefs;
 pub(crate) mod elf;
 pub(crate) mod gotls;
 pub(crate) mod probe_site;
-mod ssl_sites;
+pub(crate) mod ssl_sites;
 pub(crate) mod tls;
 
 use std::sync::{Arc, Mutex};
