@@ -14,7 +14,10 @@ use std::{
 
 use aya::maps::{MapData, RingBuf};
 use monitor_common::EventKind;
-use ringbuf::{traits::Producer, HeapProd};
+use ringbuf::{
+    traits::{Consumer, Producer},
+    HeapCons, HeapProd,
+};
 
 use prometheus_client::{metrics::counter::Counter, registry::Registry};
 
@@ -29,6 +32,8 @@ const POLL_MS: i32 = 10;
 pub(crate) struct ShardInlet {
     pub queue: HeapProd<Event>,
     pub worker: Thread,
+    /// Payload buffers the shard is done with, to be filled again.
+    pub spares: HeapCons<Vec<u8>>,
 }
 
 /// What the reader counts: every record it takes off the ring, and the ones it cannot read.
@@ -93,7 +98,11 @@ pub(crate) fn spawn(
                 let mut batch = 0;
                 while let Some(item) = ring.next() {
                     batch += 1;
-                    match Event::decode(&item) {
+                    let shards = inlets.len();
+                    let decoded = Event::decode_with(&item, |sock| {
+                        inlets[shard_of(sock, shards)].spares.try_pop()
+                    });
+                    match decoded {
                         Ok(event) if event.kind == EventKind::Exec => {
                             // Now, while the process most likely still exists.
                             identity.on_exec(event.header.pid, &event.data);

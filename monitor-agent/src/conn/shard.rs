@@ -10,7 +10,10 @@ use std::{
     time::Duration,
 };
 
-use ringbuf::{traits::Consumer, HeapCons};
+use ringbuf::{
+    traits::{Consumer, Producer},
+    HeapCons, HeapProd,
+};
 
 use super::{ConnMetrics, ConnTracker};
 use crate::{capture::event::Event, clock::Clock, health::Alive, record::CallRecord};
@@ -22,9 +25,20 @@ const SWEEP_EVERY_NS: u64 = 1_000_000_000;
 /// operation and the move of a record's bytes are paid per batch, not per call.
 pub(crate) const RECORD_BATCH: usize = 256;
 
+/// Payload buffers a shard hands back to the reader for reuse, at most; and the largest
+/// one kept (bigger ones are freed): at most 2 MiB per shard held for reuse.
+pub(crate) const SPARES: usize = 256;
+const SPARE_MAX_BYTES: usize = 8192;
+
+/// The shard's end of its queues: events in, spent payload buffers back.
+pub(crate) struct ShardQueues {
+    pub events: HeapCons<Event>,
+    pub spares: HeapProd<Vec<u8>>,
+}
+
 pub(crate) fn spawn(
     index: usize,
-    mut queue: HeapCons<Event>,
+    queues: ShardQueues,
     mut tracker: ConnTracker,
     records: Option<SyncSender<Vec<CallRecord>>>,
     metrics: ConnMetrics,
@@ -35,6 +49,10 @@ pub(crate) fn spawn(
         .name(format!("shard-{index}"))
         .spawn(move || {
             let _alive = alive;
+            let ShardQueues {
+                events: mut queue,
+                mut spares,
+            } = queues;
             let mut out = Vec::new();
             let mut last_sweep = Clock::monotonic_now_ns();
             let mut counted = 0usize;
@@ -44,6 +62,10 @@ pub(crate) fn spawn(
                 while let Some(ev) = queue.try_pop() {
                     busy = true;
                     tracker.handle(&ev, &mut out);
+                    if ev.data.capacity() <= SPARE_MAX_BYTES {
+                        // A full return queue frees the buffer here instead.
+                        let _ = spares.try_push(ev.data);
+                    }
                     if out.len() >= RECORD_BATCH {
                         hand_on(&records, &mut out, &metrics);
                     }

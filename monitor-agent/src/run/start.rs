@@ -286,6 +286,7 @@ fn start_shards(
     let mut threads = Vec::new();
     for i in 0..workers {
         let (prod, cons) = HeapRb::new(SHARD_QUEUE).split();
+        let (spare_in, spare_out) = HeapRb::new(shard::SPARES).split();
         let tracker = ConnTracker::new(
             cfg.clone(),
             clock,
@@ -296,7 +297,10 @@ fn start_shards(
         .switching_off(switch.clone());
         let handle = shard::spawn(
             i,
-            cons,
+            shard::ShardQueues {
+                events: cons,
+                spares: spare_in,
+            },
             tracker,
             Some(records.clone()),
             metrics.clone(),
@@ -306,6 +310,7 @@ fn start_shards(
         inlets.push(ShardInlet {
             queue: prod,
             worker: handle.thread().clone(),
+            spares: spare_out,
         });
         threads.push(handle);
     }
