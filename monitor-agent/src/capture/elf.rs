@@ -41,15 +41,25 @@ pub(crate) fn dynamic_symbol_offsets<'d, R: ReadRef<'d>>(
     elf: &object::File<'d, R>,
     names: &[&str],
 ) -> HashMap<String, u64> {
+    dynamic_symbols(elf, names)
+        .into_iter()
+        .filter_map(|(name, (addr, _))| Some((name, file_offset(elf, addr)?)))
+        .collect()
+}
+
+/// (address, size) of the dynamic symbols named in `names` that this file defines; the
+/// first of each name wins.
+pub(crate) fn dynamic_symbols<'d, R: ReadRef<'d>>(
+    elf: &object::File<'d, R>,
+    names: &[&str],
+) -> HashMap<String, (u64, u64)> {
     let mut out = HashMap::new();
     for sym in elf.dynamic_symbols() {
         let Ok(name) = sym.name() else { continue };
         if sym.is_undefined() || !names.contains(&name) || out.contains_key(name) {
             continue;
         }
-        if let Some(off) = file_offset(elf, sym.address()) {
-            out.insert(name.to_string(), off);
-        }
+        out.insert(name.to_string(), (sym.address(), sym.size()));
     }
     out
 }

@@ -15,12 +15,12 @@
 use std::collections::HashMap;
 
 use iced_x86::Register;
-use object::{Object, ObjectSymbol, ReadRef};
+use object::ReadRef;
 
 use monitor_common::names::program;
 
 use super::{
-    elf::file_offset,
+    elf::{dynamic_symbols, file_offset},
     probe_site::{Function, Needs, Site, C_ARGS},
 };
 
@@ -93,18 +93,13 @@ fn functions<'d, R: ReadRef<'d>>(
     data: R,
     names: &[&str],
 ) -> HashMap<String, Code> {
-    let mut out = HashMap::new();
-    for sym in elf.dynamic_symbols() {
-        let Ok(name) = sym.name() else { continue };
-        if sym.is_undefined() || !names.contains(&name) || out.contains_key(name) {
-            continue;
-        }
-        let size = (sym.size() > 0).then_some(sym.size());
-        if let Some(code) = code_at(elf, data, sym.address(), size) {
-            out.insert(name.to_string(), code);
-        }
-    }
-    out
+    dynamic_symbols(elf, names)
+        .into_iter()
+        .filter_map(|(name, (address, size))| {
+            let size = (size > 0).then_some(size);
+            Some((name, code_at(elf, data, address, size)?))
+        })
+        .collect()
 }
 
 /// Every probe for the file: the data functions' entries and returns, and `SSL_free`.
