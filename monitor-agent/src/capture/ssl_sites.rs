@@ -232,6 +232,44 @@ mod tests {
         }
     }
 
+    /// A library whose `SSL_read` starts with `sub` and calls nothing (no site, no internal
+    /// function: the entry, single-stepped) and whose `SSL_write` starts with `push`.
+    #[test]
+    fn without_a_provable_site_the_entry_is_kept() {
+        let dir = std::env::temp_dir().join(format!("monitor-ssl-sites-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let src = dir.join("fake_ssl.c");
+        std::fs::write(
+            &src,
+            ".text\n.globl SSL_read\n.type SSL_read,@function\nSSL_read:\n sub $8,%rsp\n \
+             add $8,%rsp\n mov %edx,%eax\n ret\n.size SSL_read,.-SSL_read\n\
+             .globl SSL_write\n.type SSL_write,@function\nSSL_write:\n push %rbp\n \
+             pop %rbp\n mov %edx,%eax\n ret\n.size SSL_write,.-SSL_write\n",
+        )
+        .unwrap();
+        let lib = dir.join("libssl.so.3");
+        let built = std::process::Command::new("cc")
+            .args(["-shared", "-nostdlib", "-x", "assembler", "-o"])
+            .arg(&lib)
+            .arg(&src)
+            .status()
+            .expect("cc");
+        assert!(built.success());
+        let data = std::fs::read(&lib).unwrap();
+        let elf = object::File::parse(&*data).unwrap();
+        let probes = ssl_probes(&elf, &*data);
+        std::fs::remove_dir_all(&dir).unwrap();
+        let by =
+            |f: &str| -> Vec<&SslProbe> { probes.iter().filter(|p| p.function == f).collect() };
+        let read = by("SSL_read");
+        let write = by("SSL_write");
+        assert_eq!(read.len(), 2, "{probes:#?}");
+        assert!(read.iter().all(|p| !p.emulated), "{probes:#?}");
+        assert_eq!(write.len(), 2, "{probes:#?}");
+        assert!(write.iter().all(|p| p.emulated), "{probes:#?}");
+        assert_eq!(read[0].offset, read[1].offset);
+    }
+
     #[test]
     fn files_without_openssl_get_no_probes() {
         let data = std::fs::read("/proc/self/exe").unwrap();
