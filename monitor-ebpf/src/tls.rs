@@ -3,9 +3,10 @@
 //! Entry keeps the call's arguments per thread; return reads exactly the bytes the call
 //! reported. The agent may attach the `_ex` pair of programs to OpenSSL's internal
 //! function instead of the public ones (`monitor-agent/src/capture/ssl_sites.rs`): same
-//! arguments, and its count through the fourth. The `SSL*` is tied to its socket by the read/write syscall the library makes
-//! inside the call on the same thread (`bind_ssl`, called from the syscall hooks), so TLS
-//! calls carry the socket's 4-tuple, role and stream offsets. The socket's ciphertext is
+//! arguments, and its count through the fourth. The `SSL*` is tied to its socket by the
+//! read/write syscall the library makes inside the call on the same thread (`bind_ssl`,
+//! called from the syscall hooks), so TLS calls carry the socket's 4-tuple, role and stream
+//! offsets. The socket's ciphertext is
 //! skipped by the syscall hooks once it is classified as TLS.
 
 use aya_ebpf::{

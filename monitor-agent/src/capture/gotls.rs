@@ -4,9 +4,9 @@
 //! Go programs must not get uretprobes (the runtime relocates goroutine stacks, so a
 //! hijacked return address crashes them); `Read` gets a probe on each RET instead, which
 //! needs the function's instructions decoded, since a 0xC3 byte may also sit inside a
-//! longer instruction. The entry probe goes past the stack check, on the frame's `push
-//! %rbp` (`probe_site`): the kernel emulates it, and unlike the entry it runs once per
-//! call even when the stack grows. `Write` is reported at entry and needs no RET probes.
+//! longer instruction. The entry probe goes past the stack check, on the first instruction
+//! there the kernel emulates (`probe_site`): unlike the entry, it runs once per call even
+//! when the stack grows. `Write` is reported at entry and needs no RET probes.
 
 use object::{Object, ObjectSection, ObjectSymbol, ReadRef};
 
@@ -61,12 +61,13 @@ pub(crate) fn go_tls_functions<'d, R: ReadRef<'d>>(
             return None;
         }
         // Only the function's own bytes are read, not the whole text section.
-        let code = data
-            .read_bytes_at(file_off.checked_add(start)?, size)
-            .ok()?;
+        // Every RET must be found: a function too long to decode whole is not probed.
         if size > MAX_FUNCTION_BYTES as u64 {
             return None;
         }
+        let code = data
+            .read_bytes_at(file_off.checked_add(start)?, size)
+            .ok()?;
         let start_in_file = file_off + start;
         let function = Function::decode(code, true);
         let returns = function.returns();

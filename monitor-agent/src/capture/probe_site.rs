@@ -5,7 +5,7 @@
 //! relative target, the one-byte `nop`) or executes it out of line, single-stepping a copy
 //! with a second trap. Under a hypervisor that second trap is what costs: measured on this
 //! project's CI machines, about 10 µs per hit single-stepped against under 1 µs emulated
-//! (`cargo xtask bench --case probe`, BENCHMARKS.md). Function entries rarely start with an
+//! (`cargo xtask bench --case "probe cost"`, BENCHMARKS.md). Function entries rarely start with an
 //! emulated instruction (`sub $N,%rsp`, Go's stack check `cmp`), so the agent decodes the
 //! function and moves the probe to the first emulated instruction every call passes through,
 //! where the registers the probe reads still hold the arguments.
@@ -13,7 +13,7 @@
 //! Everything here reads code from workload files: it decodes a bounded number of bytes,
 //! never recurses, and each question costs time linear in the function's length.
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 
 use iced_x86::{
     Decoder, DecoderOptions, FlowControl, Instruction, InstructionInfoFactory, OpAccess, Register,
@@ -71,8 +71,10 @@ pub(crate) struct Function {
 
 impl Function {
     /// Decodes `bytes` as a function starting at address 0; stops at the first byte that
-    /// is not an instruction. `whole` says whether `bytes` spans the function exactly.
+    /// is not an instruction. `whole` says whether `bytes` spans the function exactly; a
+    /// function cut at `MAX_FUNCTION_BYTES` is not whole.
     pub(crate) fn decode(bytes: &[u8], whole: bool) -> Function {
+        let whole = whole && bytes.len() <= MAX_FUNCTION_BYTES;
         let bytes = &bytes[..bytes.len().min(MAX_FUNCTION_BYTES)];
         let mut code = Vec::new();
         let mut decoder = Decoder::with_ip(64, bytes, 0, DecoderOptions::NONE);
@@ -121,7 +123,7 @@ impl Function {
         let mut info = InstructionInfoFactory::new();
         for (i, ins) in self.code.iter().enumerate() {
             let first = i == 0;
-            if !first && (!self.whole || joined.contains_key(&ins.ip())) {
+            if !first && (!self.whole || joined.contains(&ins.ip())) {
                 return entry;
             }
             if is_emulated(self.bytes_of(ins)) && (first || !self.on_loop(i)) {
@@ -140,15 +142,12 @@ impl Function {
         entry
     }
 
-    /// Every in-function target of a direct branch, with how many branches lead there.
-    fn branch_targets(&self) -> HashMap<u64, usize> {
-        let mut out = HashMap::new();
-        for ins in &self.code {
-            if let Some(t) = self.local_target(ins) {
-                *out.entry(t).or_default() += 1;
-            }
-        }
-        out
+    /// Every in-function target of a direct branch.
+    fn branch_targets(&self) -> HashSet<u64> {
+        self.code
+            .iter()
+            .filter_map(|ins| self.local_target(ins))
+            .collect()
     }
 
     /// The target of a direct jump inside this function (calls return, so they are not

@@ -98,9 +98,11 @@ pub(crate) fn spawn(
                 let mut batch = 0;
                 while let Some(item) = ring.next() {
                     batch += 1;
-                    let shards = inlets.len();
+                    // The shard is chosen once, where the header is first read.
+                    let mut shard = 0;
                     let decoded = Event::decode_with(&item, |sock| {
-                        inlets[shard_of(sock, shards)].spares.try_pop()
+                        shard = shard_of(sock, inlets.len());
+                        inlets[shard].spares.try_pop()
                     });
                     match decoded {
                         Ok(event) if event.kind == EventKind::Exec => {
@@ -112,7 +114,6 @@ pub(crate) fn spawn(
                         }
                         Ok(event) => {
                             metrics.received.inc();
-                            let shard = shard_of(event.header.sock, inlets.len());
                             push(&mut inlets[shard], event, &stop);
                             woken[shard] = true;
                         }

@@ -21,7 +21,7 @@ use monitor_common::names::program;
 
 use super::{
     elf::{dynamic_symbols, file_offset},
-    probe_site::{Function, Needs, Site, C_ARGS},
+    probe_site::{Function, Needs, Site, C_ARGS, MAX_FUNCTION_BYTES},
 };
 
 /// One probe to attach: the program, where (file offset), and whether the kernel emulates
@@ -75,7 +75,8 @@ fn code_at<'d, R: ReadRef<'d>>(
     size: Option<u64>,
 ) -> Option<Code> {
     let offset = file_offset(elf, address)?;
-    let len = size.unwrap_or(CALLEE_BYTES);
+    // The size comes from the file: never read more than is decoded.
+    let len = size.unwrap_or(CALLEE_BYTES).min(MAX_FUNCTION_BYTES as u64);
     let bytes = data
         .read_bytes_at(offset, len)
         .or_else(|()| data.read_bytes_at(offset, 1))

@@ -11,7 +11,7 @@ use std::{
     collections::{BTreeMap, HashSet},
     fs::File,
     os::{fd::AsRawFd, unix::fs::MetadataExt},
-    path::PathBuf,
+    path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, Ordering},
         mpsc::{Receiver, RecvTimeoutError},
@@ -104,7 +104,7 @@ pub(crate) fn is_openssl_lib(path: &str) -> bool {
 /// read, so large executables cost little. The attacher asks the same question through
 /// `inspect`, which also looks for Go.
 #[cfg(test)]
-fn exports_openssl(path: &std::path::Path) -> bool {
+fn exports_openssl(path: &Path) -> bool {
     File::open(path)
         .ok()
         .and_then(|f| with_elf(f, |elf, _| elf_exports_openssl(elf)))
@@ -366,13 +366,7 @@ impl TlsAttacher {
             let points = std::iter::once((entry_prog, f.entry, f.entry_emulated))
                 .chain(f.returns.iter().map(|r| (program::GO_TLS_RET, *r, false)));
             for (prog, offset, emulated) in points {
-                let program: &mut UProbe = ebpf
-                    .program_mut(self.stand_in(prog))
-                    .ok_or_else(|| anyhow!("program {prog} missing"))?
-                    .try_into()?;
-                let id =
-                    program.attach(AbsoluteOffset(offset), &path, UProbeScope::AllProcesses)?;
-                self.links.keep(program.take_link(id)?);
+                self.attach_at(&mut ebpf, prog, offset, &path)?;
                 done.count(emulated, &self.single_stepped);
             }
         }
@@ -448,17 +442,31 @@ impl TlsAttacher {
             .map_err(|_| anyhow!("eBPF object lock poisoned"))?;
         let mut done = Placed::default();
         for p in &probes {
-            let program: &mut UProbe = ebpf
-                .program_mut(self.stand_in(p.program))
-                .ok_or_else(|| anyhow!("program {} missing", p.program))?
-                .try_into()?;
-            let id = program
-                .attach(AbsoluteOffset(p.offset), &path, UProbeScope::AllProcesses)
-                .with_context(|| format!("{} at {:#x} ({})", p.program, p.offset, p.function))?;
-            self.links.keep(program.take_link(id)?);
+            self.attach_at(&mut ebpf, p.program, p.offset, &path)
+                .with_context(|| p.function.clone())?;
             done.count(p.emulated, &self.single_stepped);
         }
         Ok(done)
+    }
+
+    /// Attaches `prog` (or its floor stand-in) at file offset `offset` of `path`, for every
+    /// process, and keeps the link.
+    fn attach_at(
+        &self,
+        ebpf: &mut Ebpf,
+        prog: &'static str,
+        offset: u64,
+        path: &Path,
+    ) -> Result<()> {
+        let program: &mut UProbe = ebpf
+            .program_mut(self.stand_in(prog))
+            .ok_or_else(|| anyhow!("program {prog} missing"))?
+            .try_into()?;
+        let id = program
+            .attach(AbsoluteOffset(offset), path, UProbeScope::AllProcesses)
+            .with_context(|| format!("{prog} at {offset:#x}"))?;
+        self.links.keep(program.take_link(id)?);
+        Ok(())
     }
 
     /// Follows exec events (pids on `execs`) and rescans periodically. Call `scan_system`

@@ -4,6 +4,7 @@ mod calls;
 mod client;
 mod inventory;
 mod policy;
+mod probe_sites;
 mod spec_check;
 mod violations;
 
@@ -13,7 +14,8 @@ use clap::{Args, Parser, Subcommand};
 
 pub use calls::calls;
 pub use inventory::inventory;
-pub use policy::{policy_check, policy_suggest, probe_sites};
+pub use policy::{policy_check, policy_suggest};
+pub use probe_sites::probe_sites;
 pub use spec_check::spec_check;
 pub use violations::violations;
 
