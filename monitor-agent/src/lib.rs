@@ -1,6 +1,7 @@
 //! monitor-agent: an eBPF API traffic monitor. The binary (`main.rs`) is a thin CLI over
 //! these modules; the library form exists for fuzzing and tests.
 
+pub(crate) mod allocator;
 pub mod api;
 pub(crate) mod calls;
 pub(crate) mod capture;

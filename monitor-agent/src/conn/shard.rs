@@ -79,6 +79,7 @@ pub(crate) fn spawn(
                         .inc_by(now_buffered as i64 - buffered as i64);
                     buffered = now_buffered;
                     last_sweep = now;
+                    crate::allocator::tidy();
                 }
                 let len = tracker.tracked();
                 if len != counted {

@@ -343,6 +343,37 @@ fn parsers_over_the_memory_budget_shed_the_longest_idle_holders() {
     assert_eq!(out[0].path, "/a");
 }
 
+/// A connection gone quiet mid-request gives back its parser's spare room at the sweep and
+/// still makes its call; a table emptied by a wave of closes gives back its slots.
+#[test]
+fn quiet_connections_and_an_emptied_table_give_back_room() {
+    let (mut t, _m) = tracker(65536);
+    let mut out = Vec::new();
+    let mut quiet = Conn::new(1, ConnRole::Server);
+    t.handle(&quiet.data(Direction::Ingress, &REQ[..20]), &mut out);
+    let mut wave: Vec<Conn> = (2..3002).map(|i| Conn::new(i, ConnRole::Server)).collect();
+    for c in &mut wave {
+        t.handle(&c.data(Direction::Ingress, REQ), &mut out);
+        t.handle(&c.data(Direction::Egress, RESP), &mut out);
+    }
+    let full = t.table_capacity();
+    for c in &mut wave {
+        t.handle(&c.close(), &mut out);
+    }
+    assert_eq!(out.len(), 3000);
+    t.sweep(5_000_000_000);
+    assert!(
+        t.table_capacity() < full / 4,
+        "{full} -> {}",
+        t.table_capacity()
+    );
+    quiet.ts = 6_000_000_000;
+    t.handle(&quiet.data(Direction::Ingress, &REQ[20..]), &mut out);
+    t.handle(&quiet.data(Direction::Egress, RESP), &mut out);
+    assert_eq!(out.len(), 3001);
+    assert!(out[3000].path.starts_with("/users/1?token="));
+}
+
 const POST_HEAD: &[u8] = b"POST /a HTTP/1.1\r\nContent-Length: 10\r\n\r\n";
 const GET_B: &[u8] = b"GET /b HTTP/1.1\r\nHost: a\r\n\r\n";
 const OK_EMPTY: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";

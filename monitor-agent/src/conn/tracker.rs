@@ -81,15 +81,23 @@ struct Conn {
     services: Option<Names>,
     /// The kernel was asked to stop capturing it.
     switched_off: bool,
+    /// The parser gave back its spare room since the last event (see `sweep`).
+    spare_released: bool,
 }
 
 /// A gap of unknown size: larger than any message the parsers would wait out, so that
 /// each resynchronises instead of counting it off a body.
 const HOLE: u64 = 1 << 40;
 
+/// A connection quiet for this long gives back the room its parser keeps between
+/// messages: keep-alive pools hold many connections that are mostly idle.
+const RELEASE_SPARE_AFTER_NS: u64 = 1_000_000_000;
+
 pub(crate) struct ConnTracker {
-    /// Keyed by the kernel's socket address; one connection per socket at a time.
-    conns: HashMap<u64, Conn>,
+    /// Keyed by the kernel's socket address; one connection per socket at a time. Boxed:
+    /// the table keeps up to twice as many slots as entries, and a node may hold tens of
+    /// thousands of mostly idle connections.
+    conns: HashMap<u64, Box<Conn>>,
     cfg: TrackerConfig,
     out: Recorder,
 }
@@ -148,10 +156,14 @@ impl ConnTracker {
         if !self.conns.contains_key(&sock) && self.conns.len() >= self.cfg.max_connections {
             self.evict_for_capacity();
         }
-        let conn = self.conns.entry(sock).or_insert_with(|| Conn::new(ev));
+        let conn = self
+            .conns
+            .entry(sock)
+            .or_insert_with(|| Box::new(Conn::new(ev)));
         let h = &ev.header;
         conn.tls |= h.flags & FLAG_TLS != 0;
         conn.last_seen_ns = h.ts_ns;
+        conn.spare_released = false;
         // Syscalls the kernel lost since the last record: bytes missing, count unknown.
         let d = dir.index();
         if conn.lost[d] != h.lost {
@@ -299,6 +311,7 @@ impl Conn {
             hole: [false, false],
             services: None,
             switched_off: false,
+            spare_released: false,
         }
     }
 
@@ -458,6 +471,7 @@ impl ConnTracker {
             .h
             .evicted_idle
             .inc_by((before - self.conns.len()) as u64);
+        self.release_spare(now_ns);
         let mut holding: Vec<(u64, usize, u64)> = self
             .conns
             .iter()
@@ -485,6 +499,29 @@ impl ConnTracker {
         self.out.h.evicted_memory.inc_by(shed);
         Limit::ParserMemory.reached_by(shed);
         total
+    }
+
+    /// Quiet connections give back their parsers' spare room, and the table its own once
+    /// most of it is empty (after a wave of connections closed).
+    fn release_spare(&mut self, now_ns: u64) {
+        for c in self.conns.values_mut() {
+            if !c.spare_released && now_ns.saturating_sub(c.last_seen_ns) >= RELEASE_SPARE_AFTER_NS
+            {
+                if let Parser::Active(s) = &mut c.parser {
+                    s.release_spare();
+                }
+                c.spare_released = true;
+            }
+        }
+        let len = self.conns.len();
+        if self.conns.capacity() > 4 * len + 1024 {
+            self.conns.shrink_to(2 * len);
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn table_capacity(&self) -> usize {
+        self.conns.capacity()
     }
 
     /// Makes room by forgetting the longest-idle eighth of the table.

@@ -51,6 +51,11 @@ pub trait ProtocolSession: Send {
     fn buffered_bytes(&self) -> usize;
     /// The direction requests travel in, once the session knows it.
     fn requests_direction(&self) -> Option<Direction>;
+    /// Frees the room kept between messages (empty buffers and queues keep their
+    /// capacity for the next one). Asked of connections that have gone quiet, so that a
+    /// node full of idle keep-alive connections costs little; never changes what a
+    /// session will report.
+    fn release_spare(&mut self) {}
     /// Asked after each segment, with the calls it completed (a switch takes the request
     /// that asked for it out of them).
     fn switch(&mut self, _out: &mut Vec<Exchange>) -> Switch {

@@ -37,8 +37,10 @@ use crate::{
     store,
 };
 
-/// Events buffered between the reader and each shard.
-const SHARD_QUEUE: usize = 1 << 16;
+/// Events buffered between the reader and each shard (~150 bytes each, all touched as the
+/// queue cycles): enough to ride out a shard's pause, while the kernel's ring buffer holds
+/// the rest of a burst (a full queue makes the reader wait, not drop).
+const SHARD_QUEUE: usize = 1 << 13;
 
 /// Bounded queues of whole records (~0.5 KiB each): deep enough to ride out a burst, small
 /// enough not to dominate the agent's memory. A full queue slows the shards (backpressure)

@@ -103,16 +103,9 @@ impl Agent {
         cpu_seconds(self.pid())
     }
 
-    /// Resident memory now, in bytes.
-    pub(crate) fn rss_bytes(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().strip_suffix("kB"))
-            .and_then(|v| v.trim().parse().ok())
-            .context("no VmRSS in /proc status")?;
-        Ok(kib * 1024)
+    /// Resident memory now, whole and by kind.
+    pub(crate) fn memory(&self) -> Result<Memory> {
+        Memory::of(self.pid())
     }
 
     /// Runs of the OpenSSL probe programs (entries and returns; `SSL_free` left out).
@@ -215,4 +208,55 @@ fn clock_ticks_per_sec() -> f64 {
         .ok()
         .and_then(|s| s.trim().parse().ok())
         .unwrap_or(100.0)
+}
+
+/// A process's resident memory, in bytes: the whole (`VmRSS`, what `top` shows), its heap
+/// and stacks (`RssAnon`), and the kernel ring buffer's pages mapped into it. The kernel
+/// maps a ring buffer's data pages twice (so a record that wraps reads as one piece), and
+/// RSS counts both mappings; PSS counts each page once.
+pub(crate) struct Memory {
+    pub rss: u64,
+    pub anon: u64,
+    pub ring_buffer: u64,
+    pub pss: u64,
+}
+
+impl Memory {
+    fn of(pid: u32) -> Result<Memory> {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+        let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))?;
+        let mut ring_buffer = 0;
+        let mut in_ring = false;
+        for line in smaps.lines() {
+            if line.contains('-') && !line.ends_with(" kB") {
+                in_ring = line.ends_with("anon_inode:bpf-map");
+            } else if in_ring {
+                ring_buffer += kib(line, "Rss:").unwrap_or(0);
+            }
+        }
+        let field = |text: &str, name: &str| {
+            text.lines()
+                .find_map(|l| kib(l, name))
+                .with_context(|| format!("no {name} in /proc/{pid}"))
+        };
+        Ok(Memory {
+            rss: field(&status, "VmRSS:")?,
+            anon: field(&status, "RssAnon:")?,
+            ring_buffer,
+            pss: field(&rollup, "Pss:")?,
+        })
+    }
+}
+
+/// The byte count of a `/proc` line `NAME   123 kB`.
+fn kib(line: &str, name: &str) -> Option<u64> {
+    let v: u64 = line
+        .strip_prefix(name)?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(v * 1024)
 }

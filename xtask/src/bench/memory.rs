@@ -29,7 +29,7 @@ pub(super) fn measure(port: u16, bin: &Path, args: &BenchArgs) -> Result<()> {
     )?;
     let agent = Agent::start(bin, Mode::Agent)?;
     std::thread::sleep(Duration::from_secs(2));
-    let rss_idle = agent.rss_bytes()?;
+    let idle = agent.memory()?;
     let (client0, server0) = calls(&agent, "http/1.1");
     let started = Instant::now();
     let conns = open_and_call(port, n)?;
@@ -50,11 +50,11 @@ pub(super) fn measure(port: u16, bin: &Path, args: &BenchArgs) -> Result<()> {
         std::thread::sleep(Duration::from_millis(200));
     }
     std::thread::sleep(Duration::from_secs(3));
-    let rss_open = agent.rss_bytes()?;
+    let open = agent.memory()?;
     let tracked = agent.metric("monitor_tracked_connections");
     drop(conns);
     std::thread::sleep(Duration::from_secs(3));
-    let rss_closed = agent.rss_bytes()?;
+    let closed = agent.memory()?;
     let mib = |b: u64| b as f64 / f64::from(1 << 20);
     println!(
         "\nbenchmark (memory): {n} keep-alive connections to nginx on loopback, one call each, then idle"
@@ -65,14 +65,26 @@ pub(super) fn measure(port: u16, bin: &Path, args: &BenchArgs) -> Result<()> {
         "| connections opened and called in | {:.1} s |",
         opened.as_secs_f64()
     );
-    println!("| agent RSS before | {:.1} MiB |", mib(rss_idle));
+    println!("| agent RSS before | {:.1} MiB |", mib(idle.rss));
     println!(
         "| **agent RSS with {n} idle connections** | **{:.1} MiB** |",
-        mib(rss_open)
+        mib(open.rss)
     );
     println!(
         "| agent RSS after they closed | {:.1} MiB |",
-        mib(rss_closed)
+        mib(closed.rss)
+    );
+    println!(
+        "| of the RSS with the connections: heap and stacks | {:.1} MiB |",
+        mib(open.anon)
+    );
+    println!(
+        "| of the RSS with the connections: ring buffer, mapped twice | {:.1} MiB |",
+        mib(open.ring_buffer)
+    );
+    println!(
+        "| agent PSS with the connections (ring buffer counted once) | {:.1} MiB |",
+        mib(open.pss)
     );
     println!("| connections the agent tracked | {tracked} |");
     println!(

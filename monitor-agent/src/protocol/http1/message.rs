@@ -97,6 +97,10 @@ impl Framer {
         self.buf.len()
     }
 
+    pub(super) fn release_spare(&mut self) {
+        self.buf.release_spare();
+    }
+
     /// Advances by at most one event; `None` means all input is consumed.
     pub(super) fn next(&mut self, input: &mut &[u8], ts: u64) -> Option<Event> {
         loop {

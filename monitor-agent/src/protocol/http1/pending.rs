@@ -111,6 +111,14 @@ impl Pending {
         evicted
     }
 
+    /// Gives back the queue's slots when no request waits (a keep-alive connection
+    /// between calls).
+    pub(super) fn release_spare(&mut self) {
+        if self.entries.is_empty() {
+            self.entries = VecDeque::new();
+        }
+    }
+
     /// Bytes the queued requests hold (their text and their slots), for the node's parser
     /// memory budget.
     pub(super) fn held_bytes(&self) -> usize {

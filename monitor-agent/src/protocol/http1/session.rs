@@ -383,6 +383,12 @@ impl ProtocolSession for Session {
         Some(self.requests)
     }
 
+    fn release_spare(&mut self) {
+        self.req.release_spare();
+        self.resp.release_spare();
+        self.pending.release_spare();
+    }
+
     fn switch(&mut self, out: &mut Vec<Exchange>) -> Switch {
         if !self.upgraded {
             return Switch::Stay;

@@ -60,6 +60,14 @@ impl Staging {
         self.drain(n);
     }
 
+    /// Gives back the capacity of an empty staging area.
+    pub(super) fn release_spare(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+            self.marks = VecDeque::new();
+        }
+    }
+
     /// Capture time of the first staged byte (`default` when empty).
     pub(super) fn front_ts(&self, default: u64) -> u64 {
         self.marks.front().map_or(default, |&(_, ts)| ts)

@@ -699,3 +699,28 @@ fn credentials_and_media_types_are_summarised() {
     assert_eq!(x.response_body_bytes, 0);
     assert!(!format!("{x:?}").contains("s3cr3t"));
 }
+
+/// Giving back spare room (asked of quiet connections) never loses staged bytes or a
+/// waiting request, and the next calls parse as before.
+#[test]
+fn release_spare_keeps_what_is_in_flight() {
+    let mut t = T::new();
+    t.req(&REQ_GET[..10], 1);
+    t.s.release_spare();
+    t.req(&REQ_GET[10..], 2);
+    t.s.release_spare();
+    t.resp(&RESP_OK[..20], 3);
+    t.s.release_spare();
+    t.resp(&RESP_OK[20..], 4);
+    t.s.release_spare();
+    assert_eq!(t.s.buffered_bytes(), 0);
+    t.req(REQ_POST, 5).resp(RESP_204, 6);
+    assert_eq!(
+        t.statuses(),
+        pairs(&[("GET", "/a?x=1", 200), ("POST", "/up", 204)])
+    );
+    assert_eq!(
+        (t.out[0].request_start_ns, t.out[0].response_end_ns),
+        (1, 4)
+    );
+}

@@ -102,6 +102,13 @@ impl Framer {
         self.keep.capacity()
     }
 
+    /// Gives back the room of a frame that is no longer being gathered.
+    pub(super) fn release_spare(&mut self) {
+        if self.keep.is_empty() {
+            self.keep = Vec::new();
+        }
+    }
+
     /// One captured segment of this direction, in stream order.
     pub(super) fn feed(&mut self, mut input: &[u8], ts_ns: u64, f: &mut dyn FnMut(Event<'_>)) {
         if matches!(self.state, State::Unaligned) {

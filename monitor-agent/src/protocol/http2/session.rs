@@ -725,4 +725,10 @@ impl ProtocolSession for Session {
     fn requests_direction(&self) -> Option<Direction> {
         self.client
     }
+
+    fn release_spare(&mut self) {
+        for d in &mut self.dirs {
+            d.framer.release_spare();
+        }
+    }
 }

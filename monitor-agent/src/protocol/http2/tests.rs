@@ -404,6 +404,25 @@ fn fresh_get_fed_one_octet_at_a_time_is_identical() {
     assert_eq!(run(FRESH, &evs, [&[2, 7, 1], &[9, 1, 3]]), whole);
 }
 
+/// Giving back spare room (asked of quiet connections) between any two segments, even
+/// inside a frame, changes nothing the session reports.
+#[test]
+fn release_spare_between_segments_changes_nothing() {
+    let (evs, want) = hello_transcript(EGRESS);
+    let mut s = Session::new(FRESH);
+    let mut out = Vec::new();
+    for ev in &evs {
+        if let Ev::Data(dir, b, ts) = ev {
+            for piece in b.chunks(3) {
+                s.data(*dir, piece, *ts, &mut out);
+                s.release_spare();
+            }
+        }
+    }
+    assert_eq!(out, vec![want]);
+    assert_eq!(s.buffered_bytes(), 0, "no room kept once released");
+}
+
 #[test]
 fn fresh_capture_on_the_server_side() {
     // The observed process is the server: requests arrive INGRESS.
