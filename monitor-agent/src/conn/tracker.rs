@@ -5,7 +5,7 @@
 //! stream offset of each direction (a jump means the kernel dropped bytes) and who the
 //! observed process is.
 
-use std::{collections::HashMap, net::SocketAddr, sync::Arc};
+use std::{borrow::Cow, collections::HashMap, net::SocketAddr, sync::Arc};
 
 use monitor_common::{ConnRole, Direction, EventKind, FLAG_TLS};
 
@@ -98,6 +98,9 @@ pub(crate) struct ConnTracker {
     /// the table keeps up to twice as many slots as entries, and a node may hold tens of
     /// thousands of mostly idle connections.
     conns: HashMap<u64, Box<Conn>>,
+    /// The calls one event completed, on their way to records: kept, so that no event
+    /// allocates a list.
+    exchanges: Vec<Exchange>,
     cfg: TrackerConfig,
     out: Recorder,
 }
@@ -123,6 +126,7 @@ impl ConnTracker {
         let switch = m.switch_off(None);
         ConnTracker {
             conns: HashMap::new(),
+            exchanges: Vec::new(),
             cfg,
             out: Recorder {
                 clock,
@@ -196,11 +200,12 @@ impl ConnTracker {
         if std::mem::take(&mut conn.hole[d]) {
             before = before.max(HOLE);
         }
-        let mut exchanges = Vec::new();
-        if conn.feed(dir, h.ts_ns, before, data, missing, &mut exchanges) {
+        let exchanges = &mut self.exchanges;
+        if conn.feed(dir, h.ts_ns, before, data, missing, exchanges) {
             self.out.finish(conn, exchanges, out);
             self.out.report(conn);
         }
+        exchanges.clear();
         // Left for a protocol no parser follows: the kernel need not copy its bytes. TLS
         // plaintext comes from the library probes, which this switch does not reach.
         if matches!(conn.parser, Parser::Other) && !conn.tls && !conn.switched_off {
@@ -252,7 +257,7 @@ impl ConnTracker {
             if let Parser::Active(s) = &mut conn.parser {
                 s.close(ts_ns, &mut exchanges);
             }
-            self.out.finish(&mut conn, exchanges, out);
+            self.out.finish(&mut conn, &mut exchanges, out);
             self.out.report(&mut conn);
         }
     }
@@ -379,8 +384,12 @@ impl Conn {
 }
 
 impl Recorder {
-    fn finish(&self, conn: &mut Conn, exchanges: Vec<Exchange>, out: &mut Vec<CallRecord>) {
-        let Some(role) = conn.role else { return };
+    /// Turns `exchanges` into records in `out`, leaving it empty.
+    fn finish(&self, conn: &mut Conn, exchanges: &mut Vec<Exchange>, out: &mut Vec<CallRecord>) {
+        let Some(role) = conn.role else {
+            exchanges.clear();
+            return;
+        };
         if exchanges.is_empty() {
             return;
         }
@@ -404,7 +413,7 @@ impl Recorder {
                 )
             })
             .clone();
-        for x in exchanges {
+        for x in exchanges.drain(..) {
             let mut observed = Peer::local(conn.local, conn.pid, conn.comm.clone());
             observed.service = Some(mine.clone());
             observed.kubernetes.clone_from(&my_pod);
@@ -416,7 +425,12 @@ impl Recorder {
                 Role::Server => (other, observed),
             };
             self.h.call(x.protocol, role, conn.tls);
-            let path = self.redactor.target(&x.target);
+            // The target itself, unless something in it had to be replaced.
+            let redacted = match self.redactor.target(&x.target) {
+                Cow::Borrowed(_) => None,
+                Cow::Owned(r) => Some(r),
+            };
+            let path = redacted.unwrap_or(x.target);
             out.push(CallRecord {
                 ts: self.clock.wall(x.request_start_ns),
                 protocol: x.protocol,

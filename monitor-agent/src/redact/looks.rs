@@ -4,6 +4,8 @@
 //! Erring towards "secret" costs a hashed value; the other error leaks a credential into
 //! records, metrics and the database.
 
+use std::borrow::Cow;
+
 use percent_encoding::percent_decode_str;
 
 /// Parameter names (after normalising) whose values are credentials.
@@ -90,11 +92,19 @@ const KEY_PREFIXES: &[&str] = &[
 /// Longest value examined; longer ones are judged by their first this many bytes.
 const MAX_EXAMINED: usize = 4096;
 
-fn decoded(s: &str) -> String {
+/// As a server would read it; borrowed when nothing is encoded (every path segment of
+/// every call is examined, and most are plain words).
+fn decoded(s: &str) -> Cow<'_, str> {
     let s = &s[..floor_char_boundary(s, MAX_EXAMINED)];
-    percent_decode_str(&s.replace('+', " "))
-        .decode_utf8_lossy()
-        .into_owned()
+    if s.contains('+') {
+        Cow::Owned(
+            percent_decode_str(&s.replace('+', " "))
+                .decode_utf8_lossy()
+                .into_owned(),
+        )
+    } else {
+        percent_decode_str(s).decode_utf8_lossy()
+    }
 }
 
 fn floor_char_boundary(s: &str, max: usize) -> usize {

@@ -5,7 +5,10 @@
 
 mod looks;
 
-use std::hash::{BuildHasher, Hasher};
+use std::{
+    borrow::Cow,
+    hash::{BuildHasher, Hasher},
+};
 
 pub use looks::{credential_value, high_entropy, secret_name};
 
@@ -36,46 +39,77 @@ impl Redactor {
 
     /// The request target with what looks like a credential replaced: path segments that
     /// look random or like a key, query values under a credential's name or of a
-    /// credential's shape, bare query words that look like either.
-    pub fn target(&self, target: &str) -> String {
+    /// credential's shape, bare query words that look like either. Borrowed when nothing
+    /// was replaced, as for most calls.
+    pub fn target<'a>(&self, target: &'a str) -> Cow<'a, str> {
+        let mut out = Rewrite::of(target);
         let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (target, None),
         };
-        let mut out = String::with_capacity(target.len());
-        for (i, seg) in path.split('/').enumerate() {
-            if i > 0 {
-                out.push('/');
-            }
+        let mut at = 0;
+        for seg in path.split('/') {
             if secret_looking(seg) {
-                out.push_str(&self.hash(seg));
-            } else {
-                out.push_str(seg);
+                out.replace(at, seg, &self.hash(seg));
             }
+            at += seg.len() + 1;
         }
         let Some(query) = query else {
-            return out;
+            return out.finish();
         };
-        out.push('?');
-        for (i, pair) in query.split('&').enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
+        for pair in query.split('&') {
             match pair.split_once('=') {
                 Some((name, value))
                     if !value.is_empty()
                         && !is_hashed(value)
                         && (secret_name(name) || credential_value(value)) =>
                 {
-                    out.push_str(name);
-                    out.push('=');
-                    out.push_str(&self.hash(value));
+                    out.replace(at + name.len() + 1, value, &self.hash(value));
                 }
-                None if secret_looking(pair) => out.push_str(&self.hash(pair)),
-                _ => out.push_str(pair),
+                None if secret_looking(pair) => out.replace(at, pair, &self.hash(pair)),
+                _ => {}
+            }
+            at += pair.len() + 1;
+        }
+        out.finish()
+    }
+}
+
+/// A string copied only from its first replaced piece on.
+struct Rewrite<'a> {
+    source: &'a str,
+    out: Option<String>,
+    /// Bytes of `source` already in `out`.
+    copied: usize,
+}
+
+impl<'a> Rewrite<'a> {
+    fn of(source: &'a str) -> Self {
+        Rewrite {
+            source,
+            out: None,
+            copied: 0,
+        }
+    }
+
+    /// Puts `with` in place of `piece`, which starts at byte `at` of the source.
+    fn replace(&mut self, at: usize, piece: &str, with: &str) {
+        let out = self
+            .out
+            .get_or_insert_with(|| String::with_capacity(self.source.len()));
+        out.push_str(&self.source[self.copied..at]);
+        out.push_str(with);
+        self.copied = at + piece.len();
+    }
+
+    fn finish(self) -> Cow<'a, str> {
+        match self.out {
+            None => Cow::Borrowed(self.source),
+            Some(mut out) => {
+                out.push_str(&self.source[self.copied..]);
+                Cow::Owned(out)
             }
         }
-        out
     }
 }
 
@@ -93,6 +127,19 @@ pub fn secret_looking(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The target is copied only when something in it is replaced, and then exactly the
+    /// replaced pieces differ.
+    #[test]
+    fn plain_targets_are_borrowed_and_rewrites_keep_the_rest() {
+        let r = Redactor::default();
+        for plain in ["/", "/a/b?x=1&y", "/api/items/42?page=2&sort=", "", "?"] {
+            assert!(matches!(r.target(plain), Cow::Borrowed(_)), "{plain}");
+        }
+        let out = r.target("/a?token=T1&x=1&token=T2");
+        let h = |v: &str| r.hash(v);
+        assert_eq!(out, format!("/a?token={}&x=1&token={}", h("T1"), h("T2")));
+    }
 
     #[test]
     fn secret_query_values_are_hashed() {
@@ -128,7 +175,9 @@ mod tests {
             assert!(!out.contains(secret), "{target} -> {out}");
             assert!(out.contains(HASHED), "{target} -> {out}");
         }
-        let out = r.target(&format!("/reset/{reset}/confirm?page=2"));
+        let out = r
+            .target(&format!("/reset/{reset}/confirm?page=2"))
+            .into_owned();
         assert!(
             out.starts_with("/reset/h:") && out.ends_with("/confirm?page=2"),
             "{out}"
