@@ -9,11 +9,9 @@ use anyhow::Result;
 use crate::{cli::RunArgs, config::Settings};
 
 pub fn run(args: RunArgs) -> Result<()> {
-    crate::allocator::configure();
     let settings = Settings::resolve(args)?;
-    let built = build::build(&settings)?;
-    // What loading the programs parsed (the kernel's BTF) is garbage from here on.
-    crate::allocator::give_back();
+    // Loading the programs parses the kernel's BTF, garbage once they are loaded.
+    let built = crate::allocator::starting_up(|| build::build(&settings))?;
     let (control, api, parts) = start::start(built, &settings)?;
     let served = control.serve(api);
     parts.join();
