@@ -39,8 +39,9 @@ use crate::{
 
 /// Events buffered between the reader and each shard (~150 bytes each, all touched as the
 /// queue cycles): enough to ride out a shard's pause, while the kernel's ring buffer holds
-/// the rest of a burst (a full queue makes the reader wait, not drop).
-const SHARD_QUEUE: usize = 1 << 13;
+/// the rest of a burst (a full queue makes the reader wait, not drop). No drops at
+/// saturation with 4096 (BENCHMARKS.md).
+const SHARD_QUEUE: usize = 1 << 12;
 
 /// Bounded queues of whole records (~0.5 KiB each): deep enough to ride out a burst, small
 /// enough not to dominate the agent's memory. A full queue slows the shards (backpressure)
