@@ -186,7 +186,8 @@ settings! {
         listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 9464)), [long];
         /// Size of the kernel → agent ring buffer in MiB (power of two). 8 MiB holds over
         /// a tenth of a second of records at saturation (nginx at 46k requests/s), while the
-        /// reader drains it every 10 ms; the agent's RSS counts it twice (the kernel maps its pages twice).
+        /// reader drains it every 10 ms; the agent's RSS counts it twice (the kernel maps
+        /// its pages twice).
         /// [default: 8]
         ring_buffer_mb: u32 = 8, [long], check ring_mb;
         /// Most connections tracked at once; the longest idle are forgotten beyond it.

@@ -6,8 +6,8 @@
 //! arguments, and its count through the fourth. The `SSL*` is tied to its socket by the
 //! read/write syscall the library makes inside the call on the same thread (`bind_ssl`,
 //! called from the syscall hooks), so TLS calls carry the socket's 4-tuple, role and stream
-//! offsets. The socket's ciphertext is
-//! skipped by the syscall hooks once it is classified as TLS.
+//! offsets. The socket's ciphertext is skipped by the syscall hooks once it is classified
+//! as TLS.
 
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated},

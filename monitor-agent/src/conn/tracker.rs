@@ -253,11 +253,11 @@ impl ConnTracker {
 
     fn close(&mut self, sock: u64, ts_ns: u64, out: &mut Vec<CallRecord>) {
         if let Some(mut conn) = self.conns.remove(&sock) {
-            let mut exchanges = Vec::new();
+            let exchanges = &mut self.exchanges;
             if let Parser::Active(s) = &mut conn.parser {
-                s.close(ts_ns, &mut exchanges);
+                s.close(ts_ns, exchanges);
             }
-            self.out.finish(&mut conn, &mut exchanges, out);
+            self.out.finish(&mut conn, exchanges, out);
             self.out.report(&mut conn);
         }
     }
@@ -339,6 +339,16 @@ impl Conn {
             Detected::Session(s) => self.parser = Parser::Active(s),
             Detected::Other => self.parser = Parser::Other,
             Detected::Undecided => {}
+        }
+    }
+
+    /// Once per quiet spell: the parser frees the room it keeps between messages.
+    fn release_spare(&mut self) {
+        if !self.spare_released {
+            if let Parser::Active(s) = &mut self.parser {
+                s.release_spare();
+            }
+            self.spare_released = true;
         }
     }
 
@@ -479,13 +489,19 @@ impl ConnTracker {
     pub(crate) fn sweep(&mut self, now_ns: u64) -> usize {
         let timeout = self.cfg.idle_timeout_ns;
         let before = self.conns.len();
-        self.conns
-            .retain(|_, c| now_ns.saturating_sub(c.last_seen_ns) < timeout);
+        // One walk: idle connections go, quiet ones give back their parsers' spare room.
+        self.conns.retain(|_, c| {
+            let quiet = now_ns.saturating_sub(c.last_seen_ns);
+            if quiet >= RELEASE_SPARE_AFTER_NS {
+                c.release_spare();
+            }
+            quiet < timeout
+        });
         self.out
             .h
             .evicted_idle
             .inc_by((before - self.conns.len()) as u64);
-        self.release_spare(now_ns);
+        self.shrink_table();
         let mut holding: Vec<(u64, usize, u64)> = self
             .conns
             .iter()
@@ -515,18 +531,9 @@ impl ConnTracker {
         total
     }
 
-    /// Quiet connections give back their parsers' spare room, and the table its own once
-    /// most of it is empty (after a wave of connections closed).
-    fn release_spare(&mut self, now_ns: u64) {
-        for c in self.conns.values_mut() {
-            if !c.spare_released && now_ns.saturating_sub(c.last_seen_ns) >= RELEASE_SPARE_AFTER_NS
-            {
-                if let Parser::Active(s) = &mut c.parser {
-                    s.release_spare();
-                }
-                c.spare_released = true;
-            }
-        }
+    /// The table gives back its own room once most of it is empty (after a wave of
+    /// connections closed).
+    fn shrink_table(&mut self) {
         let len = self.conns.len();
         if self.conns.capacity() > 4 * len + 1024 {
             self.conns.shrink_to(2 * len);

@@ -229,7 +229,12 @@ impl Memory {
         let mut ring_buffer = 0;
         let mut in_ring = false;
         for line in smaps.lines() {
-            if line.contains('-') && !line.ends_with(" kB") {
+            // A mapping's line starts with its address range; its fields with `Name:`.
+            if line
+                .split(' ')
+                .next()
+                .is_some_and(|first| !first.ends_with(':'))
+            {
                 in_ring = line.ends_with("anon_inode:bpf-map");
             } else if in_ring {
                 ring_buffer += kib(line, "Rss:").unwrap_or(0);
