@@ -37,7 +37,7 @@ impl RecentCalls {
         self.0.capacity()
     }
 
-    pub(crate) fn push_all(&self, calls: Vec<CallRecord>) {
+    pub(crate) fn push_all(&self, calls: Vec<Arc<CallRecord>>) {
         self.0.push_all(calls);
     }
 

@@ -31,4 +31,5 @@ pub mod run;
 pub mod settings;
 pub mod spec;
 pub(crate) mod store;
+pub mod text;
 pub mod violations;

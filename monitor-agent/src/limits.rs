@@ -60,10 +60,13 @@ pub enum Limit {
     IdentityCache,
     /// Distinct (caller, endpoint) pairs whose violation logging is rate-limited.
     ViolationLimiters,
+    /// Repeating values (methods, hosts, media types) one parsing thread shares between
+    /// calls: the table is emptied and filled again.
+    InternedValues,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 16] = [
+    pub const ALL: [Limit; 17] = [
         Limit::ParserMemory,
         Limit::Http1Pending,
         Limit::Http2Streams,
@@ -80,6 +83,7 @@ impl Limit {
         Limit::TlsObjects,
         Limit::IdentityCache,
         Limit::ViolationLimiters,
+        Limit::InternedValues,
     ];
 
     /// The `limit` label value.
@@ -101,6 +105,7 @@ impl Limit {
             Limit::TlsObjects => "tls_probed_files",
             Limit::IdentityCache => "identity_cache",
             Limit::ViolationLimiters => "violation_limiters",
+            Limit::InternedValues => "interned_values",
         }
     }
 

@@ -2,7 +2,7 @@
 
 use std::{
     io::{BufWriter, Write},
-    sync::mpsc::Receiver,
+    sync::{mpsc::Receiver, Arc},
     thread::{self, JoinHandle},
 };
 
@@ -23,7 +23,7 @@ pub enum OutputFormat {
 
 pub(crate) fn spawn(
     format: OutputFormat,
-    rx: Receiver<CallRecord>,
+    rx: Receiver<Arc<CallRecord>>,
 ) -> std::io::Result<JoinHandle<()>> {
     thread::Builder::new().name("output".into()).spawn(move || {
         let stdout = std::io::stdout();

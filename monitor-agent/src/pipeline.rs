@@ -76,7 +76,7 @@ impl PipelineMetrics {
 pub(crate) struct Pipeline {
     pub inventory: Arc<Mutex<Inventory>>,
     pub recent: Arc<RecentCalls>,
-    pub output: Option<SyncSender<CallRecord>>,
+    pub output: Option<SyncSender<Arc<CallRecord>>>,
     pub metrics: PipelineMetrics,
     pub traffic: TrafficRecorder,
     pub enforcement: Arc<Enforcement>,
@@ -88,17 +88,17 @@ pub(crate) struct Pipeline {
 /// A batch's calls on their way through, kept between batches to reuse their allocations.
 #[derive(Default)]
 struct Batch {
-    received: Vec<CallRecord>,
+    received: Vec<Arc<CallRecord>>,
     /// Calls ready to be counted: paired, or waited for long enough.
-    counted: Vec<CallRecord>,
+    counted: Vec<Arc<CallRecord>>,
     /// Calls shown but neither filed nor judged.
-    incomplete: Vec<CallRecord>,
+    incomplete: Vec<Arc<CallRecord>>,
     flagged: Vec<ViolationRecord>,
 }
 
 pub(crate) fn spawn(
     mut p: Pipeline,
-    rx: Receiver<Vec<CallRecord>>,
+    rx: Receiver<Vec<Arc<CallRecord>>>,
     stop: Arc<AtomicBool>,
     alive: Alive,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -124,7 +124,7 @@ pub(crate) fn spawn(
 
 /// Waits briefly for the shards' calls, then takes what else is queued, up to a batch.
 /// True when every sender is gone.
-fn receive(rx: &Receiver<Vec<CallRecord>>, batch: &mut Vec<CallRecord>) -> bool {
+fn receive(rx: &Receiver<Vec<Arc<CallRecord>>>, batch: &mut Vec<Arc<CallRecord>>) -> bool {
     match rx.recv_timeout(Duration::from_millis(100)) {
         Ok(mut r) => {
             batch.append(&mut r);
@@ -155,11 +155,13 @@ impl Pipeline {
             // A call whose method, path or status could not be decoded (an HTTP/2
             // connection joined mid-life) is shown, never filed or judged.
             let complete = rec.complete();
-            rec.route = inv.route(
-                rec.server.service.as_deref().unwrap_or(""),
-                &rec.method,
-                &rec.path,
-                RouteKind::of(rec.protocol, complete),
+            // The shard that built the call holds no other handle, so this writes in place.
+            let call = Arc::make_mut(&mut rec);
+            call.route = inv.route(
+                call.server.service.as_deref().unwrap_or(""),
+                &call.method,
+                &call.path,
+                RouteKind::of(call.protocol, complete),
             );
             if let Some(out) = &self.output {
                 if out.send(rec.clone()).is_err() {

@@ -29,14 +29,14 @@ impl<T> Recent<T> {
         self.capacity
     }
 
-    /// Adds items, oldest first, dropping the oldest kept ones beyond the capacity.
-    pub(crate) fn push_all(&self, items: impl IntoIterator<Item = T>) {
+    /// Adds items, oldest first, dropping the oldest kept ones beyond the capacity. They
+    /// come shared, so a call reaches the ring without being copied.
+    pub(crate) fn push_all(&self, items: impl IntoIterator<Item = Arc<T>>) {
         let followed = self.live.receiver_count() > 0;
         let Ok(mut ring) = self.ring.lock() else {
             return;
         };
         for item in items {
-            let item = Arc::new(item);
             if ring.len() == self.capacity {
                 ring.pop_front();
             }

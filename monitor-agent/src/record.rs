@@ -10,9 +10,12 @@ use std::{
 use monitor_common::{ConnRole, Direction};
 use serde::{Deserialize, Serialize};
 
-use crate::protocol::{
-    credentials::Auth,
-    exchange::{Field, Grpc, Protocol, StreamError, Unknown},
+use crate::{
+    protocol::{
+        credentials::Auth,
+        exchange::{Field, Grpc, Protocol, StreamError, Unknown},
+    },
+    text::Text,
 };
 
 /// One side of a call. `pid`/`comm` are known only for the side whose process was observed.
@@ -109,7 +112,7 @@ pub struct CallRecord {
     pub protocol: Protocol,
     pub tls: bool,
     pub role: Role,
-    pub method: String,
+    pub method: Text,
     /// Request target as sent, secret-looking query values redacted.
     pub path: String,
     /// The path without its query, templated (`/users/{id}`): decided once per call by
@@ -127,7 +130,7 @@ pub struct CallRecord {
     pub client: Peer,
     pub server: Peer,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<String>,
+    pub host: Option<Text>,
     /// Part of a body was not captured (kernel truncation or ring-buffer drops).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub truncated: bool,
@@ -142,9 +145,9 @@ pub struct CallRecord {
     /// The kind of credential the request carried, never the credential.
     pub auth: Auth,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub request_content_type: Option<String>,
+    pub request_content_type: Option<Text>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub response_content_type: Option<String>,
+    pub response_content_type: Option<Text>,
     /// gRPC service, method and status, for `protocol: "grpc"`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grpc: Option<Grpc>,

@@ -69,7 +69,7 @@ impl ViolationRecord {
             rule: v.rule,
             client_service: call.client.service.as_deref().unwrap_or("").to_string(),
             server_service: call.server.service.as_deref().unwrap_or("").to_string(),
-            method: call.method.clone(),
+            method: call.method.to_string(),
             path: call.path.clone(),
             route: call.route.clone(),
             status: call.status,
@@ -143,7 +143,7 @@ impl Violations {
         if self.log {
             self.log_line(&v);
         }
-        self.recent.push_all([v]);
+        self.recent.push_all([Arc::new(v)]);
     }
 
     fn log_line(&self, v: &ViolationRecord) {

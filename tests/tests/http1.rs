@@ -121,7 +121,7 @@ fn curl_to_python_http_server_is_one_call_per_role() {
         client.client.port, server.client.port,
         "both sides name the same connection"
     );
-    assert_eq!(client.host, Some(format!("127.0.0.1:{port}")));
+    assert_eq!(client.host.as_deref(), Some(format!("127.0.0.1:{port}").as_str()));
     let now = std::time::SystemTime::now();
     for r in [client, server] {
         let d = r.duration_us;

@@ -19,7 +19,7 @@ fn calls(records: &[CallRecord], role: Role) -> Vec<(String, String, u16)> {
     records
         .iter()
         .filter(|r| r.role == role)
-        .map(|r| (r.method.clone(), r.path.clone(), r.status))
+        .map(|r| (r.method.to_string(), r.path.clone(), r.status))
         .collect()
 }
 

@@ -5,6 +5,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use monitor_common::{ConnRole, Direction, EventHeader, EventKind, AF_INET6, HEADER_SIZE};
 use thiserror::Error;
 
+/// Smallest payload buffer made: a head or a small body fits, so a buffer handed back for
+/// reuse serves the next event without growing.
+pub(crate) const MIN_BUFFER: usize = 512;
+
 #[derive(Debug, Error, PartialEq, Eq)]
 pub(crate) enum DecodeError {
     #[error("record of {0} bytes is shorter than the event header")]
@@ -61,7 +65,12 @@ impl Event {
                 buf.extend_from_slice(payload);
                 buf
             }
-            None => payload.to_vec(),
+            None if payload.is_empty() => Vec::new(),
+            None => {
+                let mut buf = Vec::with_capacity(payload.len().max(MIN_BUFFER));
+                buf.extend_from_slice(payload);
+                buf
+            }
         };
         Event::new(header, data)
     }

@@ -29,6 +29,8 @@ pub(crate) const RECORD_BATCH: usize = 256;
 /// one kept (bigger ones are freed): at most 2 MiB per shard held for reuse.
 pub(crate) const SPARES: usize = 256;
 const SPARE_MAX_BYTES: usize = 8192;
+/// Smaller buffers (a close's empty one) would be grown again by the next event.
+const SPARE_MIN_BYTES: usize = crate::capture::event::MIN_BUFFER;
 
 /// The shard's end of its queues: events in, spent payload buffers back.
 pub(crate) struct ShardQueues {
@@ -40,7 +42,7 @@ pub(crate) fn spawn(
     index: usize,
     queues: ShardQueues,
     mut tracker: ConnTracker,
-    records: Option<SyncSender<Vec<CallRecord>>>,
+    records: Option<SyncSender<Vec<Arc<CallRecord>>>>,
     metrics: ConnMetrics,
     stop: Arc<AtomicBool>,
     alive: Alive,
@@ -62,7 +64,7 @@ pub(crate) fn spawn(
                 while let Some(ev) = queue.try_pop() {
                     busy = true;
                     tracker.handle(&ev, &mut out);
-                    if ev.data.capacity() <= SPARE_MAX_BYTES {
+                    if (SPARE_MIN_BYTES..=SPARE_MAX_BYTES).contains(&ev.data.capacity()) {
                         // A full return queue frees the buffer here instead.
                         let _ = spares.try_push(ev.data);
                     }
@@ -100,8 +102,8 @@ pub(crate) fn spawn(
 
 /// Sends the calls in `out` to the pipeline as one batch (waiting while it is behind).
 fn hand_on(
-    records: &Option<SyncSender<Vec<CallRecord>>>,
-    out: &mut Vec<CallRecord>,
+    records: &Option<SyncSender<Vec<Arc<CallRecord>>>>,
+    out: &mut Vec<Arc<CallRecord>>,
     metrics: &ConnMetrics,
 ) {
     if out.is_empty() {

@@ -132,7 +132,9 @@ fn feed(t: &mut ConnTracker, events: &[Event]) -> Vec<CallRecord> {
     for e in events {
         t.handle(e, &mut out);
     }
-    out
+    out.into_iter()
+        .map(std::sync::Arc::unwrap_or_clone)
+        .collect()
 }
 
 const REQ: &[u8] = b"GET /users/1?token=s3cr3t HTTP/1.1\r\nHost: api\r\n\r\n";

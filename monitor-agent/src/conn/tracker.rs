@@ -144,7 +144,7 @@ impl ConnTracker {
     }
 
     /// Feeds one event; completed calls are appended to `out`.
-    pub(crate) fn handle(&mut self, ev: &Event, out: &mut Vec<CallRecord>) {
+    pub(crate) fn handle(&mut self, ev: &Event, out: &mut Vec<Arc<CallRecord>>) {
         let (sock, id) = ev.conn_key();
         if !self.same_connection(sock, id, ev, out) {
             return;
@@ -231,7 +231,7 @@ impl ConnTracker {
         sock: u64,
         id: u64,
         ev: &Event,
-        out: &mut Vec<CallRecord>,
+        out: &mut Vec<Arc<CallRecord>>,
     ) -> bool {
         let Some(conn) = self.conns.get_mut(&sock) else {
             return true;
@@ -251,7 +251,7 @@ impl ConnTracker {
         true
     }
 
-    fn close(&mut self, sock: u64, ts_ns: u64, out: &mut Vec<CallRecord>) {
+    fn close(&mut self, sock: u64, ts_ns: u64, out: &mut Vec<Arc<CallRecord>>) {
         if let Some(mut conn) = self.conns.remove(&sock) {
             let exchanges = &mut self.exchanges;
             if let Parser::Active(s) = &mut conn.parser {
@@ -395,7 +395,12 @@ impl Conn {
 
 impl Recorder {
     /// Turns `exchanges` into records in `out`, leaving it empty.
-    fn finish(&self, conn: &mut Conn, exchanges: &mut Vec<Exchange>, out: &mut Vec<CallRecord>) {
+    fn finish(
+        &self,
+        conn: &mut Conn,
+        exchanges: &mut Vec<Exchange>,
+        out: &mut Vec<Arc<CallRecord>>,
+    ) {
         let Some(role) = conn.role else {
             exchanges.clear();
             return;
@@ -441,7 +446,7 @@ impl Recorder {
                 Cow::Owned(r) => Some(r),
             };
             let path = redacted.unwrap_or(x.target);
-            out.push(CallRecord {
+            out.push(Arc::new(CallRecord {
                 ts: self.clock.wall(x.request_start_ns),
                 protocol: x.protocol,
                 tls: conn.tls,
@@ -467,7 +472,7 @@ impl Recorder {
                 grpc: x.grpc,
                 stream_error: x.stream_error,
                 unknown: x.unknown,
-            });
+            }));
         }
     }
 

@@ -63,7 +63,7 @@ fn opposite(role: Role) -> Role {
 }
 
 struct Waiting {
-    rec: CallRecord,
+    rec: Arc<CallRecord>,
     seq: u64,
     /// Its slot as computed on arrival, so that counting it alone later files it where its
     /// other side will look, whatever the cluster's Services have become meanwhile.
@@ -182,7 +182,7 @@ impl Pairing {
     }
 
     /// Takes one record; calls ready to be counted are appended to `out`.
-    pub fn push(&mut self, rec: CallRecord, now_ns: u64, out: &mut Vec<CallRecord>) {
+    pub fn push(&mut self, rec: Arc<CallRecord>, now_ns: u64, out: &mut Vec<Arc<CallRecord>>) {
         let (mine, peer) = match rec.role {
             Role::Client => (rec.client.ip, rec.server.ip),
             Role::Server => (rec.server.ip, rec.client.ip),
@@ -236,19 +236,19 @@ impl Pairing {
     }
 
     /// Counts alone the waiting call queued first, whatever its deadline.
-    fn expire_oldest_waiting(&mut self, now_ns: u64, out: &mut Vec<CallRecord>) {
+    fn expire_oldest_waiting(&mut self, now_ns: u64, out: &mut Vec<Arc<CallRecord>>) {
         if let Some(w) = self.waiting.pop_due(u64::MAX, |w| w.seq) {
             self.count_alone(w, now_ns, out);
         }
     }
 
-    fn count_alone(&mut self, w: Waiting, now_ns: u64, out: &mut Vec<CallRecord>) {
+    fn count_alone(&mut self, w: Waiting, now_ns: u64, out: &mut Vec<Arc<CallRecord>>) {
         self.remember_counted(w.slot, w.seq, now_ns.saturating_add(self.window_ns));
         out.push(w.rec);
     }
 
     /// Counts alone the records whose other side did not turn up in time.
-    pub fn expire(&mut self, now_ns: u64, out: &mut Vec<CallRecord>) {
+    pub fn expire(&mut self, now_ns: u64, out: &mut Vec<Arc<CallRecord>>) {
         while let Some(w) = self.waiting.pop_due(now_ns, |w| w.seq) {
             self.count_alone(w, now_ns, out);
         }
@@ -256,24 +256,26 @@ impl Pairing {
     }
 
     /// Everything still waiting, counted alone (at shutdown).
-    pub fn flush(&mut self, out: &mut Vec<CallRecord>) {
+    pub fn flush(&mut self, out: &mut Vec<Arc<CallRecord>>) {
         self.expire(u64::MAX, out);
     }
 }
 
 /// One call from its two records: the server's view for timing (what the service itself
 /// spent), the client's for who called.
-fn merge(a: CallRecord, b: CallRecord) -> CallRecord {
+/// The server's record is changed in place; it is copied only if stdout still holds it.
+fn merge(a: Arc<CallRecord>, b: Arc<CallRecord>) -> Arc<CallRecord> {
     let (mut server, client) = if a.role == Role::Server {
         (a, b)
     } else {
         (b, a)
     };
-    server.client = client.client;
-    server.client_duration_us = Some(client.duration_us);
-    server.tls |= client.tls;
-    server.truncated |= client.truncated;
-    server.seen_by_both = true;
+    let s = Arc::make_mut(&mut server);
+    s.client = client.client.clone();
+    s.client_duration_us = Some(client.duration_us);
+    s.tls |= client.tls;
+    s.truncated |= client.truncated;
+    s.seen_by_both = true;
     server
 }
 

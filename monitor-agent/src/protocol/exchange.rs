@@ -1,6 +1,7 @@
 //! What every protocol parser hands the connection tracker: one request paired with its
 //! response, whatever the wire format was.
 
+use crate::text::Text;
 use serde::{Deserialize, Serialize};
 
 /// The application protocol a call was carried in, as written in call records and labels.
@@ -233,10 +234,10 @@ impl<'de> Deserialize<'de> for ErrorCode {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Exchange {
     pub protocol: Protocol,
-    pub method: String,
+    pub method: Text,
     /// Exactly as sent (path + query), so callers can decide how to normalise.
     pub target: String,
-    pub host: Option<String>,
+    pub host: Option<Text>,
     /// Final status; 1xx interim responses are folded into this exchange. Zero when the
     /// stream ended before a response head.
     pub status: u16,
@@ -257,8 +258,8 @@ pub struct Exchange {
     /// Which credential the request carried (never the credential).
     pub auth: crate::protocol::credentials::Auth,
     /// Media types without parameters.
-    pub request_content_type: Option<String>,
-    pub response_content_type: Option<String>,
+    pub request_content_type: Option<Text>,
+    pub response_content_type: Option<Text>,
     pub unknown: Unknown,
     pub grpc: Option<Grpc>,
     pub stream_error: Option<StreamError>,

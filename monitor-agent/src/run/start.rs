@@ -226,8 +226,11 @@ fn start_capture(
     })
 }
 
+/// Where the pipeline sends calls for stdout, and the thread writing them.
+type StdoutWriter = (SyncSender<Arc<CallRecord>>, JoinHandle<()>);
+
 /// The stdout writer, if records are written at all.
-fn start_output(format: OutputFormat) -> Result<Option<(SyncSender<CallRecord>, JoinHandle<()>)>> {
+fn start_output(format: OutputFormat) -> Result<Option<StdoutWriter>> {
     if format == OutputFormat::None {
         return Ok(None);
     }
@@ -256,7 +259,7 @@ struct Shared<'a> {
     identity: &'a Arc<Identity>,
     metrics: &'a ConnMetrics,
     /// Where calls go, in batches.
-    records: SyncSender<Vec<CallRecord>>,
+    records: SyncSender<Vec<Arc<CallRecord>>>,
     /// The kernel's switch for connections no parser follows.
     switch: SwitchOff,
 }

@@ -5,17 +5,17 @@ use crate::record::Peer;
 
 const W: u64 = 1_000_000_000;
 
-fn rec(role: Role, client: &str, server: &str, path: &str) -> CallRecord {
+fn rec(role: Role, client: &str, server: &str, path: &str) -> Arc<CallRecord> {
     let c: SocketAddr = client.parse().unwrap();
     let s: SocketAddr = server.parse().unwrap();
     let (client, server) = match role {
         Role::Client => (Peer::local(c, 10, Arc::from("curl")), Peer::remote(s)),
         Role::Server => (Peer::remote(c), Peer::local(s, 20, Arc::from("python3"))),
     };
-    CallRecord {
+    Arc::new(CallRecord {
         duration_us: if role == Role::Server { 100 } else { 150 },
         ..CallRecord::sample(role, client, server, "GET", path)
-    }
+    })
 }
 
 #[test]
@@ -105,7 +105,7 @@ fn many_repeats_on_one_connection_pair_in_order_and_in_linear_time() {
     let n = 50_000;
     for i in 0..n {
         let mut r = rec(Role::Client, client, server, "/same");
-        r.duration_us = i;
+        Arc::make_mut(&mut r).duration_us = i;
         p.push(r, 0, &mut out);
     }
     assert_eq!(p.waiting(), n as usize);

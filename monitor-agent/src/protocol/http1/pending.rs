@@ -16,6 +16,7 @@
 //!   same assumption as barriers; a loss that swallowed nothing (a kernel that
 //!   forgot a connection's state and picked it up again) so costs no call.
 
+use crate::text::Text;
 use std::collections::VecDeque;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -25,7 +26,7 @@ pub(super) struct ResponseInfo {
     pub end_ns: u64,
     pub bytes: u64,
     pub truncated: bool,
-    pub content_type: Option<String>,
+    pub content_type: Option<Text>,
     /// The final response's body (no head, no interim responses).
     pub body_bytes: u64,
 }
@@ -33,11 +34,12 @@ pub(super) struct ResponseInfo {
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct PendingRequest {
     pub id: u64,
-    pub method: String,
+    pub method: Text,
     pub target: String,
-    pub host: Option<String>,
-    pub auth: Box<crate::protocol::credentials::Auth>,
-    pub content_type: Option<String>,
+    pub host: Option<Text>,
+    /// `None` for no credential.
+    pub auth: Option<Box<crate::protocol::credentials::Auth>>,
+    pub content_type: Option<Text>,
     pub upgrade_h2c: bool,
     pub start_ns: u64,
     pub end_ns: u64,
@@ -63,7 +65,7 @@ enum Entry {
 pub(super) enum Assign {
     Request {
         id: u64,
-        method: String,
+        method: Text,
     },
     /// Answers a request evicted for overflow (already counted as dropped).
     Evicted,
@@ -122,7 +124,7 @@ impl Pending {
     /// Bytes the queued requests hold (their text and their slots), for the node's parser
     /// memory budget.
     pub(super) fn held_bytes(&self) -> usize {
-        let opt = |v: &Option<String>| v.as_ref().map_or(0, String::len);
+        let opt = |v: &Option<Text>| v.as_ref().map_or(0, |t| t.len());
         self.entries
             .iter()
             .map(|e| {

@@ -13,6 +13,7 @@
 use super::head::{BodyLen, Head, RequestHead, ResponseHead};
 use super::message::{Acc, Event, Framer};
 use super::pending::{Assign, Pending, PendingRequest, ResponseInfo};
+use crate::text::Text;
 use monitor_common::Direction;
 
 use super::types::{Exchange, Limits, Side};
@@ -47,7 +48,7 @@ struct CurrentResponse {
     interim: bool,
     assign: Assign,
     upgrade: bool,
-    content_type: Option<String>,
+    content_type: Option<Text>,
     head_bytes: u64,
 }
 
@@ -346,7 +347,7 @@ fn exchange(r: PendingRequest, info: ResponseInfo) -> Exchange {
         response_body_bytes: info.body_bytes,
         request_truncated: r.truncated,
         response_truncated: info.truncated,
-        auth: *r.auth,
+        auth: r.auth.map(|a| *a).unwrap_or_default(),
         request_content_type: r.content_type,
         response_content_type: info.content_type,
         upgrade_h2c: r.upgrade_h2c && info.status == 101,

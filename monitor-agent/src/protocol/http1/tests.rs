@@ -42,7 +42,7 @@ impl T {
     fn statuses(&self) -> Vec<(String, String, u16)> {
         self.out
             .iter()
-            .map(|e| (e.method.clone(), e.target.clone(), e.status))
+            .map(|e| (e.method.to_string(), e.target.clone(), e.status))
             .collect()
     }
     fn stats(&self) -> SessionStats {

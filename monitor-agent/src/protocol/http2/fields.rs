@@ -4,6 +4,7 @@ use crate::protocol::{
     credentials::{Auth, AuthSniffer},
     media::media_type,
 };
+use crate::text::Text;
 
 /// A header value that may be missing, or present but undecodable because it refers to a
 /// header table entry this agent never saw.
@@ -50,11 +51,11 @@ impl<T> Value<T> {
 /// The fields of one header block the agent reports on.
 #[derive(Debug, Default)]
 pub(super) struct Fields {
-    pub method: Value<String>,
+    pub method: Value<Text>,
     pub path: Value<String>,
-    pub authority: Value<String>,
+    pub authority: Value<Text>,
     pub status: Value<u16>,
-    pub content_type: Option<String>,
+    pub content_type: Option<Text>,
     pub grpc_status: Value<u32>,
     pub grpc_message: Option<String>,
     /// Any field whose name could not be decoded: it may have been any header.
@@ -70,6 +71,11 @@ const MAX_VALUE: usize = 16 * 1024;
 
 fn text(v: &[u8]) -> String {
     String::from_utf8_lossy(&v[..v.len().min(MAX_VALUE)]).into_owned()
+}
+
+/// A value that repeats from request to request (method, authority).
+fn shared(v: &[u8]) -> Text {
+    Text::interned_lossy(&v[..v.len().min(MAX_VALUE)])
 }
 
 impl Fields {
@@ -93,7 +99,7 @@ impl Fields {
         match name {
             b":method" => {
                 self.request_pseudo = true;
-                self.method.set(value.map(text));
+                self.method.set(value.map(shared));
             }
             b":path" => {
                 self.request_pseudo = true;
@@ -101,7 +107,7 @@ impl Fields {
             }
             b":authority" => {
                 self.request_pseudo = true;
-                self.authority.set(value.map(text));
+                self.authority.set(value.map(shared));
             }
             b":scheme" | b":protocol" => self.request_pseudo = true,
             b":status" => self.status.set(value.map(|v| parse_status(v).unwrap_or(0))),
@@ -109,7 +115,7 @@ impl Fields {
                 // HTTP/2 requests may carry Host instead of :authority.
                 if let Some(v) = value {
                     if matches!(self.authority, Value::Absent) {
-                        self.authority = Value::Known(text(v));
+                        self.authority = Value::Known(shared(v));
                     }
                 }
             }

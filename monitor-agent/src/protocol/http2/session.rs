@@ -25,6 +25,7 @@ use crate::protocol::{
     },
     session::{ProtocolSession, SessionStats},
 };
+use crate::text::Text;
 
 /// Most header block octets collected across CONTINUATION frames.
 const MAX_BLOCK: usize = 256 * 1024;
@@ -84,11 +85,11 @@ impl Block {
 
 #[derive(Debug, Default)]
 struct Stream {
-    method: Value<String>,
+    method: Value<Text>,
     path: Value<String>,
-    authority: Value<String>,
+    authority: Value<Text>,
     auth: Auth,
-    request_content_type: Option<String>,
+    request_content_type: Option<Text>,
     request_start_ns: u64,
     request_end_ns: u64,
     request_bytes: u64,
@@ -98,7 +99,7 @@ struct Stream {
     /// Final (non-1xx) response headers have been seen.
     responded: bool,
     status: Value<u16>,
-    response_content_type: Option<String>,
+    response_content_type: Option<Text>,
     response_start_ns: u64,
     response_bytes: u64,
     response_body_bytes: u64,
@@ -112,12 +113,11 @@ impl Held for Stream {
     /// The request's text; the response's arrives as the stream ends, and what a
     /// credential leaves (`auth`) is bounded small.
     fn held_bytes(&self) -> usize {
-        let text = |v: &Value<String>| v.known().map_or(0, String::len);
-        let opt = |v: &Option<String>| v.as_ref().map_or(0, String::len);
-        text(&self.method)
-            + text(&self.path)
-            + text(&self.authority)
-            + opt(&self.request_content_type)
+        let shared = |v: &Value<Text>| v.known().map_or(0, |t| t.len());
+        shared(&self.method)
+            + self.path.known().map_or(0, String::len)
+            + shared(&self.authority)
+            + self.request_content_type.as_ref().map_or(0, |t| t.len())
     }
 }
 
