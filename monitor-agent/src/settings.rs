@@ -235,7 +235,7 @@ settings! {
     optional {
         /// Bearer token required by the query API; mandatory when --listen is not loopback.
         api_token: String, [long, env = "MONITOR_API_TOKEN", hide_env_values = true];
-        /// Parsing threads (default: one per CPU).
+        /// Parsing threads (default: half the CPUs, at least one).
         workers: usize, [long];
         /// Policy file (YAML): which services may call which endpoints, with which
         /// credentials. Reloaded on change and on SIGHUP.

@@ -121,7 +121,10 @@ fn curl_to_python_http_server_is_one_call_per_role() {
         client.client.port, server.client.port,
         "both sides name the same connection"
     );
-    assert_eq!(client.host.as_deref(), Some(format!("127.0.0.1:{port}").as_str()));
+    assert_eq!(
+        client.host.as_deref(),
+        Some(format!("127.0.0.1:{port}").as_str())
+    );
     let now = std::time::SystemTime::now();
     for r in [client, server] {
         let d = r.duration_us;
@@ -163,9 +166,20 @@ fn keep_alive_connection_carries_several_requests() {
 
 #[test]
 fn wrk_burst_is_captured_exactly() {
+    wrk_burst_exactly(&[]);
+}
+
+/// The same with parsing on shard threads: by default a machine of up to 3 CPUs parses
+/// on the reader thread itself.
+#[test]
+fn wrk_burst_is_captured_exactly_by_shard_threads() {
+    wrk_burst_exactly(&["--workers", "3"]);
+}
+
+fn wrk_burst_exactly(agent_args: &[&str]) {
     let port = free_port();
     let nginx = Nginx::start(port);
-    let agent = Agent::start();
+    let agent = Agent::start_with(agent_args);
     let out = run_ok(
         Command::new("wrk")
             .args(["-t1", "-c4", "-d2s", "--timeout", "5s"])

@@ -62,6 +62,7 @@ impl Event {
         let data = match spare(header.sock) {
             Some(mut buf) => {
                 buf.clear();
+                buf.reserve(payload.len().max(MIN_BUFFER));
                 buf.extend_from_slice(payload);
                 buf
             }

@@ -22,7 +22,13 @@ use ringbuf::{
 use prometheus_client::{metrics::counter::Counter, registry::Registry};
 
 use super::event::Event;
-use crate::{health::Alive, identity::Identity, limits::Limit, metrics::register};
+use crate::{
+    conn::shard::{reusable, Worker},
+    health::Alive,
+    identity::Identity,
+    limits::Limit,
+    metrics::register,
+};
 
 /// The kernel never wakes the reader (see `emit.rs`); records wait at most this long when
 /// the reader was idle.
@@ -70,11 +76,21 @@ pub(crate) fn shard_of(sock: u64, shards: usize) -> usize {
     (h % shards.max(1) as u64) as usize
 }
 
+/// Where decoded events are parsed.
+pub(crate) enum Parsing {
+    /// By shard threads, each owning the connections hashed to it.
+    Shards(Vec<ShardInlet>),
+    /// Here, on the reader thread, with one buffer used again for every payload: with one
+    /// parsing worker a hand-off to another thread would only add a copy, a queue and a
+    /// wake-up per event, and the payload would be read on another core than wrote it.
+    Inline(Box<Worker>, Vec<u8>),
+}
+
 /// Decodes records and hands them to the shards; exec events go to `execs` (the TLS
 /// attacher) instead.
 pub(crate) fn spawn(
     mut ring: RingBuf<MapData>,
-    mut inlets: Vec<ShardInlet>,
+    mut parsing: Parsing,
     execs: SyncSender<u32>,
     identity: Arc<Identity>,
     metrics: ReaderMetrics,
@@ -86,7 +102,11 @@ pub(crate) fn spawn(
         .spawn(move || {
             let _alive = alive;
             let fd = ring.as_raw_fd();
-            let mut woken = vec![false; inlets.len()];
+            let shards = match &parsing {
+                Parsing::Shards(inlets) => inlets.len(),
+                Parsing::Inline(..) => 0,
+            };
+            let mut woken = vec![false; shards];
             while !stop.load(Ordering::Relaxed) {
                 let mut pfd = libc::pollfd {
                     fd,
@@ -100,9 +120,12 @@ pub(crate) fn spawn(
                     batch += 1;
                     // The shard is chosen once, where the header is first read.
                     let mut shard = 0;
-                    let decoded = Event::decode_with(&item, |sock| {
-                        shard = shard_of(sock, inlets.len());
-                        inlets[shard].spares.try_pop()
+                    let decoded = Event::decode_with(&item, |sock| match &mut parsing {
+                        Parsing::Shards(inlets) => {
+                            shard = shard_of(sock, inlets.len());
+                            inlets[shard].spares.try_pop()
+                        }
+                        Parsing::Inline(_, spare) => Some(std::mem::take(spare)),
                     });
                     match decoded {
                         Ok(event) if event.kind == EventKind::Exec => {
@@ -114,8 +137,18 @@ pub(crate) fn spawn(
                         }
                         Ok(event) => {
                             metrics.received.inc();
-                            push(&mut inlets[shard], event, &stop);
-                            woken[shard] = true;
+                            match &mut parsing {
+                                Parsing::Shards(inlets) => {
+                                    push(&mut inlets[shard], event, &stop);
+                                    woken[shard] = true;
+                                }
+                                Parsing::Inline(worker, spare) => {
+                                    worker.handle(&event);
+                                    if reusable(&event.data) {
+                                        *spare = event.data;
+                                    }
+                                }
+                            }
                         }
                         Err(e) => {
                             metrics.undecodable.inc();
@@ -124,15 +157,21 @@ pub(crate) fn spawn(
                     }
                     // Wake workers regularly inside long bursts so they start early.
                     if batch % 256 == 0 {
-                        wake(&inlets, &mut woken);
+                        wake(&parsing, &mut woken);
                     }
                 }
-                wake(&inlets, &mut woken);
+                wake(&parsing, &mut woken);
+                if let Parsing::Inline(worker, _) = &mut parsing {
+                    worker.between_bursts();
+                }
             }
         })
 }
 
-fn wake(inlets: &[ShardInlet], woken: &mut [bool]) {
+fn wake(parsing: &Parsing, woken: &mut [bool]) {
+    let Parsing::Shards(inlets) = parsing else {
+        return;
+    };
     for (i, w) in woken.iter_mut().enumerate() {
         if *w {
             inlets[i].worker.unpark();

@@ -38,12 +38,90 @@ pub(crate) struct ShardQueues {
     pub spares: HeapProd<Vec<u8>>,
 }
 
+/// One parsing worker's state: its connections, the calls it has not handed on yet, and
+/// its sweep's clock. Runs on a shard thread, or on the reader thread itself when there is
+/// one worker (see [`crate::capture::reader::Parsing`]).
+pub(crate) struct Worker {
+    tracker: ConnTracker,
+    out: Vec<Arc<CallRecord>>,
+    records: Option<SyncSender<Vec<Arc<CallRecord>>>>,
+    metrics: ConnMetrics,
+    last_sweep: u64,
+    counted: usize,
+    buffered: usize,
+}
+
+impl Worker {
+    pub(crate) fn new(
+        tracker: ConnTracker,
+        records: Option<SyncSender<Vec<Arc<CallRecord>>>>,
+        metrics: ConnMetrics,
+    ) -> Worker {
+        Worker {
+            tracker,
+            out: Vec::new(),
+            records,
+            metrics,
+            last_sweep: Clock::monotonic_now_ns(),
+            counted: 0,
+            buffered: 0,
+        }
+    }
+
+    pub(crate) fn handle(&mut self, ev: &Event) {
+        self.tracker.handle(ev, &mut self.out);
+        if self.out.len() >= RECORD_BATCH {
+            self.hand_on();
+        }
+    }
+
+    /// Sends the calls in `out` to the pipeline as one batch (waiting while it is behind).
+    pub(crate) fn hand_on(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        let batch = std::mem::replace(&mut self.out, Vec::with_capacity(RECORD_BATCH));
+        let n = batch.len() as u64;
+        if let Some(tx) = &self.records {
+            if tx.send(batch).is_err() {
+                self.metrics.records_dropped.inc_by(n);
+            }
+        }
+    }
+
+    /// Between bursts: hands on what is pending, sweeps idle connections once a second and
+    /// updates the gauges.
+    pub(crate) fn between_bursts(&mut self) {
+        self.hand_on();
+        let now = Clock::monotonic_now_ns();
+        if now.saturating_sub(self.last_sweep) >= SWEEP_EVERY_NS {
+            let now_buffered = self.tracker.sweep(now);
+            self.metrics
+                .parser_buffered_bytes
+                .inc_by(now_buffered as i64 - self.buffered as i64);
+            self.buffered = now_buffered;
+            self.last_sweep = now;
+            crate::allocator::tidy();
+        }
+        let len = self.tracker.tracked();
+        if len != self.counted {
+            self.metrics
+                .tracked_connections
+                .inc_by(len as i64 - self.counted as i64);
+            self.counted = len;
+        }
+    }
+}
+
+/// Whether a spent payload buffer is worth handing back for reuse.
+pub(crate) fn reusable(buf: &Vec<u8>) -> bool {
+    (SPARE_MIN_BYTES..=SPARE_MAX_BYTES).contains(&buf.capacity())
+}
+
 pub(crate) fn spawn(
     index: usize,
     queues: ShardQueues,
-    mut tracker: ConnTracker,
-    records: Option<SyncSender<Vec<Arc<CallRecord>>>>,
-    metrics: ConnMetrics,
+    mut worker: Worker,
     stop: Arc<AtomicBool>,
     alive: Alive,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -55,41 +133,17 @@ pub(crate) fn spawn(
                 events: mut queue,
                 mut spares,
             } = queues;
-            let mut out = Vec::new();
-            let mut last_sweep = Clock::monotonic_now_ns();
-            let mut counted = 0usize;
-            let mut buffered = 0usize;
             loop {
                 let mut busy = false;
                 while let Some(ev) = queue.try_pop() {
                     busy = true;
-                    tracker.handle(&ev, &mut out);
-                    if (SPARE_MIN_BYTES..=SPARE_MAX_BYTES).contains(&ev.data.capacity()) {
+                    worker.handle(&ev);
+                    if reusable(&ev.data) {
                         // A full return queue frees the buffer here instead.
                         let _ = spares.try_push(ev.data);
                     }
-                    if out.len() >= RECORD_BATCH {
-                        hand_on(&records, &mut out, &metrics);
-                    }
                 }
-                hand_on(&records, &mut out, &metrics);
-                let now = Clock::monotonic_now_ns();
-                if now.saturating_sub(last_sweep) >= SWEEP_EVERY_NS {
-                    let now_buffered = tracker.sweep(now);
-                    metrics
-                        .parser_buffered_bytes
-                        .inc_by(now_buffered as i64 - buffered as i64);
-                    buffered = now_buffered;
-                    last_sweep = now;
-                    crate::allocator::tidy();
-                }
-                let len = tracker.tracked();
-                if len != counted {
-                    metrics
-                        .tracked_connections
-                        .inc_by(len as i64 - counted as i64);
-                    counted = len;
-                }
+                worker.between_bursts();
                 if stop.load(Ordering::Relaxed) && !busy {
                     break;
                 }
@@ -98,22 +152,4 @@ pub(crate) fn spawn(
                 }
             }
         })
-}
-
-/// Sends the calls in `out` to the pipeline as one batch (waiting while it is behind).
-fn hand_on(
-    records: &Option<SyncSender<Vec<Arc<CallRecord>>>>,
-    out: &mut Vec<Arc<CallRecord>>,
-    metrics: &ConnMetrics,
-) {
-    if out.is_empty() {
-        return;
-    }
-    let batch = std::mem::replace(out, Vec::with_capacity(RECORD_BATCH));
-    let n = batch.len() as u64;
-    if let Some(tx) = records {
-        if tx.send(batch).is_err() {
-            metrics.records_dropped.inc_by(n);
-        }
-    }
 }
