@@ -60,7 +60,7 @@ pub enum Limit {
     IdentityCache,
     /// Distinct (caller, endpoint) pairs whose violation logging is rate-limited.
     ViolationLimiters,
-    /// Repeating values (methods, hosts, media types) one parsing thread shares between
+    /// Repeating values (methods, hosts, media types, routes) one thread shares between
     /// calls: the table is emptied and filled again.
     InternedValues,
 }

@@ -117,7 +117,7 @@ pub struct CallRecord {
     pub path: String,
     /// The path without its query, templated (`/users/{id}`): decided once per call by
     /// the pipeline's [`crate::route::Router`]; empty until then.
-    pub route: String,
+    pub route: Text,
     pub status: u16,
     /// First request byte to last response byte at the observed socket.
     pub duration_us: u64,

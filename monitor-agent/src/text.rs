@@ -1,4 +1,4 @@
-//! Values that repeat from call to call (methods, hosts, media types): each parsing thread
+//! Values that repeat from call to call (methods, hosts, media types, routes): each thread
 //! keeps one shared copy of each it meets, so a call carries a pointer to it instead of a
 //! fresh string. Allocating and freeing those strings on two threads was a large part of
 //! the agent's cost per call.
@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::limits::Limit;
 
 /// Distinct values one thread keeps.
-pub const MAX_INTERNED: usize = 2048;
+pub const MAX_INTERNED: usize = 8192;
 /// Longer values are copied per call: real methods, hosts and media types are shorter.
 const MAX_INTERNED_LEN: usize = 128;
 
@@ -58,6 +58,11 @@ impl Text {
 
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    /// Whether both are the one shared copy (not merely equal text).
+    pub fn is_shared_with(&self, other: &Text) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 
@@ -136,7 +141,7 @@ mod tests {
     fn one_copy_per_value_and_a_full_table_starts_over() {
         let a = Text::interned("GET");
         let b = Text::interned("GET");
-        assert!(Arc::ptr_eq(&a.0, &b.0));
+        assert!(a.is_shared_with(&b));
         assert_eq!(a, "GET");
         let before = Limit::InternedValues.count();
         for i in 0..=MAX_INTERNED {
@@ -146,7 +151,7 @@ mod tests {
         TABLE.with(|t| assert!(t.borrow().len() <= MAX_INTERNED));
         let long = "x".repeat(MAX_INTERNED_LEN + 1);
         let (c, d) = (Text::interned(&long), Text::interned(&long));
-        assert!(!Arc::ptr_eq(&c.0, &d.0));
+        assert!(!c.is_shared_with(&d));
         assert_eq!(c, d);
     }
 }

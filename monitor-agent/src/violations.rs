@@ -71,7 +71,7 @@ impl ViolationRecord {
             server_service: call.server.service.as_deref().unwrap_or("").to_string(),
             method: call.method.to_string(),
             path: call.path.clone(),
-            route: call.route.clone(),
+            route: call.route.to_string(),
             status: call.status,
             client: call.client.clone(),
             server: call.server.clone(),

@@ -152,6 +152,7 @@ pub fn route_offline(requests: &[Request], as_made: bool) -> String {
             router
                 .route(&r.api, &r.method, &r.path, RouteKind::Complete)
                 .route
+                .to_string()
         })
         .collect();
     let mut out = String::new();

@@ -25,6 +25,7 @@ use crate::{
     },
     record::{CallRecord, Peer, Role},
     redact::Redactor,
+    text::Text,
 };
 
 #[derive(Clone, Debug)]
@@ -452,7 +453,7 @@ impl Recorder {
                 tls: conn.tls,
                 role,
                 method: x.method,
-                route: String::new(),
+                route: Text::interned(""),
                 path,
                 status: x.status,
                 duration_us: x.response_end_ns.saturating_sub(x.request_start_ns) / 1000,

@@ -13,6 +13,7 @@ use crate::{
     record::CallRecord,
     route::{RouteKind, RouteTemplate, Router},
     spec::ServiceSpec,
+    text::Text,
 };
 
 /// How an observed endpoint relates to its service's declared spec.
@@ -147,7 +148,7 @@ impl Inventory {
 
     /// The route of a request to `service` (see [`Router::route`]); when the service's
     /// routes were worked out again, its endpoints are re-filed under them.
-    pub fn route(&mut self, service: &str, method: &str, target: &str, kind: RouteKind) -> String {
+    pub fn route(&mut self, service: &str, method: &str, target: &str, kind: RouteKind) -> Text {
         let routed = self.router.route(service, method, target, kind);
         if routed.rerouted {
             self.refile(Some(service));

@@ -162,8 +162,9 @@ impl Pairing {
         self
     }
 
-    fn slot(&self, key: ConnKey, r: &CallRecord, role: Role) -> Slot {
-        (key, self.hasher.hash_one((&r.method, &r.path)), role)
+    /// The call's method and target, hashed once for both of its slots.
+    fn request_hash(&self, r: &CallRecord) -> u64 {
+        self.hasher.hash_one((&*r.method, &r.path))
     }
 
     fn seq(&mut self) -> u64 {
@@ -192,7 +193,8 @@ impl Pairing {
         }
         self.local_ips.insert(mine);
         let (key, backed_here) = dialled(conn_key(&rec), self.kube.as_deref());
-        let other = self.slot(key, &rec, opposite(rec.role));
+        let request = self.request_hash(&rec);
+        let other = (key, request, opposite(rec.role));
         let same = |w: &Waiting| w.rec.method == rec.method && w.rec.path == rec.path;
         if self
             .waiting
@@ -211,7 +213,7 @@ impl Pairing {
             self.paired += 1;
             return;
         }
-        let slot = self.slot(key, &rec, rec.role);
+        let slot = (key, request, rec.role);
         let seq = self.seq();
         let deadline_ns = now_ns.saturating_add(self.window_ns);
         if same_node(mine, peer) || self.local_ips.contains(&peer) || backed_here {

@@ -14,6 +14,7 @@ use super::{
 use crate::{
     protocol::exchange::Protocol,
     spec::{DeclaredOp, ServiceSpec},
+    text::Text,
 };
 
 /// How much of a call is known, which decides how its route may be found.
@@ -43,14 +44,15 @@ impl RouteKind {
 /// [`Router::reroute`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Routed {
-    pub route: String,
+    /// Shared with the other calls of the route.
+    pub route: Text,
     pub rerouted: bool,
 }
 
 impl Routed {
-    fn plain(route: String) -> Routed {
+    fn plain(route: &str) -> Routed {
         Routed {
-            route,
+            route: Text::interned(route),
             rerouted: false,
         }
     }
@@ -104,14 +106,14 @@ impl Router {
     pub fn route(&mut self, service: &str, method: &str, target: &str, kind: RouteKind) -> Routed {
         let path = path_of(target);
         match kind {
-            RouteKind::Rpc => Routed::plain(path.to_owned()),
-            RouteKind::Partial => Routed::plain(template(path)),
+            RouteKind::Rpc => Routed::plain(path),
+            RouteKind::Partial => Routed::plain(&template(path)),
             RouteKind::Complete => {
                 if let Some(route) = self.declared_route(service, method, path) {
-                    return Routed::plain(route.to_owned());
+                    return Routed::plain(route);
                 }
                 if let Some(i) = self.pattern_trie.find(path, Input::Path) {
-                    return Routed::plain(self.patterns[i].as_str().to_owned());
+                    return Routed::plain(self.patterns[i].as_str());
                 }
                 let (route, rerouted) = self.discovery.route(service, method, path);
                 Routed { route, rerouted }

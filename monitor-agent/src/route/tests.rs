@@ -240,6 +240,9 @@ fn the_router_discovers_routes_and_says_when_they_change() {
     assert_eq!(rerouted, 1, "worked out once, at the eighth distinct path");
     let routed = r.route("s", "GET", "/u/zed/repos", RouteKind::Complete);
     assert_eq!(routed.route, "/u/{param}/repos");
+    // Calls of one route share one copy of it.
+    let again = r.route("s", "GET", "/u/yan/repos", RouteKind::Complete);
+    assert!(again.route.is_shared_with(&routed.route));
     assert_eq!(
         r.reroute("s", "GET", "/u/alice/starred"),
         "/u/{param}/starred"

@@ -30,6 +30,7 @@ use observed::Observed;
 use templates::Templates;
 
 use super::heuristics::template;
+use crate::text::Text;
 
 /// Bytes the observed paths of all services may hold.
 pub const OBSERVED_BUDGET: usize = 32 << 20;
@@ -95,6 +96,8 @@ pub struct Discovery {
     /// Bytes the observed paths may still grow by.
     budget: usize,
     initial_budget: usize,
+    /// Where each call's route is written before it is looked up among the shared ones.
+    scratch: String,
 }
 
 impl Discovery {
@@ -108,23 +111,28 @@ impl Discovery {
             limit,
             budget,
             initial_budget: budget,
+            scratch: String::new(),
         }
     }
 
     /// The route of `path` (no query string) served by `service`, called with `method`,
     /// learning from it; true when the service's routes were worked out again, so routes
     /// filed earlier may have to be re-filed through [`Discovery::reroute`].
-    pub fn route(&mut self, service: &str, method: &str, path: &str) -> (String, bool) {
+    pub fn route(&mut self, service: &str, method: &str, path: &str) -> (Text, bool) {
         let limit = self.limit;
+        let mut out = std::mem::take(&mut self.scratch);
         let Some(svc) = self.record(service, method, path, 1) else {
-            return (template(path), false);
+            return (Text::interned(&template(path)), false);
         };
         svc.calls_since = svc.calls_since.saturating_add(1);
         let changed = svc.due();
         if changed {
             Self::look(svc, limit);
         }
-        (svc.templates.route(path, false), changed)
+        svc.templates.route_into(path, false, &mut out);
+        let route = Text::interned(&out);
+        self.scratch = out;
+        (route, changed)
     }
 
     /// Records `path` for `service` without routing it (a route filed before a restart).

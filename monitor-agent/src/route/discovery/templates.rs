@@ -43,6 +43,14 @@ impl Templates {
     /// parameter takes the one literal of its look, if there is one.
     pub(super) fn route(&self, path: &str, filed: bool) -> String {
         let mut out = String::with_capacity(path.len());
+        self.route_into(path, filed, &mut out);
+        out
+    }
+
+    /// [`Templates::route`] written into `out` (emptied first), so a caller routing call
+    /// after call reuses one buffer.
+    pub(super) fn route_into(&self, path: &str, filed: bool, out: &mut String) {
+        out.clear();
         let mut at = Some(0);
         for (i, seg) in path.split('/').enumerate() {
             if i > 0 {
@@ -60,9 +68,8 @@ impl Templates {
                 }
                 continue;
             }
-            at = Self::step(node, seg, filed, &mut out);
+            at = Self::step(node, seg, filed, out);
         }
-        out
     }
 
     /// One segment: written to `out`; the node it leads to, if the tree goes on.

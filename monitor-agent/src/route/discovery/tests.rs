@@ -9,7 +9,10 @@ use crate::route::RoutePattern;
 /// Routes `paths` in order through one service; the final route of each.
 fn discover(paths: &[String]) -> (Discovery, Vec<String>) {
     let mut d = Discovery::new(50);
-    let made: Vec<String> = paths.iter().map(|p| d.route("svc", "GET", p).0).collect();
+    let made: Vec<String> = paths
+        .iter()
+        .map(|p| d.route("svc", "GET", p).0.to_string())
+        .collect();
     let fin = made.iter().map(|r| d.reroute("svc", r)).collect();
     (d, fin)
 }
