@@ -155,7 +155,7 @@ impl Pipeline {
             // A call whose method, path or status could not be decoded (an HTTP/2
             // connection joined mid-life) is shown, never filed or judged.
             let complete = rec.complete();
-            // The shard that built the call holds no other handle, so this writes in place.
+            // The tracker that built the call holds no other handle, so this writes in place.
             let call = Arc::make_mut(&mut rec);
             call.route = inv.route(
                 call.server.service.as_deref().unwrap_or(""),

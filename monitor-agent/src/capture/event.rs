@@ -59,20 +59,12 @@ impl Event {
             });
         }
         let payload = &payload[..header.len as usize];
-        let data = match spare(header.sock) {
-            Some(mut buf) => {
-                buf.clear();
-                buf.reserve(payload.len().max(MIN_BUFFER));
-                buf.extend_from_slice(payload);
-                buf
-            }
-            None if payload.is_empty() => Vec::new(),
-            None => {
-                let mut buf = Vec::with_capacity(payload.len().max(MIN_BUFFER));
-                buf.extend_from_slice(payload);
-                buf
-            }
-        };
+        let mut data = spare(header.sock).unwrap_or_default();
+        data.clear();
+        if !payload.is_empty() {
+            data.reserve(payload.len().max(MIN_BUFFER));
+            data.extend_from_slice(payload);
+        }
         Event::new(header, data)
     }
 

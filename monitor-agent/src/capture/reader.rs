@@ -86,8 +86,8 @@ pub(crate) enum Parsing {
     Inline(Box<Worker>, Vec<u8>),
 }
 
-/// Decodes records and hands them to the shards; exec events go to `execs` (the TLS
-/// attacher) instead.
+/// Decodes records and hands them to the shards, or parses them here (see [`Parsing`]);
+/// exec events go to `execs` (the TLS attacher) instead.
 pub(crate) fn spawn(
     mut ring: RingBuf<MapData>,
     mut parsing: Parsing,

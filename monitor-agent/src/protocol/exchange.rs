@@ -1,8 +1,9 @@
 //! What every protocol parser hands the connection tracker: one request paired with its
 //! response, whatever the wire format was.
 
-use crate::text::Text;
 use serde::{Deserialize, Serialize};
+
+use crate::text::Text;
 
 /// The application protocol a call was carried in, as written in call records and labels.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]

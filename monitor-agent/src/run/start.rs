@@ -164,7 +164,8 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
         records,
         switch: h.conn.switch_off(kernel.switch_off.take()),
     };
-    // Consumed: once the shards are gone, the pipeline sees its channel close.
+    // Consumed: once the parsing workers are gone (shard threads, or the reader when it
+    // parses inline), the pipeline sees its channel close.
     let (parsing, shards) = start_shards(s, shared, &stop, &health)?;
     let reader_alive = health.watch("capture reader");
     let kernel = start_capture(kernel, parsing, identity, h.reader, &stop, reader_alive)?;
@@ -275,7 +276,8 @@ fn default_workers() -> usize {
     (thread::available_parallelism().map_or(1, std::num::NonZero::get) / 2).max(1)
 }
 
-/// One shard per worker, each with its own connection table and inlet queue.
+/// One shard per worker, each with its own connection table and inlet queue; with one
+/// worker, the reader thread parses inline instead.
 fn start_shards(
     s: &Settings,
     shared: Shared<'_>,

@@ -1,12 +1,12 @@
 //! Turns a buffered header block into the few facts the reassembler needs.
 //! Everything is copied out immediately so no borrow of the buffer survives.
 
-use crate::text::Text;
 use std::mem::MaybeUninit;
 
 use super::types::Side;
 use crate::protocol::credentials::{Auth, AuthSniffer};
 use crate::protocol::media::media_type;
+use crate::text::Text;
 
 /// More headers than this is treated as garbage rather than grown into (RFC 9110 sets no
 /// limit; servers commonly allow about 100).

@@ -16,8 +16,9 @@
 //!   same assumption as barriers; a loss that swallowed nothing (a kernel that
 //!   forgot a connection's state and picked it up again) so costs no call.
 
-use crate::text::Text;
 use std::collections::VecDeque;
+
+use crate::text::Text;
 
 #[derive(Clone, Debug, PartialEq)]
 pub(super) struct ResponseInfo {

@@ -13,7 +13,6 @@
 use super::head::{BodyLen, Head, RequestHead, ResponseHead};
 use super::message::{Acc, Event, Framer};
 use super::pending::{Assign, Pending, PendingRequest, ResponseInfo};
-use crate::text::Text;
 use monitor_common::Direction;
 
 use super::types::{Exchange, Limits, Side};
@@ -21,6 +20,7 @@ use crate::protocol::{
     exchange::Protocol,
     session::{ProtocolSession, SessionStats, Switch, Upgrade},
 };
+use crate::text::Text;
 
 /// Reassembles one TCP connection's HTTP/1.x traffic.
 #[derive(Debug)]

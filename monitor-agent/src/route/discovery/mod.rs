@@ -122,6 +122,7 @@ impl Discovery {
         let limit = self.limit;
         let mut out = std::mem::take(&mut self.scratch);
         let Some(svc) = self.record(service, method, path, 1) else {
+            self.scratch = out;
             return (Text::interned(&template(path)), false);
         };
         svc.calls_since = svc.calls_since.saturating_add(1);
