@@ -198,11 +198,11 @@ settings! {
         /// `monitor_stream_holes_total`).
         /// [default: 65536]
         kernel_connections: u32 = 65536, [long], check |v| within(u64::from(*v), 16, 1 << 22);
-        /// Syscalls on HTTP sockets the kernel side follows at once (threads blocked in a
-        /// read hold one each); beyond it a syscall's bytes are lost, counted and marked as
-        /// a hole on its connection.
+        /// Reads already blocked when the agent starts (threads idle on keep-alive
+        /// connections) that it picks up; beyond it, their requests are lost and counted.
+        /// Syscalls that begin later need no room here: each thread keeps its own.
         /// [default: 32768]
-        kernel_inflight_syscalls: u32 = 32768, [long], check |v| within(u64::from(*v), 1, 1 << 22);
+        kernel_blocked_reads: u32 = 32768, [long], check |v| within(u64::from(*v), 1, 1 << 22);
         /// Seconds without traffic after which a connection is forgotten.
         /// [default: 300]
         idle_timeout_secs: u64 = 300, [long];

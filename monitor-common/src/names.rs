@@ -17,8 +17,10 @@ pub mod global {
 pub mod map {
     /// The ring buffer of captured records.
     pub const EVENTS: &str = "EVENTS";
-    /// Syscall arguments stashed between entry and exit.
-    pub const ARGS: &str = "ARGS";
+    /// Reads already blocked when the agent attached, written on their threads' behalf.
+    pub const BLOCKED_READS: &str = "BLOCKED_READS";
+    /// Slot 0 non-zero while `BLOCKED_READS` may hold entries.
+    pub const BLOCKED_READS_LEFT: &str = "BLOCKED_READS_LEFT";
     /// Per-socket state: classification, role, stream offsets.
     pub const CONNS: &str = "CONNS";
     /// `SSL_write`s through memory BIOs waiting for their write syscall, by thread.

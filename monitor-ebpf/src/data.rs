@@ -15,7 +15,8 @@ use crate::{
     copy::{send_call_later, user_u64, Copier, Source},
     emit::{send_copied, send_gap, start, Origin},
     fds::{tcp_sock, tcp_sock_fresh},
-    maps::{count, is_agent, Carry, ConnState, EventBuffer, ARGS, PROTO_HTTP, PROTO_TLS},
+    inflight,
+    maps::{count, is_agent, Carry, ConnState, EventBuffer, PROTO_HTTP, PROTO_TLS},
     tls::on_tls_syscall,
 };
 
@@ -64,7 +65,7 @@ pub(crate) fn stash(
         direction: direction as u8,
         _pad: [0; 6],
     };
-    if ARGS.insert(id, args, 0).is_err() {
+    if !inflight::keep(args) {
         count(counter::ARGS_LOST, 1);
         // The state is created if need be, so that a stream whose first bytes were lost is
         // not taken for one seen from its start.
@@ -77,23 +78,13 @@ pub(crate) fn stash(
         }
         warn!(
             ctx,
-            "syscall argument map full: lost a syscall of thread {}", id as u32
+            "no room for a syscall's state: lost a syscall of thread {}", id as u32
         );
     }
 }
 
-/// Takes back the arguments stashed by this thread's syscall entry.
-#[inline(always)]
-pub(crate) fn take_args() -> Option<SyscallArgs> {
-    let id = bpf_get_current_pid_tgid();
-    // SAFETY: copied out before removal.
-    let args = unsafe { *ARGS.get(id)? };
-    let _ = ARGS.remove(id);
-    Some(args)
-}
-
 fn try_exit_data(ctx: &TracePointContext) -> Option<()> {
-    let mut args = take_args()?;
+    let mut args = inflight::take()?;
     let ret = arg(ctx, 0) as i64;
     if ret <= 0 || args.shape == SHAPE_CONNECT {
         return None;

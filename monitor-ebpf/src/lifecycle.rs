@@ -7,9 +7,10 @@ use monitor_common::{ConnRole, Direction, FLAG_TLS, SHAPE_CONNECT};
 
 use crate::{
     conn::track,
-    data::{stash, take_args},
+    data::stash,
     emit::{send_close, send_exec, start, Origin},
     fds::{forget, forget_all, tcp_sock, tcp_sock_fresh},
+    inflight,
     maps::{is_agent, CONNS, FORK_CHILD_PID_AT, PROTO_HTTP, PROTO_OFF, PROTO_TLS},
 };
 
@@ -35,7 +36,9 @@ pub(crate) fn sys_enter_connect(ctx: TracePointContext) -> u32 {
 
 #[tracepoint]
 pub(crate) fn sys_exit_connect(ctx: TracePointContext) -> u32 {
-    let Some(args) = take_args() else { return 0 };
+    let Some(args) = inflight::take() else {
+        return 0;
+    };
     let ret = arg(&ctx, 0) as i64;
     if args.shape == SHAPE_CONNECT && (ret == 0 || ret == -EINPROGRESS) {
         track(args.sock, ConnRole::Client);

@@ -25,6 +25,8 @@ mod floor;
 #[cfg(target_arch = "bpf")]
 mod gotls;
 #[cfg(target_arch = "bpf")]
+mod inflight;
+#[cfg(target_arch = "bpf")]
 mod lifecycle;
 #[cfg(target_arch = "bpf")]
 mod maps;

@@ -2,12 +2,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
     Global,
 };
 use monitor_common::{
-    counter, sniff::SNIFF_LEN, ConnRole, Direction, EventHeader, KernelOffsets, SyscallArgs,
-    MAX_DATA, SWITCH_OFF_SLOTS,
+    counter, sniff::SNIFF_LEN, ConnRole, Direction, EventHeader, KernelOffsets, MAX_DATA,
+    SWITCH_OFF_SLOTS,
 };
 
 use crate::copy::Job;
@@ -113,8 +113,9 @@ pub(crate) struct ConnState {
     /// offsets advance by its wrapping difference).
     pub egress_seq: u32,
     pub _pad3: u32,
-    /// Per direction (egress, ingress): syscalls whose bytes were lost because `ARGS` was
-    /// full, sent with every record so userspace sees where a stream has a hole.
+    /// Per direction (egress, ingress): syscalls whose bytes were lost because their state
+    /// could not be kept (`inflight`), sent with every record so userspace sees where a
+    /// stream has a hole.
     pub lost: [u16; 2],
     pub local_addr: [u8; 16],
     pub remote_addr: [u8; 16],
@@ -161,13 +162,6 @@ impl ConnState {
 /// killed) age out instead of filling the map.
 #[map]
 pub(crate) static CONNS: LruHashMap<u64, ConnState> = LruHashMap::with_max_entries(65536, 0);
-
-/// Keyed by pid_tgid (one syscall in flight per thread). Not LRU: an eviction would lose a
-/// syscall's bytes unseen, while a full table refuses the insert, which is counted and
-/// marked on the connection (`ConnState::lost`). Entries of threads that died inside a
-/// syscall are removed by the agent (`capture::sweep`).
-#[map]
-pub(crate) static ARGS: HashMap<u64, SyscallArgs> = HashMap::with_max_entries(32768, 0);
 
 #[inline(always)]
 pub(crate) fn count(index: u32, n: u64) {

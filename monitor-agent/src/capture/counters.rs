@@ -26,12 +26,16 @@ pub(crate) struct KernelCounters {
 
 pub(crate) struct CounterReader {
     map: Mutex<PerCpuArray<MapData, u64>>,
+    /// Blocked reads the agent could not pick up at start, counted with the kernel's lost
+    /// syscalls.
+    lost_at_start: u64,
 }
 
 impl CounterReader {
-    pub(crate) fn new(map: PerCpuArray<MapData, u64>) -> Self {
+    pub(crate) fn new(map: PerCpuArray<MapData, u64>, lost_at_start: u64) -> Self {
         CounterReader {
             map: Mutex::new(map),
+            lost_at_start,
         }
     }
 
@@ -49,7 +53,7 @@ impl CounterReader {
             truncated_bytes: sum(counter::TRUNCATED_BYTES),
             not_http_conns: sum(counter::NOT_HTTP_CONNS),
             http_conns: sum(counter::HTTP_CONNS),
-            args_lost: sum(counter::ARGS_LOST),
+            args_lost: sum(counter::ARGS_LOST) + self.lost_at_start,
             read_errors: sum(counter::READ_ERRORS),
             tls_unmapped: sum(counter::TLS_UNMAPPED),
             tls_conns: sum(counter::TLS_CONNS),

@@ -39,12 +39,19 @@ pub(crate) fn parse_syscall_line(line: &str) -> Option<SyscallArgs> {
     })
 }
 
-/// Stashes the arguments of every thread blocked in a read; returns how many.
-pub(crate) fn stash_blocked_reads(args: &mut HashMap<&mut MapData, u64, SyscallArgs>) -> usize {
+/// How many blocked reads were picked up at start, and how many the table had no room for.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Stashed {
+    pub stashed: u64,
+    pub refused: u64,
+}
+
+/// Stashes the arguments of every thread blocked in a read on a socket.
+pub(crate) fn stash_blocked_reads(args: &mut HashMap<&mut MapData, u64, SyscallArgs>) -> Stashed {
     let me = std::process::id();
-    let mut stashed = 0;
+    let mut counts = Stashed::default();
     let Ok(procs) = std::fs::read_dir("/proc") else {
-        return 0;
+        return counts;
     };
     for p in procs.flatten() {
         let Some(pid) = p.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
@@ -71,12 +78,28 @@ pub(crate) fn stash_blocked_reads(args: &mut HashMap<&mut MapData, u64, SyscallA
             if let Some(a) = parse_syscall_line(&line).filter(|a| is_socket(a.fd)) {
                 let key = (u64::from(pid) << 32) | u64::from(tid);
                 if args.insert(key, a, 0).is_ok() {
-                    stashed += 1;
+                    counts.stashed += 1;
+                } else {
+                    counts.refused += 1;
                 }
             }
         }
     }
-    stashed
+    counts
+}
+
+/// Clears the kernel's sign that blocked reads are left once the table is empty, so that
+/// syscall exits stop looking in it. Only the kernel removes entries (as those reads end)
+/// and nothing adds any after start, so an empty table stays empty.
+pub(crate) fn note_when_drained(
+    args: &HashMap<MapData, u64, SyscallArgs>,
+    left: &mut aya::maps::Array<MapData, u32>,
+) {
+    if args.keys().next().is_none() && left.get(&0, 0).is_ok_and(|v| v != 0) {
+        if let Err(e) = left.set(0, 0, 0) {
+            log::warn!("could not clear BLOCKED_READS_LEFT: {e}");
+        }
+    }
 }
 
 /// Removes the entries of threads that no longer exist from a table keyed by thread

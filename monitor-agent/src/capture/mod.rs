@@ -92,6 +92,8 @@ pub(crate) struct Capture {
     _stats: Option<std::os::fd::OwnedFd>,
     /// The floor programs stand in for the real ones (`CaptureConfig::hooks_only`).
     hooks_only: bool,
+    /// Threads blocked in a read at start that `BLOCKED_READS` had no room for.
+    pub blocked_reads_refused: u64,
 }
 
 impl Capture {
@@ -124,8 +126,8 @@ pub(crate) struct CaptureConfig {
     pub ring_buffer_bytes: u32,
     /// Entries of the kernel's connection table (`CONNS`, LRU).
     pub connections: u32,
-    /// Entries of the kernel's table of syscalls in flight (`ARGS`).
-    pub inflight_syscalls: u32,
+    /// Entries of the table of reads already blocked at start (`BLOCKED_READS`).
+    pub blocked_reads: u32,
     /// Have the kernel account the time spent in each program (costs a little per run).
     pub kernel_stats: bool,
     /// Attach programs that return at once instead of the real ones (the benchmark's
@@ -228,7 +230,10 @@ impl Capture {
             )
             .map_max_entries(map::EVENTS, cfg.ring_buffer_bytes)
             .map_max_entries(map::CONNS, cfg.connections)
-            .map_max_entries(map::ARGS, cfg.inflight_syscalls)
+            .map_max_entries(map::BLOCKED_READS, cfg.blocked_reads)
+            // The kernel side's task-local storage (`IN_FLIGHT`), which aya has no type
+            // for: created like any map, never opened from userspace.
+            .allow_unsupported_maps()
             .load(OBJECT)
             .context("loading the eBPF programs into the kernel")?;
         let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -276,9 +281,21 @@ impl Capture {
             programs,
             hooks_only: cfg.hooks_only,
             _stats: stats,
+            blocked_reads_refused: 0,
         };
         let blocked = cap.stash_blocked_reads()?;
-        log::info!("picked up {blocked} threads already blocked in a read");
+        log::info!(
+            "picked up {} threads already blocked in a read",
+            blocked.stashed
+        );
+        if blocked.refused > 0 {
+            log::warn!(
+                "{} threads blocked in a read are beyond --kernel-blocked-reads: their \
+                 next requests are not captured",
+                blocked.refused
+            );
+        }
+        cap.blocked_reads_refused = blocked.refused;
         Ok(cap)
     }
 
@@ -288,11 +305,20 @@ impl Capture {
             .map_err(|_| anyhow!("eBPF object lock poisoned"))
     }
 
-    fn stash_blocked_reads(&mut self) -> Result<usize> {
+    fn stash_blocked_reads(&mut self) -> Result<inflight::Stashed> {
         let mut ebpf = self.ebpf()?;
-        let map = ebpf.map_mut(map::ARGS).context("ARGS map missing")?;
+        let map = ebpf
+            .map_mut(map::BLOCKED_READS)
+            .context("BLOCKED_READS map missing")?;
         let mut args = aya::maps::HashMap::try_from(map)?;
-        Ok(inflight::stash_blocked_reads(&mut args))
+        let stashed = inflight::stash_blocked_reads(&mut args);
+        if stashed.stashed > 0 {
+            let map = ebpf
+                .map_mut(map::BLOCKED_READS_LEFT)
+                .context("BLOCKED_READS_LEFT map missing")?;
+            aya::maps::Array::<_, u32>::try_from(map)?.set(0, 1, 0)?;
+        }
+        Ok(stashed)
     }
 
     fn take_map(&self, name: &str) -> Result<aya::maps::Map> {
@@ -348,9 +374,9 @@ impl Capture {
         Ok(Some(handle))
     }
 
-    /// Clears, every few seconds until `stop` is set, the stashed syscall arguments and
+    /// Clears, every few seconds until `stop` is set, the blocked reads stashed at start and
     /// pending TLS writes of threads that died in the middle (see
-    /// `inflight::sweep_dead_threads`).
+    /// `inflight::sweep_dead_threads`), and tells the kernel once no blocked read is left.
     pub(crate) fn spawn_sweeper(
         &mut self,
         stop: Arc<std::sync::atomic::AtomicBool>,
@@ -358,7 +384,9 @@ impl Capture {
         const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
         const TICK: std::time::Duration = std::time::Duration::from_millis(250);
         let mut args: aya::maps::HashMap<MapData, u64, monitor_common::SyscallArgs> =
-            aya::maps::HashMap::try_from(self.take_map(map::ARGS)?)?;
+            aya::maps::HashMap::try_from(self.take_map(map::BLOCKED_READS)?)?;
+        let mut args_left: aya::maps::Array<MapData, u32> =
+            aya::maps::Array::try_from(self.take_map(map::BLOCKED_READS_LEFT)?)?;
         let mut writes: aya::maps::HashMap<MapData, u64, monitor_common::PendingWrite> =
             aya::maps::HashMap::try_from(self.take_map(map::PENDING_WRITES)?)?;
         let handle = std::thread::Builder::new()
@@ -375,6 +403,7 @@ impl Capture {
                         if n > 0 {
                             log::debug!("cleared the in-flight calls of {n} exited threads");
                         }
+                        inflight::note_when_drained(&args, &mut args_left);
                     }
                 }
             })?;
@@ -417,7 +446,8 @@ mod tests {
         .into_iter()
         .chain([
             map::EVENTS,
-            map::ARGS,
+            map::BLOCKED_READS,
+            map::BLOCKED_READS_LEFT,
             map::CONNS,
             map::COUNTERS,
             map::COPY,

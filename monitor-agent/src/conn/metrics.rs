@@ -102,7 +102,7 @@ impl ConnMetrics {
                 registry,
                 "monitor_stream_holes",
                 "Places where the kernel lost a connection's bytes without knowing how many: \
-                 its table of syscalls in flight was full (syscall_table_full), or it forgot \
+                 it could not keep a syscall's state until its exit (syscall_state_lost), or it forgot \
                  the connection's state (connection_forgotten)",
             ),
             overlap_bytes: register(
@@ -170,7 +170,7 @@ impl ConnMetrics {
             evicted_idle: reason("idle"),
             evicted_capacity: reason("capacity"),
             evicted_memory: reason("memory"),
-            hole_syscall: hole("syscall_table_full"),
+            hole_syscall: hole("syscall_state_lost"),
             hole_forgotten: hole("connection_forgotten"),
             overlap_bytes: self.overlap_bytes.clone(),
         }

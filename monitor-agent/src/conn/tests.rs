@@ -401,7 +401,7 @@ fn a_syscall_lost_in_the_kernel_is_a_hole_not_body_bytes() {
     assert!(calls.contains(&("GET", "/b", 204)), "{calls:?}");
     assert!(m
         .encode()
-        .contains("monitor_stream_holes_total{reason=\"syscall_table_full\"} 1"));
+        .contains("monitor_stream_holes_total{reason=\"syscall_state_lost\"} 1"));
 }
 
 /// The kernel evicted the connection's state and started over with a new id: the same

@@ -256,7 +256,7 @@ pub(super) fn build(s: &Settings) -> Result<Built> {
     let mut capture = Capture::load(&CaptureConfig {
         ring_buffer_bytes: s.ring_buffer_mb << 20,
         connections: s.kernel_connections,
-        inflight_syscalls: s.kernel_inflight_syscalls,
+        blocked_reads: s.kernel_blocked_reads,
         kernel_stats: s.kernel_stats,
         hooks_only: s.hooks_only,
     })?;
@@ -265,7 +265,10 @@ pub(super) fn build(s: &Settings) -> Result<Built> {
     let mut metrics = Metrics::new(capture.attached);
     let handles = register(&mut metrics, s, &state);
     metrics.add_inventory(state.inventory.clone());
-    metrics.add_kernel_counters(Arc::new(CounterReader::new(capture.take_counters()?)));
+    metrics.add_kernel_counters(Arc::new(CounterReader::new(
+        capture.take_counters()?,
+        capture.blocked_reads_refused,
+    )));
     metrics.add_program_stats(capture.programs.clone());
     let mut tls = capture.tls_attacher(metrics.registry());
     // Before /healthz answers: a client started right after should already be covered.
