@@ -14,7 +14,7 @@
 use core::ptr::{addr_of, addr_of_mut, read_volatile, write_volatile};
 
 use aya_ebpf::{
-    helpers::bpf_probe_read_user,
+    helpers::{bpf_probe_read_user, generated},
     macros::{map, tracepoint, uprobe},
     maps::ProgramArray,
     programs::{ProbeContext, RetProbeContext, TracePointContext},
@@ -26,7 +26,7 @@ use monitor_common::{
 };
 
 use crate::{
-    emit::{send_bytes, send_gap},
+    emit::{gather, send_bytes, send_data, send_gap},
     maps::{count, Carry, EventBuffer, CONNS, SCRATCH},
 };
 
@@ -87,6 +87,13 @@ pub(crate) struct Job {
     action: [u64; 3],
     /// Bytes of the segment the walk skipped.
     skipped: u64,
+    /// The call's first `MAX_IOV` iovecs (address, length), read at once
+    /// (`load_iovecs`).
+    iovs: [[u64; 2]; MAX_IOV],
+    /// Non-zero when the call is one segment, gathered from its iovecs into the scratch
+    /// record's data before the copy began (`emit::gather`), and how many bytes that took.
+    gathered: u64,
+    gathered_len: u64,
 }
 
 macro_rules! get {
@@ -103,9 +110,68 @@ macro_rules! set {
     };
 }
 
+/// Most iovecs a vectored write is added up over: the kernel's own limit (`UIO_MAXIOV`).
+const IOV_COUNTED: u64 = 1024;
+
+/// Bytes in a vectored write's iovecs past the first `MAX_IOV`, which the copy does not
+/// walk: added up, one length read per iovec (rare calls; a flat loop keeps the verifier's
+/// walk short), so that they show as a gap of their true size, not as bytes never sent.
+// Not inlined: the verifier then walks the loop once, and the caller's state after it is
+// the same whichever iteration ended it.
+#[inline(never)]
+pub(crate) fn asked_past_walked(iov: u64, iovcnt: u64) -> u64 {
+    // A copy the caller's `iovcnt` is not tied to: the verifier narrows every register it
+    // knows to hold the same value at each comparison, and the caller's count would leave
+    // the loop with a different range at each iteration, each a state of its own for
+    // everything after. (The kernel refuses counts this high anyway.)
+    let iovcnt = iovcnt & 0xffff_ffff;
+    let mut total = 0u64;
+    for k in MAX_IOV as u64..IOV_COUNTED {
+        if k >= iovcnt {
+            break;
+        }
+        // SAFETY: a read of the caller's memory, checked by the helper.
+        let Ok(len) = (unsafe { bpf_probe_read_user((iov + 16 * k + 8) as *const u64) }) else {
+            count(counter::READ_ERRORS, 1);
+            break;
+        };
+        total = total.saturating_add(len);
+    }
+    total
+}
+
+/// Reads a vectored call's iovec array (its first `MAX_IOV` entries) into the job, in one
+/// read; returns the address of the call's first byte and the bytes its iovecs hold.
 #[inline(always)]
-pub(crate) fn user_u64(addr: u64) -> u64 {
-    unsafe { bpf_probe_read_user(addr as *const u64).unwrap_or(0) }
+pub(crate) fn load_iovecs(buf: *mut EventBuffer, iov: u64, iovcnt: u64) -> Option<(u64, u64)> {
+    let n = if iovcnt < MAX_IOV as u64 {
+        iovcnt as u32
+    } else {
+        MAX_IOV as u32
+    };
+    if n == 0 {
+        return None;
+    }
+    // SAFETY: the job in the scratch record owned by this invocation; at most the array.
+    let (iovs, rc) = unsafe {
+        let iovs = addr_of_mut!((*buf).job.iovs);
+        let rc = generated::bpf_probe_read_user(iovs.cast(), n * 16, iov as *const _);
+        (iovs, rc)
+    };
+    if rc != 0 {
+        count(counter::READ_ERRORS, 1);
+        return None;
+    }
+    let mut total = 0u64;
+    for k in 0..MAX_IOV {
+        if k as u32 >= n {
+            break;
+        }
+        // SAFETY: as above.
+        total = total.saturating_add(unsafe { read_volatile(addr_of!((*iovs)[k])) }[1]);
+    }
+    // SAFETY: as above.
+    Some((unsafe { read_volatile(addr_of!((*iovs)[0])) }[0], total))
 }
 
 /// Where a copy goes on: the program type of the hook that starts it, and the table that
@@ -133,6 +199,15 @@ pub(crate) fn send_call_later(
     let job = begin(buf, source, n, offset);
     set!(job, sock, sock);
     set!(job, direction, direction as u64);
+    if let Source::Vector(_, iovcnt) = source {
+        if iovcnt <= MAX_IOV as u64 && n <= MAX_DATA as u64 {
+            // Here, not in the copying program, whose steps the verifier walks many times.
+            // SAFETY: the job in the scratch record owned by this invocation.
+            let iovs = unsafe { addr_of!((*job).iovs) };
+            set!(job, gathered_len, gather(buf, iovs, iovcnt, n));
+            set!(job, gathered, 1);
+        }
+    }
     // SAFETY: the ctx is this program's; on success the call does not return.
     unsafe {
         match copier {
@@ -209,6 +284,8 @@ fn begin(buf: *mut EventBuffer, source: Source, n: u64, offset: u64) -> *mut Job
     set!(job, next_offset, offset);
     set!(job, len, 0);
     set!(job, walking, 0);
+    set!(job, gathered, 0);
+    set!(job, gathered_len, 0);
     job
 }
 
@@ -291,7 +368,12 @@ fn first_record(buf: *mut EventBuffer, job: *mut Job, carry: *mut Carry) -> bool
     } else {
         len
     };
-    send_bytes(buf, src, first as usize, offset);
+    if get!(job, gathered) != 0 {
+        let copied = get!(job, gathered_len);
+        send_data(buf, copied as usize, first, offset);
+    } else {
+        send_bytes(buf, src, first as usize, offset);
+    }
     set!(job, done, first);
     let start = segment_start(buf);
     // SAFETY: as in `step`.
@@ -376,6 +458,9 @@ struct Writer {
 
 impl Frames for Writer {
     fn header(&mut self, at: u64) -> Option<[u8; 9]> {
+        if get!(self.job, gathered) != 0 {
+            return gathered_header(self.buf, at);
+        }
         let src = get!(self.job, src);
         // SAFETY: a read of the writer's memory, checked by the helper.
         unsafe { bpf_probe_read_user((src + at) as *const [u8; 9]).ok() }
@@ -419,15 +504,21 @@ fn next_segment(job: *mut Job) -> bool {
         (get!(job, flat), unassigned)
     } else {
         let k = get!(job, next_iov);
-        if k >= get!(job, iovcnt) || k >= MAX_IOV as u64 {
+        let iovcnt = get!(job, iovcnt);
+        if k >= iovcnt || k >= MAX_IOV as u64 {
             return false;
         }
-        set!(job, next_iov, k + 1);
-        let len = user_u64(iov + 16 * k + 8);
-        (
-            user_u64(iov + 16 * k),
-            if len < unassigned { len } else { unassigned },
-        )
+        if get!(job, gathered) != 0 {
+            // The whole call, already in the scratch record: one segment.
+            set!(job, next_iov, iovcnt);
+            (0, unassigned)
+        } else {
+            set!(job, next_iov, k + 1);
+            // SAFETY: the job in the scratch record; `k` below MAX_IOV.
+            let [base, len] =
+                unsafe { read_volatile(addr_of!((*job).iovs[(k as usize) & (MAX_IOV - 1)])) };
+            (base, if len < unassigned { len } else { unassigned })
+        }
     };
     let offset = get!(job, next_offset);
     set!(job, unassigned, unassigned - len);
@@ -437,6 +528,24 @@ fn next_segment(job: *mut Job) -> bool {
     set!(job, offset, offset);
     set!(job, done, 0);
     true
+}
+
+/// A frame header at `at` in a gathered segment, all of whose bytes are in the scratch
+/// record (sent as its first record, and nothing sent since).
+#[inline(always)]
+fn gathered_header(buf: *mut EventBuffer, at: u64) -> Option<[u8; 9]> {
+    // SAFETY: scratch record owned by this invocation; nine bytes below MAX_DATA.
+    let (copied, data) = unsafe { (u64::from((*buf).header.len), &(*buf).data) };
+    if at + 9 > copied {
+        return None;
+    }
+    let i = (at as usize) & (MAX_DATA - 1);
+    if i > MAX_DATA - 9 {
+        return None;
+    }
+    let mut h = [0u8; 9];
+    h.copy_from_slice(&data[i..i + 9]);
+    Some(h)
 }
 
 /// Reports the bytes the records could not hold (more iovecs than `MAX_IOV`, or more

@@ -2,7 +2,9 @@
 //! exit, when the kernel has said how many actually moved (partial writes, EAGAIN).
 
 use aya_ebpf::{
-    helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
+    macros::tracepoint,
+    programs::TracePointContext,
 };
 use aya_log_ebpf::warn;
 use monitor_common::{
@@ -12,18 +14,26 @@ use monitor_common::{
 
 use crate::{
     conn::{advance, classify, egress_position, passes_by, state_of, Class},
-    copy::{send_call_later, user_u64, Copier, Source},
+    copy::{load_iovecs, send_call_later, Copier, Source},
     emit::{send_copied, send_gap, start, Origin},
     fds::{tcp_sock, tcp_sock_fresh},
     inflight,
-    maps::{count, is_agent, Carry, ConnState, EventBuffer, PROTO_HTTP, PROTO_TLS},
+    maps::{count, is_agent, Carry, ConnState, EventBuffer, PROTO_HTTP, PROTO_TLS, SCRATCH},
     tls::on_tls_syscall,
 };
 
 const MSG_PEEK: u64 = 2;
-/// Offsets of `msg_iov` and `msg_iovlen` in the userspace `struct msghdr` (a stable ABI).
-pub(crate) const MSGHDR_IOV: u64 = 16;
-pub(crate) const MSGHDR_IOVLEN: u64 = 24;
+/// Offset of `msg_iov`, followed by `msg_iovlen`, in the userspace `struct msghdr` (a
+/// stable ABI).
+const MSGHDR_IOV: u64 = 16;
+
+/// The iovec array and count of a `struct msghdr` in the caller's memory, in one read.
+#[inline(always)]
+pub(crate) fn msghdr_iovecs(msg: u64) -> (u64, u64) {
+    // SAFETY: a read of the caller's memory, checked by the helper.
+    let pair = unsafe { bpf_probe_read_user((msg + MSGHDR_IOV) as *const [u64; 2]) };
+    pair.map_or((0, 0), |[iov, count]| (iov, count))
+}
 
 #[inline(always)]
 pub(crate) fn arg(ctx: &TracePointContext, n: usize) -> u64 {
@@ -105,13 +115,14 @@ fn try_exit_data(ctx: &TracePointContext) -> Option<()> {
     // Resolve the iovec array for vectored calls; flat buffers are one segment.
     let (iov, iovcnt) = match args.shape {
         SHAPE_IOVEC => (args.buf, args.count),
-        SHAPE_MSGHDR => (
-            user_u64(args.buf + MSGHDR_IOV),
-            user_u64(args.buf + MSGHDR_IOVLEN),
-        ),
+        SHAPE_MSGHDR => msghdr_iovecs(args.buf),
         _ => (0, 0),
     };
-    let first = if iov != 0 { user_u64(iov) } else { args.buf };
+    let first = if iov != 0 {
+        load_iovecs(SCRATCH.get_ptr_mut(0)?, iov, iovcnt)?.0
+    } else {
+        args.buf
+    };
     let st = state_of(args.sock)?;
     let held = if args.shape == SHAPE_SENDFILE {
         // File bytes sent straight from the page cache: nothing to sniff, only to account.

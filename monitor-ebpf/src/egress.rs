@@ -12,31 +12,17 @@
 use aya_ebpf::{
     helpers::bpf_get_current_pid_tgid, macros::tracepoint, programs::TracePointContext,
 };
-use monitor_common::{Direction, MAX_IOV, SHAPE_FLAT, SHAPE_IOVEC, SHAPE_MSGHDR};
+use monitor_common::{Direction, SHAPE_FLAT, SHAPE_IOVEC, SHAPE_MSGHDR};
 
 use crate::{
     conn::{classify, egress_position, passes_by, state_of, Class},
-    copy::{send_call_later, user_u64, Copier, Source},
-    data::{arg, send_held_at, MSGHDR_IOV, MSGHDR_IOVLEN},
+    copy::{asked_past_walked, load_iovecs, send_call_later, Copier, Source},
+    data::{arg, msghdr_iovecs, send_held_at},
     emit::{start, Origin},
     fds::tcp_sock,
-    maps::{is_agent, PROTO_TLS},
+    maps::{is_agent, PROTO_TLS, SCRATCH},
     tls::on_tls_syscall,
 };
-
-/// Bytes a write-family syscall asks to send: its iovecs are added up, the first
-/// `MAX_IOV` of them (the copy takes no more; what follows shows as a hole).
-#[inline(always)]
-fn asked(iov: u64, iovcnt: u64) -> u64 {
-    let mut total = 0;
-    for k in 0..MAX_IOV as u64 {
-        if k >= iovcnt {
-            break;
-        }
-        total += user_u64(iov + 16 * k + 8);
-    }
-    total
-}
 
 #[inline(always)]
 fn try_enter_egress(ctx: &TracePointContext, shape: u8) -> Option<()> {
@@ -49,19 +35,23 @@ fn try_enter_egress(ctx: &TracePointContext, shape: u8) -> Option<()> {
         return None;
     }
     let buf = arg(ctx, 1);
+    let scratch = SCRATCH.get_ptr_mut(0)?;
+    // The bytes a vectored call asks to send are its iovecs' added up; the copy walks the
+    // first `MAX_IOV`, and what the others hold shows as a gap.
     let (source, first, n) = if shape == SHAPE_FLAT {
         (Source::Flat(buf), buf, arg(ctx, 2))
     } else {
         let (iov, iovcnt) = if shape == SHAPE_IOVEC {
             (buf, arg(ctx, 2))
         } else {
-            (user_u64(buf + MSGHDR_IOV), user_u64(buf + MSGHDR_IOVLEN))
+            msghdr_iovecs(buf)
         };
-        (
-            Source::Vector(iov, iovcnt),
-            user_u64(iov),
-            asked(iov, iovcnt),
-        )
+        let (first, walked) = load_iovecs(scratch, iov, iovcnt)?;
+        // Wrapping, not saturating: a branch here would double the verifier's paths through
+        // everything after. A sum that wraps only makes a wrong-sized gap for a caller that
+        // asked for more than the address space.
+        let n = walked.wrapping_add(asked_past_walked(iov, iovcnt));
+        (Source::Vector(iov, iovcnt), first, n)
     };
     if n == 0 {
         return None;

@@ -5,7 +5,7 @@ use aya_ebpf::helpers::{
     bpf_probe_read_kernel_str_bytes,
     generated::{bpf_probe_read_kernel, bpf_probe_read_user},
 };
-use monitor_common::{counter, Direction, EventKind, HEADER_SIZE, MAX_DATA};
+use monitor_common::{counter, Direction, EventKind, HEADER_SIZE, MAX_DATA, MAX_IOV};
 
 use aya_ebpf::bindings::BPF_RB_NO_WAKEUP;
 
@@ -114,10 +114,6 @@ fn send_record(
     let mut len = if len > MAX_DATA { MAX_DATA } else { len };
     // SAFETY: scratch record owned by this invocation; `len` bounded above.
     unsafe {
-        let h = &mut (*buf).header;
-        h.kind = EventKind::Data as u8;
-        h.stream_offset = offset;
-        h.orig_len = total as u32;
         let dst = (*buf).data.as_mut_ptr().cast();
         let rc = match source {
             Source::User => bpf_probe_read_user(dst, len as u32, src as *const _),
@@ -127,9 +123,73 @@ fn send_record(
             count(counter::READ_ERRORS, 1);
             len = 0;
         }
-        (*buf).header.len = len as u32;
+    }
+    send_data(buf, len, total, offset);
+}
+
+/// Sends the `len` bytes at the start of the scratch record's data as the bytes at stream
+/// `offset`, standing for `total` bytes.
+#[inline(always)]
+pub(crate) fn send_data(buf: *mut EventBuffer, len: usize, total: u64, offset: u64) {
+    let len = if len > MAX_DATA { MAX_DATA } else { len };
+    // SAFETY: scratch record owned by this invocation.
+    unsafe {
+        let h = &mut (*buf).header;
+        h.kind = EventKind::Data as u8;
+        h.stream_offset = offset;
+        h.orig_len = total as u32;
+        h.len = len as u32;
     }
     submit(buf, len);
+}
+
+/// Copies the first `len` (at most `MAX_DATA`) bytes of a vectored call into the scratch
+/// record's data, gathered from its `count` iovecs (address, length), to be sent as one
+/// record (`send_data`) where a writer that sends a head and a body in two buffers would
+/// otherwise make two; returns how many it copied (a buffer that cannot be read ends the
+/// copy there).
+#[inline(always)]
+pub(crate) fn gather(
+    buf: *mut EventBuffer,
+    iovs: *const [[u64; 2]; MAX_IOV],
+    count_: u64,
+    len: u64,
+) -> u64 {
+    let mut at = 0u64;
+    for k in 0..MAX_IOV {
+        if k as u64 >= count_ || at >= len || at >= MAX_DATA as u64 {
+            break;
+        }
+        // SAFETY: the job's copy of the iovec array, in the scratch record.
+        let [base, size] = unsafe { core::ptr::read_volatile(core::ptr::addr_of!((*iovs)[k])) };
+        let want = len - at;
+        let part = if size < want { size } else { want };
+        // Through memory: the compiler knows `part` is below MAX_DATA and would drop the
+        // bound the verifier needs to see.
+        // SAFETY: a local.
+        let part = unsafe { core::ptr::read_volatile(&raw const part) };
+        let part = if part > MAX_DATA as u64 {
+            MAX_DATA
+        } else {
+            part as usize
+        };
+        let i = (at as usize) & (MAX_DATA - 1);
+        // SAFETY: below MAX_DATA bytes at an offset below MAX_DATA: inside `data` and
+        // `room`; `at + part` stays within MAX_DATA since `at + want` is `len`.
+        let rc = unsafe {
+            bpf_probe_read_user(
+                (*buf).data.as_mut_ptr().add(i).cast(),
+                part as u32,
+                base as *const _,
+            )
+        };
+        if rc != 0 {
+            count(counter::READ_ERRORS, 1);
+            break;
+        }
+        at += part as u64;
+    }
+    at
 }
 
 /// Reports `n` bytes that moved without being captured.

@@ -35,6 +35,9 @@ pub(crate) static EVENTS: RingBuf = RingBuf::with_byte_size(8 * 1024 * 1024, 0);
 pub(crate) struct EventBuffer {
     pub header: EventHeader,
     pub data: [u8; MAX_DATA],
+    /// Never written: room the verifier needs to see that a copy of at most `MAX_DATA`
+    /// bytes at an offset below `MAX_DATA` stays in the value (`emit::send_gathered`).
+    pub room: [u8; MAX_DATA],
     /// Never sent: records are the header and `header.len` bytes of `data`.
     pub job: Job,
 }

@@ -411,6 +411,45 @@ fn partial_writes_sent_again_make_exact_calls() {
     assert!(overlap > 0.0, "the server's writes were partial: {overlap}");
 }
 
+/// `sendmsg` and `recvmsg_into` of several buffers on both sides: a head and a body in
+/// separate buffers make one record when the whole call fits one (gathered in the kernel,
+/// up to the 8 buffers it walks), a call too long for one is copied buffer by buffer, and
+/// one of more buffers than the kernel walks loses only the bytes past them, as a gap of
+/// their true size. Each call is exact.
+#[test]
+fn vectored_reads_and_writes_make_exact_calls() {
+    let port = free_port();
+    let _server = two_sided_server("vectored.py", port);
+    let agent = Agent::start();
+    let specs = ["20:1", "3000:4", "10000:3", "100:6", "100:30"];
+    let mut args = vec!["fetch".to_string(), port.to_string()];
+    args.extend(specs.iter().map(ToString::to_string));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let printed = two_sided_client("vectored.py", &args);
+    assert_eq!(
+        printed.lines().collect::<Vec<_>>(),
+        ["200 20", "200 3000", "200 10000", "200 100", "200 100"]
+    );
+    let recs = agent.wait_records(10, RECORD_WAIT, |r| served_on(r, port));
+    for role in [Role::Client, Role::Server] {
+        let got: Vec<(&str, u16, u64)> = by_role(&recs, role)
+            .iter()
+            .map(|r| (r.path.as_str(), r.status, r.response_body_bytes))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/vec/20/1", 200, 20),
+                ("/vec/3000/4", 200, 3000),
+                ("/vec/10000/3", 200, 10000),
+                ("/vec/100/6", 200, 100),
+                ("/vec/100/30", 200, 100)
+            ],
+            "{role:?}: {recs:#?}"
+        );
+    }
+}
+
 #[test]
 fn sigint_and_sigterm_exit_zero() {
     for sig in [libc::SIGINT, libc::SIGTERM] {
