@@ -56,17 +56,31 @@ pub(crate) fn state_of(sock: u64) -> Option<*mut ConnState> {
 /// tie the library's `SSL*` to the socket, done here).
 #[inline(always)]
 pub(crate) fn passes_by(sock: u64, direction: Direction) -> bool {
+    matches!(wanted(sock, direction), Wanted::No)
+}
+
+/// Whether a data syscall is to be captured, and the connection's state when it has one.
+pub(crate) enum Wanted {
+    No,
+    New,
+    Known(*mut ConnState),
+}
+
+/// What `passes_by` asks, and the connection's state with it: one lookup for both.
+#[inline(always)]
+pub(crate) fn wanted(sock: u64, direction: Direction) -> Wanted {
     let Some(st) = CONNS.get_ptr_mut(sock) else {
-        return false;
+        return Wanted::New;
     };
     // SAFETY: map value pointer from this invocation.
     match unsafe { (*st).proto } {
-        PROTO_OTHER | PROTO_OFF => true,
+        PROTO_OTHER | PROTO_OFF => Wanted::No,
         PROTO_TLS => {
             on_tls_syscall(sock, direction);
-            true
+            Wanted::No
         }
-        _ => !still_wanted(st),
+        _ if still_wanted(st) => Wanted::Known(st),
+        _ => Wanted::No,
     }
 }
 

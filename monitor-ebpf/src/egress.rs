@@ -15,7 +15,7 @@ use aya_ebpf::{
 use monitor_common::{Direction, SHAPE_FLAT, SHAPE_IOVEC, SHAPE_MSGHDR};
 
 use crate::{
-    conn::{classify, egress_position, passes_by, state_of, Class},
+    conn::{classify, egress_position, state_of, wanted, Class, Wanted},
     copy::{asked_past_walked, load_iovecs, send_call_later, Copier, Source},
     data::{arg, msghdr_iovecs, send_held_at},
     emit::{start, Origin},
@@ -31,7 +31,8 @@ fn try_enter_egress(ctx: &TracePointContext, shape: u8) -> Option<()> {
     }
     let fd = arg(ctx, 0) as i32;
     let sock = tcp_sock(fd)?;
-    if passes_by(sock, Direction::Egress) {
+    let known = wanted(sock, Direction::Egress);
+    if matches!(known, Wanted::No) {
         return None;
     }
     let buf = arg(ctx, 1);
@@ -56,7 +57,10 @@ fn try_enter_egress(ctx: &TracePointContext, shape: u8) -> Option<()> {
     if n == 0 {
         return None;
     }
-    let st = state_of(sock)?;
+    let st = match known {
+        Wanted::Known(st) => st,
+        _ => state_of(sock)?,
+    };
     let offset = egress_position(st, sock);
     let held = match classify(st, first, n, Direction::Egress) {
         Class::Capture { held } => held,
