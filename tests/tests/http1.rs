@@ -374,6 +374,14 @@ fn head_204_and_sendfile_body_on_one_connection() {
     }
 }
 
+/// Path, status and response body size of each of `role`'s calls, in order.
+fn answers(recs: &[CallRecord], role: Role) -> Vec<(&str, u16, u64)> {
+    by_role(recs, role)
+        .iter()
+        .map(|r| (r.path.as_str(), r.status, r.response_body_bytes))
+        .collect()
+}
+
 /// Writes are captured as they start: asyncio's non-blocking sends into a small send buffer
 /// move part of each 2 MiB answer and send the rest again later, from where the stream
 /// really is. Every answer is still one call per role, of the exact size, and what was
@@ -391,10 +399,7 @@ fn partial_writes_sent_again_make_exact_calls() {
     );
     let recs = agent.wait_records(6, RECORD_WAIT, |r| served_on(r, port));
     for role in [Role::Client, Role::Server] {
-        let got: Vec<(&str, u16, u64)> = by_role(&recs, role)
-            .iter()
-            .map(|r| (r.path.as_str(), r.status, r.response_body_bytes))
-            .collect();
+        let got = answers(&recs, role);
         assert_eq!(
             got,
             [
@@ -432,10 +437,7 @@ fn vectored_reads_and_writes_make_exact_calls() {
     );
     let recs = agent.wait_records(10, RECORD_WAIT, |r| served_on(r, port));
     for role in [Role::Client, Role::Server] {
-        let got: Vec<(&str, u16, u64)> = by_role(&recs, role)
-            .iter()
-            .map(|r| (r.path.as_str(), r.status, r.response_body_bytes))
-            .collect();
+        let got = answers(&recs, role);
         assert_eq!(
             got,
             [
