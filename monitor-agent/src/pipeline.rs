@@ -96,6 +96,48 @@ struct Batch {
     flagged: Vec<ViolationRecord>,
 }
 
+/// The pipeline run by the thread that parses, when there is one parsing worker.
+pub(crate) struct Filer {
+    p: Pipeline,
+    pairing: Pairing,
+    b: Batch,
+    last_tick: u64,
+}
+
+impl Filer {
+    pub(crate) fn new(p: Pipeline) -> Filer {
+        let pairing = Pairing::new(PAIRING_WINDOW_NS).with_kubernetes(p.kube.clone());
+        Filer {
+            p,
+            pairing,
+            b: Batch::default(),
+            last_tick: 0,
+        }
+    }
+
+    /// Files `records` (emptied); with `last`, nothing waits for its other side any more.
+    pub(crate) fn take(&mut self, records: &mut Vec<Arc<CallRecord>>, last: bool) {
+        self.b.received.append(records);
+        if self.p.file(&mut self.pairing, &mut self.b, last) {
+            self.p.publish(&mut self.pairing, &mut self.b);
+        }
+        self.last_tick = Clock::monotonic_now_ns();
+    }
+
+    /// Between bursts: lets calls that waited long enough for their other side go on.
+    pub(crate) fn tick(&mut self) {
+        if Clock::monotonic_now_ns().saturating_sub(self.last_tick) >= 100_000_000 {
+            self.take(&mut Vec::new(), false);
+        }
+    }
+}
+
+impl Drop for Filer {
+    fn drop(&mut self) {
+        self.take(&mut Vec::new(), true);
+    }
+}
+
 pub(crate) fn spawn(
     mut p: Pipeline,
     rx: Receiver<Vec<Arc<CallRecord>>>,

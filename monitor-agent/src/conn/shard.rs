@@ -45,6 +45,8 @@ pub(crate) struct Worker {
     tracker: ConnTracker,
     out: Vec<Arc<CallRecord>>,
     records: Option<SyncSender<Vec<Arc<CallRecord>>>>,
+    /// The pipeline itself, run here (one worker, parsing on the reader thread).
+    pub(crate) filer: Option<Box<crate::pipeline::Filer>>,
     metrics: ConnMetrics,
     last_sweep: u64,
     counted: usize,
@@ -61,6 +63,7 @@ impl Worker {
             tracker,
             out: Vec::new(),
             records,
+            filer: None,
             metrics,
             last_sweep: Clock::monotonic_now_ns(),
             counted: 0,
@@ -77,6 +80,13 @@ impl Worker {
 
     /// Sends the calls in `out` to the pipeline as one batch (waiting while it is behind).
     pub(crate) fn hand_on(&mut self) {
+        if let Some(f) = &mut self.filer {
+            if !self.out.is_empty() {
+                f.take(&mut self.out, false);
+            }
+            f.tick();
+            return;
+        }
         if self.out.is_empty() {
             return;
         }

@@ -125,17 +125,20 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
     let (out_tx, output) = start_output(s.output)?.unzip();
     let (records, rx) = mpsc::sync_channel(RECORD_QUEUE / shard::RECORD_BATCH);
     let kube_index = s.kubernetes.as_ref().map(|_| Arc::default());
+    let make_pipeline = || Pipeline {
+        inventory: state.inventory.clone(),
+        recent: recent.clone(),
+        output: out_tx.clone(),
+        metrics: h.pipeline.clone(),
+        traffic: TrafficRecorder::new(h.traffic.clone(), s.max_metric_routes as usize),
+        enforcement: state.enforcement.clone(),
+        violations: h.violations.clone(),
+        kube: kube_index.clone(),
+    };
+    let inline_pipeline = (s.workers.unwrap_or_else(default_workers).max(1) == 1)
+        .then(|| pipeline::Filer::new(make_pipeline()));
     let pipeline = pipeline::spawn(
-        Pipeline {
-            inventory: state.inventory.clone(),
-            recent: recent.clone(),
-            output: out_tx,
-            metrics: h.pipeline.clone(),
-            traffic: TrafficRecorder::new(h.traffic, s.max_metric_routes as usize),
-            enforcement: state.enforcement.clone(),
-            violations: h.violations.clone(),
-            kube: kube_index.clone(),
-        },
+        make_pipeline(),
         rx,
         stop.clone(),
         health.watch("pipeline"),
@@ -163,6 +166,7 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
         metrics: &h.conn,
         records,
         switch: h.conn.switch_off(kernel.switch_off.take()),
+        inline_pipeline,
     };
     // Consumed: once the parsing workers are gone (shard threads, or the reader when it
     // parses inline), the pipeline sees its channel close.
@@ -266,6 +270,7 @@ struct Shared<'a> {
     records: SyncSender<Vec<Arc<CallRecord>>>,
     /// The kernel's switch for connections no parser follows.
     switch: SwitchOff,
+    inline_pipeline: Option<pipeline::Filer>,
 }
 
 /// Half the CPUs the agent may use (its cgroup quota counts), at least one. The reader
@@ -289,6 +294,7 @@ fn start_shards(
         metrics,
         records,
         switch,
+        inline_pipeline,
     } = shared;
     let workers = s.workers.unwrap_or_else(default_workers).max(1);
     let clock = Clock::new();
@@ -310,7 +316,9 @@ fn start_shards(
         Worker::new(tracker, Some(records.clone()), metrics.clone())
     };
     if workers == 1 {
-        return Ok((Parsing::Inline(Box::new(worker()), Vec::new()), Vec::new()));
+        let mut w = worker();
+        w.filer = inline_pipeline.map(Box::new);
+        return Ok((Parsing::Inline(Box::new(w), Vec::new()), Vec::new()));
     }
     let mut inlets = Vec::new();
     let mut threads = Vec::new();
