@@ -96,7 +96,9 @@ struct Batch {
     flagged: Vec<ViolationRecord>,
 }
 
-/// The pipeline run by the thread that parses, when there is one parsing worker.
+/// The pipeline with the state it keeps between batches: run on its own thread
+/// ([`spawn`]), or by the thread that parses when there is one parsing worker, so that a
+/// call is built, filed and freed on one core with no hand-off.
 pub(crate) struct Filer {
     p: Pipeline,
     pairing: Pairing,
@@ -116,30 +118,30 @@ impl Filer {
     }
 
     /// Files `records` (emptied); with `last`, nothing waits for its other side any more.
-    pub(crate) fn take(&mut self, records: &mut Vec<Arc<CallRecord>>, last: bool) {
+    /// False when the inventory is gone (its lock poisoned).
+    pub(crate) fn take(&mut self, records: &mut Vec<Arc<CallRecord>>, last: bool) -> bool {
         self.b.received.append(records);
-        if self.p.file(&mut self.pairing, &mut self.b, last) {
-            self.p.publish(&mut self.pairing, &mut self.b);
-        }
         self.last_tick = Clock::monotonic_now_ns();
+        if !self.p.file(&mut self.pairing, &mut self.b, last) {
+            return false;
+        }
+        self.p.publish(&mut self.pairing, &mut self.b);
+        true
     }
 
-    /// Between bursts: lets calls that waited long enough for their other side go on.
+    /// Between bursts: lets the calls that waited long enough for their other side go on.
     pub(crate) fn tick(&mut self) {
-        if Clock::monotonic_now_ns().saturating_sub(self.last_tick) >= 100_000_000 {
+        if Clock::monotonic_now_ns().saturating_sub(self.last_tick) >= TICK_NS {
             self.take(&mut Vec::new(), false);
         }
     }
 }
 
-impl Drop for Filer {
-    fn drop(&mut self) {
-        self.take(&mut Vec::new(), true);
-    }
-}
+/// How often calls waiting for their other side are looked at when no batch comes.
+const TICK_NS: u64 = 100_000_000;
 
 pub(crate) fn spawn(
-    mut p: Pipeline,
+    p: Pipeline,
     rx: Receiver<Vec<Arc<CallRecord>>>,
     stop: Arc<AtomicBool>,
     alive: Alive,
@@ -148,16 +150,12 @@ pub(crate) fn spawn(
         .name("pipeline".into())
         .spawn(move || {
             let _alive = alive;
-            let mut pairing = Pairing::new(PAIRING_WINDOW_NS).with_kubernetes(p.kube.clone());
-            let mut b = Batch::default();
+            let mut filer = Filer::new(p);
+            let mut received = Vec::new();
             loop {
-                let closed = receive(&rx, &mut b.received);
+                let closed = receive(&rx, &mut received);
                 let last = closed || stop.load(Ordering::Relaxed);
-                if !p.file(&mut pairing, &mut b, last) {
-                    return;
-                }
-                p.publish(&mut pairing, &mut b);
-                if closed {
+                if !filer.take(&mut received, last) || closed {
                     return;
                 }
             }

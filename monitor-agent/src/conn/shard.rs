@@ -16,7 +16,9 @@ use ringbuf::{
 };
 
 use super::{ConnMetrics, ConnTracker};
-use crate::{capture::event::Event, clock::Clock, health::Alive, record::CallRecord};
+use crate::{
+    capture::event::Event, clock::Clock, health::Alive, pipeline::Filer, record::CallRecord,
+};
 
 /// How often idle connections are swept.
 const SWEEP_EVERY_NS: u64 = 1_000_000_000;
@@ -44,26 +46,36 @@ pub(crate) struct ShardQueues {
 pub(crate) struct Worker {
     tracker: ConnTracker,
     out: Vec<Arc<CallRecord>>,
-    records: Option<SyncSender<Vec<Arc<CallRecord>>>>,
-    /// The pipeline itself, run here (one worker, parsing on the reader thread).
-    pub(crate) filer: Option<Box<crate::pipeline::Filer>>,
+    records: Records,
     metrics: ConnMetrics,
     last_sweep: u64,
     counted: usize,
     buffered: usize,
 }
 
+/// Where a worker's calls go.
+pub(crate) enum Records {
+    /// To the pipeline thread, in batches (several workers).
+    Queue(SyncSender<Vec<Arc<CallRecord>>>),
+    /// Through the pipeline run here (one worker): no hand-off between threads.
+    Here(Box<Filer>),
+}
+
+impl Drop for Worker {
+    /// The pipeline run here files what is left, and stops waiting for other sides.
+    fn drop(&mut self) {
+        if let Records::Here(filer) = &mut self.records {
+            filer.take(&mut self.out, true);
+        }
+    }
+}
+
 impl Worker {
-    pub(crate) fn new(
-        tracker: ConnTracker,
-        records: Option<SyncSender<Vec<Arc<CallRecord>>>>,
-        metrics: ConnMetrics,
-    ) -> Worker {
+    pub(crate) fn new(tracker: ConnTracker, records: Records, metrics: ConnMetrics) -> Worker {
         Worker {
             tracker,
             out: Vec::new(),
             records,
-            filer: None,
             metrics,
             last_sweep: Clock::monotonic_now_ns(),
             counted: 0,
@@ -78,23 +90,25 @@ impl Worker {
         }
     }
 
-    /// Sends the calls in `out` to the pipeline as one batch (waiting while it is behind).
+    /// Sends the calls in `out` to the pipeline as one batch (waiting while it is behind),
+    /// or files them here.
     pub(crate) fn hand_on(&mut self) {
-        if let Some(f) = &mut self.filer {
-            if !self.out.is_empty() {
-                f.take(&mut self.out, false);
+        match &mut self.records {
+            Records::Here(filer) => {
+                if !self.out.is_empty() {
+                    filer.take(&mut self.out, false);
+                }
+                filer.tick();
             }
-            f.tick();
-            return;
-        }
-        if self.out.is_empty() {
-            return;
-        }
-        let batch = std::mem::replace(&mut self.out, Vec::with_capacity(RECORD_BATCH));
-        let n = batch.len() as u64;
-        if let Some(tx) = &self.records {
-            if tx.send(batch).is_err() {
-                self.metrics.records_dropped.inc_by(n);
+            Records::Queue(tx) => {
+                if self.out.is_empty() {
+                    return;
+                }
+                let batch = std::mem::replace(&mut self.out, Vec::with_capacity(RECORD_BATCH));
+                let n = batch.len() as u64;
+                if tx.send(batch).is_err() {
+                    self.metrics.records_dropped.inc_by(n);
+                }
             }
         }
     }

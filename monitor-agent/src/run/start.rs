@@ -26,7 +26,7 @@ use crate::{
     clock::Clock,
     config::Settings,
     conn::{
-        shard::{self, Worker},
+        shard::{self, Records, Worker},
         ConnMetrics, ConnTracker, SwitchOff, TrackerConfig,
     },
     health::{Alive, Health},
@@ -57,7 +57,8 @@ const RECORD_QUEUE: usize = 8192;
 pub(super) struct Parts {
     stop: Arc<AtomicBool>,
     shards: Vec<JoinHandle<()>>,
-    pipeline: JoinHandle<()>,
+    /// None when the pipeline runs on the reader thread (one parsing worker).
+    pipeline: Option<JoinHandle<()>>,
     output: Option<JoinHandle<()>>,
     flusher: JoinHandle<()>,
     reload: JoinHandle<()>,
@@ -86,7 +87,9 @@ impl Parts {
             t.thread().unpark();
             let _ = t.join();
         }
-        let _ = self.pipeline.join();
+        if let Some(p) = self.pipeline {
+            let _ = p.join();
+        }
         let rest = [
             Some(self.flusher),
             Some(self.reload),
@@ -123,26 +126,19 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
     let health = Arc::new(Health::default());
     let recent = Arc::new(RecentCalls::new(s.recent_calls as usize));
     let (out_tx, output) = start_output(s.output)?.unzip();
-    let (records, rx) = mpsc::sync_channel(RECORD_QUEUE / shard::RECORD_BATCH);
     let kube_index = s.kubernetes.as_ref().map(|_| Arc::default());
-    let make_pipeline = || Pipeline {
+    let calls = Pipeline {
         inventory: state.inventory.clone(),
         recent: recent.clone(),
-        output: out_tx.clone(),
+        output: out_tx,
         metrics: h.pipeline.clone(),
-        traffic: TrafficRecorder::new(h.traffic.clone(), s.max_metric_routes as usize),
+        traffic: TrafficRecorder::new(h.traffic, s.max_metric_routes as usize),
         enforcement: state.enforcement.clone(),
         violations: h.violations.clone(),
         kube: kube_index.clone(),
     };
-    let inline_pipeline = (s.workers.unwrap_or_else(default_workers).max(1) == 1)
-        .then(|| pipeline::Filer::new(make_pipeline()));
-    let pipeline = pipeline::spawn(
-        make_pipeline(),
-        rx,
-        stop.clone(),
-        health.watch("pipeline"),
-    )?;
+    let workers = s.workers.unwrap_or_else(default_workers).max(1);
+    let (records, pipeline) = start_pipeline(calls, workers, &stop, &health)?;
     let flusher = store::spawn_flusher(
         state.store,
         state.inventory.clone(),
@@ -166,11 +162,10 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
         metrics: &h.conn,
         records,
         switch: h.conn.switch_off(kernel.switch_off.take()),
-        inline_pipeline,
     };
     // Consumed: once the parsing workers are gone (shard threads, or the reader when it
     // parses inline), the pipeline sees its channel close.
-    let (parsing, shards) = start_shards(s, shared, &stop, &health)?;
+    let (parsing, shards) = start_shards(workers, s, shared, &stop, &health)?;
     let reader_alive = health.watch("capture reader");
     let kernel = start_capture(kernel, parsing, identity, h.reader, &stop, reader_alive)?;
     let api = ApiState {
@@ -196,6 +191,22 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
         kernel,
     };
     Ok((control, api, parts))
+}
+
+/// Where parsed calls go. With one worker the pipeline runs where the calls are parsed,
+/// with no thread of its own: a call is built, filed and freed on one core.
+fn start_pipeline(
+    calls: Pipeline,
+    workers: usize,
+    stop: &Arc<AtomicBool>,
+    health: &Health,
+) -> Result<(Records, Option<JoinHandle<()>>)> {
+    if workers == 1 {
+        return Ok((Records::Here(Box::new(pipeline::Filer::new(calls))), None));
+    }
+    let (tx, rx) = mpsc::sync_channel(RECORD_QUEUE / shard::RECORD_BATCH);
+    let thread = pipeline::spawn(calls, rx, stop.clone(), health.watch("pipeline"))?;
+    Ok((Records::Queue(tx), Some(thread)))
 }
 
 /// The query API's token; an empty one is none.
@@ -266,11 +277,10 @@ fn start_identity(
 struct Shared<'a> {
     identity: &'a Arc<Identity>,
     metrics: &'a ConnMetrics,
-    /// Where calls go, in batches.
-    records: SyncSender<Vec<Arc<CallRecord>>>,
+    /// Where calls go: the pipeline thread's queue, or the pipeline itself (one worker).
+    records: Records,
     /// The kernel's switch for connections no parser follows.
     switch: SwitchOff,
-    inline_pipeline: Option<pipeline::Filer>,
 }
 
 /// Half the CPUs the agent may use (its cgroup quota counts), at least one. The reader
@@ -284,6 +294,7 @@ fn default_workers() -> usize {
 /// One shard per worker, each with its own connection table and inlet queue; with one
 /// worker, the reader thread parses inline instead.
 fn start_shards(
+    workers: usize,
     s: &Settings,
     shared: Shared<'_>,
     stop: &Arc<AtomicBool>,
@@ -294,9 +305,7 @@ fn start_shards(
         metrics,
         records,
         switch,
-        inline_pipeline,
     } = shared;
-    let workers = s.workers.unwrap_or_else(default_workers).max(1);
     let clock = Clock::new();
     let redactor = Redactor::default();
     let cfg = TrackerConfig {
@@ -304,7 +313,7 @@ fn start_shards(
         idle_timeout_ns: s.idle_timeout_secs.saturating_mul(1_000_000_000),
         max_parser_bytes: usize::try_from(s.parser_memory_mb << 20).unwrap_or(usize::MAX) / workers,
     };
-    let worker = || {
+    let worker = |records| {
         let tracker = ConnTracker::new(
             cfg.clone(),
             clock,
@@ -313,13 +322,17 @@ fn start_shards(
             metrics,
         )
         .switching_off(switch.clone());
-        Worker::new(tracker, Some(records.clone()), metrics.clone())
+        Worker::new(tracker, records, metrics.clone())
     };
     if workers == 1 {
-        let mut w = worker();
-        w.filer = inline_pipeline.map(Box::new);
-        return Ok((Parsing::Inline(Box::new(w), Vec::new()), Vec::new()));
+        return Ok((
+            Parsing::Inline(Box::new(worker(records)), Vec::new()),
+            Vec::new(),
+        ));
     }
+    let Records::Queue(queue) = records else {
+        anyhow::bail!("several parsing workers need the pipeline's queue");
+    };
     let mut inlets = Vec::new();
     let mut threads = Vec::new();
     for i in 0..workers {
@@ -331,7 +344,7 @@ fn start_shards(
                 events: cons,
                 spares: spare_in,
             },
-            worker(),
+            worker(Records::Queue(queue.clone())),
             stop.clone(),
             health.watch(&format!("shard-{i}")),
         )?;
