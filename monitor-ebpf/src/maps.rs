@@ -36,7 +36,7 @@ pub(crate) struct EventBuffer {
     pub header: EventHeader,
     pub data: [u8; MAX_DATA],
     /// Never written: room the verifier needs to see that a copy of at most `MAX_DATA`
-    /// bytes at an offset below `MAX_DATA` stays in the value (`emit::send_gathered`).
+    /// bytes at an offset below `MAX_DATA` stays in the value (`emit::gather`).
     pub room: [u8; MAX_DATA],
     /// Never sent: records are the header and `header.len` bytes of `data`.
     pub job: Job,

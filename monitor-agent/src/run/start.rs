@@ -163,8 +163,9 @@ pub(super) fn start(b: Built, s: &Settings) -> Result<(Control, ApiState, Parts)
         records,
         switch: h.conn.switch_off(kernel.switch_off.take()),
     };
-    // Consumed: once the parsing workers are gone (shard threads, or the reader when it
-    // parses inline), the pipeline sees its channel close.
+    // Consumed: once the shard threads are gone, the pipeline thread sees its channel
+    // close; with one worker the pipeline is the reader's own, and files what is left
+    // when the reader ends.
     let (parsing, shards) = start_shards(workers, s, shared, &stop, &health)?;
     let reader_alive = health.watch("capture reader");
     let kernel = start_capture(kernel, parsing, identity, h.reader, &stop, reader_alive)?;
